@@ -1,0 +1,469 @@
+/*
+ * libautodiff: reverse-mode automatic differentiation in C11.
+ *
+ * The model in one paragraph
+ * --------------------------
+ * A tape (ad_tape) records operations. Every op computes its value at once,
+ * appends one node to the tape and returns a tensor handle. Creation order is a
+ * topological order, so backward is a reverse loop over the tape. Tape tensors
+ * live in the tape's arena: nobody frees them; they die together when the tape
+ * is reset (ad_tape_reset, which keeps the memory for the next step) or freed.
+ * Persistent tensors (parameters, data sets) are created with ad_tensor_create,
+ * live outside any tape, survive resets and receive accumulated gradients; an
+ * op that takes one records a light view of it on the tape of its other inputs.
+ *
+ * Errors
+ * ------
+ * Functions that are not ops return an ad_status. Op constructors return a
+ * tensor handle, or NULL on error; the first error is kept on the tape (sticky,
+ * like cairo) with a message that names the op and the shapes, and every later
+ * op given NULL, or a tensor of an errored tape, returns NULL at once. Check
+ * once, where convenient: ad_tape_status() and ad_tape_message(), or the status
+ * returned by ad_backward(). The library never aborts, exits or prints.
+ *
+ * Ten lines
+ * ---------
+ *     ad_tape *tape;
+ *     ad_tape_create(&tape);
+ *     ad_tensor *x = ad_requires_grad(ad_scalar(tape, 3.0));
+ *     ad_tensor *y = ad_add(ad_mul(x, x), ad_sin(x));        // y = x^2 + sin x
+ *     if (ad_backward(y, NULL) == AD_OK)
+ *         printf("dy/dx = %g\n", ad_grad_value(x));           // 2x + cos x
+ *     else
+ *         fprintf(stderr, "%s\n", ad_tape_message(tape));
+ *     ad_tape_free(tape);
+ *
+ * Conventions follow PyTorch 1.13 (values, broadcasting, gradients at kinks and
+ * ties); docs/ops.md lists every op with its gradient.
+ */
+#ifndef AUTODIFF_AUTODIFF_H
+#define AUTODIFF_AUTODIFF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32) && defined(AD_BUILDING_LIBRARY)
+#define AD_API __declspec(dllexport)
+#elif defined(AD_BUILDING_LIBRARY) && defined(__GNUC__)
+#define AD_API __attribute__((visibility("default")))
+#else
+#define AD_API
+#endif
+
+/* Largest number of dimensions a tensor may have. */
+#define AD_MAX_DIMS 8
+
+/* ==== Status codes ======================================================== */
+
+/* One list: the enum and the messages of ad_status_string come from it. */
+#define AD_STATUS_LIST(X)                                                                 \
+    X(AD_OK, "ok")                                                                        \
+    X(AD_ERR_NOMEM, "out of memory")                                                      \
+    X(AD_ERR_SHAPE, "shape mismatch")                                                     \
+    X(AD_ERR_DTYPE, "dtype mismatch")                                                     \
+    X(AD_ERR_AXIS, "bad axis")                                                            \
+    X(AD_ERR_ARG, "bad argument")                                                         \
+    X(AD_ERR_NULL, "NULL tensor (an earlier op failed)")                                  \
+    X(AD_ERR_TAPE, "tensors from different tapes, or no tape")                            \
+    X(AD_ERR_NO_GRAD, "tensor does not require grad")                                     \
+    X(AD_ERR_FREED, "graph already freed")                                                \
+    X(AD_ERR_UNSUPPORTED, "not supported")                                                \
+    X(AD_ERR_IO, "input/output error")                                                    \
+    X(AD_ERR_FORMAT, "malformed file")
+
+typedef enum {
+#define AD_STATUS_ENUM(code, text) code,
+    AD_STATUS_LIST(AD_STATUS_ENUM)
+#undef AD_STATUS_ENUM
+} ad_status;
+
+/* A static string describing the code ("shape mismatch"); never NULL. */
+AD_API const char *ad_status_string(ad_status status);
+
+/* ==== Types =============================================================== */
+
+typedef enum { AD_F32 = 0, AD_F64 = 1 } ad_dtype;
+
+typedef struct ad_tape ad_tape;
+typedef struct ad_tensor ad_tensor;
+
+/* Size in bytes of one element of the dtype (4 or 8). */
+AD_API size_t ad_dtype_size(ad_dtype dtype);
+/* "float32" or "float64". */
+AD_API const char *ad_dtype_name(ad_dtype dtype);
+
+/*
+ * Memory comes from an allocator given per object, so tests can count
+ * allocations and inject failures. A NULL allocator means malloc/free.
+ * alloc(size, ctx) returns NULL on failure; free(ptr, ctx) accepts NULL.
+ */
+typedef struct ad_allocator {
+    void *(*alloc)(size_t size, void *ctx);
+    void (*free)(void *ptr, void *ctx);
+    void *ctx;
+} ad_allocator;
+
+/* ==== Tapes =============================================================== */
+
+/* Creates an empty tape. Returns AD_OK or AD_ERR_NOMEM; *out is NULL on error. */
+AD_API ad_status ad_tape_create(ad_tape **out);
+/* As ad_tape_create, with an allocator (copied; NULL means malloc/free). */
+AD_API ad_status ad_tape_create_with(ad_tape **out, const ad_allocator *allocator);
+/* Frees the tape and every tensor on it. Accepts NULL. */
+AD_API void ad_tape_free(ad_tape *tape);
+/*
+ * Forgets every tensor on the tape and clears its error, keeping the memory for
+ * reuse: once a step has run, later steps of the same size allocate nothing.
+ * Handles of the old tensors become invalid; persistent tensors are untouched.
+ */
+AD_API void ad_tape_reset(ad_tape *tape);
+/* The first error recorded on the tape, or AD_OK. */
+AD_API ad_status ad_tape_status(const ad_tape *tape);
+/* A message naming the op and shapes of the first error ("" when none). */
+AD_API const char *ad_tape_message(const ad_tape *tape);
+/* Clears the sticky error so the tape can be used again. */
+AD_API void ad_tape_clear_error(ad_tape *tape);
+/*
+ * Turns recording on or off (no-grad mode) and returns the previous setting.
+ * With recording off, ops compute values only: results do not require grad.
+ */
+AD_API bool ad_tape_set_grad_enabled(ad_tape *tape, bool enabled);
+AD_API bool ad_tape_grad_enabled(const ad_tape *tape);
+/* Number of recorded nodes (tensors that require grad) on the tape. */
+AD_API size_t ad_tape_node_count(const ad_tape *tape);
+/* Bytes of arena in use, and bytes of arena reserved. */
+AD_API size_t ad_tape_bytes_used(const ad_tape *tape);
+AD_API size_t ad_tape_bytes_reserved(const ad_tape *tape);
+
+/* ==== Tensors: creation and access ======================================== */
+
+/*
+ * A tape tensor of the given shape (ndim 0..AD_MAX_DIMS; a 0-d tensor is a
+ * scalar). data, if not NULL, holds numel elements of the dtype and is copied;
+ * NULL gives zeros. Does not require grad until ad_requires_grad().
+ */
+AD_API ad_tensor *ad_tensor_new(ad_tape *tape, ad_dtype dtype, int ndim, const int64_t *shape,
+                                const void *data);
+/* A tape tensor filled with value. */
+AD_API ad_tensor *ad_full(ad_tape *tape, ad_dtype dtype, int ndim, const int64_t *shape,
+                          double value);
+/* A tape tensor of doubles converted to dtype (copied). */
+AD_API ad_tensor *ad_tensor_from_doubles(ad_tape *tape, ad_dtype dtype, int ndim,
+                                         const int64_t *shape, const double *values);
+/* A float64 0-d tensor (scalar) on the tape. */
+AD_API ad_tensor *ad_scalar(ad_tape *tape, double value);
+/* A 0-d tensor of the given dtype. */
+AD_API ad_tensor *ad_scalar_of(ad_tape *tape, ad_dtype dtype, double value);
+/* zeros/ones with the shape and dtype of t, on t's tape (or tape, for a persistent t). */
+AD_API ad_tensor *ad_zeros_like(ad_tape *tape, const ad_tensor *t);
+AD_API ad_tensor *ad_ones_like(ad_tape *tape, const ad_tensor *t);
+
+/*
+ * Marks a tape tensor as a leaf that requires grad: backward accumulates into
+ * its gradient (ad_tensor_grad). Returns t (NULL passes through). A tensor that
+ * does not require grad (created, or computed from constants) becomes a leaf;
+ * one that already requires grad is returned as it is.
+ */
+AD_API ad_tensor *ad_requires_grad(ad_tensor *t);
+
+/*
+ * A persistent tensor: heap memory of its own, outside every tape, zeros.
+ * With requires_grad, it also owns a gradient of the same shape (zeros) into
+ * which ad_backward accumulates. Free it with ad_tensor_free, after every tape
+ * that used it is reset or freed. Returns AD_OK, AD_ERR_NOMEM, AD_ERR_SHAPE.
+ */
+AD_API ad_status ad_tensor_create(ad_tensor **out, ad_dtype dtype, int ndim, const int64_t *shape,
+                                  bool requires_grad);
+/* As ad_tensor_create, with an allocator (copied). */
+AD_API ad_status ad_tensor_create_with(ad_tensor **out, ad_dtype dtype, int ndim,
+                                       const int64_t *shape, bool requires_grad,
+                                       const ad_allocator *allocator);
+/* Frees a persistent tensor and its gradient. Accepts NULL; ignores tape tensors. */
+AD_API void ad_tensor_free(ad_tensor *t);
+
+AD_API ad_dtype ad_tensor_dtype(const ad_tensor *t);
+AD_API int ad_tensor_ndim(const ad_tensor *t);
+/* The shape (ndim entries; may be NULL for a 0-d tensor). Lives as long as t. */
+AD_API const int64_t *ad_tensor_shape(const ad_tensor *t);
+AD_API int64_t ad_tensor_dim(const ad_tensor *t, int axis); /* negative axes count from the end */
+AD_API int64_t ad_tensor_numel(const ad_tensor *t);
+/*
+ * The contiguous row-major elements. Tape tensors are read-only (other nodes
+ * may share them); a persistent tensor's data may be written between steps.
+ */
+AD_API void *ad_tensor_data(const ad_tensor *t);
+/* The tape the tensor lives on, or NULL for a persistent tensor. */
+AD_API ad_tape *ad_tensor_tape(const ad_tensor *t);
+/* True if gradients flow to or through t. */
+AD_API bool ad_tensor_requires_grad(const ad_tensor *t);
+/*
+ * The accumulated gradient of a leaf (a persistent tensor that requires grad,
+ * or a tape leaf after ad_backward), or NULL if there is none yet.
+ */
+AD_API ad_tensor *ad_tensor_grad(const ad_tensor *t);
+/* Sets the stored gradient of a leaf to zero (tape leaf: forgets it). */
+AD_API void ad_zero_grad(ad_tensor *t);
+
+/* Element i (row-major flat index) as a double; NaN if t is NULL or i is out of range. */
+AD_API double ad_tensor_get(const ad_tensor *t, int64_t i);
+/* Writes element i of a persistent tensor. Returns AD_ERR_ARG for tape tensors or bad i. */
+AD_API ad_status ad_tensor_set(ad_tensor *t, int64_t i, double value);
+/* Copies all elements as doubles into out[numel]. */
+AD_API ad_status ad_tensor_copy_to_doubles(const ad_tensor *t, double *out);
+/* Copies numel doubles into a persistent tensor. */
+AD_API ad_status ad_tensor_copy_from_doubles(ad_tensor *t, const double *values);
+
+/* Scalar convenience: the first element, and the first element of the gradient (NaN if none). */
+AD_API double ad_value(const ad_tensor *t);
+AD_API double ad_grad_value(const ad_tensor *t);
+
+/* ==== Backward ============================================================ */
+
+typedef struct ad_backward_opts {
+    /* Seed gradient dL/dy for the output (shape and dtype of the output).
+     * NULL means 1, which is allowed only for an output of one element. */
+    ad_tensor *seed;
+    /* Record the backward pass so its gradients can be differentiated again.
+     * Implies retain_graph. */
+    bool create_graph;
+    /* Keep the graph for another backward through it (PyTorch's retain_graph). */
+    bool retain_graph;
+} ad_backward_opts;
+
+/*
+ * Backpropagates from output y (opts may be NULL) and accumulates into leaf
+ * gradients: persistent tensors' gradient buffers (added in place) and tape
+ * leaves' ad_tensor_grad. Without retain_graph the graph behind y is marked
+ * freed, and a second backward through it returns AD_ERR_FREED.
+ * Errors: AD_ERR_NULL (y is NULL: an earlier op failed; the tape message says
+ * which), AD_ERR_NO_GRAD, AD_ERR_SHAPE (non-scalar y without seed), AD_ERR_FREED.
+ */
+AD_API ad_status ad_backward(ad_tensor *y, const ad_backward_opts *opts);
+
+/*
+ * Functional gradients: grads[i] = sum over outputs j of seeds[j]^T d outputs[j]
+ * / d inputs[i], returned as new tensors on the outputs' tape, without touching
+ * stored gradients. seeds may be NULL (all outputs must then have one element);
+ * opts->seed is ignored. An input that does not affect the outputs gets zeros.
+ * With opts->create_graph the gradients are recorded and can be differentiated
+ * again (Hessian-vector products, gradient penalties).
+ */
+AD_API ad_status ad_grad(size_t n_outputs, ad_tensor *const *outputs, ad_tensor *const *seeds,
+                         size_t n_inputs, ad_tensor *const *inputs, ad_tensor **grads,
+                         const ad_backward_opts *opts);
+
+/* ==== Gradient checking =================================================== */
+
+/*
+ * A differentiable function of n tensors for gradcheck: it must build its
+ * result from inputs with ops on `tape` and return it (NULL on error).
+ */
+typedef ad_tensor *(*ad_function)(ad_tape *tape, size_t n, ad_tensor *const *inputs, void *ctx);
+
+typedef struct ad_gradcheck_opts {
+    double eps;  /* finite-difference step; 0 means 1e-6 */
+    double atol; /* 0 means 1e-5 */
+    double rtol; /* 0 means 1e-3 */
+} ad_gradcheck_opts;
+
+typedef struct ad_gradcheck_result {
+    bool passed;
+    size_t input;      /* the input holding the worst element */
+    int64_t index;     /* its flat index in that input */
+    int64_t output;    /* the flat index of the output element */
+    double analytic;   /* the worst element's analytic derivative */
+    double numeric;    /* and its central finite difference */
+    double error;      /* |analytic - numeric| / (atol + rtol |numeric|), worst over all;
+                        * passed means error <= 1 (inf where exactly one is NaN) */
+    char message[256]; /* one line describing the worst element, or the error */
+} ad_gradcheck_result;
+
+/*
+ * Compares the analytic Jacobian of f at inputs (float64 tensors, copied; the
+ * inputs are not changed) with central finite differences, element by element:
+ * passes when |analytic - numeric| <= atol + rtol * |numeric| everywhere.
+ * Returns AD_OK when the check ran (see result->passed), or the error f or the
+ * engine reported (result->message says it).
+ */
+AD_API ad_status ad_gradcheck(ad_function f, void *ctx, size_t n, ad_tensor *const *inputs,
+                              const ad_gradcheck_opts *opts, ad_gradcheck_result *result);
+/*
+ * Second order: gradchecks the function (inputs, v) -> d<f(inputs), v>/d inputs,
+ * computed with create_graph, for a fixed random v (seeded by `seed`).
+ */
+AD_API ad_status ad_gradgradcheck(ad_function f, void *ctx, size_t n, ad_tensor *const *inputs,
+                                  uint64_t seed, const ad_gradcheck_opts *opts,
+                                  ad_gradcheck_result *result);
+
+/* ==== Op table (for tools and tests) ====================================== */
+
+/* Number of ops in the op table, and the name and arity (-1: variadic) of op i. */
+AD_API int ad_op_count(void);
+AD_API const char *ad_op_name(int op);
+AD_API int ad_op_arity(int op);
+/* True for ops that have a gradient (every op but leaves and views). */
+AD_API bool ad_op_differentiable(int op);
+/* The op that produced t (an index into the table), or -1 for NULL. */
+AD_API int ad_tensor_op(const ad_tensor *t);
+
+/* ==== Elementwise ops ===================================================== */
+/* y has x's shape and dtype. Gradient conventions at kinks follow PyTorch.  */
+
+AD_API ad_tensor *ad_neg(ad_tensor *x);      /* dx = -dy */
+AD_API ad_tensor *ad_exp(ad_tensor *x);      /* dx = dy * y */
+AD_API ad_tensor *ad_log(ad_tensor *x);      /* dx = dy / x */
+AD_API ad_tensor *ad_log1p(ad_tensor *x);    /* dx = dy / (1 + x); accurate for tiny x */
+AD_API ad_tensor *ad_sqrt(ad_tensor *x);     /* dx = dy / (2 y); +inf at 0 */
+AD_API ad_tensor *ad_square(ad_tensor *x);   /* dx = 2 x dy */
+AD_API ad_tensor *ad_sin(ad_tensor *x);      /* dx = dy cos x */
+AD_API ad_tensor *ad_cos(ad_tensor *x);      /* dx = -dy sin x */
+AD_API ad_tensor *ad_tanh(ad_tensor *x);     /* dx = dy (1 - y^2) */
+AD_API ad_tensor *ad_sigmoid(ad_tensor *x);  /* dx = dy y (1 - y); stable for |x| > 700 */
+AD_API ad_tensor *ad_relu(ad_tensor *x);     /* dx = dy [x > 0]; 0 at x = 0 */
+AD_API ad_tensor *ad_abs(ad_tensor *x);      /* dx = dy sign(x); 0 at x = 0 */
+AD_API ad_tensor *ad_softplus(ad_tensor *x); /* log1p(exp x), exactly x above 20; dx = dy sigmoid(x) */
+AD_API ad_tensor *ad_gelu(ad_tensor *x);     /* tanh approximation, exact derivative of it */
+/* x > 0 ? x : slope x; dx = dy (x > 0 ? 1 : slope), slope at 0 */
+AD_API ad_tensor *ad_leaky_relu(ad_tensor *x, double slope);
+/* x^p; dx = dy p x^(p-1), exactly 0 when p = 0 */
+AD_API ad_tensor *ad_pow_scalar(ad_tensor *x, double p);
+/* A copy of x that does not require grad (gradient stops here). */
+AD_API ad_tensor *ad_detach(ad_tensor *x);
+/* x converted to dtype; dx = cast(dy, x's dtype). Same dtype: returns x. */
+AD_API ad_tensor *ad_cast(ad_tensor *x, ad_dtype dtype);
+
+/* ==== Binary ops with broadcasting ======================================== */
+/*
+ * NumPy/PyTorch broadcasting: shapes align from the trailing dimension and
+ * size-1 dims stretch on either side. Both operands must share a dtype
+ * (AD_ERR_DTYPE otherwise; ad_cast converts). A broadcast operand's gradient is
+ * summed back to its own shape.
+ */
+AD_API ad_tensor *ad_add(ad_tensor *a, ad_tensor *b); /* da = dy, db = dy */
+AD_API ad_tensor *ad_sub(ad_tensor *a, ad_tensor *b); /* da = dy, db = -dy */
+AD_API ad_tensor *ad_mul(ad_tensor *a, ad_tensor *b); /* da = dy b, db = dy a */
+AD_API ad_tensor *ad_div(ad_tensor *a, ad_tensor *b); /* da = dy / b, db = -dy y / b */
+/* a^b; da = dy b a^(b-1), db = dy y log a, and db = 0 where a = 0 and b >= 0 */
+AD_API ad_tensor *ad_pow(ad_tensor *a, ad_tensor *b);
+/* The gradient goes to the larger (smaller) operand; a tie gives each dy / 2. */
+AD_API ad_tensor *ad_maximum(ad_tensor *a, ad_tensor *b);
+AD_API ad_tensor *ad_minimum(ad_tensor *a, ad_tensor *b);
+
+/* Tensor-with-scalar forms: the scalar is a constant of x's dtype. */
+AD_API ad_tensor *ad_add_scalar(ad_tensor *x, double s);
+AD_API ad_tensor *ad_sub_scalar(ad_tensor *x, double s);   /* x - s */
+AD_API ad_tensor *ad_rsub_scalar(ad_tensor *x, double s);  /* s - x */
+AD_API ad_tensor *ad_mul_scalar(ad_tensor *x, double s);
+AD_API ad_tensor *ad_div_scalar(ad_tensor *x, double s);   /* x / s */
+AD_API ad_tensor *ad_rdiv_scalar(ad_tensor *x, double s);  /* s / x */
+AD_API ad_tensor *ad_rpow_scalar(ad_tensor *x, double s);  /* s^x */
+AD_API ad_tensor *ad_maximum_scalar(ad_tensor *x, double s);
+AD_API ad_tensor *ad_minimum_scalar(ad_tensor *x, double s);
+
+/* ==== Reductions ========================================================== */
+/*
+ * axes: n_axes axis numbers (negative count from the end); n_axes = 0 (axes
+ * may be NULL) reduces over all. Duplicate or out-of-range axes: AD_ERR_AXIS.
+ * keepdim keeps reduced dims with size 1; reducing all without it gives 0-d.
+ */
+AD_API ad_tensor *ad_sum(ad_tensor *x, int n_axes, const int *axes, bool keepdim);
+AD_API ad_tensor *ad_mean(ad_tensor *x, int n_axes, const int *axes, bool keepdim); /* NaN if empty */
+/* dx = dy at the maxima; tied maxima share dy evenly */
+AD_API ad_tensor *ad_max(ad_tensor *x, int n_axes, const int *axes, bool keepdim);
+/* log sum exp, stable; dx = dy softmax(x) */
+AD_API ad_tensor *ad_logsumexp(ad_tensor *x, int n_axes, const int *axes, bool keepdim);
+/* sum((x - mean)^2) / (N - correction); PyTorch's default correction is 1 */
+AD_API ad_tensor *ad_var(ad_tensor *x, int n_axes, const int *axes, bool keepdim,
+                         int correction);
+/* Whole-tensor shorthands: 0-d results. */
+AD_API ad_tensor *ad_sum_all(ad_tensor *x);
+AD_API ad_tensor *ad_mean_all(ad_tensor *x);
+
+/* ==== Linear algebra ====================================================== */
+
+/*
+ * torch.matmul: 1-D . 1-D is a dot product (0-d); a 1-D left operand is a row
+ * and a 1-D right one a column, that dim dropped from the result; with >= 3
+ * dims the last two are matrices and leading batch dims broadcast.
+ * da = dy b^T, db = a^T dy (summed over broadcast batch dims).
+ */
+AD_API ad_tensor *ad_matmul(ad_tensor *a, ad_tensor *b);
+/*
+ * op(a) op(b) for a, b of >= 2 dims, op(m) = m^T (last two dims swapped) when
+ * the flag is set. No transpose is materialised.
+ */
+AD_API ad_tensor *ad_matmul_t(ad_tensor *a, ad_tensor *b, bool transpose_a, bool transpose_b);
+/* Axes reordered: y.shape[i] = x.shape[perm[i]]; dx = permute(dy, inverse perm) */
+AD_API ad_tensor *ad_permute(ad_tensor *x, const int *perm);
+/* Two axes swapped. */
+AD_API ad_tensor *ad_transpose(ad_tensor *x, int axis0, int axis1);
+
+/* ==== Shape and indexing ================================================== */
+
+/* Same elements, new shape; one entry may be -1 (inferred). dx = reshape(dy) */
+AD_API ad_tensor *ad_reshape(ad_tensor *x, int ndim, const int64_t *shape);
+/* Broadcast to shape (NumPy rules); dx = dy summed back to x's shape */
+AD_API ad_tensor *ad_expand(ad_tensor *x, int ndim, const int64_t *shape);
+/* x summed over broadcast dims down to shape (the adjoint of expand) */
+AD_API ad_tensor *ad_sum_to(ad_tensor *x, int ndim, const int64_t *shape);
+/*
+ * Python's x[start:stop:step] along one axis (negative start/stop count from
+ * the end and are clamped; step >= 1). dx = dy placed back into zeros.
+ */
+AD_API ad_tensor *ad_slice(ad_tensor *x, int axis, int64_t start, int64_t stop, int64_t step);
+/* The adjoint of ad_slice: zeros of size `length` along axis with x placed at start:stop:step. */
+AD_API ad_tensor *ad_slice_scatter(ad_tensor *x, int axis, int64_t length, int64_t start,
+                                   int64_t step);
+/* Joined along axis; every other dim must agree. dx_i = slice of dy */
+AD_API ad_tensor *ad_concat(size_t n, ad_tensor *const *xs, int axis);
+/* Joined along a new axis; all shapes must agree. */
+AD_API ad_tensor *ad_stack(size_t n, ad_tensor *const *xs, int axis);
+/*
+ * Selects index[0..n) along axis (each in [0, dim); copied): y.shape[axis] = n.
+ * dx = index_add(zeros, axis, index, dy): repeated indices accumulate.
+ */
+AD_API ad_tensor *ad_index_select(ad_tensor *x, int axis, size_t n, const int64_t *index);
+/* The adjoint: zeros with `length` along axis, plus x's slices added at index. */
+AD_API ad_tensor *ad_index_add(ad_tensor *x, int axis, int64_t length, size_t n,
+                               const int64_t *index);
+/*
+ * torch.gather: y[i][j] = x[i][index[i][j]] along axis (index has y's shape,
+ * ndim equal to x's, values in [0, x.shape[axis]); copied). dx scatters-adds dy.
+ */
+AD_API ad_tensor *ad_gather(ad_tensor *x, int axis, int ndim, const int64_t *index_shape,
+                            const int64_t *index);
+/* The adjoint of gather: zeros of x_shape with src added at index along axis. */
+AD_API ad_tensor *ad_scatter_add(ad_tensor *src, int axis, int ndim, const int64_t *x_shape,
+                                 const int64_t *index);
+/*
+ * cond ? a : b elementwise, all three broadcast; cond is a tensor of a's dtype,
+ * true where nonzero, never differentiated. da = dy where cond, 0 elsewhere.
+ * As in PyTorch, a NaN or inf made inside the untaken branch of an expression
+ * still reaches the gradient through 0 * inf; guard the input, not the output.
+ */
+AD_API ad_tensor *ad_where(ad_tensor *cond, ad_tensor *a, ad_tensor *b);
+
+/* ==== Fused ops for numerics ============================================== */
+
+/* exp(x - logsumexp(x)) along axis; dx = y (dy - sum(dy y)) */
+AD_API ad_tensor *ad_softmax(ad_tensor *x, int axis);
+/* x - logsumexp(x) along axis; dx = dy - softmax(x) sum(dy) */
+AD_API ad_tensor *ad_log_softmax(ad_tensor *x, int axis);
+/*
+ * Mean over rows of -log_softmax(logits)[i, target[i]]; logits [N, C], targets
+ * N integers in [0, C) (copied). dlogits = dy (softmax - onehot) / N. 0-d result.
+ */
+AD_API ad_tensor *ad_cross_entropy(ad_tensor *logits, size_t n, const int64_t *targets);
+/* mean((a - b)^2), broadcasting; 0-d result. */
+AD_API ad_tensor *ad_mse(ad_tensor *a, ad_tensor *b);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* AUTODIFF_AUTODIFF_H */

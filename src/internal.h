@@ -1,0 +1,225 @@
+/* Internal definitions shared by the engine's source files. Not installed. */
+#ifndef AD_INTERNAL_H
+#define AD_INTERNAL_H
+
+#include "autodiff/autodiff.h"
+
+#include <assert.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <string.h>
+
+/* ---- Op table --------------------------------------------------------------
+ * src/ops.def lists every op once: AD_OP(name, arity, flags). Each row needs
+ * ad__<name>_shape, ad__<name>_forward and ad__<name>_backward, defined in the
+ * op's family file; a row without one fails at link time. */
+
+enum {
+    AD_OPF_DIFF = 1,  /* has a gradient (checked by the gradcheck coverage test) */
+    AD_OPF_ALIAS = 2, /* output shares its input's data: forward sets y->data */
+    AD_OPF_NO_DOUBLE = 4 /* backward is not itself differentiable */
+};
+
+typedef enum {
+#define AD_OP(name, arity, flags) AD_OP_##name,
+#include "ops.def"
+#undef AD_OP
+    AD_OP_COUNT
+} ad__op_id;
+
+/* Computes y->ndim, y->shape (and y->dtype if it differs from src[0]'s) from
+ * y's inputs and parameters; reports bad input with ad__fail. */
+typedef ad_status (*ad__shape_fn)(ad_tensor *y);
+/* Fills y->data from y's inputs. Cannot fail: shape checked everything. */
+typedef void (*ad__forward_fn)(ad_tensor *y);
+/* Sets gin[i] = dL/d src[i] for each input that requires grad, given gy =
+ * dL/dy, using only differentiable ops; leaves gin[i] NULL for the others.
+ * Errors are reported on the tape (ops return NULL). */
+typedef void (*ad__backward_fn)(ad_tensor *y, ad_tensor *gy, ad_tensor **gin);
+
+typedef struct ad__op {
+    const char *name;
+    int arity;
+    int flags;
+    ad__shape_fn shape;
+    ad__forward_fn forward;
+    ad__backward_fn backward;
+} ad__op;
+
+extern const ad__op ad__ops[AD_OP_COUNT];
+
+#define AD_OP(name, arity, flags)                                                          \
+    ad_status ad__##name##_shape(ad_tensor *y);                                             \
+    void ad__##name##_forward(ad_tensor *y);                                                \
+    void ad__##name##_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin);
+#include "ops.def"
+#undef AD_OP
+
+/* ---- Tensors ------------------------------------------------------------- */
+
+enum {
+    AD_TF_REQUIRES_GRAD = 1, /* gradients flow to or through this tensor */
+    AD_TF_RECORDED = 2,      /* has an id on its tape and takes part in backward */
+    AD_TF_LEAF = 4,          /* created, not computed: backward accumulates its grad */
+    AD_TF_FREED = 8,         /* backward ran through it without retain_graph */
+    AD_TF_PERSISTENT = 16    /* heap tensor outside any tape */
+};
+
+/* Small op parameters live inline in the node; arrays go to the arena. */
+typedef union ad__param {
+    double f;
+    int64_t i;
+    void *p;
+} ad__param;
+
+#define AD_NPARAM 4
+
+struct ad_tensor {
+    void *data;           /* numel elements, contiguous, row-major */
+    int64_t *shape;       /* ndim entries; often shared with an input */
+    ad_tensor **src;      /* nsrc inputs */
+    ad_tape *tape;        /* NULL for persistent tensors */
+    ad_tensor *grad;      /* leaves: accumulated gradient */
+    int64_t numel;
+    ad__param param[AD_NPARAM];
+    uint32_t id;          /* index in tape->nodes when RECORDED */
+    uint32_t generation;  /* tape generation at creation */
+    uint8_t op, dtype, ndim, flags;
+    uint8_t nsrc;
+    const ad_allocator *allocator; /* persistent tensors: how to free */
+};
+
+/* ---- Arena and tape ------------------------------------------------------- */
+
+typedef struct ad__block {
+    struct ad__block *next;
+    size_t size, used;
+    /* data follows, aligned */
+} ad__block;
+
+struct ad_tape {
+    ad_allocator allocator;
+    ad__block *first, *current;
+    size_t reserved, used_before_current;
+    ad_tensor **nodes;   /* recorded nodes in creation order */
+    size_t n_nodes, cap_nodes;
+    uint32_t generation;
+    bool grad_enabled;
+    ad_status status;
+    char message[512];
+};
+
+void *ad__alloc(ad_tape *tape, size_t size);      /* 64-byte aligned; NULL + error on OOM */
+void *ad__alloc_zero(ad_tape *tape, size_t size);
+void *ad__heap_alloc(const ad_allocator *a, size_t size);
+void ad__heap_free(const ad_allocator *a, void *p);
+
+/* Records an error on the tape (first one wins) and returns code. */
+ad_status ad__fail(ad_tape *tape, ad_status code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* Writes "[2,3]" into buf (at least AD__SHAPE_BUF bytes) and returns buf. */
+#define AD__SHAPE_BUF 96
+const char *ad__shape_str(char *buf, int ndim, const int64_t *shape);
+#define AD__SHAPE(t, buf) ad__shape_str((buf), (t)->ndim, (t)->shape)
+
+/*
+ * The one way to make an op node: validates inputs (NULL, tapes, dtypes),
+ * brings persistent inputs onto the tape as views, fills params, runs the
+ * op's shape rule, allocates and computes the value, and records the node if
+ * it requires grad. params may be NULL. Returns NULL on error.
+ */
+ad_tensor *ad__apply(int op, int nsrc, ad_tensor *const *src, const ad__param *params);
+/* Same, for ops whose inputs may differ in dtype (cast). */
+ad_tensor *ad__apply_mixed(int op, int nsrc, ad_tensor *const *src, const ad__param *params);
+
+/* Records t on its tape: an id in creation order, flag RECORDED. */
+ad_status ad__record(ad_tape *tape, ad_tensor *t);
+/* A fresh, unrecorded tensor on tape with the given shape (copied) and dtype. */
+ad_tensor *ad__new(ad_tape *tape, ad_dtype dtype, int ndim, const int64_t *shape);
+/* Copies n int64 values into the tape's arena. */
+int64_t *ad__copy_i64(ad_tape *tape, const int64_t *v, size_t n);
+
+/* The tape shared by inputs, NULL (no error recorded) if one is NULL. */
+ad_tape *ad__tape_of(int n, ad_tensor *const *ts);
+
+/* Normalises a possibly negative axis; returns -1 if out of range. */
+int ad__axis(int axis, int ndim);
+/* Normalises an axis list into a bitmask; 0 axes means all. Reports errors as op. */
+ad_status ad__axes_mask(ad_tape *tape, const char *op, const ad_tensor *x, int n_axes,
+                        const int *axes, uint32_t *mask);
+/* Broadcast shape of a and b into out (AD_MAX_DIMS); returns ndim or -1. */
+int ad__broadcast_shape(int na, const int64_t *a, int nb, const int64_t *b, int64_t *out);
+bool ad__same_shape(const ad_tensor *a, const ad_tensor *b);
+int64_t ad__numel(int ndim, const int64_t *shape);
+
+/* Internal constant tensors (never recorded), on the tape of like. */
+ad_tensor *ad__const_like(const ad_tensor *like, double value);
+ad_tensor *ad__scalar_const(const ad_tensor *like, double value); /* 0-d, like's dtype */
+
+/* Gradient of a broadcast operand: g summed back to x's shape (g itself if equal). */
+ad_tensor *ad__reduce_to(ad_tensor *g, const ad_tensor *x);
+
+/* Sets y to share src[0]'s shape (unary elementwise shape rule). */
+ad_status ad__same_shape_rule(ad_tensor *y);
+
+/* Reads element i of t as double. */
+static inline double ad__get(const ad_tensor *t, int64_t i)
+{
+    return t->dtype == AD_F32 ? (double)((const float *)t->data)[i]
+                              : ((const double *)t->data)[i];
+}
+static inline void ad__set(ad_tensor *t, int64_t i, double v)
+{
+    if (t->dtype == AD_F32)
+        ((float *)t->data)[i] = (float)v;
+    else
+        ((double *)t->data)[i] = v;
+}
+
+/* Broadcast iteration over up to 3 operands against an output shape: the
+ * output is walked as `outer` rows of `inner` contiguous elements; operand k
+ * advances by inner_stride[k] (0 or 1) inside a row, and its offset at the
+ * start of row o comes from ad__bcast_row. */
+typedef struct ad__bcast {
+    int ndim, n;
+    int64_t shape[AD_MAX_DIMS];
+    int64_t stride[3][AD_MAX_DIMS];
+    int64_t inner, outer;
+    int64_t inner_stride[3];
+} ad__bcast;
+void ad__bcast_init(ad__bcast *b, const ad_tensor *y, int n, ad_tensor *const *src);
+void ad__bcast_row(const ad__bcast *b, int64_t row, int64_t *offsets);
+
+/* A reduction of x over the axes in mask, as n_out groups of n_red elements:
+ * element r of group o is at base[o] + off[r]; base/off NULL mean o * n_red
+ * and r (the reduced axes are the trailing ones). */
+typedef struct ad__reduce_plan {
+    int64_t n_out, n_red;
+    int64_t *base, *off;
+} ad__reduce_plan;
+ad_status ad__reduce_plan_make(ad_tape *tape, const ad_tensor *x, uint32_t mask,
+                               ad__reduce_plan *plan);
+static inline int64_t ad__plan_base(const ad__reduce_plan *p, int64_t o)
+{
+    return p->base ? p->base[o] : o * p->n_red;
+}
+static inline int64_t ad__plan_off(const ad__reduce_plan *p, int64_t r)
+{
+    return p->off ? p->off[r] : r;
+}
+/* The shape of x reduced over mask with keepdim (size-1 dims), into out. */
+void ad__keepdim_shape(const ad_tensor *x, uint32_t mask, int64_t *out);
+
+/* Row-major strides of a shape. */
+void ad__strides(int ndim, const int64_t *shape, int64_t *strides);
+
+/* Gradient sweep shared by ad_backward and ad_grad. */
+ad_status ad__sweep(ad_tape *tape, size_t n_out, ad_tensor *const *outputs,
+                    ad_tensor *const *seeds, bool create_graph, bool retain_graph,
+                    ad_tensor ***grads_out);
+
+#endif

@@ -1,0 +1,223 @@
+/* The op table and the one function that makes op nodes (ad__apply), with the
+ * shape helpers every family shares. */
+#include "internal.h"
+
+const ad__op ad__ops[AD_OP_COUNT] = {
+#define AD_OP(name, arity, flags)                                                          \
+    {#name, arity, flags, ad__##name##_shape, ad__##name##_forward, ad__##name##_backward},
+#include "ops.def"
+#undef AD_OP
+};
+
+int ad_op_count(void)
+{
+    return AD_OP_COUNT;
+}
+
+const char *ad_op_name(int op)
+{
+    return op >= 0 && op < AD_OP_COUNT ? ad__ops[op].name : "?";
+}
+
+int ad_op_arity(int op)
+{
+    return op >= 0 && op < AD_OP_COUNT ? ad__ops[op].arity : 0;
+}
+
+bool ad_op_differentiable(int op)
+{
+    return op >= 0 && op < AD_OP_COUNT && (ad__ops[op].flags & AD_OPF_DIFF);
+}
+
+/* ---- Shape helpers ---------------------------------------------------------- */
+
+int ad__axis(int axis, int ndim)
+{
+    if (axis < -ndim || axis >= ndim)
+        return -1;
+    return axis < 0 ? axis + ndim : axis;
+}
+
+ad_status ad__axes_mask(ad_tape *tape, const char *op, const ad_tensor *x, int n_axes,
+                        const int *axes, uint32_t *mask)
+{
+    char s[AD__SHAPE_BUF];
+    *mask = 0;
+    if (n_axes == 0) {
+        *mask = (uint32_t)((1u << x->ndim) - 1u);
+        return AD_OK;
+    }
+    if (n_axes < 0 || !axes)
+        return ad__fail(tape, AD_ERR_AXIS, "%s: bad axis list (%d axes)", op, n_axes);
+    for (int i = 0; i < n_axes; i++) {
+        int a = ad__axis(axes[i], x->ndim);
+        if (a < 0)
+            return ad__fail(tape, AD_ERR_AXIS, "%s: axis %d out of range for shape %s", op,
+                            axes[i], AD__SHAPE(x, s));
+        if (*mask & (1u << a))
+            return ad__fail(tape, AD_ERR_AXIS, "%s: axis %d repeated for shape %s", op, axes[i],
+                            AD__SHAPE(x, s));
+        *mask |= 1u << a;
+    }
+    return AD_OK;
+}
+
+int ad__broadcast_shape(int na, const int64_t *a, int nb, const int64_t *b, int64_t *out)
+{
+    int n = na > nb ? na : nb;
+    for (int i = 0; i < n; i++) {
+        int64_t da = i < n - na ? 1 : a[i - (n - na)];
+        int64_t db = i < n - nb ? 1 : b[i - (n - nb)];
+        if (da != db && da != 1 && db != 1)
+            return -1;
+        out[i] = da == 1 ? db : da;
+    }
+    return n;
+}
+
+bool ad__same_shape(const ad_tensor *a, const ad_tensor *b)
+{
+    if (a->ndim != b->ndim)
+        return false;
+    if (a->shape == b->shape)
+        return true;
+    for (int i = 0; i < a->ndim; i++)
+        if (a->shape[i] != b->shape[i])
+            return false;
+    return true;
+}
+
+ad_status ad__same_shape_rule(ad_tensor *y)
+{
+    y->ndim = y->src[0]->ndim;
+    y->shape = y->src[0]->shape;
+    return AD_OK;
+}
+
+ad_tensor *ad__reduce_to(ad_tensor *g, const ad_tensor *x)
+{
+    if (!g)
+        return NULL;
+    if (ad__same_shape(g, x))
+        return g;
+    return ad_sum_to(g, x->ndim, x->shape);
+}
+
+/* ---- Making nodes ------------------------------------------------------------ */
+
+ad_tape *ad__tape_of(int n, ad_tensor *const *ts)
+{
+    ad_tape *tape = NULL;
+    for (int i = 0; i < n; i++) {
+        if (!ts[i])
+            return NULL;
+        if (ts[i]->tape && !tape)
+            tape = ts[i]->tape;
+    }
+    return tape;
+}
+
+/* A persistent tensor that requires grad enters a tape as a recorded view,
+ * so its gradient is gathered per tape and never races across threads. */
+static ad_tensor *view_of(ad_tape *tape, ad_tensor *p)
+{
+    ad_tensor *v = ad__alloc(tape, sizeof *v + sizeof(ad_tensor *));
+    if (!v)
+        return NULL;
+    memset(v, 0, sizeof *v);
+    v->src = (ad_tensor **)(v + 1);
+    v->src[0] = p;
+    v->nsrc = 1;
+    v->tape = tape;
+    v->op = AD_OP_view;
+    v->dtype = p->dtype;
+    v->generation = tape->generation;
+    v->numel = p->numel;
+    ad__view_shape(v);
+    ad__view_forward(v);
+    v->flags = AD_TF_REQUIRES_GRAD;
+    return ad__record(tape, v) == AD_OK ? v : NULL;
+}
+
+static ad_tensor *apply(int op, int nsrc, ad_tensor *const *src, const ad__param *params,
+                        bool mixed)
+{
+    const char *name = ad__ops[op].name;
+    ad_tape *tape = ad__tape_of(nsrc, src);
+    if (!tape || tape->status != AD_OK)
+        return NULL; /* a NULL input: the error is already on its tape */
+    char s0[AD__SHAPE_BUF], s1[AD__SHAPE_BUF];
+    for (int i = 0; i < nsrc; i++) {
+        const ad_tensor *x = src[i];
+        if (x->tape && x->tape != tape) {
+            ad__fail(tape, AD_ERR_TAPE, "%s: inputs come from different tapes", name);
+            return NULL;
+        }
+        if (x->tape && x->generation != tape->generation) {
+            ad__fail(tape, AD_ERR_FREED, "%s: input %d was freed by ad_tape_reset", name, i);
+            return NULL;
+        }
+        if (!mixed && x->dtype != src[0]->dtype) {
+            ad__fail(tape, AD_ERR_DTYPE, "%s: dtypes %s %s and %s %s differ (use ad_cast)", name,
+                     ad_dtype_name((ad_dtype)src[0]->dtype), AD__SHAPE(src[0], s0),
+                     ad_dtype_name((ad_dtype)x->dtype), AD__SHAPE(x, s1));
+            return NULL;
+        }
+    }
+    ad_tensor *y = ad__alloc(tape, sizeof *y + (size_t)nsrc * sizeof(ad_tensor *));
+    if (!y)
+        return NULL;
+    memset(y, 0, sizeof *y);
+    y->src = (ad_tensor **)(y + 1);
+    y->nsrc = (uint8_t)nsrc;
+    y->tape = tape;
+    y->op = (uint8_t)op;
+    y->dtype = src[0]->dtype;
+    y->generation = tape->generation;
+    if (params)
+        memcpy(y->param, params, sizeof y->param);
+    bool needs_grad = false;
+    for (int i = 0; i < nsrc; i++) {
+        ad_tensor *x = src[i];
+        if ((x->flags & AD_TF_PERSISTENT) && (x->flags & AD_TF_REQUIRES_GRAD) &&
+            tape->grad_enabled && (ad__ops[op].flags & AD_OPF_DIFF)) {
+            x = view_of(tape, x);
+            if (!x)
+                return NULL;
+        }
+        y->src[i] = x;
+        if ((x->flags & AD_TF_RECORDED) && x->tape == tape)
+            needs_grad = true;
+    }
+    if (ad__ops[op].shape(y) != AD_OK)
+        return NULL;
+    y->numel = ad__numel(y->ndim, y->shape);
+    if (!(ad__ops[op].flags & AD_OPF_ALIAS)) {
+        y->data = ad__alloc(tape, (size_t)y->numel * ad_dtype_size((ad_dtype)y->dtype));
+        if (!y->data)
+            return NULL;
+    }
+    ad__ops[op].forward(y);
+    if (tape->status != AD_OK)
+        return NULL; /* a forward that needed scratch memory and had none */
+    if (needs_grad && tape->grad_enabled && (ad__ops[op].flags & AD_OPF_DIFF)) {
+        y->flags |= AD_TF_REQUIRES_GRAD;
+        if (ad__record(tape, y) != AD_OK)
+            return NULL;
+    } else if (nsrc) {
+        /* Nothing flows back through a constant: drop the inputs so the
+         * sweep never looks at them. */
+        y->nsrc = 0;
+    }
+    return y;
+}
+
+ad_tensor *ad__apply(int op, int nsrc, ad_tensor *const *src, const ad__param *params)
+{
+    return apply(op, nsrc, src, params, false);
+}
+
+ad_tensor *ad__apply_mixed(int op, int nsrc, ad_tensor *const *src, const ad__param *params)
+{
+    return apply(op, nsrc, src, params, true);
+}

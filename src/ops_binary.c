@@ -1,0 +1,354 @@
+/* Elementwise ops of two inputs with NumPy/PyTorch broadcasting, and their
+ * tensor-with-scalar forms. A broadcast operand's gradient is summed back to
+ * its own shape in one place, ad__reduce_to. */
+#include "internal.h"
+
+#include <tgmath.h>
+
+/* ---- Broadcast iteration ----------------------------------------------------------- */
+
+void ad__bcast_init(ad__bcast *b, const ad_tensor *y, int n, ad_tensor *const *src)
+{
+    memset(b, 0, sizeof *b);
+    b->ndim = y->ndim;
+    b->n = n;
+    for (int d = 0; d < y->ndim; d++)
+        b->shape[d] = y->shape[d];
+    for (int k = 0; k < n; k++) {
+        const ad_tensor *x = src[k];
+        int lead = y->ndim - x->ndim;
+        int64_t s = 1;
+        for (int d = y->ndim - 1; d >= 0; d--) {
+            int64_t dim = d < lead ? 1 : x->shape[d - lead];
+            b->stride[k][d] = dim == 1 ? 0 : s;
+            s *= dim;
+        }
+    }
+    b->inner = y->ndim ? y->shape[y->ndim - 1] : 1;
+    b->outer = b->inner ? y->numel / b->inner : 0;
+    for (int k = 0; k < n; k++)
+        b->inner_stride[k] = y->ndim ? b->stride[k][y->ndim - 1] : 0;
+}
+
+void ad__bcast_row(const ad__bcast *b, int64_t row, int64_t *offsets)
+{
+    for (int k = 0; k < b->n; k++)
+        offsets[k] = 0;
+    for (int d = b->ndim - 2; d >= 0; d--) {
+        int64_t i = row % b->shape[d];
+        row /= b->shape[d];
+        for (int k = 0; k < b->n; k++)
+            offsets[k] += i * b->stride[k][d];
+    }
+}
+
+/* y = expr(a, b) with broadcasting, for T in {float, double}. The common cases
+ * (same shapes, a scalar operand) are flat loops the compiler vectorises. */
+#define BINARY_LOOP(T, expr)                                                               \
+    do {                                                                                   \
+        const ad_tensor *ta_ = y->src[0], *tb_ = y->src[1];                                \
+        const T *A_ = ta_->data, *B_ = tb_->data;                                          \
+        T *Y_ = y->data;                                                                   \
+        if (ta_->numel == y->numel && tb_->numel == y->numel) {                            \
+            for (int64_t i_ = 0; i_ < y->numel; i_++) {                                    \
+                const T a = A_[i_], b = B_[i_];                                            \
+                Y_[i_] = (T)(expr);                                                        \
+            }                                                                              \
+        } else if (tb_->numel == 1 && ta_->numel == y->numel) {                            \
+            const T b = B_[0];                                                             \
+            for (int64_t i_ = 0; i_ < y->numel; i_++) {                                    \
+                const T a = A_[i_];                                                        \
+                Y_[i_] = (T)(expr);                                                        \
+            }                                                                              \
+        } else if (ta_->numel == 1 && tb_->numel == y->numel) {                            \
+            const T a = A_[0];                                                             \
+            for (int64_t i_ = 0; i_ < y->numel; i_++) {                                    \
+                const T b = B_[i_];                                                        \
+                Y_[i_] = (T)(expr);                                                        \
+            }                                                                              \
+        } else {                                                                           \
+            ad__bcast bc_;                                                                 \
+            ad__bcast_init(&bc_, y, 2, y->src);                                            \
+            int64_t off_[3];                                                               \
+            for (int64_t r_ = 0; r_ < bc_.outer; r_++) {                                   \
+                ad__bcast_row(&bc_, r_, off_);                                             \
+                const T *ar_ = A_ + off_[0], *br_ = B_ + off_[1];                          \
+                T *yr_ = Y_ + r_ * bc_.inner;                                              \
+                int64_t sa_ = bc_.inner_stride[0], sb_ = bc_.inner_stride[1];              \
+                for (int64_t i_ = 0; i_ < bc_.inner; i_++) {                               \
+                    const T a = ar_[i_ * sa_], b = br_[i_ * sb_];                          \
+                    yr_[i_] = (T)(expr);                                                   \
+                }                                                                          \
+            }                                                                              \
+        }                                                                                  \
+    } while (0)
+
+/* The broadcast shape rule shared by every binary op. */
+static ad_status broadcast_rule(ad_tensor *y)
+{
+    const ad_tensor *a = y->src[0], *b = y->src[1];
+    if (ad__same_shape(a, b))
+        return ad__same_shape_rule(y);
+    int64_t shape[AD_MAX_DIMS];
+    int n = ad__broadcast_shape(a->ndim, a->shape, b->ndim, b->shape, shape);
+    if (n < 0) {
+        char s0[AD__SHAPE_BUF], s1[AD__SHAPE_BUF];
+        return ad__fail(y->tape, AD_ERR_SHAPE, "%s: shapes %s and %s do not broadcast",
+                        ad__ops[y->op].name, AD__SHAPE(a, s0), AD__SHAPE(b, s1));
+    }
+    /* Reuse an operand's shape array when it already is the result. */
+    if (a->ndim == n && ad__numel(n, a->shape) == ad__numel(n, shape) &&
+        memcmp(a->shape, shape, (size_t)n * sizeof *shape) == 0) {
+        y->shape = a->shape;
+    } else if (b->ndim == n && memcmp(b->shape, shape, (size_t)n * sizeof *shape) == 0) {
+        y->shape = b->shape;
+    } else {
+        y->shape = ad__copy_i64(y->tape, shape, (size_t)n);
+        if (!y->shape)
+            return y->tape->status;
+    }
+    y->ndim = (uint8_t)n;
+    return AD_OK;
+}
+
+#define BINARY_OP(name, expr)                                                              \
+    ad_status ad__##name##_shape(ad_tensor *y)                                             \
+    {                                                                                      \
+        return broadcast_rule(y);                                                          \
+    }                                                                                      \
+    void ad__##name##_forward(ad_tensor *y)                                                \
+    {                                                                                      \
+        if (y->dtype == AD_F32)                                                            \
+            BINARY_LOOP(float, expr);                                                      \
+        else                                                                               \
+            BINARY_LOOP(double, expr);                                                     \
+    }
+
+static ad_tensor *binary(int op, ad_tensor *a, ad_tensor *b)
+{
+    ad_tensor *src[2] = {a, b};
+    return ad__apply(op, 2, src, NULL);
+}
+
+/* A constant (never recorded) of the broadcast shape of a and b, with value
+ * f(a, b) at each element. Used for masks in backward rules. */
+static ad_tensor *mask_of(ad_tensor *y, double (*f)(double, double))
+{
+    ad_tensor *m = ad__new(y->tape, (ad_dtype)y->dtype, y->ndim, y->shape);
+    if (!m)
+        return NULL;
+    ad__bcast bc;
+    ad__bcast_init(&bc, y, 2, y->src);
+    int64_t off[3];
+    for (int64_t r = 0; r < bc.outer; r++) {
+        ad__bcast_row(&bc, r, off);
+        for (int64_t i = 0; i < bc.inner; i++)
+            ad__set(m, r * bc.inner + i,
+                    f(ad__get(y->src[0], off[0] + i * bc.inner_stride[0]),
+                      ad__get(y->src[1], off[1] + i * bc.inner_stride[1])));
+    }
+    return m;
+}
+
+/* ---- add ---------------------------------------------------------------------------- */
+// da = reduce_to(a, dy)      db = reduce_to(b, dy)
+BINARY_OP(add, a + b)
+
+void ad__add_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    if (y->src[0]->flags & AD_TF_RECORDED)
+        gin[0] = ad__reduce_to(gy, y->src[0]);
+    if (y->src[1]->flags & AD_TF_RECORDED)
+        gin[1] = ad__reduce_to(gy, y->src[1]);
+}
+
+ad_tensor *ad_add(ad_tensor *a, ad_tensor *b)
+{
+    return binary(AD_OP_add, a, b);
+}
+
+/* ---- sub ---------------------------------------------------------------------------- */
+// da = reduce_to(a, dy)      db = reduce_to(b, -dy)
+BINARY_OP(sub, a - b)
+
+void ad__sub_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    if (y->src[0]->flags & AD_TF_RECORDED)
+        gin[0] = ad__reduce_to(gy, y->src[0]);
+    if (y->src[1]->flags & AD_TF_RECORDED)
+        gin[1] = ad__reduce_to(ad_neg(gy), y->src[1]);
+}
+
+ad_tensor *ad_sub(ad_tensor *a, ad_tensor *b)
+{
+    return binary(AD_OP_sub, a, b);
+}
+
+/* ---- mul ---------------------------------------------------------------------------- */
+// da = reduce_to(a, dy * b)      db = reduce_to(b, dy * a)
+BINARY_OP(mul, a * b)
+
+void ad__mul_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    ad_tensor *a = y->src[0], *b = y->src[1];
+    if (a->flags & AD_TF_RECORDED)
+        gin[0] = ad__reduce_to(ad_mul(gy, b), a);
+    if (b->flags & AD_TF_RECORDED)
+        gin[1] = ad__reduce_to(ad_mul(gy, a), b);
+}
+
+ad_tensor *ad_mul(ad_tensor *a, ad_tensor *b)
+{
+    return binary(AD_OP_mul, a, b);
+}
+
+/* ---- div ---------------------------------------------------------------------------- */
+// da = reduce_to(a, dy / b)      db = reduce_to(b, -dy a / b^2)
+BINARY_OP(div, a / b)
+
+void ad__div_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    ad_tensor *a = y->src[0], *b = y->src[1];
+    if (a->flags & AD_TF_RECORDED)
+        gin[0] = ad__reduce_to(ad_div(gy, b), a);
+    /* Written with a and b, not y, so the rule stays right when recorded. */
+    if (b->flags & AD_TF_RECORDED)
+        gin[1] = ad__reduce_to(ad_neg(ad_div(ad_mul(gy, a), ad_square(b))), b);
+}
+
+ad_tensor *ad_div(ad_tensor *a, ad_tensor *b)
+{
+    return binary(AD_OP_div, a, b);
+}
+
+/* ---- pow ---------------------------------------------------------------------------- */
+// da = reduce_to(a, dy b a^(b-1))    db = reduce_to(b, dy a^b log a), 0 where a = 0, b >= 0
+BINARY_OP(pow, pow(a, b))
+
+/* 0 where PyTorch defines d/db as 0 (a = 0 and b >= 0), else 1. */
+static double pow_keep(double a, double b)
+{
+    return a == 0 && b >= 0 ? 0.0 : 1.0;
+}
+
+void ad__pow_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    ad_tensor *a = y->src[0], *b = y->src[1];
+    if (a->flags & AD_TF_RECORDED)
+        gin[0] = ad__reduce_to(ad_mul(gy, ad_mul(b, ad_pow(a, ad_sub_scalar(b, 1.0)))), a);
+    if (b->flags & AD_TF_RECORDED) {
+        /* log of a where kept, log 1 = 0 where not: a select that keeps
+         * 0 * log 0 out of the gradient and stays differentiable. */
+        ad_tensor *keep = mask_of(y, pow_keep);
+        ad_tensor *safe_a = ad_add(ad_mul(a, keep), ad_rsub_scalar(keep, 1.0));
+        gin[1] = ad__reduce_to(ad_mul(gy, ad_mul(ad_pow(a, b), ad_log(safe_a))), b);
+    }
+}
+
+ad_tensor *ad_pow(ad_tensor *a, ad_tensor *b)
+{
+    return binary(AD_OP_pow, a, b);
+}
+
+/* ---- maximum, minimum --------------------------------------------------------------------
+ * The gradient goes to the larger (smaller) operand; a tie gives each half, as
+ * PyTorch. NaN propagates through the forward value. */
+// maximum: da = reduce_to(a, dy [a > b] + dy/2 [a = b]), db likewise
+BINARY_OP(maximum, (a != a || b != b) ? a + b : (a > b ? a : b))
+
+static double share_if_greater(double a, double b)
+{
+    return a > b ? 1.0 : a == b ? 0.5 : 0.0;
+}
+
+static double share_if_less(double a, double b)
+{
+    return a < b ? 1.0 : a == b ? 0.5 : 0.0;
+}
+
+static void select_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin,
+                            double (*share)(double, double))
+{
+    ad_tensor *to_a = mask_of(y, share);
+    if (!to_a)
+        return;
+    if (y->src[0]->flags & AD_TF_RECORDED)
+        gin[0] = ad__reduce_to(ad_mul(gy, to_a), y->src[0]);
+    if (y->src[1]->flags & AD_TF_RECORDED)
+        gin[1] = ad__reduce_to(ad_mul(gy, ad_rsub_scalar(to_a, 1.0)), y->src[1]);
+}
+
+void ad__maximum_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    select_backward(y, gy, gin, share_if_greater);
+}
+
+ad_tensor *ad_maximum(ad_tensor *a, ad_tensor *b)
+{
+    return binary(AD_OP_maximum, a, b);
+}
+
+// minimum: da = reduce_to(a, dy [a < b] + dy/2 [a = b]), db likewise
+BINARY_OP(minimum, (a != a || b != b) ? a + b : (a < b ? a : b))
+
+void ad__minimum_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    select_backward(y, gy, gin, share_if_less);
+}
+
+ad_tensor *ad_minimum(ad_tensor *a, ad_tensor *b)
+{
+    return binary(AD_OP_minimum, a, b);
+}
+
+/* ---- Tensor-with-scalar forms: the scalar becomes a 0-d constant of x's dtype. ---- */
+
+static ad_tensor *scalar_for(ad_tensor *x, double s)
+{
+    return x && x->tape ? ad__scalar_const(x, s) : NULL;
+}
+
+ad_tensor *ad_add_scalar(ad_tensor *x, double s)
+{
+    return ad_add(x, scalar_for(x, s));
+}
+
+ad_tensor *ad_sub_scalar(ad_tensor *x, double s)
+{
+    return ad_sub(x, scalar_for(x, s));
+}
+
+ad_tensor *ad_rsub_scalar(ad_tensor *x, double s)
+{
+    return ad_sub(scalar_for(x, s), x);
+}
+
+ad_tensor *ad_mul_scalar(ad_tensor *x, double s)
+{
+    return ad_mul(x, scalar_for(x, s));
+}
+
+ad_tensor *ad_div_scalar(ad_tensor *x, double s)
+{
+    return ad_div(x, scalar_for(x, s));
+}
+
+ad_tensor *ad_rdiv_scalar(ad_tensor *x, double s)
+{
+    return ad_div(scalar_for(x, s), x);
+}
+
+ad_tensor *ad_rpow_scalar(ad_tensor *x, double s)
+{
+    return ad_pow(scalar_for(x, s), x);
+}
+
+ad_tensor *ad_maximum_scalar(ad_tensor *x, double s)
+{
+    return ad_maximum(x, scalar_for(x, s));
+}
+
+ad_tensor *ad_minimum_scalar(ad_tensor *x, double s)
+{
+    return ad_minimum(x, scalar_for(x, s));
+}

@@ -1,0 +1,314 @@
+/* Reductions over all elements or chosen axes, with keepdim. Primitives: sum,
+ * max, logsumexp. mean and var are compositions of them. */
+#include "internal.h"
+
+#include <math.h>
+
+void ad__keepdim_shape(const ad_tensor *x, uint32_t mask, int64_t *out)
+{
+    for (int d = 0; d < x->ndim; d++)
+        out[d] = (mask & (1u << d)) ? 1 : x->shape[d];
+}
+
+ad_status ad__reduce_plan_make(ad_tape *tape, const ad_tensor *x, uint32_t mask,
+                               ad__reduce_plan *plan)
+{
+    int64_t strides[AD_MAX_DIMS];
+    ad__strides(x->ndim, x->shape, strides);
+    plan->n_out = 1;
+    plan->n_red = 1;
+    plan->base = plan->off = NULL;
+    bool trailing = true, seen_reduced = false;
+    for (int d = 0; d < x->ndim; d++) {
+        if (mask & (1u << d)) {
+            plan->n_red *= x->shape[d];
+            seen_reduced = true;
+        } else {
+            plan->n_out *= x->shape[d];
+            if (seen_reduced)
+                trailing = false;
+        }
+    }
+    if (trailing)
+        return AD_OK;
+    plan->base = ad__alloc(tape, (size_t)(plan->n_out + plan->n_red) * sizeof(int64_t));
+    if (!plan->base)
+        return tape->status;
+    plan->off = plan->base + plan->n_out;
+    /* Two odometers: one over the kept dims, one over the reduced dims. */
+    for (int pass = 0; pass < 2; pass++) {
+        bool want_reduced = pass == 1;
+        int64_t *dst = want_reduced ? plan->off : plan->base;
+        int64_t n = want_reduced ? plan->n_red : plan->n_out;
+        int64_t idx[AD_MAX_DIMS] = {0};
+        int64_t offset = 0;
+        for (int64_t i = 0; i < n; i++) {
+            dst[i] = offset;
+            for (int d = x->ndim - 1; d >= 0; d--) {
+                if (((mask >> d) & 1u) != (uint32_t)want_reduced)
+                    continue;
+                if (++idx[d] < x->shape[d]) {
+                    offset += strides[d];
+                    break;
+                }
+                offset -= (idx[d] - 1) * strides[d];
+                idx[d] = 0;
+            }
+        }
+    }
+    return AD_OK;
+}
+
+/* Shape rule shared by the reductions: param[0].i is the axis mask,
+ * param[1].i keepdim. */
+static ad_status reduce_rule(ad_tensor *y)
+{
+    const ad_tensor *x = y->src[0];
+    uint32_t mask = (uint32_t)y->param[0].i;
+    bool keepdim = y->param[1].i != 0;
+    int64_t shape[AD_MAX_DIMS];
+    int n = 0;
+    for (int d = 0; d < x->ndim; d++) {
+        if (!(mask & (1u << d)))
+            shape[n++] = x->shape[d];
+        else if (keepdim)
+            shape[n++] = 1;
+        else
+            continue;
+    }
+    y->ndim = (uint8_t)n;
+    if (n) {
+        y->shape = ad__copy_i64(y->tape, shape, (size_t)n);
+        if (!y->shape)
+            return y->tape->status;
+    }
+    return AD_OK;
+}
+
+/* An empty reduction has no maximum (PyTorch raises too). */
+static ad_status nonempty_rule(ad_tensor *y)
+{
+    const ad_tensor *x = y->src[0];
+    uint32_t mask = (uint32_t)y->param[0].i;
+    for (int d = 0; d < x->ndim; d++)
+        if ((mask & (1u << d)) && x->shape[d] == 0) {
+            char s[AD__SHAPE_BUF];
+            return ad__fail(y->tape, AD_ERR_SHAPE, "%s: cannot reduce over the empty dim %d of %s",
+                            ad__ops[y->op].name, d, AD__SHAPE(x, s));
+        }
+    return reduce_rule(y);
+}
+
+static ad_tensor *reduce(int op, ad_tensor *x, int n_axes, const int *axes, bool keepdim)
+{
+    if (!x || !x->tape || x->tape->status != AD_OK)
+        return NULL;
+    uint32_t mask;
+    if (ad__axes_mask(x->tape, ad__ops[op].name, x, n_axes, axes, &mask) != AD_OK)
+        return NULL;
+    ad__param params[AD_NPARAM] = {{.i = mask}, {.i = keepdim}};
+    return ad__apply(op, 1, &x, params);
+}
+
+/* dy reshaped to x's rank with size-1 reduced dims, ready to broadcast on x. */
+static ad_tensor *keepdim_view(ad_tensor *g, const ad_tensor *y)
+{
+    const ad_tensor *x = y->src[0];
+    if (y->param[1].i || g->ndim == x->ndim)
+        return g;
+    int64_t shape[AD_MAX_DIMS];
+    ad__keepdim_shape(x, (uint32_t)y->param[0].i, shape);
+    return ad_reshape(g, x->ndim, shape);
+}
+
+/* Runs a per-group kernel for both dtypes. Inside BODY: T, X (input), Y
+ * (output), p (plan), n (group size), o (group), at(r) reads element r. */
+#define REDUCE_GROUPS(y, BODY)                                                             \
+    do {                                                                                   \
+        ad__reduce_plan p;                                                                 \
+        if (ad__reduce_plan_make((y)->tape, (y)->src[0], (uint32_t)(y)->param[0].i, &p) != \
+            AD_OK)                                                                         \
+            return;                                                                        \
+        if ((y)->dtype == AD_F32) {                                                        \
+            typedef float T;                                                               \
+            BODY                                                                           \
+        } else {                                                                           \
+            typedef double T;                                                              \
+            BODY                                                                           \
+        }                                                                                  \
+    } while (0)
+
+#define GROUP_LOOP(init, step, finish)                                                     \
+    {                                                                                      \
+        const T *X = y->src[0]->data;                                                      \
+        T *Y = y->data;                                                                    \
+        for (int64_t o = 0; o < p.n_out; o++) {                                            \
+            const T *G = X + ad__plan_base(&p, o);                                         \
+            init;                                                                          \
+            for (int64_t r = 0; r < p.n_red; r++) {                                        \
+                double v = (double)G[ad__plan_off(&p, r)];                                 \
+                step;                                                                      \
+            }                                                                              \
+            finish;                                                                        \
+        }                                                                                  \
+    }
+
+/* ---- sum ------------------------------------------------------------------------------ */
+// dx = expand(dy, x.shape)
+ad_status ad__sum_shape(ad_tensor *y)
+{
+    return reduce_rule(y);
+}
+
+void ad__sum_forward(ad_tensor *y)
+{
+    /* Accumulate in double for both dtypes: float sums of many terms drift. */
+    REDUCE_GROUPS(y, GROUP_LOOP(double acc = 0, acc += v, Y[o] = (T)acc));
+}
+
+void ad__sum_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    ad_tensor *x = y->src[0];
+    gin[0] = ad_expand(keepdim_view(gy, y), x->ndim, x->shape);
+}
+
+ad_tensor *ad_sum(ad_tensor *x, int n_axes, const int *axes, bool keepdim)
+{
+    return reduce(AD_OP_sum, x, n_axes, axes, keepdim);
+}
+
+ad_tensor *ad_sum_all(ad_tensor *x)
+{
+    return ad_sum(x, 0, NULL, false);
+}
+
+/* ---- max (amax) ---------------------------------------------------------------------- */
+// dx = dy at the maxima; k tied maxima get dy / k each (PyTorch's amax)
+ad_status ad__max_shape(ad_tensor *y)
+{
+    return nonempty_rule(y);
+}
+
+void ad__max_forward(ad_tensor *y)
+{
+    /* NaN wins, as in PyTorch. */
+    REDUCE_GROUPS(y, GROUP_LOOP(double m = -INFINITY,
+                                if (v > m || v != v) m = v;
+                                if (m != m) break, Y[o] = (T)m));
+}
+
+void ad__max_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    ad_tensor *x = y->src[0];
+    ad__reduce_plan p;
+    if (ad__reduce_plan_make(y->tape, x, (uint32_t)y->param[0].i, &p) != AD_OK)
+        return;
+    /* share: a constant, 1/k at each of the k maxima of a group, 0 elsewhere */
+    ad_tensor *share = ad__new(x->tape, (ad_dtype)x->dtype, x->ndim, x->shape);
+    if (!share)
+        return;
+    memset(share->data, 0, (size_t)x->numel * ad_dtype_size((ad_dtype)x->dtype));
+    for (int64_t o = 0; o < p.n_out; o++) {
+        int64_t base = ad__plan_base(&p, o), k = 0;
+        double m = ad__get(y, o);
+        for (int64_t r = 0; r < p.n_red; r++)
+            k += ad__get(x, base + ad__plan_off(&p, r)) == m;
+        for (int64_t r = 0; r < p.n_red && k; r++)
+            if (ad__get(x, base + ad__plan_off(&p, r)) == m)
+                ad__set(share, base + ad__plan_off(&p, r), 1.0 / (double)k);
+    }
+    gin[0] = ad_mul(keepdim_view(gy, y), share);
+}
+
+ad_tensor *ad_max(ad_tensor *x, int n_axes, const int *axes, bool keepdim)
+{
+    return reduce(AD_OP_max, x, n_axes, axes, keepdim);
+}
+
+/* ---- logsumexp: m + log(sum(exp(x - m))), m the max; stable for huge logits ---------- */
+// dx = dy exp(x - y)   (the softmax)
+ad_status ad__logsumexp_shape(ad_tensor *y)
+{
+    return reduce_rule(y);
+}
+
+void ad__logsumexp_forward(ad_tensor *y)
+{
+    REDUCE_GROUPS(y, {
+        const T *X = y->src[0]->data;
+        T *Y = y->data;
+        for (int64_t o = 0; o < p.n_out; o++) {
+            const T *G = X + ad__plan_base(&p, o);
+            double m = -INFINITY;
+            for (int64_t r = 0; r < p.n_red; r++) {
+                double v = (double)G[ad__plan_off(&p, r)];
+                if (v > m || v != v)
+                    m = v;
+            }
+            if (isinf(m) || m != m) {
+                Y[o] = (T)m; /* all -inf gives -inf; +inf or NaN passes through */
+                continue;
+            }
+            double s = 0;
+            for (int64_t r = 0; r < p.n_red; r++)
+                s += exp((double)G[ad__plan_off(&p, r)] - m);
+            Y[o] = (T)(m + log(s));
+        }
+    });
+}
+
+void ad__logsumexp_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    ad_tensor *x = y->src[0];
+    gin[0] = ad_mul(keepdim_view(gy, y), ad_exp(ad_sub(x, keepdim_view(y, y))));
+}
+
+ad_tensor *ad_logsumexp(ad_tensor *x, int n_axes, const int *axes, bool keepdim)
+{
+    return reduce(AD_OP_logsumexp, x, n_axes, axes, keepdim);
+}
+
+/* ---- mean, var: compositions ------------------------------------------------------------ */
+
+/* Number of elements reduced over by an axis list, or -1 after an error. */
+static int64_t reduced_count(ad_tensor *x, const char *op, int n_axes, const int *axes)
+{
+    uint32_t mask;
+    if (ad__axes_mask(x->tape, op, x, n_axes, axes, &mask) != AD_OK)
+        return -1;
+    int64_t n = 1;
+    for (int d = 0; d < x->ndim; d++)
+        if (mask & (1u << d))
+            n *= x->shape[d];
+    return n;
+}
+
+// mean = sum / N; NaN for an empty tensor (0 * inf)
+ad_tensor *ad_mean(ad_tensor *x, int n_axes, const int *axes, bool keepdim)
+{
+    if (!x || !x->tape)
+        return NULL;
+    int64_t n = reduced_count(x, "mean", n_axes, axes);
+    if (n < 0)
+        return NULL;
+    return ad_mul_scalar(ad_sum(x, n_axes, axes, keepdim), n ? 1.0 / (double)n : INFINITY);
+}
+
+ad_tensor *ad_mean_all(ad_tensor *x)
+{
+    return ad_mean(x, 0, NULL, false);
+}
+
+// var = sum((x - mean(x))^2) / (N - correction)
+ad_tensor *ad_var(ad_tensor *x, int n_axes, const int *axes, bool keepdim, int correction)
+{
+    if (!x || !x->tape)
+        return NULL;
+    int64_t n = reduced_count(x, "var", n_axes, axes);
+    if (n < 0)
+        return NULL;
+    ad_tensor *centred = ad_sub(x, ad_mean(x, n_axes, axes, true));
+    ad_tensor *ss = ad_sum(ad_square(centred), n_axes, axes, keepdim);
+    double dof = (double)n - correction;
+    return ad_div(ss, ss ? ad__scalar_const(ss, dof > 0 ? dof : 0.0) : NULL);
+}

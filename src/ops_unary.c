@@ -1,0 +1,372 @@
+/* Elementwise ops of one input. Each op: derivative comment, shape rule,
+ * forward, backward, constructor. Kernels are written once for both dtypes:
+ * <tgmath.h> makes exp(x) call expf for a float x. */
+#include "internal.h"
+
+#include <tgmath.h>
+
+/* y = expr(x, p) elementwise, for T in {float, double}; p is param[0].f. */
+#define UNARY_LOOP(T, expr)                                                                \
+    do {                                                                                   \
+        const T *X_ = y->src[0]->data;                                                     \
+        T *Y_ = y->data;                                                                   \
+        const T p = (T)y->param[0].f;                                                      \
+        (void)p;                                                                           \
+        for (int64_t i_ = 0; i_ < y->numel; i_++) {                                        \
+            const T x = X_[i_];                                                            \
+            Y_[i_] = (T)(expr);                                                            \
+        }                                                                                  \
+    } while (0)
+
+#define UNARY_OP(name, expr)                                                               \
+    ad_status ad__##name##_shape(ad_tensor *y)                                             \
+    {                                                                                      \
+        return ad__same_shape_rule(y);                                                     \
+    }                                                                                      \
+    void ad__##name##_forward(ad_tensor *y)                                                \
+    {                                                                                      \
+        if (y->dtype == AD_F32)                                                            \
+            UNARY_LOOP(float, expr);                                                       \
+        else                                                                               \
+            UNARY_LOOP(double, expr);                                                      \
+    }
+
+static ad_tensor *unary(int op, ad_tensor *x, double p)
+{
+    ad__param params[AD_NPARAM] = {{.f = p}};
+    return ad__apply(op, 1, &x, params);
+}
+
+/* A constant (never recorded) of x's shape: 1 where x > 0, else `otherwise`. */
+static ad_tensor *positive_mask(ad_tensor *x, double otherwise)
+{
+    ad_tensor *m = ad__new(x->tape, (ad_dtype)x->dtype, x->ndim, x->shape);
+    if (m)
+        for (int64_t i = 0; i < x->numel; i++)
+            ad__set(m, i, ad__get(x, i) > 0 ? 1.0 : otherwise);
+    return m;
+}
+
+/* ---- neg: y = -x ------------------------------------------------------------ */
+// dx = -dy
+UNARY_OP(neg, -x)
+
+void ad__neg_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    (void)y;
+    gin[0] = ad_neg(gy);
+}
+
+ad_tensor *ad_neg(ad_tensor *x)
+{
+    return unary(AD_OP_neg, x, 0);
+}
+
+/* ---- exp ---------------------------------------------------------------------- */
+// dx = dy * y
+UNARY_OP(exp, exp(x))
+
+void ad__exp_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    gin[0] = ad_mul(gy, y);
+}
+
+ad_tensor *ad_exp(ad_tensor *x)
+{
+    return unary(AD_OP_exp, x, 0);
+}
+
+/* ---- log ---------------------------------------------------------------------- */
+// dx = dy / x
+UNARY_OP(log, log(x))
+
+void ad__log_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    gin[0] = ad_div(gy, y->src[0]);
+}
+
+ad_tensor *ad_log(ad_tensor *x)
+{
+    return unary(AD_OP_log, x, 0);
+}
+
+/* ---- log1p: log(1 + x), accurate for tiny x --------------------------------------- */
+// dx = dy / (1 + x)
+UNARY_OP(log1p, log1p(x))
+
+void ad__log1p_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    gin[0] = ad_div(gy, ad_add_scalar(y->src[0], 1.0));
+}
+
+ad_tensor *ad_log1p(ad_tensor *x)
+{
+    return unary(AD_OP_log1p, x, 0);
+}
+
+/* ---- sqrt ----------------------------------------------------------------------- */
+// dx = dy / (2 y): +inf at x = 0, as PyTorch
+UNARY_OP(sqrt, sqrt(x))
+
+void ad__sqrt_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    gin[0] = ad_div(gy, ad_mul_scalar(y, 2.0));
+}
+
+ad_tensor *ad_sqrt(ad_tensor *x)
+{
+    return unary(AD_OP_sqrt, x, 0);
+}
+
+/* ---- square -------------------------------------------------------------------- */
+// dx = 2 x dy
+UNARY_OP(square, x * x)
+
+void ad__square_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    gin[0] = ad_mul(gy, ad_mul_scalar(y->src[0], 2.0));
+}
+
+ad_tensor *ad_square(ad_tensor *x)
+{
+    return unary(AD_OP_square, x, 0);
+}
+
+/* ---- sin, cos ------------------------------------------------------------------ */
+// sin: dx = dy cos x      cos: dx = -dy sin x
+UNARY_OP(sin, sin(x))
+
+void ad__sin_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    gin[0] = ad_mul(gy, ad_cos(y->src[0]));
+}
+
+ad_tensor *ad_sin(ad_tensor *x)
+{
+    return unary(AD_OP_sin, x, 0);
+}
+
+UNARY_OP(cos, cos(x))
+
+void ad__cos_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    gin[0] = ad_neg(ad_mul(gy, ad_sin(y->src[0])));
+}
+
+ad_tensor *ad_cos(ad_tensor *x)
+{
+    return unary(AD_OP_cos, x, 0);
+}
+
+/* ---- tanh ---------------------------------------------------------------------- */
+// dx = dy (1 - y^2)
+UNARY_OP(tanh, tanh(x))
+
+void ad__tanh_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    gin[0] = ad_mul(gy, ad_rsub_scalar(ad_square(y), 1.0));
+}
+
+ad_tensor *ad_tanh(ad_tensor *x)
+{
+    return unary(AD_OP_tanh, x, 0);
+}
+
+/* ---- sigmoid: stable on both sides (never exp of a large positive number) ----- */
+// dx = dy y (1 - y)
+UNARY_OP(sigmoid, x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x)))
+
+void ad__sigmoid_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    gin[0] = ad_mul(gy, ad_mul(y, ad_rsub_scalar(y, 1.0)));
+}
+
+ad_tensor *ad_sigmoid(ad_tensor *x)
+{
+    return unary(AD_OP_sigmoid, x, 0);
+}
+
+/* ---- relu ---------------------------------------------------------------------- */
+// dx = dy [x > 0]: 0 at x = 0 (both signs of zero), as PyTorch
+UNARY_OP(relu, x > 0 ? x : 0)
+
+void ad__relu_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    gin[0] = ad_mul(gy, positive_mask(y->src[0], 0.0));
+}
+
+ad_tensor *ad_relu(ad_tensor *x)
+{
+    return unary(AD_OP_relu, x, 0);
+}
+
+/* ---- leaky_relu ------------------------------------------------------------------ */
+// dx = dy (x > 0 ? 1 : slope): slope at x = 0, as PyTorch
+UNARY_OP(leaky_relu, x > 0 ? x : x * p)
+
+void ad__leaky_relu_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    gin[0] = ad_mul(gy, positive_mask(y->src[0], y->param[0].f));
+}
+
+ad_tensor *ad_leaky_relu(ad_tensor *x, double slope)
+{
+    return unary(AD_OP_leaky_relu, x, slope);
+}
+
+/* ---- abs ------------------------------------------------------------------------ */
+// dx = dy sign(x), sign(0) = 0
+UNARY_OP(abs, fabs(x))
+
+void ad__abs_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    ad_tensor *x = y->src[0];
+    ad_tensor *sign = ad__new(x->tape, (ad_dtype)x->dtype, x->ndim, x->shape);
+    if (!sign)
+        return;
+    for (int64_t i = 0; i < x->numel; i++) {
+        double v = ad__get(x, i);
+        ad__set(sign, i, v > 0 ? 1.0 : v < 0 ? -1.0 : 0.0);
+    }
+    gin[0] = ad_mul(gy, sign);
+}
+
+ad_tensor *ad_abs(ad_tensor *x)
+{
+    return unary(AD_OP_abs, x, 0);
+}
+
+/* ---- softplus: PyTorch's beta = 1, threshold = 20 ------------------------------------ */
+// dx = dy sigmoid(x) for x <= 20, dy above (where y is exactly x)
+UNARY_OP(softplus, x > 20 ? x : log1p(exp(x)))
+
+void ad__softplus_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    ad_tensor *x = y->src[0];
+    ad_tensor *above = ad__new(x->tape, (ad_dtype)x->dtype, x->ndim, x->shape);
+    ad_tensor *below = ad__new(x->tape, (ad_dtype)x->dtype, x->ndim, x->shape);
+    if (!above || !below)
+        return;
+    for (int64_t i = 0; i < x->numel; i++) {
+        bool over = ad__get(x, i) > 20;
+        ad__set(above, i, over ? 1.0 : 0.0);
+        ad__set(below, i, over ? 0.0 : 1.0);
+    }
+    /* sigmoid(x) * below + above: a select that stays differentiable in x. */
+    gin[0] = ad_mul(gy, ad_add(ad_mul(ad_sigmoid(x), below), above));
+}
+
+ad_tensor *ad_softplus(ad_tensor *x)
+{
+    return unary(AD_OP_softplus, x, 0);
+}
+
+/* ---- gelu, tanh approximation ------------------------------------------------------
+ * y = x/2 (1 + t), t = tanh(u), u = c (x + a x^3), c = sqrt(2/pi), a = 0.044715 */
+// dx = dy (1/2 (1 + t) + 1/2 x (1 - t^2) c (1 + 3 a x^2))
+#define GELU_C 0.7978845608028654 /* sqrt(2 / pi) */
+#define GELU_A 0.044715
+UNARY_OP(gelu, 0.5 * x * (1 + tanh(GELU_C * (x + GELU_A * x * x * x))))
+
+void ad__gelu_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    ad_tensor *x = y->src[0];
+    ad_tensor *x2 = ad_square(x);
+    ad_tensor *u = ad_mul_scalar(ad_add(x, ad_mul_scalar(ad_mul(x, x2), GELU_A)), GELU_C);
+    ad_tensor *t = ad_tanh(u);
+    ad_tensor *du = ad_mul_scalar(ad_add_scalar(ad_mul_scalar(x2, 3 * GELU_A), 1.0), GELU_C);
+    ad_tensor *d = ad_add(ad_mul_scalar(ad_add_scalar(t, 1.0), 0.5),
+                          ad_mul(ad_mul_scalar(x, 0.5), ad_mul(ad_rsub_scalar(ad_square(t), 1.0), du)));
+    gin[0] = ad_mul(gy, d);
+}
+
+ad_tensor *ad_gelu(ad_tensor *x)
+{
+    return unary(AD_OP_gelu, x, 0);
+}
+
+/* ---- pow_scalar: y = x^p ------------------------------------------------------------ */
+// dx = dy p x^(p-1); exactly 0 when p = 0, even at x = 0
+UNARY_OP(pow_scalar, pow(x, p))
+
+void ad__pow_scalar_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    ad_tensor *x = y->src[0];
+    double p = y->param[0].f;
+    if (p == 0)
+        gin[0] = ad_mul_scalar(gy, 0.0);
+    else if (p == 1)
+        gin[0] = gy;
+    else if (p == 2)
+        gin[0] = ad_mul(gy, ad_mul_scalar(x, 2.0));
+    else
+        gin[0] = ad_mul(gy, ad_mul_scalar(ad_pow_scalar(x, p - 1), p));
+}
+
+ad_tensor *ad_pow_scalar(ad_tensor *x, double p)
+{
+    return unary(AD_OP_pow_scalar, x, p);
+}
+
+/* ---- cast: y = x converted to dtype param[0].i ------------------------------------- */
+// dx = cast(dy, dtype of x)
+ad_status ad__cast_shape(ad_tensor *y)
+{
+    y->dtype = (uint8_t)y->param[0].i;
+    return ad__same_shape_rule(y);
+}
+
+void ad__cast_forward(ad_tensor *y)
+{
+    const ad_tensor *x = y->src[0];
+    if (y->dtype == AD_F32) {
+        const double *X = x->data;
+        float *Y = y->data;
+        for (int64_t i = 0; i < y->numel; i++)
+            Y[i] = (float)X[i];
+    } else {
+        const float *X = x->data;
+        double *Y = y->data;
+        for (int64_t i = 0; i < y->numel; i++)
+            Y[i] = X[i];
+    }
+}
+
+void ad__cast_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    gin[0] = ad_cast(gy, (ad_dtype)y->src[0]->dtype);
+}
+
+ad_tensor *ad_cast(ad_tensor *x, ad_dtype dtype)
+{
+    if (!x || x->dtype == dtype)
+        return x;
+    if (dtype != AD_F32 && dtype != AD_F64) {
+        ad__fail(x->tape, AD_ERR_DTYPE, "cast: unknown dtype %d", (int)dtype);
+        return NULL;
+    }
+    ad__param params[AD_NPARAM] = {{.i = dtype}};
+    return ad__apply(AD_OP_cast, 1, &x, params);
+}
+
+/* ---- detach: the same values, cut from the graph ------------------------------------ */
+// no gradient: the op is not differentiable, so its result is never recorded
+ad_status ad__detach_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
+
+void ad__detach_forward(ad_tensor *y)
+{
+    y->data = y->src[0]->data;
+}
+
+void ad__detach_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    (void)y, (void)gy, (void)gin;
+}
+
+ad_tensor *ad_detach(ad_tensor *x)
+{
+    return ad__apply(AD_OP_detach, 1, &x, NULL);
+}

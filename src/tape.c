@@ -1,0 +1,260 @@
+/* The tape: an arena of chained blocks, the list of recorded nodes, and the
+ * sticky error. Nothing on a tape is freed alone: reset recycles the arena,
+ * free releases it. */
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#define FIRST_BLOCK_SIZE ((size_t)64 * 1024)
+#define BLOCK_ALIGN ((size_t)64)
+
+static const char *const status_text[] = {
+#define AD_STATUS_TEXT(code, text) text,
+    AD_STATUS_LIST(AD_STATUS_TEXT)
+#undef AD_STATUS_TEXT
+};
+
+const char *ad_status_string(ad_status status)
+{
+    size_t n = sizeof status_text / sizeof status_text[0];
+    return (size_t)status < n ? status_text[status] : "unknown status";
+}
+
+static void *default_alloc(size_t size, void *ctx)
+{
+    (void)ctx;
+    return malloc(size);
+}
+
+static void default_free(void *ptr, void *ctx)
+{
+    (void)ctx;
+    free(ptr);
+}
+
+void *ad__heap_alloc(const ad_allocator *a, size_t size)
+{
+    return a && a->alloc ? a->alloc(size, a->ctx) : malloc(size);
+}
+
+void ad__heap_free(const ad_allocator *a, void *p)
+{
+    if (a && a->free)
+        a->free(p, a->ctx);
+    else
+        free(p);
+}
+
+/* ---- Arena ---------------------------------------------------------------- */
+
+static size_t block_header(void)
+{
+    return (sizeof(ad__block) + BLOCK_ALIGN - 1) & ~(BLOCK_ALIGN - 1);
+}
+
+static ad__block *block_new(ad_tape *tape, size_t size)
+{
+    /* Extra BLOCK_ALIGN bytes let us align the payload whatever malloc gives. */
+    ad__block *b = ad__heap_alloc(&tape->allocator, block_header() + size + BLOCK_ALIGN);
+    if (!b)
+        return NULL;
+    b->next = NULL;
+    b->size = size;
+    b->used = 0;
+    tape->reserved += size;
+    return b;
+}
+
+static unsigned char *block_base(ad__block *b)
+{
+    uintptr_t p = (uintptr_t)b + block_header();
+    p = (p + BLOCK_ALIGN - 1) & ~(uintptr_t)(BLOCK_ALIGN - 1);
+    return (unsigned char *)p;
+}
+
+void *ad__alloc(ad_tape *tape, size_t size)
+{
+    size = (size + BLOCK_ALIGN - 1) & ~(BLOCK_ALIGN - 1);
+    if (size == 0)
+        size = BLOCK_ALIGN;
+    ad__block *b = tape->current;
+    while (b && b->used + size > b->size) {
+        /* Later blocks exist after a reset that could not merge: try them. */
+        tape->used_before_current += b->used;
+        b = b->next;
+        tape->current = b;
+        if (b)
+            b->used = 0;
+    }
+    if (!b) {
+        size_t want = tape->reserved > FIRST_BLOCK_SIZE ? tape->reserved : FIRST_BLOCK_SIZE;
+        if (want < size)
+            want = size;
+        b = block_new(tape, want);
+        if (!b) {
+            ad__fail(tape, AD_ERR_NOMEM, "tape: out of memory allocating %zu bytes", size);
+            return NULL;
+        }
+        if (!tape->first) {
+            tape->first = b;
+        } else {
+            ad__block *last = tape->first;
+            while (last->next)
+                last = last->next;
+            last->next = b;
+        }
+        tape->current = b;
+    }
+    void *p = block_base(b) + b->used;
+    b->used += size;
+    return p;
+}
+
+void *ad__alloc_zero(ad_tape *tape, size_t size)
+{
+    void *p = ad__alloc(tape, size);
+    if (p)
+        memset(p, 0, size);
+    return p;
+}
+
+/* ---- Tape lifecycle ------------------------------------------------------- */
+
+ad_status ad_tape_create(ad_tape **out)
+{
+    return ad_tape_create_with(out, NULL);
+}
+
+ad_status ad_tape_create_with(ad_tape **out, const ad_allocator *allocator)
+{
+    ad_allocator a = {default_alloc, default_free, NULL};
+    if (allocator && allocator->alloc && allocator->free)
+        a = *allocator;
+    *out = NULL;
+    ad_tape *tape = a.alloc(sizeof *tape, a.ctx);
+    if (!tape)
+        return AD_ERR_NOMEM;
+    memset(tape, 0, sizeof *tape);
+    tape->allocator = a;
+    tape->grad_enabled = true;
+    *out = tape;
+    return AD_OK;
+}
+
+static void free_blocks(ad_tape *tape)
+{
+    ad__block *b = tape->first;
+    while (b) {
+        ad__block *next = b->next;
+        ad__heap_free(&tape->allocator, b);
+        b = next;
+    }
+    tape->first = tape->current = NULL;
+    tape->reserved = 0;
+}
+
+void ad_tape_free(ad_tape *tape)
+{
+    if (!tape)
+        return;
+    free_blocks(tape);
+    ad__heap_free(&tape->allocator, tape->nodes);
+    ad__heap_free(&tape->allocator, tape);
+}
+
+void ad_tape_reset(ad_tape *tape)
+{
+    if (!tape)
+        return;
+    /* Poison the recorded nodes so stale handles are caught where possible. */
+    for (size_t i = 0; i < tape->n_nodes; i++)
+        tape->nodes[i]->flags |= AD_TF_FREED;
+    tape->n_nodes = 0;
+    tape->generation++;
+    tape->status = AD_OK;
+    tape->message[0] = '\0';
+    tape->used_before_current = 0;
+    if (tape->first && tape->first->next) {
+        /* Merge the chain into one block as large as the last step needed,
+         * so the next step of the same size allocates nothing. */
+        size_t total = tape->reserved;
+        free_blocks(tape);
+        tape->first = block_new(tape, total);
+    }
+    tape->current = tape->first;
+    if (tape->first)
+        tape->first->used = 0;
+}
+
+ad_status ad_tape_status(const ad_tape *tape)
+{
+    return tape ? tape->status : AD_ERR_NULL;
+}
+
+const char *ad_tape_message(const ad_tape *tape)
+{
+    return tape ? tape->message : "no tape";
+}
+
+void ad_tape_clear_error(ad_tape *tape)
+{
+    if (tape) {
+        tape->status = AD_OK;
+        tape->message[0] = '\0';
+    }
+}
+
+bool ad_tape_set_grad_enabled(ad_tape *tape, bool enabled)
+{
+    if (!tape)
+        return false;
+    bool old = tape->grad_enabled;
+    tape->grad_enabled = enabled;
+    return old;
+}
+
+bool ad_tape_grad_enabled(const ad_tape *tape)
+{
+    return tape && tape->grad_enabled;
+}
+
+size_t ad_tape_node_count(const ad_tape *tape)
+{
+    return tape ? tape->n_nodes : 0;
+}
+
+size_t ad_tape_bytes_used(const ad_tape *tape)
+{
+    if (!tape || !tape->current)
+        return 0;
+    return tape->used_before_current + tape->current->used;
+}
+
+size_t ad_tape_bytes_reserved(const ad_tape *tape)
+{
+    return tape ? tape->reserved : 0;
+}
+
+ad_status ad__fail(ad_tape *tape, ad_status code, const char *fmt, ...)
+{
+    if (!tape || tape->status != AD_OK)
+        return code;
+    tape->status = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(tape->message, sizeof tape->message, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+const char *ad__shape_str(char *buf, int ndim, const int64_t *shape)
+{
+    size_t n = 0, cap = AD__SHAPE_BUF;
+    n += (size_t)snprintf(buf + n, cap - n, "[");
+    for (int i = 0; i < ndim && n < cap; i++)
+        n += (size_t)snprintf(buf + n, cap - n, i ? ",%lld" : "%lld", (long long)shape[i]);
+    if (n < cap)
+        snprintf(buf + n, cap - n, "]");
+    return buf;
+}

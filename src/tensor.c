@@ -1,0 +1,427 @@
+/* Tensors: creation on a tape, persistent tensors, accessors, and the two ops
+ * that start a graph (leaf, view). */
+#include "internal.h"
+
+#include <math.h>
+
+size_t ad_dtype_size(ad_dtype dtype)
+{
+    return dtype == AD_F32 ? sizeof(float) : sizeof(double);
+}
+
+const char *ad_dtype_name(ad_dtype dtype)
+{
+    return dtype == AD_F32 ? "float32" : "float64";
+}
+
+int64_t ad__numel(int ndim, const int64_t *shape)
+{
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++)
+        n *= shape[i];
+    return n;
+}
+
+void ad__strides(int ndim, const int64_t *shape, int64_t *strides)
+{
+    int64_t s = 1;
+    for (int i = ndim - 1; i >= 0; i--) {
+        strides[i] = s;
+        s *= shape[i];
+    }
+}
+
+int64_t *ad__copy_i64(ad_tape *tape, const int64_t *v, size_t n)
+{
+    int64_t *p = ad__alloc(tape, n * sizeof *p);
+    if (p && n)
+        memcpy(p, v, n * sizeof *p);
+    return p;
+}
+
+/* Validates a shape: ndim in range, no negative dims, numel fits. */
+static ad_status check_shape(ad_tape *tape, const char *op, int ndim, const int64_t *shape)
+{
+    if (ndim < 0 || ndim > AD_MAX_DIMS)
+        return ad__fail(tape, AD_ERR_SHAPE, "%s: %d dims (at most %d)", op, ndim, AD_MAX_DIMS);
+    if (ndim > 0 && !shape)
+        return ad__fail(tape, AD_ERR_ARG, "%s: shape is NULL for %d dims", op, ndim);
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0)
+            return ad__fail(tape, AD_ERR_SHAPE, "%s: negative dim %lld", op,
+                            (long long)shape[i]);
+        if (shape[i] && n > INT64_MAX / 16 / shape[i])
+            return ad__fail(tape, AD_ERR_SHAPE, "%s: too many elements", op);
+        n *= shape[i];
+    }
+    return AD_OK;
+}
+
+ad_tensor *ad__new(ad_tape *tape, ad_dtype dtype, int ndim, const int64_t *shape)
+{
+    ad_tensor *t = ad__alloc(tape, sizeof *t);
+    if (!t)
+        return NULL;
+    memset(t, 0, sizeof *t);
+    t->tape = tape;
+    t->dtype = (uint8_t)dtype;
+    t->ndim = (uint8_t)ndim;
+    t->generation = tape->generation;
+    t->op = AD_OP_leaf;
+    if (ndim) {
+        t->shape = ad__copy_i64(tape, shape, (size_t)ndim);
+        if (!t->shape)
+            return NULL;
+    }
+    t->numel = ad__numel(ndim, shape);
+    t->data = ad__alloc(tape, (size_t)t->numel * ad_dtype_size(dtype));
+    return t->data ? t : NULL;
+}
+
+ad_tensor *ad_tensor_new(ad_tape *tape, ad_dtype dtype, int ndim, const int64_t *shape,
+                         const void *data)
+{
+    if (!tape || tape->status != AD_OK)
+        return NULL;
+    if (dtype != AD_F32 && dtype != AD_F64) {
+        ad__fail(tape, AD_ERR_DTYPE, "tensor_new: unknown dtype %d", (int)dtype);
+        return NULL;
+    }
+    if (check_shape(tape, "tensor_new", ndim, shape) != AD_OK)
+        return NULL;
+    ad_tensor *t = ad__new(tape, dtype, ndim, shape);
+    if (!t)
+        return NULL;
+    size_t bytes = (size_t)t->numel * ad_dtype_size(dtype);
+    if (data)
+        memcpy(t->data, data, bytes);
+    else
+        memset(t->data, 0, bytes);
+    return t;
+}
+
+ad_tensor *ad_full(ad_tape *tape, ad_dtype dtype, int ndim, const int64_t *shape, double value)
+{
+    ad_tensor *t = ad_tensor_new(tape, dtype, ndim, shape, NULL);
+    if (t)
+        for (int64_t i = 0; i < t->numel; i++)
+            ad__set(t, i, value);
+    return t;
+}
+
+ad_tensor *ad_tensor_from_doubles(ad_tape *tape, ad_dtype dtype, int ndim, const int64_t *shape,
+                                  const double *values)
+{
+    ad_tensor *t = ad_tensor_new(tape, dtype, ndim, shape, NULL);
+    if (t && values)
+        for (int64_t i = 0; i < t->numel; i++)
+            ad__set(t, i, values[i]);
+    return t;
+}
+
+ad_tensor *ad_scalar_of(ad_tape *tape, ad_dtype dtype, double value)
+{
+    return ad_full(tape, dtype, 0, NULL, value);
+}
+
+ad_tensor *ad_scalar(ad_tape *tape, double value)
+{
+    return ad_full(tape, AD_F64, 0, NULL, value);
+}
+
+static ad_tape *tape_for(ad_tape *tape, const ad_tensor *t)
+{
+    return t && t->tape ? t->tape : tape;
+}
+
+ad_tensor *ad_zeros_like(ad_tape *tape, const ad_tensor *t)
+{
+    if (!t)
+        return NULL;
+    return ad_full(tape_for(tape, t), (ad_dtype)t->dtype, t->ndim, t->shape, 0.0);
+}
+
+ad_tensor *ad_ones_like(ad_tape *tape, const ad_tensor *t)
+{
+    if (!t)
+        return NULL;
+    return ad_full(tape_for(tape, t), (ad_dtype)t->dtype, t->ndim, t->shape, 1.0);
+}
+
+ad_tensor *ad__const_like(const ad_tensor *like, double value)
+{
+    return ad_full(like->tape, (ad_dtype)like->dtype, like->ndim, like->shape, value);
+}
+
+ad_tensor *ad__scalar_const(const ad_tensor *like, double value)
+{
+    return ad_full(like->tape, (ad_dtype)like->dtype, 0, NULL, value);
+}
+
+ad_status ad__record(ad_tape *tape, ad_tensor *t)
+{
+    if (tape->n_nodes == tape->cap_nodes) {
+        size_t cap = tape->cap_nodes ? tape->cap_nodes * 2 : 1024;
+        ad_tensor **nodes = ad__heap_alloc(&tape->allocator, cap * sizeof *nodes);
+        if (!nodes)
+            return ad__fail(tape, AD_ERR_NOMEM, "tape: out of memory recording node %zu",
+                            tape->n_nodes);
+        if (tape->n_nodes)
+            memcpy(nodes, tape->nodes, tape->n_nodes * sizeof *nodes);
+        ad__heap_free(&tape->allocator, tape->nodes);
+        tape->nodes = nodes;
+        tape->cap_nodes = cap;
+    }
+    t->id = (uint32_t)tape->n_nodes;
+    tape->nodes[tape->n_nodes++] = t;
+    t->flags |= AD_TF_RECORDED;
+    return AD_OK;
+}
+
+ad_tensor *ad_requires_grad(ad_tensor *t)
+{
+    if (!t || !t->tape || t->tape->status != AD_OK)
+        return t;
+    if (t->flags & AD_TF_REQUIRES_GRAD)
+        return t;
+    /* A tensor that needs no grad is a constant, whatever made it: it can
+     * become a leaf (as torch's requires_grad_ on such a tensor). */
+    t->op = AD_OP_leaf;
+    t->nsrc = 0;
+    t->src = NULL;
+    if (ad__record(t->tape, t) != AD_OK)
+        return NULL;
+    t->flags |= AD_TF_REQUIRES_GRAD | AD_TF_LEAF;
+    return t;
+}
+
+/* ---- Persistent tensors --------------------------------------------------- */
+
+ad_status ad_tensor_create(ad_tensor **out, ad_dtype dtype, int ndim, const int64_t *shape,
+                           bool requires_grad)
+{
+    return ad_tensor_create_with(out, dtype, ndim, shape, requires_grad, NULL);
+}
+
+/* One allocation holds the header, a copy of the allocator, the shape and the data. */
+static ad_tensor *persistent_new(ad_dtype dtype, int ndim, const int64_t *shape,
+                                 const ad_allocator *allocator)
+{
+    int64_t numel = ad__numel(ndim, shape);
+    size_t head = (sizeof(ad_tensor) + sizeof(ad_allocator) + (size_t)ndim * sizeof(int64_t) +
+                   63) & ~(size_t)63;
+    size_t bytes = head + (size_t)numel * ad_dtype_size(dtype) + 64;
+    unsigned char *mem = ad__heap_alloc(allocator, bytes);
+    if (!mem)
+        return NULL;
+    memset(mem, 0, bytes);
+    ad_tensor *t = (ad_tensor *)mem;
+    ad_allocator *a = (ad_allocator *)(mem + sizeof(ad_tensor));
+    if (allocator)
+        *a = *allocator;
+    t->allocator = a;
+    t->shape = (int64_t *)(mem + sizeof(ad_tensor) + sizeof(ad_allocator));
+    for (int i = 0; i < ndim; i++)
+        t->shape[i] = shape[i];
+    uintptr_t d = ((uintptr_t)mem + head + 63) & ~(uintptr_t)63;
+    t->data = (void *)d;
+    t->numel = numel;
+    t->ndim = (uint8_t)ndim;
+    t->dtype = (uint8_t)dtype;
+    t->op = AD_OP_leaf;
+    t->flags = AD_TF_PERSISTENT | AD_TF_LEAF;
+    return t;
+}
+
+ad_status ad_tensor_create_with(ad_tensor **out, ad_dtype dtype, int ndim, const int64_t *shape,
+                                bool requires_grad, const ad_allocator *allocator)
+{
+    *out = NULL;
+    if (dtype != AD_F32 && dtype != AD_F64)
+        return AD_ERR_DTYPE;
+    if (ndim < 0 || ndim > AD_MAX_DIMS || (ndim && !shape))
+        return AD_ERR_SHAPE;
+    for (int i = 0; i < ndim; i++)
+        if (shape[i] < 0)
+            return AD_ERR_SHAPE;
+    if (allocator && (!allocator->alloc || !allocator->free))
+        allocator = NULL;
+    ad_tensor *t = persistent_new(dtype, ndim, shape, allocator);
+    if (!t)
+        return AD_ERR_NOMEM;
+    if (requires_grad) {
+        t->grad = persistent_new(dtype, ndim, shape, allocator);
+        if (!t->grad) {
+            ad__heap_free(allocator, t);
+            return AD_ERR_NOMEM;
+        }
+        t->flags |= AD_TF_REQUIRES_GRAD;
+    }
+    *out = t;
+    return AD_OK;
+}
+
+static const ad_allocator *allocator_of(const ad_tensor *t)
+{
+    return t->allocator->alloc ? t->allocator : NULL;
+}
+
+void ad_tensor_free(ad_tensor *t)
+{
+    if (!t || !(t->flags & AD_TF_PERSISTENT))
+        return;
+    if (t->grad)
+        ad__heap_free(allocator_of(t->grad), t->grad);
+    ad__heap_free(allocator_of(t), t);
+}
+
+/* ---- Accessors ------------------------------------------------------------ */
+
+ad_dtype ad_tensor_dtype(const ad_tensor *t)
+{
+    return t ? (ad_dtype)t->dtype : AD_F64;
+}
+
+int ad_tensor_ndim(const ad_tensor *t)
+{
+    return t ? t->ndim : 0;
+}
+
+const int64_t *ad_tensor_shape(const ad_tensor *t)
+{
+    return t ? t->shape : NULL;
+}
+
+int64_t ad_tensor_dim(const ad_tensor *t, int axis)
+{
+    if (!t)
+        return 0;
+    int a = ad__axis(axis, t->ndim);
+    return a < 0 ? 0 : t->shape[a];
+}
+
+int64_t ad_tensor_numel(const ad_tensor *t)
+{
+    return t ? t->numel : 0;
+}
+
+void *ad_tensor_data(const ad_tensor *t)
+{
+    return t ? t->data : NULL;
+}
+
+ad_tape *ad_tensor_tape(const ad_tensor *t)
+{
+    return t ? t->tape : NULL;
+}
+
+bool ad_tensor_requires_grad(const ad_tensor *t)
+{
+    return t && (t->flags & AD_TF_REQUIRES_GRAD);
+}
+
+ad_tensor *ad_tensor_grad(const ad_tensor *t)
+{
+    return t ? t->grad : NULL;
+}
+
+void ad_zero_grad(ad_tensor *t)
+{
+    if (!t || !t->grad)
+        return;
+    if (t->flags & AD_TF_PERSISTENT)
+        memset(t->grad->data, 0, (size_t)t->numel * ad_dtype_size((ad_dtype)t->dtype));
+    else
+        t->grad = NULL;
+}
+
+double ad_tensor_get(const ad_tensor *t, int64_t i)
+{
+    if (!t || i < 0 || i >= t->numel)
+        return NAN;
+    return ad__get(t, i);
+}
+
+ad_status ad_tensor_set(ad_tensor *t, int64_t i, double value)
+{
+    if (!t || !(t->flags & AD_TF_PERSISTENT) || i < 0 || i >= t->numel)
+        return AD_ERR_ARG;
+    ad__set(t, i, value);
+    return AD_OK;
+}
+
+ad_status ad_tensor_copy_to_doubles(const ad_tensor *t, double *out)
+{
+    if (!t)
+        return AD_ERR_NULL;
+    for (int64_t i = 0; i < t->numel; i++)
+        out[i] = ad__get(t, i);
+    return AD_OK;
+}
+
+ad_status ad_tensor_copy_from_doubles(ad_tensor *t, const double *values)
+{
+    if (!t)
+        return AD_ERR_NULL;
+    if (!(t->flags & AD_TF_PERSISTENT))
+        return AD_ERR_ARG;
+    for (int64_t i = 0; i < t->numel; i++)
+        ad__set(t, i, values[i]);
+    return AD_OK;
+}
+
+double ad_value(const ad_tensor *t)
+{
+    return t && t->numel ? ad__get(t, 0) : NAN;
+}
+
+double ad_grad_value(const ad_tensor *t)
+{
+    return t && t->grad && t->grad->numel ? ad__get(t->grad, 0) : NAN;
+}
+
+int ad_tensor_op(const ad_tensor *t)
+{
+    return t ? t->op : -1;
+}
+
+/* ---- leaf: a tensor that was created, not computed ------------------------- */
+// Never applied as an op; its row exists so every tensor has an op id.
+
+ad_status ad__leaf_shape(ad_tensor *y)
+{
+    (void)y;
+    return AD_OK;
+}
+
+void ad__leaf_forward(ad_tensor *y)
+{
+    (void)y;
+}
+
+void ad__leaf_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    (void)y, (void)gy, (void)gin;
+}
+
+/* ---- view: a persistent tensor brought onto a tape --------------------------
+ * Shares the persistent tensor's data and shape. It is a leaf of the tape's
+ * graph: the sweep hands its gradient to the persistent tensor. */
+
+ad_status ad__view_shape(ad_tensor *y)
+{
+    y->ndim = y->src[0]->ndim;
+    y->shape = y->src[0]->shape;
+    return AD_OK;
+}
+
+void ad__view_forward(ad_tensor *y)
+{
+    y->data = y->src[0]->data;
+}
+
+void ad__view_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    (void)y, (void)gy, (void)gin;
+}
