@@ -115,11 +115,7 @@ void *ad__heap_alloc(const ad_allocator *a, size_t size);
 void ad__heap_free(const ad_allocator *a, void *p);
 
 /* Records an error on the tape (first one wins) and returns code. */
-ad_status ad__fail(ad_tape *tape, ad_status code, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
+#define ad__fail ad_tape_set_error
 
 /* Writes "[2,3]" into buf (at least AD__SHAPE_BUF bytes) and returns buf. */
 #define AD__SHAPE_BUF 96

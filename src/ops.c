@@ -117,9 +117,10 @@ ad_tape *ad__tape_of(int n, ad_tensor *const *ts)
     return tape;
 }
 
-/* A persistent tensor that requires grad enters a tape as a recorded view,
- * so its gradient is gathered per tape and never races across threads. */
-static ad_tensor *view_of(ad_tape *tape, ad_tensor *p)
+/* A persistent tensor enters a tape as a view sharing its data. One that
+ * requires grad gets a recorded view, so its gradient is gathered per tape
+ * and never races across threads; otherwise the view is a constant. */
+static ad_tensor *view_of(ad_tape *tape, ad_tensor *p, bool recorded)
 {
     ad_tensor *v = ad__alloc(tape, sizeof *v + sizeof(ad_tensor *));
     if (!v)
@@ -135,8 +136,23 @@ static ad_tensor *view_of(ad_tape *tape, ad_tensor *p)
     v->numel = p->numel;
     ad__view_shape(v);
     ad__view_forward(v);
+    if (!recorded)
+        return v;
     v->flags = AD_TF_REQUIRES_GRAD;
     return ad__record(tape, v) == AD_OK ? v : NULL;
+}
+
+ad_tensor *ad_tape_use(ad_tape *tape, ad_tensor *t)
+{
+    if (!tape || tape->status != AD_OK || !t)
+        return NULL;
+    if (t->tape == tape)
+        return t;
+    if (t->tape) {
+        ad__fail(tape, AD_ERR_TAPE, "tape_use: tensor belongs to another tape");
+        return NULL;
+    }
+    return view_of(tape, t, (t->flags & AD_TF_REQUIRES_GRAD) && tape->grad_enabled);
 }
 
 static ad_tensor *apply(int op, int nsrc, ad_tensor *const *src, const ad__param *params,
@@ -181,7 +197,7 @@ static ad_tensor *apply(int op, int nsrc, ad_tensor *const *src, const ad__param
         ad_tensor *x = src[i];
         if ((x->flags & AD_TF_PERSISTENT) && (x->flags & AD_TF_REQUIRES_GRAD) &&
             tape->grad_enabled && (ad__ops[op].flags & AD_OPF_DIFF)) {
-            x = view_of(tape, x);
+            x = view_of(tape, x, true);
             if (!x)
                 return NULL;
         }

@@ -236,21 +236,28 @@ size_t ad_tape_bytes_reserved(const ad_tape *tape)
     return tape ? tape->reserved : 0;
 }
 
-ad_status ad__fail(ad_tape *tape, ad_status code, const char *fmt, ...)
+ad_status ad_tape_set_error(ad_tape *tape, ad_status code, const char *format, ...)
 {
     if (!tape || tape->status != AD_OK)
         return code;
     tape->status = code;
     va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(tape->message, sizeof tape->message, fmt, ap);
+    va_start(ap, format);
+    vsnprintf(tape->message, sizeof tape->message, format, ap);
     va_end(ap);
     return code;
 }
 
 const char *ad__shape_str(char *buf, int ndim, const int64_t *shape)
 {
-    size_t n = 0, cap = AD__SHAPE_BUF;
+    return ad_shape_string(buf, AD__SHAPE_BUF, ndim, shape);
+}
+
+const char *ad_shape_string(char *buf, size_t cap, int ndim, const int64_t *shape)
+{
+    size_t n = 0;
+    if (!buf || cap < 3)
+        return buf;
     n += (size_t)snprintf(buf + n, cap - n, "[");
     for (int i = 0; i < ndim && n < cap; i++)
         n += (size_t)snprintf(buf + n, cap - n, i ? ",%lld" : "%lld", (long long)shape[i]);

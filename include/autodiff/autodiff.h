@@ -126,6 +126,19 @@ AD_API void ad_tape_reset(ad_tape *tape);
 AD_API ad_status ad_tape_status(const ad_tape *tape);
 /* A message naming the op and shapes of the first error ("" when none). */
 AD_API const char *ad_tape_message(const ad_tape *tape);
+/*
+ * Records an error on the tape, as an op would (the first error wins), so
+ * user-written layers and functions can report bad input the same way:
+ * printf-style message, which should name the function and the shapes.
+ * Returns code.
+ */
+AD_API ad_status ad_tape_set_error(ad_tape *tape, ad_status code, const char *format, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+/* Writes a shape as "[2,3]" into buf (size bytes) and returns buf. */
+AD_API const char *ad_shape_string(char *buf, size_t size, int ndim, const int64_t *shape);
 /* Clears the sticky error so the tape can be used again. */
 AD_API void ad_tape_clear_error(ad_tape *tape);
 /*
@@ -162,6 +175,14 @@ AD_API ad_tensor *ad_scalar_of(ad_tape *tape, ad_dtype dtype, double value);
 /* zeros/ones with the shape and dtype of t, on t's tape (or tape, for a persistent t). */
 AD_API ad_tensor *ad_zeros_like(ad_tape *tape, const ad_tensor *t);
 AD_API ad_tensor *ad_ones_like(ad_tape *tape, const ad_tensor *t);
+
+/*
+ * t as a tensor on tape: a tape tensor of this tape is returned as it is; a
+ * persistent tensor gets a view that shares its data (recorded when it
+ * requires grad, so backward reaches its gradient). Ops do this on their own
+ * when another input is on a tape; call it when every input is persistent.
+ */
+AD_API ad_tensor *ad_tape_use(ad_tape *tape, ad_tensor *t);
 
 /*
  * Marks a tape tensor as a leaf that requires grad: backward accumulates into
