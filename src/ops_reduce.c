@@ -160,8 +160,30 @@ ad_status ad__sum_shape(ad_tensor *y)
     return reduce_rule(y);
 }
 
+/* True if the reduced axes are the leading ones (a bias gradient's sum over
+ * the batch): then the sum adds whole contiguous rows. */
+static bool reduces_leading(const ad_tensor *x, uint32_t mask)
+{
+    int d = 0;
+    while (d < x->ndim && (mask & (1u << d)))
+        d++;
+    return d > 0 && (mask >> d) == 0;
+}
+
+#define SUM_ROWS(T)                                                                            do {                                                                                           const T *X = x->data;                                                                      T *Y = y->data;                                                                            for (int64_t o = 0; o < n_out; o++)                                                            Y[o] = 0;                                                                              for (int64_t r = 0; r < n_rows; r++)                                                           for (int64_t o = 0; o < n_out; o++)                                                            Y[o] += X[r * n_out + o];                                                      } while (0)
+
 void ad__sum_forward(ad_tensor *y)
 {
+    const ad_tensor *x = y->src[0];
+    uint32_t mask = (uint32_t)y->param[0].i;
+    if (reduces_leading(x, mask) && mask != (1u << x->ndim) - 1u) {
+        int64_t n_out = y->numel, n_rows = n_out ? x->numel / n_out : 0;
+        if (y->dtype == AD_F32)
+            SUM_ROWS(float);
+        else
+            SUM_ROWS(double);
+        return;
+    }
     /* Accumulate in double for both dtypes: float sums of many terms drift. */
     REDUCE_GROUPS(y, GROUP_LOOP(double acc = 0, acc += v, Y[o] = (T)acc));
 }

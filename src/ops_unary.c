@@ -41,9 +41,19 @@ static ad_tensor *unary(int op, ad_tensor *x, double p)
 static ad_tensor *positive_mask(ad_tensor *x, double otherwise)
 {
     ad_tensor *m = ad__new(x->tape, (ad_dtype)x->dtype, x->ndim, x->shape);
-    if (m)
+    if (!m)
+        return NULL;
+    if (x->dtype == AD_F32) {
+        const float *X = x->data, o = (float)otherwise;
+        float *M = m->data;
         for (int64_t i = 0; i < x->numel; i++)
-            ad__set(m, i, ad__get(x, i) > 0 ? 1.0 : otherwise);
+            M[i] = X[i] > 0 ? 1.0f : o;
+    } else {
+        const double *X = x->data;
+        double *M = m->data;
+        for (int64_t i = 0; i < x->numel; i++)
+            M[i] = X[i] > 0 ? 1.0 : otherwise;
+    }
     return m;
 }
 

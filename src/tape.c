@@ -75,11 +75,14 @@ static unsigned char *block_base(ad__block *b)
 
 void *ad__alloc(ad_tape *tape, size_t size)
 {
-    size = (size + BLOCK_ALIGN - 1) & ~(BLOCK_ALIGN - 1);
+    /* Small pieces (nodes, scalars) pack at 16 bytes; larger buffers start on
+     * a cache line, for vector loads. */
+    size_t align = size >= 256 ? BLOCK_ALIGN : 16;
+    size = (size + 15) & ~(size_t)15;
     if (size == 0)
-        size = BLOCK_ALIGN;
+        size = 16;
     ad__block *b = tape->current;
-    while (b && b->used + size > b->size) {
+    while (b && ((b->used + align - 1) & ~(align - 1)) + size > b->size) {
         /* Later blocks exist after a reset that could not merge: try them. */
         tape->used_before_current += b->used;
         b = b->next;
@@ -106,6 +109,7 @@ void *ad__alloc(ad_tape *tape, size_t size)
         }
         tape->current = b;
     }
+    b->used = (b->used + align - 1) & ~(align - 1);
     void *p = block_base(b) + b->used;
     b->used += size;
     return p;
