@@ -218,4 +218,15 @@ ad_status ad__sweep(ad_tape *tape, size_t n_out, ad_tensor *const *outputs,
                     ad_tensor *const *seeds, bool create_graph, bool retain_graph,
                     ad_tensor ***grads_out);
 
+/* ---- GEMM (ops_linalg.c) ---------------------------------------------------------
+ * C[m,n] = op(A)[m,k] op(B)[k,n] for row-major A, B, C with leading dims lda,
+ * ldb, ldc, where op(A) = A^T (A stored [k,m]) when ta is set, likewise B; C is
+ * overwritten. ad__gemm uses BLAS when built with it; ad__gemm_reference is our
+ * blocked C kernel, used otherwise and kept callable so tests can compare. */
+void ad__gemm(ad_dtype dtype, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void *a,
+              int64_t lda, const void *b, int64_t ldb, void *c, int64_t ldc);
+void ad__gemm_reference(ad_dtype dtype, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
+                        const void *a, int64_t lda, const void *b, int64_t ldb, void *c,
+                        int64_t ldc);
+
 #endif

@@ -231,11 +231,23 @@ static double pow_keep(double a, double b)
     return a == 0 && b >= 0 ? 0.0 : 1.0;
 }
 
+/* 1 where the exponent is nonzero, else 0: PyTorch defines d/da as 0 there. */
+static double exponent_nonzero(double a, double b)
+{
+    (void)a;
+    return b != 0 ? 1.0 : 0.0;
+}
+
 void ad__pow_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
     ad_tensor *a = y->src[0], *b = y->src[1];
-    if (a->flags & AD_TF_RECORDED)
-        gin[0] = ad__reduce_to(ad_mul(gy, ad_mul(b, ad_pow(a, ad_sub_scalar(b, 1.0)))), a);
+    if (a->flags & AD_TF_RECORDED) {
+        /* b a^(b-1), with the exponent moved to 1 where b = 0 so that
+         * 0 * 0^-1 cannot make a NaN: there the product is b * a^0 = 0. */
+        ad_tensor *nz = mask_of(y, exponent_nonzero);
+        ad_tensor *b1 = ad_add(ad_mul(b, nz), ad_rsub_scalar(nz, 1.0));
+        gin[0] = ad__reduce_to(ad_mul(gy, ad_mul(b, ad_pow(a, ad_sub_scalar(b1, 1.0)))), a);
+    }
     if (b->flags & AD_TF_RECORDED) {
         /* log of a where kept, log 1 = 0 where not: a select that keeps
          * 0 * log 0 out of the gradient and stays differentiable. */

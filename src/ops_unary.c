@@ -198,7 +198,7 @@ ad_tensor *ad_sigmoid(ad_tensor *x)
 
 /* ---- relu ---------------------------------------------------------------------- */
 // dx = dy [x > 0]: 0 at x = 0 (both signs of zero), as PyTorch
-UNARY_OP(relu, x > 0 ? x : 0)
+UNARY_OP(relu, x > 0 || x != x ? x : 0)
 
 void ad__relu_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {

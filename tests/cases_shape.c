@@ -1,5 +1,421 @@
-/* Gradient-check cases for the shape family (being written). */
+/* Gradient-check cases for the shape and indexing family (src/ops_shape.c).
+ * The ops are linear, so their second derivatives in x are zero; the
+ * gradgradcheck still matters: it differentiates each backward rule in the
+ * seed, which runs the adjoint partner (slice <-> slice_scatter, index_select
+ * <-> index_add, gather <-> scatter_add) and where's where-of-the-gradient.
+ * stack is a composition (reshape + concat) filed under "concat". Cases
+ * multiply the result by a nonlinear function of an input where that makes
+ * the second derivative non-zero (the "* x" and "squared" cases). */
 #include "grad_cases.h"
 
-const grad_case cases_shape[1];
-const size_t n_cases_shape = 0;
+#include <stddef.h>
+
+/* ---- reshape and expand: a target shape ---------------------------------------------- */
+
+typedef struct shape_ctx {
+    int ndim;
+    int64_t shape[AD_MAX_DIMS];
+} shape_ctx;
+
+static ad_tensor *f_reshape(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    const shape_ctx *s = ctx;
+    (void)tape, (void)n;
+    return ad_reshape(in[0], s->ndim, s->shape);
+}
+
+static ad_tensor *f_expand(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    const shape_ctx *s = ctx;
+    (void)tape, (void)n;
+    return ad_expand(in[0], s->ndim, s->shape);
+}
+
+/* expand(x)^2: the gradient depends on x, so the second order is not zero. */
+static ad_tensor *f_expand_squared(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    return ad_square(f_expand(tape, n, in, ctx));
+}
+
+static const shape_ctx to_3x2 = {2, {3, 2}};
+static const shape_ctx to_flat = {1, {-1}};
+static const shape_ctx to_1x2x1x3 = {4, {1, 2, 1, 3}};
+static const shape_ctx to_2x_infer = {2, {2, -1}};
+static const shape_ctx to_one = {1, {1}};
+static const shape_ctx to_scalar = {0, {0}};
+static const shape_ctx to_2x3 = {2, {2, 3}};
+static const shape_ctx to_2x3x4 = {3, {2, 3, 4}};
+static const shape_ctx to_4x2x3 = {3, {4, 2, 3}};
+static const shape_ctx to_2x2 = {2, {2, 2}};
+
+/* ---- slice and slice_scatter ------------------------------------------------------------ */
+
+typedef struct slice_ctx {
+    int axis;
+    int64_t start, stop, step;
+} slice_ctx;
+
+typedef struct scatter_ctx {
+    int axis;
+    int64_t length, start, step;
+} scatter_ctx;
+
+static ad_tensor *f_slice(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    const slice_ctx *s = ctx;
+    (void)tape, (void)n;
+    return ad_slice(in[0], s->axis, s->start, s->stop, s->step);
+}
+
+/* slice(x) * slice(x): slices of one input used twice, nonlinear. */
+static ad_tensor *f_slice_product(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    (void)tape, (void)n, (void)ctx;
+    ad_tensor *head = ad_slice(in[0], 0, 0, 2, 1);
+    ad_tensor *tail = ad_slice(in[0], 0, -2, INT64_MAX, 1);
+    return ad_mul(head, tail);
+}
+
+static ad_tensor *f_slice_scatter(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    const scatter_ctx *s = ctx;
+    (void)tape, (void)n;
+    return ad_slice_scatter(in[0], s->axis, s->length, s->start, s->step);
+}
+
+/* slice_scatter(x) * y: the scattered x meets a second input. */
+static ad_tensor *f_slice_scatter_times(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    return ad_mul(f_slice_scatter(tape, n, in, ctx), in[1]);
+}
+
+static const slice_ctx sl_rows_1_3 = {0, 1, 3, 1};
+static const slice_ctx sl_step2 = {1, 0, 5, 2};
+static const slice_ctx sl_neg_axis_neg_start = {-1, -3, -1, 1};
+static const slice_ctx sl_step3_clamped = {1, -100, 100, 3};
+static const slice_ctx sl_middle_3d = {1, 1, 4, 2};
+static const slice_ctx sl_empty = {0, 2, 1, 1};
+static const slice_ctx sl_size1 = {1, 0, 1, 1};
+static const scatter_ctx sc_into_5 = {0, 5, 1, 1};
+static const scatter_ctx sc_step2 = {-1, 7, 1, 2};
+static const scatter_ctx sc_middle_3d = {1, 6, 0, 3};
+static const scatter_ctx sc_same_length = {0, 3, 0, 1};
+
+/* ---- concat and stack: n inputs, one axis ----------------------------------------------- */
+
+static ad_tensor *f_concat(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    const int *axis = ctx;
+    (void)tape;
+    return ad_concat(n, in, *axis);
+}
+
+/* concat(x, x, y): one input used twice gets both slices' gradients. */
+static ad_tensor *f_concat_repeated(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    const int *axis = ctx;
+    ad_tensor *parts[3] = {in[0], in[0], in[1]};
+    (void)tape, (void)n;
+    return ad_concat(3, parts, *axis);
+}
+
+/* concat(x, y) squared. */
+static ad_tensor *f_concat_squared(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    return ad_square(f_concat(tape, n, in, ctx));
+}
+
+static ad_tensor *f_stack(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    const int *axis = ctx;
+    (void)tape;
+    return ad_stack(n, in, *axis);
+}
+
+static const int axis_0 = 0;
+static const int axis_1 = 1;
+static const int axis_2 = 2;
+static const int axis_neg1 = -1;
+static const int axis_neg2 = -2;
+
+/* ---- index_select and index_add ---------------------------------------------------------- */
+
+typedef struct index_ctx {
+    int axis;
+    int64_t length; /* index_add only */
+    size_t n;
+    int64_t index[8];
+} index_ctx;
+
+static ad_tensor *f_index_select(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    const index_ctx *c = ctx;
+    (void)tape, (void)n;
+    return ad_index_select(in[0], c->axis, c->n, c->index);
+}
+
+/* index_select(x) * index_select(x): a gather used in a nonlinear product. */
+static ad_tensor *f_index_select_squared(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    return ad_square(f_index_select(tape, n, in, ctx));
+}
+
+static ad_tensor *f_index_add(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    const index_ctx *c = ctx;
+    (void)tape, (void)n;
+    return ad_index_add(in[0], c->axis, c->length, c->n, c->index);
+}
+
+static ad_tensor *f_index_add_squared(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    return ad_square(f_index_add(tape, n, in, ctx));
+}
+
+static const index_ctx is_rows = {0, 0, 3, {2, 0, 1}};
+static const index_ctx is_repeated = {1, 0, 5, {1, 1, 0, 3, 1}};
+static const index_ctx is_neg_axis = {-1, 0, 2, {3, 0}};
+static const index_ctx is_middle = {1, 0, 4, {2, 2, 0, 1}};
+static const index_ctx is_none = {0, 0, 0, {0}};
+static const index_ctx ia_rows = {0, 5, 3, {4, 0, 2}};
+static const index_ctx ia_repeated = {1, 3, 4, {2, 0, 2, 2}};
+static const index_ctx ia_neg_axis = {-2, 4, 3, {3, 3, 1}};
+
+/* ---- gather and scatter_add ---------------------------------------------------------------- */
+
+typedef struct gather_ctx {
+    int axis, ndim;
+    int64_t shape[AD_MAX_DIMS]; /* gather: index shape; scatter_add: x_shape */
+    int64_t index[24];
+} gather_ctx;
+
+static ad_tensor *f_gather(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    const gather_ctx *g = ctx;
+    (void)tape, (void)n;
+    return ad_gather(in[0], g->axis, g->ndim, g->shape, g->index);
+}
+
+static ad_tensor *f_gather_squared(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    return ad_square(f_gather(tape, n, in, ctx));
+}
+
+static ad_tensor *f_scatter_add(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    const gather_ctx *g = ctx;
+    (void)tape, (void)n;
+    return ad_scatter_add(in[0], g->axis, g->ndim, g->shape, g->index);
+}
+
+static ad_tensor *f_scatter_add_squared(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    return ad_square(f_scatter_add(tape, n, in, ctx));
+}
+
+/* x [3,4], axis 1, index [3,2]: two picks per row, one repeated. */
+static const gather_ctx ga_rows = {1, 2, {3, 2}, {3, 0, 1, 1, 2, 0}};
+/* x [3,4], axis 0, index [2,4]: down the columns. */
+static const gather_ctx ga_cols = {0, 2, {2, 4}, {2, 0, 1, 2, 0, 0, 2, 1}};
+/* x [3,4], axis -1, index [2,3] smaller than x on dim 0 and 1. */
+static const gather_ctx ga_smaller = {-1, 2, {2, 3}, {3, 3, 0, 1, 2, 3}};
+/* x [2,3,2], axis 1, index [2,5,2]: longer than x along the axis. */
+static const gather_ctx ga_3d = {
+    1, 3, {2, 5, 2}, {0, 2, 1, 1, 2, 0, 0, 0, 1, 2, 2, 2, 0, 1, 1, 0, 2, 1, 0, 0}};
+/* src [3,2] into x [3,4] along axis 1, two slots in row 1 the same. */
+static const gather_ctx sa_rows = {1, 2, {3, 4}, {3, 0, 2, 2, 1, 3}};
+/* src [2,3] into x [4,3] along axis 0 (index has src's shape). */
+static const gather_ctx sa_cols = {0, 2, {4, 3}, {3, 0, 3, 3, 1, 0}};
+/* src [2,2,2] into x [2,3,3] along axis -2: smaller on the last dim. */
+static const gather_ctx sa_3d = {-2, 3, {2, 3, 3}, {0, 2, 2, 2, 1, 0, 1, 1}};
+
+/* ---- where: cond is static data, a and b are the inputs ---------------------------------- */
+
+typedef struct where_ctx {
+    int ndim;
+    int64_t shape[AD_MAX_DIMS];
+    double cond[12];
+} where_ctx;
+
+static ad_tensor *cond_of(ad_tape *tape, const where_ctx *w)
+{
+    return ad_tensor_from_doubles(tape, AD_F64, w->ndim, w->shape, w->cond);
+}
+
+static ad_tensor *f_where(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    (void)n;
+    return ad_where(cond_of(tape, ctx), in[0], in[1]);
+}
+
+/* where(c, a^2, b * a): both branches depend on a, nonlinearly. */
+static ad_tensor *f_where_nonlinear(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    (void)n;
+    return ad_where(cond_of(tape, ctx), ad_square(in[0]), ad_mul(in[1], in[0]));
+}
+
+static const where_ctx wh_same = {2, {2, 3}, {1, 0, 0, 1, 1, 0}};
+static const where_ctx wh_row = {1, {3}, {0, 1, 1}}; /* cond [3] on a, b [2,3] */
+static const where_ctx wh_col = {2, {2, 1}, {1, 0}}; /* cond [2,1] */
+static const where_ctx wh_full = {3, {2, 2, 3}, {1, 0, 1, 0, 0, 1, 1, 1, 0, 0, 1, 0}};
+static const where_ctx wh_scalar = {0, {0}, {1}};              /* a 0-d cond */
+static const where_ctx wh_nonzero = {1, {4}, {-2, 0, 0.5, 0}}; /* any nonzero is true */
+
+/* The table is aligned by hand. */
+// clang-format off
+#define ONE(d0, ...) .n_inputs = 1, .ndim = {d0}, .shape = {{__VA_ARGS__}}
+#define SHAPE(...) {__VA_ARGS__}
+
+const grad_case cases_shape[] = {
+    /* reshape */
+    {.op = "reshape", .name = "[2,3] -> [3,2]", .f = f_reshape, .ctx = (void *)&to_3x2,
+     ONE(2, 2, 3)},
+    {.op = "reshape", .name = "[2,3] -> [-1] (inferred)", .f = f_reshape, .ctx = (void *)&to_flat,
+     ONE(2, 2, 3)},
+    {.op = "reshape", .name = "[6] -> [1,2,1,3] (size-1 dims)", .f = f_reshape,
+     .ctx = (void *)&to_1x2x1x3, ONE(1, 6)},
+    {.op = "reshape", .name = "[3,2,2] -> [2,-1]", .f = f_reshape, .ctx = (void *)&to_2x_infer,
+     ONE(3, 3, 2, 2)},
+    {.op = "reshape", .name = "0-d -> [1]", .f = f_reshape, .ctx = (void *)&to_one, ONE(0, 0)},
+    {.op = "reshape", .name = "[1,1] -> 0-d", .f = f_reshape, .ctx = (void *)&to_scalar,
+     ONE(2, 1, 1)},
+
+    /* expand */
+    {.op = "expand", .name = "[3] -> [2,3] (added leading dim)", .f = f_expand,
+     .ctx = (void *)&to_2x3, ONE(1, 3)},
+    {.op = "expand", .name = "[2,1] -> [2,3] (size-1 dim)", .f = f_expand,
+     .ctx = (void *)&to_2x3, ONE(2, 2, 1)},
+    {.op = "expand", .name = "[1] -> [2,3,4]", .f = f_expand, .ctx = (void *)&to_2x3x4,
+     ONE(1, 1)},
+    {.op = "expand", .name = "[1,3,1] -> [2,3,4] (leading and trailing)", .f = f_expand,
+     .ctx = (void *)&to_2x3x4, ONE(3, 1, 3, 1)},
+    {.op = "expand", .name = "[2,1] -> [4,2,3] (leading dim and size-1 dim)", .f = f_expand,
+     .ctx = (void *)&to_4x2x3, ONE(2, 2, 1)},
+    {.op = "expand", .name = "0-d -> [2,2]", .f = f_expand, .ctx = (void *)&to_2x2, ONE(0, 0)},
+    {.op = "expand", .name = "expand([1,3] -> [2,3]) squared", .f = f_expand_squared,
+     .ctx = (void *)&to_2x3, ONE(2, 1, 3)},
+
+    /* slice */
+    {.op = "slice", .name = "rows 1:3 of [4,3]", .f = f_slice, .ctx = (void *)&sl_rows_1_3,
+     ONE(2, 4, 3)},
+    {.op = "slice", .name = "0:5:2 along axis 1 of [2,5]", .f = f_slice,
+     .ctx = (void *)&sl_step2, ONE(2, 2, 5)},
+    {.op = "slice", .name = "-3:-1 along axis -1 of [2,4]", .f = f_slice,
+     .ctx = (void *)&sl_neg_axis_neg_start, ONE(2, 2, 4)},
+    {.op = "slice", .name = "-100:100:3 (clamped) along axis 1 of [2,7]", .f = f_slice,
+     .ctx = (void *)&sl_step3_clamped, ONE(2, 2, 7)},
+    {.op = "slice", .name = "1:4:2 along axis 1 of [2,5,3]", .f = f_slice,
+     .ctx = (void *)&sl_middle_3d, ONE(3, 2, 5, 3)},
+    {.op = "slice", .name = "2:1 is empty, of [3,2]", .f = f_slice, .ctx = (void *)&sl_empty,
+     ONE(2, 3, 2)},
+    {.op = "slice", .name = "0:1 of a size-1 axis of [3,1,2]", .f = f_slice,
+     .ctx = (void *)&sl_size1, ONE(3, 3, 1, 2)},
+    {.op = "slice", .name = "x[0:2] * x[-2:] of [3,2] (overlapping)", .f = f_slice_product,
+     ONE(2, 3, 2)},
+
+    /* slice_scatter */
+    {.op = "slice_scatter", .name = "[3,2] into length 5 at 1", .f = f_slice_scatter,
+     .ctx = (void *)&sc_into_5, ONE(2, 3, 2)},
+    {.op = "slice_scatter", .name = "[2,3] into length 7 at 1 step 2, axis -1",
+     .f = f_slice_scatter, .ctx = (void *)&sc_step2, ONE(2, 2, 3)},
+    {.op = "slice_scatter", .name = "[2,2,3] into length 6 at 0 step 3, axis 1",
+     .f = f_slice_scatter, .ctx = (void *)&sc_middle_3d, ONE(3, 2, 2, 3)},
+    {.op = "slice_scatter", .name = "[3] into length 3 (a copy)", .f = f_slice_scatter,
+     .ctx = (void *)&sc_same_length, ONE(1, 3)},
+    {.op = "slice_scatter", .name = "scatter([2,3] -> [7] step 2) * y [2,7]",
+     .f = f_slice_scatter_times, .ctx = (void *)&sc_step2, .n_inputs = 2, .ndim = {2, 2},
+     .shape = {SHAPE(2, 3), SHAPE(2, 7)}},
+
+    /* concat */
+    {.op = "concat", .name = "[2,3] and [1,3] along 0", .f = f_concat, .ctx = (void *)&axis_0,
+     .n_inputs = 2, .ndim = {2, 2}, .shape = {SHAPE(2, 3), SHAPE(1, 3)}},
+    {.op = "concat", .name = "[2,1], [2,3], [2,2] along -1", .f = f_concat,
+     .ctx = (void *)&axis_neg1, .n_inputs = 3, .ndim = {2, 2, 2},
+     .shape = {SHAPE(2, 1), SHAPE(2, 3), SHAPE(2, 2)}},
+    {.op = "concat", .name = "[2,2,3] and [2,1,3] along 1", .f = f_concat,
+     .ctx = (void *)&axis_1, .n_inputs = 2, .ndim = {3, 3},
+     .shape = {SHAPE(2, 2, 3), SHAPE(2, 1, 3)}},
+    {.op = "concat", .name = "one input [3]", .f = f_concat, .ctx = (void *)&axis_0,
+     ONE(1, 3)},
+    {.op = "concat", .name = "[2,0] and [2,3] along 1 (an empty part)", .f = f_concat,
+     .ctx = (void *)&axis_1, .n_inputs = 2, .ndim = {2, 2}, .shape = {SHAPE(2, 0), SHAPE(2, 3)}},
+    {.op = "concat", .name = "(x, x, y) along 0: x used twice", .f = f_concat_repeated,
+     .ctx = (void *)&axis_0, .n_inputs = 2, .ndim = {2, 2}, .shape = {SHAPE(1, 2), SHAPE(2, 2)}},
+    {.op = "concat", .name = "concat([2],[3]) squared", .f = f_concat_squared,
+     .ctx = (void *)&axis_0, .n_inputs = 2, .ndim = {1, 1}, .shape = {SHAPE(2), SHAPE(3)}},
+
+    /* stack: reshape + concat */
+    {.op = "concat", .name = "stack of [2,3] x2 along 0", .f = f_stack, .ctx = (void *)&axis_0,
+     .n_inputs = 2, .ndim = {2, 2}, .shape = {SHAPE(2, 3), SHAPE(2, 3)}},
+    {.op = "concat", .name = "stack of [2,3] x3 along -1 (new last axis)", .f = f_stack,
+     .ctx = (void *)&axis_neg1, .n_inputs = 3, .ndim = {2, 2, 2},
+     .shape = {SHAPE(2, 3), SHAPE(2, 3), SHAPE(2, 3)}},
+    {.op = "concat", .name = "stack of [2,3] x2 along 2 (= ndim)", .f = f_stack,
+     .ctx = (void *)&axis_2, .n_inputs = 2, .ndim = {2, 2}, .shape = {SHAPE(2, 3), SHAPE(2, 3)}},
+    {.op = "concat", .name = "stack of [3] x2 along -2", .f = f_stack, .ctx = (void *)&axis_neg2,
+     .n_inputs = 2, .ndim = {1, 1}, .shape = {SHAPE(3), SHAPE(3)}},
+    {.op = "concat", .name = "stack of 0-d x3 along 0", .f = f_stack, .ctx = (void *)&axis_0,
+     .n_inputs = 3, .ndim = {0, 0, 0}},
+
+    /* index_select */
+    {.op = "index_select", .name = "rows {2,0,1} of [3,2]", .f = f_index_select,
+     .ctx = (void *)&is_rows, ONE(2, 3, 2)},
+    {.op = "index_select", .name = "repeated {1,1,0,3,1} along 1 of [2,4]", .f = f_index_select,
+     .ctx = (void *)&is_repeated, ONE(2, 2, 4)},
+    {.op = "index_select", .name = "{3,0} along -1 of [2,3,4]", .f = f_index_select,
+     .ctx = (void *)&is_neg_axis, ONE(3, 2, 3, 4)},
+    {.op = "index_select", .name = "no indices, of [3,2]", .f = f_index_select,
+     .ctx = (void *)&is_none, ONE(2, 3, 2)},
+    {.op = "index_select", .name = "repeated {2,2,0,1} along 1 of [2,3,2], squared",
+     .f = f_index_select_squared, .ctx = (void *)&is_middle, ONE(3, 2, 3, 2)},
+
+    /* index_add */
+    {.op = "index_add", .name = "[3,2] into length 5 at {4,0,2}", .f = f_index_add,
+     .ctx = (void *)&ia_rows, ONE(2, 3, 2)},
+    {.op = "index_add", .name = "repeated {2,0,2,2} along 1 of [2,4] into 3", .f = f_index_add,
+     .ctx = (void *)&ia_repeated, ONE(2, 2, 4)},
+    {.op = "index_add", .name = "{3,3,1} along -2 of [2,3,2] into 4", .f = f_index_add,
+     .ctx = (void *)&ia_neg_axis, ONE(3, 2, 3, 2)},
+    {.op = "index_add", .name = "repeated {2,0,2,2} into 3, squared", .f = f_index_add_squared,
+     .ctx = (void *)&ia_repeated, ONE(2, 2, 4)},
+
+    /* gather */
+    {.op = "gather", .name = "axis 1 of [3,4], index [3,2]", .f = f_gather,
+     .ctx = (void *)&ga_rows, ONE(2, 3, 4)},
+    {.op = "gather", .name = "axis 0 of [3,4], index [2,4] (repeats)", .f = f_gather,
+     .ctx = (void *)&ga_cols, ONE(2, 3, 4)},
+    {.op = "gather", .name = "axis -1 of [3,4], index [2,3] (smaller)", .f = f_gather,
+     .ctx = (void *)&ga_smaller, ONE(2, 3, 4)},
+    {.op = "gather", .name = "axis 1 of [2,3,2], index [2,5,2] (longer on the axis)",
+     .f = f_gather, .ctx = (void *)&ga_3d, ONE(3, 2, 3, 2)},
+    {.op = "gather", .name = "axis 0 of [3,4], squared", .f = f_gather_squared,
+     .ctx = (void *)&ga_cols, ONE(2, 3, 4)},
+
+    /* scatter_add */
+    {.op = "scatter_add", .name = "[3,2] into [3,4] along 1", .f = f_scatter_add,
+     .ctx = (void *)&sa_rows, ONE(2, 3, 2)},
+    {.op = "scatter_add", .name = "[2,3] into [4,3] along 0 (repeated targets)",
+     .f = f_scatter_add, .ctx = (void *)&sa_cols, ONE(2, 2, 3)},
+    {.op = "scatter_add", .name = "[2,2,2] into [2,3,3] along -2", .f = f_scatter_add,
+     .ctx = (void *)&sa_3d, ONE(3, 2, 2, 2)},
+    {.op = "scatter_add", .name = "[2,3] into [4,3], squared", .f = f_scatter_add_squared,
+     .ctx = (void *)&sa_cols, ONE(2, 2, 3)},
+
+    /* where */
+    {.op = "where", .name = "cond, a, b all [2,3]", .f = f_where, .ctx = (void *)&wh_same,
+     .n_inputs = 2, .ndim = {2, 2}, .shape = {SHAPE(2, 3), SHAPE(2, 3)}},
+    {.op = "where", .name = "cond [3], a [2,3], b [1]", .f = f_where, .ctx = (void *)&wh_row,
+     .n_inputs = 2, .ndim = {2, 1}, .shape = {SHAPE(2, 3), SHAPE(1)}},
+    {.op = "where", .name = "cond [2,1], a [3], b [2,3]", .f = f_where, .ctx = (void *)&wh_col,
+     .n_inputs = 2, .ndim = {1, 2}, .shape = {SHAPE(3), SHAPE(2, 3)}},
+    {.op = "where", .name = "cond [2,2,3], a [2,1,3], b 0-d", .f = f_where,
+     .ctx = (void *)&wh_full, .n_inputs = 2, .ndim = {3, 0}, .shape = {SHAPE(2, 1, 3)}},
+    {.op = "where", .name = "cond 0-d, a [2], b [3,1]", .f = f_where, .ctx = (void *)&wh_scalar,
+     .n_inputs = 2, .ndim = {1, 2}, .shape = {SHAPE(2), SHAPE(3, 1)}},
+    {.op = "where", .name = "cond [4] with -2 and 0.5 true, a^2 and b*a", .f = f_where_nonlinear,
+     .ctx = (void *)&wh_nonzero, .n_inputs = 2, .ndim = {1, 1}, .shape = {SHAPE(4), SHAPE(4)}},
+};
+// clang-format on
+
+const size_t n_cases_shape = sizeof cases_shape / sizeof cases_shape[0];

@@ -1,0 +1,358 @@
+/* Optimizers, following torch.optim's documented update rules. State is
+ * allocated when the optimizer is made; a step allocates nothing. */
+#include "autodiff/layers.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum { OPT_SGD, OPT_ADAM } optim_kind;
+
+struct ad_optim {
+    optim_kind kind;
+    bool decoupled; /* AdamW */
+    ad_sgd_config sgd;
+    ad_adam_config adam;
+    size_t n;
+    ad_tensor **params;
+    ad_tensor **state[2]; /* SGD: momentum; Adam: exp_avg, exp_avg_sq */
+    char **state_name[2];
+    ad_tensor *step; /* 0-d float64 step counter, saved with the state */
+    char *step_name;
+};
+
+void ad_optim_free(ad_optim *opt)
+{
+    if (!opt)
+        return;
+    for (int s = 0; s < 2; s++) {
+        for (size_t i = 0; opt->state[s] && i < opt->n; i++) {
+            ad_tensor_free(opt->state[s][i]);
+            if (opt->state_name[s])
+                free(opt->state_name[s][i]);
+        }
+        free(opt->state[s]);
+        free(opt->state_name[s]);
+    }
+    ad_tensor_free(opt->step);
+    free(opt->step_name);
+    free(opt->params);
+    free(opt);
+}
+
+static ad_status make_state(ad_optim *opt, int slots, const char *const *slot_names,
+                            const ad_nn_param *named)
+{
+    for (int s = 0; s < slots; s++) {
+        opt->state[s] = calloc(opt->n ? opt->n : 1, sizeof *opt->state[s]);
+        opt->state_name[s] = calloc(opt->n ? opt->n : 1, sizeof *opt->state_name[s]);
+        if (!opt->state[s] || !opt->state_name[s])
+            return AD_ERR_NOMEM;
+        for (size_t i = 0; i < opt->n; i++) {
+            ad_tensor *p = opt->params[i];
+            ad_status st = ad_tensor_create(&opt->state[s][i], ad_tensor_dtype(p),
+                                            ad_tensor_ndim(p), ad_tensor_shape(p), false);
+            if (st != AD_OK)
+                return st;
+            char buf[160];
+            if (named)
+                snprintf(buf, sizeof buf, "state.%s.%s", named[i].name, slot_names[s]);
+            else
+                snprintf(buf, sizeof buf, "state.%zu.%s", i, slot_names[s]);
+            size_t len = strlen(buf) + 1;
+            if (!(opt->state_name[s][i] = malloc(len)))
+                return AD_ERR_NOMEM;
+            memcpy(opt->state_name[s][i], buf, len);
+        }
+    }
+    static const char step_name[] = "state.step";
+    if (ad_tensor_create(&opt->step, AD_F64, 0, NULL, false) != AD_OK ||
+        !(opt->step_name = malloc(sizeof step_name)))
+        return AD_ERR_NOMEM;
+    memcpy(opt->step_name, step_name, sizeof step_name);
+    return AD_OK;
+}
+
+static ad_status optim_new(ad_optim **out, optim_kind kind, size_t n, ad_tensor *const *params,
+                           const ad_nn_param *named)
+{
+    *out = NULL;
+    for (size_t i = 0; i < n; i++)
+        if (!params[i] || ad_tensor_tape(params[i]) || !ad_tensor_grad(params[i]))
+            return AD_ERR_ARG; /* persistent tensors that require grad only */
+    ad_optim *opt = calloc(1, sizeof *opt);
+    if (!opt)
+        return AD_ERR_NOMEM;
+    opt->kind = kind;
+    opt->n = n;
+    opt->params = calloc(n ? n : 1, sizeof *opt->params);
+    if (!opt->params) {
+        ad_optim_free(opt);
+        return AD_ERR_NOMEM;
+    }
+    memcpy(opt->params, params, n * sizeof *params);
+    static const char *const sgd_slots[] = {"momentum_buffer"};
+    static const char *const adam_slots[] = {"exp_avg", "exp_avg_sq"};
+    ad_status st = kind == OPT_SGD ? make_state(opt, 1, sgd_slots, named)
+                                   : make_state(opt, 2, adam_slots, named);
+    if (st != AD_OK) {
+        ad_optim_free(opt);
+        return st;
+    }
+    *out = opt;
+    return AD_OK;
+}
+
+/* Runs make with the module's parameters as a list. */
+static ad_status from_module(ad_optim **out, optim_kind kind, ad_module *m)
+{
+    *out = NULL;
+    if (!m)
+        return AD_ERR_ARG;
+    size_t n = ad_nn_param_count(m);
+    ad_nn_param *named = calloc(n ? n : 1, sizeof *named);
+    ad_tensor **params = calloc(n ? n : 1, sizeof *params);
+    ad_status st = AD_ERR_NOMEM;
+    if (named && params) {
+        ad_nn_params(m, named, n);
+        for (size_t i = 0; i < n; i++)
+            params[i] = named[i].tensor;
+        st = optim_new(out, kind, n, params, named);
+    }
+    free(named);
+    free(params);
+    return st;
+}
+
+static ad_sgd_config sgd_defaults(const ad_sgd_config *c)
+{
+    ad_sgd_config d = c ? *c : (ad_sgd_config){0};
+    if (d.lr <= 0)
+        d.lr = 0.01;
+    return d;
+}
+
+static ad_adam_config adam_defaults(const ad_adam_config *c, bool decoupled)
+{
+    ad_adam_config d = c ? *c : (ad_adam_config){0};
+    if (d.lr <= 0)
+        d.lr = 1e-3;
+    if (d.beta1 <= 0)
+        d.beta1 = 0.9;
+    if (d.beta2 <= 0)
+        d.beta2 = 0.999;
+    if (d.eps <= 0)
+        d.eps = 1e-8;
+    if (decoupled && d.weight_decay == 0)
+        d.weight_decay = 0.01;
+    return d;
+}
+
+ad_status ad_optim_sgd_params(ad_optim **out, size_t n, ad_tensor *const *params,
+                              const ad_sgd_config *config)
+{
+    ad_status st = optim_new(out, OPT_SGD, n, params, NULL);
+    if (st == AD_OK)
+        (*out)->sgd = sgd_defaults(config);
+    return st;
+}
+
+ad_status ad_optim_adam_params(ad_optim **out, size_t n, ad_tensor *const *params,
+                               const ad_adam_config *config, bool decoupled)
+{
+    ad_status st = optim_new(out, OPT_ADAM, n, params, NULL);
+    if (st == AD_OK) {
+        (*out)->adam = adam_defaults(config, decoupled);
+        (*out)->decoupled = decoupled;
+    }
+    return st;
+}
+
+ad_status ad_optim_sgd(ad_optim **out, ad_module *m, const ad_sgd_config *config)
+{
+    ad_status st = from_module(out, OPT_SGD, m);
+    if (st == AD_OK)
+        (*out)->sgd = sgd_defaults(config);
+    return st;
+}
+
+static ad_status adam_from_module(ad_optim **out, ad_module *m, const ad_adam_config *config,
+                                  bool decoupled)
+{
+    ad_status st = from_module(out, OPT_ADAM, m);
+    if (st == AD_OK) {
+        (*out)->adam = adam_defaults(config, decoupled);
+        (*out)->decoupled = decoupled;
+    }
+    return st;
+}
+
+ad_status ad_optim_adam(ad_optim **out, ad_module *m, const ad_adam_config *config)
+{
+    return adam_from_module(out, m, config, false);
+}
+
+ad_status ad_optim_adamw(ad_optim **out, ad_module *m, const ad_adam_config *config)
+{
+    return adam_from_module(out, m, config, true);
+}
+
+/* ---- Update rules, one definition for both dtypes ------------------------------------ */
+
+// SGD: g = grad + wd p; buf = t == 1 ? g : mu buf + (1 - dampening) g;
+//      g = nesterov ? g + mu buf : buf; p -= lr g
+#define SGD_UPDATE(T)                                                                      \
+    do {                                                                                   \
+        T *P = ad_tensor_data(p), *B = ad_tensor_data(buf);                                \
+        const T *G = ad_tensor_data(ad_tensor_grad(p));                                    \
+        const T lr = (T)c->lr, wd = (T)c->weight_decay, mu = (T)c->momentum;               \
+        const T damp = (T)(1 - c->dampening);                                              \
+        for (int64_t i = 0; i < numel; i++) {                                              \
+            T g = G[i] + wd * P[i];                                                        \
+            if (mu != 0) {                                                                 \
+                B[i] = first ? g : mu * B[i] + damp * g;                                   \
+                g = c->nesterov ? g + mu * B[i] : B[i];                                    \
+            }                                                                              \
+            P[i] -= lr * g;                                                                \
+        }                                                                                  \
+    } while (0)
+
+// Adam(W): AdamW p *= 1 - lr wd (Adam: g += wd p); m = b1 m + (1-b1) g;
+//          v = b2 v + (1-b2) g^2; p -= lr/bc1 m / (sqrt(v)/sqrt(bc2) + eps)
+#define ADAM_UPDATE(T)                                                                     \
+    do {                                                                                   \
+        T *P = ad_tensor_data(p), *M = ad_tensor_data(m1), *V = ad_tensor_data(m2);        \
+        const T *G = ad_tensor_data(ad_tensor_grad(p));                                    \
+        const T b1 = (T)c->beta1, b2 = (T)c->beta2, eps = (T)c->eps;                       \
+        const T step_size = (T)(c->lr / bc1), inv_sqrt_bc2 = (T)(1 / sqrt(bc2));           \
+        const T wd = (T)c->weight_decay, shrink = (T)(1 - c->lr * c->weight_decay);        \
+        for (int64_t i = 0; i < numel; i++) {                                              \
+            T g = G[i];                                                                    \
+            if (opt->decoupled)                                                            \
+                P[i] *= shrink;                                                            \
+            else                                                                           \
+                g += wd * P[i];                                                            \
+            M[i] = b1 * M[i] + (1 - b1) * g;                                               \
+            V[i] = b2 * V[i] + (1 - b2) * g * g;                                           \
+            P[i] -= step_size * M[i] / (sqrt(V[i]) * inv_sqrt_bc2 + eps);                  \
+        }                                                                                  \
+    } while (0)
+
+void ad_optim_step(ad_optim *opt)
+{
+    if (!opt)
+        return;
+    double t = ad_value(opt->step) + 1;
+    ad_tensor_set(opt->step, 0, t);
+    for (size_t k = 0; k < opt->n; k++) {
+        ad_tensor *p = opt->params[k];
+        int64_t numel = ad_tensor_numel(p);
+        bool f32 = ad_tensor_dtype(p) == AD_F32;
+        if (opt->kind == OPT_SGD) {
+            const ad_sgd_config *c = &opt->sgd;
+            ad_tensor *buf = opt->state[0][k];
+            bool first = t == 1;
+            if (f32)
+                SGD_UPDATE(float);
+            else
+                SGD_UPDATE(double);
+        } else {
+            const ad_adam_config *c = &opt->adam;
+            ad_tensor *m1 = opt->state[0][k], *m2 = opt->state[1][k];
+            double bc1 = 1 - pow(c->beta1, t), bc2 = 1 - pow(c->beta2, t);
+            if (f32)
+                ADAM_UPDATE(float);
+            else
+                ADAM_UPDATE(double);
+        }
+    }
+}
+
+void ad_optim_zero_grad(ad_optim *opt)
+{
+    for (size_t k = 0; opt && k < opt->n; k++)
+        ad_zero_grad(opt->params[k]);
+}
+
+void ad_optim_set_lr(ad_optim *opt, double lr)
+{
+    if (!opt)
+        return;
+    if (opt->kind == OPT_SGD)
+        opt->sgd.lr = lr;
+    else
+        opt->adam.lr = lr;
+}
+
+double ad_optim_lr(const ad_optim *opt)
+{
+    return !opt ? 0 : opt->kind == OPT_SGD ? opt->sgd.lr : opt->adam.lr;
+}
+
+size_t ad_optim_state(const ad_optim *opt, ad_nn_param *out, size_t max)
+{
+    if (!opt)
+        return 0;
+    size_t at = 0;
+    int slots = opt->kind == OPT_SGD ? 1 : 2;
+    for (int s = 0; s < slots; s++)
+        for (size_t i = 0; i < opt->n; i++, at++)
+            if (out && at < max)
+                out[at] = (ad_nn_param){opt->state_name[s][i], opt->state[s][i]};
+    if (out && at < max)
+        out[at] = (ad_nn_param){opt->step_name, opt->step};
+    return at + 1;
+}
+
+/* ---- Gradient clipping and schedules --------------------------------------------------- */
+
+double ad_nn_clip_grad_norm(size_t n, ad_tensor *const *params, double max_norm)
+{
+    double sq = 0;
+    for (size_t k = 0; k < n; k++) {
+        ad_tensor *g = ad_tensor_grad(params[k]);
+        for (int64_t i = 0; g && i < ad_tensor_numel(g); i++) {
+            double v = ad_tensor_get(g, i);
+            sq += v * v;
+        }
+    }
+    double norm = sqrt(sq);
+    double coef = max_norm / (norm + 1e-6); /* as torch.nn.utils.clip_grad_norm_ */
+    if (coef < 1) {
+        for (size_t k = 0; k < n; k++) {
+            ad_tensor *g = ad_tensor_grad(params[k]);
+            int64_t numel = ad_tensor_numel(g);
+            if (g && ad_tensor_dtype(g) == AD_F32) {
+                float *d = ad_tensor_data(g);
+                for (int64_t i = 0; i < numel; i++)
+                    d[i] *= (float)coef;
+            } else if (g) {
+                double *d = ad_tensor_data(g);
+                for (int64_t i = 0; i < numel; i++)
+                    d[i] *= coef;
+            }
+        }
+    }
+    return norm;
+}
+
+double ad_lr_step(double base, int64_t epoch, int64_t step_size, double gamma)
+{
+    if (step_size <= 0)
+        return base;
+    return base * pow(gamma, (double)(epoch / step_size));
+}
+
+double ad_lr_cosine(double base, double min_lr, int64_t step, int64_t warmup, int64_t total)
+{
+    if (step < warmup)
+        return base * (double)(step + 1) / (double)warmup;
+    if (total <= warmup)
+        return min_lr;
+    double progress = (double)(step - warmup) / (double)(total - warmup);
+    if (progress > 1)
+        progress = 1;
+    const double pi = 3.14159265358979323846;
+    return min_lr + (base - min_lr) * 0.5 * (1 + cos(pi * progress));
+}

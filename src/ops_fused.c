@@ -1,0 +1,277 @@
+/* Fused ops for numerics: softmax, log_softmax and cross_entropy have their
+ * own kernels, stable for logits of any magnitude (the max is subtracted
+ * before exp, so exp never sees a large positive number), and backward rules
+ * written with ops; mse is a composition. Both dtypes compute in double. */
+#include "internal.h"
+
+#include <math.h>
+
+/* ---- Groups along one axis ------------------------------------------------------------
+ * x seen as [outer, n, inner] around the axis: group (o, i) is the n elements
+ * x[o, r, i], at (o * n + r) * inner + i. A kernel copies a group into a
+ * buffer of doubles, works there, and writes the result back: one place
+ * deals with dtypes and strides, the arithmetic is plain double loops. */
+typedef struct axis_groups {
+    int64_t outer, n, inner;
+} axis_groups;
+
+static axis_groups groups_along(const ad_tensor *x, int axis)
+{
+    axis_groups g = {1, x->shape[axis], 1};
+    for (int d = 0; d < axis; d++)
+        g.outer *= x->shape[d];
+    for (int d = axis + 1; d < x->ndim; d++)
+        g.inner *= x->shape[d];
+    return g;
+}
+
+static void gather(const ad_tensor *x, const axis_groups *g, int64_t o, int64_t i, double *buf)
+{
+    int64_t start = o * g->n * g->inner + i;
+    if (x->dtype == AD_F32) {
+        const float *X = (const float *)x->data + start;
+        for (int64_t r = 0; r < g->n; r++)
+            buf[r] = (double)X[r * g->inner];
+    } else {
+        const double *X = (const double *)x->data + start;
+        for (int64_t r = 0; r < g->n; r++)
+            buf[r] = X[r * g->inner];
+    }
+}
+
+static void scatter(ad_tensor *y, const axis_groups *g, int64_t o, int64_t i, const double *buf)
+{
+    int64_t start = o * g->n * g->inner + i;
+    if (y->dtype == AD_F32) {
+        float *Y = (float *)y->data + start;
+        for (int64_t r = 0; r < g->n; r++)
+            Y[r * g->inner] = (float)buf[r];
+    } else {
+        double *Y = (double *)y->data + start;
+        for (int64_t r = 0; r < g->n; r++)
+            Y[r * g->inner] = buf[r];
+    }
+}
+
+/* The max of v[0..n) (NaN wins, as in PyTorch) and the sum of exp(v - max).
+ * A max of +-inf or NaN is returned with *sum = NaN: then v - max is NaN, as
+ * PyTorch's softmax gives for a row of all -inf or one with +inf. */
+static double max_and_sum_exp(const double *v, int64_t n, double *sum)
+{
+    double m = -INFINITY;
+    for (int64_t r = 0; r < n; r++)
+        if (v[r] > m || v[r] != v[r])
+            m = v[r];
+    if (!isfinite(m)) {
+        *sum = NAN;
+        return m;
+    }
+    double s = 0;
+    for (int64_t r = 0; r < n; r++)
+        s += exp(v[r] - m);
+    *sum = s;
+    return m;
+}
+
+/* The shared part of softmax and log_softmax: param[0].i is the axis. */
+static ad_tensor *along_axis(int op, ad_tensor *x, int axis)
+{
+    if (!x || !x->tape || x->tape->status != AD_OK)
+        return NULL;
+    int a = ad__axis(axis, x->ndim);
+    if (a < 0) {
+        char s[AD__SHAPE_BUF];
+        ad__fail(x->tape, AD_ERR_AXIS, "%s: axis %d out of range for shape %s", ad__ops[op].name,
+                 axis, AD__SHAPE(x, s));
+        return NULL;
+    }
+    ad__param params[AD_NPARAM] = {{.i = a}};
+    return ad__apply(op, 1, &x, params);
+}
+
+/* Runs a group kernel over every group of y's input along param[0].i:
+ * kernel(buf, n) turns the input group in buf into the output group. */
+static void for_each_group(ad_tensor *y, void (*kernel)(double *buf, int64_t n))
+{
+    const ad_tensor *x = y->src[0];
+    axis_groups g = groups_along(x, (int)y->param[0].i);
+    if (y->numel == 0)
+        return;
+    double *buf = ad__alloc(y->tape, (size_t)g.n * sizeof *buf);
+    if (!buf)
+        return; /* the tape has the error; ad__apply sees it */
+    for (int64_t o = 0; o < g.outer; o++)
+        for (int64_t i = 0; i < g.inner; i++) {
+            gather(x, &g, o, i, buf);
+            kernel(buf, g.n);
+            scatter(y, &g, o, i, buf);
+        }
+}
+
+/* ---- softmax: exp(x - max) / sum(exp(x - max)) along an axis ----------------------------
+ * dx = y * (dy - sum(dy * y, axis, keepdim)) */
+ad_status ad__softmax_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
+
+static void softmax_group(double *v, int64_t n)
+{
+    double s, m = max_and_sum_exp(v, n, &s);
+    for (int64_t r = 0; r < n; r++)
+        v[r] = exp(v[r] - m) / s;
+}
+
+void ad__softmax_forward(ad_tensor *y)
+{
+    for_each_group(y, softmax_group);
+}
+
+void ad__softmax_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    int axis = (int)y->param[0].i;
+    ad_tensor *dot = ad_sum(ad_mul(gy, y), 1, &axis, true);
+    gin[0] = ad_mul(y, ad_sub(gy, dot));
+}
+
+ad_tensor *ad_softmax(ad_tensor *x, int axis)
+{
+    return along_axis(AD_OP_softmax, x, axis);
+}
+
+/* ---- log_softmax: x - max - log(sum(exp(x - max))) along an axis ------------------------
+ * dx = dy - exp(y) * sum(dy, axis, keepdim) */
+ad_status ad__log_softmax_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
+
+static void log_softmax_group(double *v, int64_t n)
+{
+    double s, m = max_and_sum_exp(v, n, &s);
+    double shift = m + log(s);
+    for (int64_t r = 0; r < n; r++)
+        v[r] -= shift;
+}
+
+void ad__log_softmax_forward(ad_tensor *y)
+{
+    for_each_group(y, log_softmax_group);
+}
+
+void ad__log_softmax_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    int axis = (int)y->param[0].i;
+    gin[0] = ad_sub(gy, ad_mul(ad_exp(y), ad_sum(gy, 1, &axis, true)));
+}
+
+ad_tensor *ad_log_softmax(ad_tensor *x, int axis)
+{
+    return along_axis(AD_OP_log_softmax, x, axis);
+}
+
+/* ---- cross_entropy: mean over rows i of logsumexp(x_i) - x[i, t_i] ----------------------
+ * dx = dy * (softmax(x, 1) - onehot(t)) / N; N = 0 gives NaN (an empty mean)
+ * and an empty gradient. param[0].p: the N targets (int64, arena); param[1].i: N. */
+ad_status ad__cross_entropy_shape(ad_tensor *y)
+{
+    y->ndim = 0;
+    y->shape = NULL;
+    return AD_OK;
+}
+
+void ad__cross_entropy_forward(ad_tensor *y)
+{
+    const ad_tensor *x = y->src[0];
+    const int64_t *targets = y->param[0].p;
+    axis_groups g = groups_along(x, 1); /* rows: inner is 1 */
+    double total = 0;
+    double *buf = g.n ? ad__alloc(y->tape, (size_t)g.n * sizeof *buf) : NULL;
+    if (g.n && !buf)
+        return;
+    for (int64_t o = 0; o < g.outer; o++) {
+        gather(x, &g, o, 0, buf);
+        double s, m = max_and_sum_exp(buf, g.n, &s);
+        /* logsumexp - x_t as (m - x_t) + log s: both terms are small for
+         * huge logits, so nothing cancels. */
+        total += (m - buf[targets[o]]) + log(s);
+    }
+    ad__set(y, 0, g.outer ? total / (double)g.outer : NAN);
+}
+
+void ad__cross_entropy_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    ad_tensor *x = y->src[0];
+    const int64_t *targets = y->param[0].p;
+    int64_t rows = x->shape[0], classes = x->shape[1];
+    /* A constant: never recorded, so nothing flows into it. */
+    ad_tensor *onehot = ad__new(x->tape, (ad_dtype)x->dtype, 2, x->shape);
+    if (!onehot)
+        return;
+    memset(onehot->data, 0, (size_t)x->numel * ad_dtype_size((ad_dtype)x->dtype));
+    for (int64_t i = 0; i < rows; i++)
+        ad__set(onehot, i * classes + targets[i], 1.0);
+    ad_tensor *scale = ad_mul_scalar(gy, rows ? 1.0 / (double)rows : 0.0);
+    gin[0] = ad_mul(ad_sub(ad_softmax(x, 1), onehot), scale);
+}
+
+ad_tensor *ad_cross_entropy(ad_tensor *logits, size_t n, const int64_t *targets)
+{
+    if (!logits || !logits->tape || logits->tape->status != AD_OK)
+        return NULL;
+    ad_tape *tape = logits->tape;
+    char s[AD__SHAPE_BUF];
+    if (logits->ndim != 2) {
+        ad__fail(tape, AD_ERR_SHAPE, "cross_entropy: logits %s must be 2-D [N, C]",
+                 AD__SHAPE(logits, s));
+        return NULL;
+    }
+    int64_t rows = logits->shape[0], classes = logits->shape[1];
+    if ((uint64_t)rows != (uint64_t)n) {
+        ad__fail(tape, AD_ERR_SHAPE, "cross_entropy: %zu targets for logits %s", n,
+                 AD__SHAPE(logits, s));
+        return NULL;
+    }
+    if (n && !targets) {
+        ad__fail(tape, AD_ERR_ARG, "cross_entropy: targets is NULL for logits %s",
+                 AD__SHAPE(logits, s));
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (targets[i] < 0 || targets[i] >= classes) {
+            ad__fail(tape, AD_ERR_ARG,
+                     "cross_entropy: target %lld of row %zu is outside [0, %lld) for logits %s",
+                     (long long)targets[i], i, (long long)classes, AD__SHAPE(logits, s));
+            return NULL;
+        }
+    int64_t *copy = ad__copy_i64(tape, targets, n);
+    if (!copy)
+        return NULL;
+    ad__param params[AD_NPARAM] = {{.p = copy}, {.i = rows}};
+    return ad__apply(AD_OP_cross_entropy, 1, &logits, params);
+}
+
+/* ---- mse: mean((a - b)^2), broadcasting; a composition -----------------------------------
+ * da = 2 (a - b) dy / N, summed back to a's shape; db = -(that, for b) */
+ad_tensor *ad_mse(ad_tensor *a, ad_tensor *b)
+{
+    ad_tensor *src[2] = {a, b};
+    ad_tape *tape = ad__tape_of(2, src);
+    if (!tape || tape->status != AD_OK)
+        return NULL;
+    char s0[AD__SHAPE_BUF], s1[AD__SHAPE_BUF];
+    /* Checked here so the message names mse, not the sub inside it. */
+    if (a->dtype != b->dtype) {
+        ad__fail(tape, AD_ERR_DTYPE, "mse: dtypes %s %s and %s %s differ (use ad_cast)",
+                 ad_dtype_name((ad_dtype)a->dtype), AD__SHAPE(a, s0),
+                 ad_dtype_name((ad_dtype)b->dtype), AD__SHAPE(b, s1));
+        return NULL;
+    }
+    int64_t shape[AD_MAX_DIMS];
+    if (ad__broadcast_shape(a->ndim, a->shape, b->ndim, b->shape, shape) < 0) {
+        ad__fail(tape, AD_ERR_SHAPE, "mse: shapes %s and %s do not broadcast", AD__SHAPE(a, s0),
+                 AD__SHAPE(b, s1));
+        return NULL;
+    }
+    return ad_mean_all(ad_square(ad_sub(a, b)));
+}

@@ -1,0 +1,407 @@
+/* Linear algebra: matmul (the primitive ad_matmul_t with transpose flags, and
+ * torch.matmul's rules on top of it) and permute (ad_transpose on top of it).
+ * Transposes inside matmul are never materialised as tensors: BLAS reads a
+ * transposed operand through its flags, our blocked kernel through swapped
+ * strides (copying at most a small panel of B at a time). */
+#include "internal.h"
+
+#include <limits.h>
+
+#ifdef AD_HAVE_BLAS
+#include <cblas.h>
+#endif
+
+/* ---- GEMM kernels ------------------------------------------------------------------------
+ * C[m,n] = op(A)[m,k] op(B)[k,n], row-major, leading dims lda, ldb, ldc; op(A)
+ * is A^T (A stored [k,m]) when ta is set, likewise op(B). C is overwritten. */
+
+/* A panel of op(B), TILE_K rows of TILE_N, stays in L1 (16 KiB of doubles)
+ * while every row of A and C streams past it. */
+enum { TILE_K = 32, TILE_N = 64 };
+
+static inline int64_t min64(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
+
+/* The reference kernel, once per element type. Element (i,p) of op(A) is at
+ * A[i * a_row + p * a_col], so a transposed A is only a swap of strides (one
+ * scalar read per inner loop). The inner loop is y += alpha x along a row of
+ * the panel and of C: contiguous, and with restrict the compiler vectorises it
+ * without -ffast-math, since no sum is reordered (each C element adds its
+ * terms in order p = 0, 1, ...). A transposed B has its panel's rows strided,
+ * so the panel is first copied into a small buffer of contiguous rows. */
+#define DEFINE_GEMM_REFERENCE(T, name)                                                             \
+    static void name##_axpy(int64_t n, T alpha, const T *restrict x, T *restrict y)                \
+    {                                                                                              \
+        int64_t j = 0;                                                                             \
+        for (; j + 8 <= n; j += 8) /* fixed-length blocks: vectorised at -O2 too */                \
+            for (int u = 0; u < 8; u++)                                                            \
+                y[j + u] += alpha * x[j + u];                                                      \
+        for (; j < n; j++)                                                                         \
+            y[j] += alpha * x[j];                                                                  \
+    }                                                                                              \
+    static void name(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T *A, int64_t lda,   \
+                     const T *B, int64_t ldb, T *C, int64_t ldc)                                   \
+    {                                                                                              \
+        T pack[TILE_K * TILE_N];                                                                   \
+        const int64_t a_row = ta ? 1 : lda, a_col = ta ? lda : 1;                                  \
+        for (int64_t i = 0; i < m; i++)                                                            \
+            for (int64_t j = 0; j < n; j++)                                                        \
+                C[i * ldc + j] = 0;                                                                \
+        for (int64_t p0 = 0; p0 < k; p0 += TILE_K) {                                               \
+            const int64_t p1 = min64(p0 + TILE_K, k);                                              \
+            for (int64_t j0 = 0; j0 < n; j0 += TILE_N) {                                           \
+                const int64_t j1 = min64(j0 + TILE_N, n);                                          \
+                const T *panel = B + p0 * ldb + j0;                                                \
+                int64_t panel_ld = ldb;                                                            \
+                if (tb) { /* op(B)(p,j) = B[j * ldb + p] */                                        \
+                    for (int64_t j = j0; j < j1; j++)                                              \
+                        for (int64_t p = p0; p < p1; p++)                                          \
+                            pack[(p - p0) * TILE_N + (j - j0)] = B[j * ldb + p];                   \
+                    panel = pack;                                                                  \
+                    panel_ld = TILE_N;                                                             \
+                }                                                                                  \
+                for (int64_t i = 0; i < m; i++) {                                                  \
+                    const T *a = A + i * a_row;                                                    \
+                    for (int64_t p = p0; p < p1; p++)                                              \
+                        name##_axpy(j1 - j0, a[p * a_col], panel + (p - p0) * panel_ld,            \
+                                    C + i * ldc + j0);                                             \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+    }
+
+DEFINE_GEMM_REFERENCE(float, gemm_reference_f32)
+DEFINE_GEMM_REFERENCE(double, gemm_reference_f64)
+
+void ad__gemm_reference(ad_dtype dtype, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
+                        const void *a, int64_t lda, const void *b, int64_t ldb, void *c,
+                        int64_t ldc)
+{
+    if (dtype == AD_F32)
+        gemm_reference_f32(ta, tb, m, n, k, a, lda, b, ldb, c, ldc);
+    else
+        gemm_reference_f64(ta, tb, m, n, k, a, lda, b, ldb, c, ldc);
+}
+
+void ad__gemm(ad_dtype dtype, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void *a,
+              int64_t lda, const void *b, int64_t ldb, void *c, int64_t ldc)
+{
+    if (m == 0 || n == 0)
+        return;
+#ifdef AD_HAVE_BLAS
+    /* BLAS takes int sizes and rejects leading dims of 0 (an empty operand):
+     * those cases go to our kernel, which handles k = 0 by writing zeros. */
+    if (k > 0 && m <= INT_MAX && n <= INT_MAX && k <= INT_MAX && lda <= INT_MAX && ldb <= INT_MAX &&
+        ldc <= INT_MAX) {
+        const enum CBLAS_TRANSPOSE ota = ta ? CblasTrans : CblasNoTrans;
+        const enum CBLAS_TRANSPOSE otb = tb ? CblasTrans : CblasNoTrans;
+        if (dtype == AD_F32)
+            cblas_sgemm(CblasRowMajor, ota, otb, (int)m, (int)n, (int)k, 1.0f, a, (int)lda, b,
+                        (int)ldb, 0.0f, c, (int)ldc);
+        else
+            cblas_dgemm(CblasRowMajor, ota, otb, (int)m, (int)n, (int)k, 1.0, a, (int)lda, b,
+                        (int)ldb, 0.0, c, (int)ldc);
+        return;
+    }
+#endif
+    ad__gemm_reference(dtype, ta, tb, m, n, k, a, lda, b, ldb, c, ldc);
+}
+
+/* ---- matmul_t: y = op(a) op(b), batch dims broadcast ------------------------------------
+ * With op(a) [m,k], op(b) [k,n], y [m,n] and the batch dims reduced back to
+ * each operand's shape (ad__reduce_to):
+ *   ta tb   da                     db
+ *   0  0    matmul_t(dy, b, 0, 1)  matmul_t(a, dy, 1, 0)
+ *   0  1    matmul_t(dy, b, 0, 0)  matmul_t(dy, a, 1, 0)
+ *   1  0    matmul_t(b, dy, 0, 1)  matmul_t(a, dy, 0, 0)
+ *   1  1    matmul_t(b, dy, 1, 1)  matmul_t(dy, a, 1, 1)
+ * param[0].i = transpose_a, param[1].i = transpose_b. */
+
+/* The two matrix dims of x as (rows, cols) of op(x). */
+static void op_dims(const ad_tensor *x, bool transposed, int64_t *rows, int64_t *cols)
+{
+    int64_t r = x->shape[x->ndim - 2], c = x->shape[x->ndim - 1];
+    *rows = transposed ? c : r;
+    *cols = transposed ? r : c;
+}
+
+ad_status ad__matmul_shape(ad_tensor *y)
+{
+    const ad_tensor *a = y->src[0], *b = y->src[1];
+    bool ta = y->param[0].i != 0, tb = y->param[1].i != 0;
+    char s0[AD__SHAPE_BUF], s1[AD__SHAPE_BUF];
+    if (a->ndim < 2 || b->ndim < 2)
+        return ad__fail(y->tape, AD_ERR_SHAPE,
+                        "matmul: shapes %s and %s: matmul_t needs matrices (at least 2 dims)",
+                        AD__SHAPE(a, s0), AD__SHAPE(b, s1));
+    int64_t m, ka, kb, n;
+    op_dims(a, ta, &m, &ka);
+    op_dims(b, tb, &kb, &n);
+    if (ka != kb)
+        return ad__fail(y->tape, AD_ERR_SHAPE, "matmul: shapes %s%s and %s%s do not align",
+                        AD__SHAPE(a, s0), ta ? "^T" : "", AD__SHAPE(b, s1), tb ? "^T" : "");
+    int64_t shape[AD_MAX_DIMS];
+    int nb = ad__broadcast_shape(a->ndim - 2, a->shape, b->ndim - 2, b->shape, shape);
+    if (nb < 0)
+        return ad__fail(y->tape, AD_ERR_SHAPE,
+                        "matmul: the batch dims of shapes %s and %s do not broadcast",
+                        AD__SHAPE(a, s0), AD__SHAPE(b, s1));
+    shape[nb] = m;
+    shape[nb + 1] = n;
+    y->ndim = (uint8_t)(nb + 2);
+    y->shape = ad__copy_i64(y->tape, shape, (size_t)nb + 2);
+    return y->shape ? AD_OK : y->tape->status;
+}
+
+/* Element strides of x's matrices along y's batch dims: 0 where x is broadcast
+ * (a size-1 or missing dim). */
+static void batch_strides(const ad_tensor *x, int nb, int64_t *strides)
+{
+    int lead = nb - (x->ndim - 2);
+    int64_t s = x->shape[x->ndim - 2] * x->shape[x->ndim - 1];
+    for (int d = nb - 1; d >= 0; d--) {
+        int64_t dim = d < lead ? 1 : x->shape[d - lead];
+        strides[d] = dim == 1 ? 0 : s;
+        s *= dim;
+    }
+}
+
+void ad__matmul_forward(ad_tensor *y)
+{
+    const ad_tensor *a = y->src[0], *b = y->src[1];
+    bool ta = y->param[0].i != 0, tb = y->param[1].i != 0;
+    ad_dtype dt = (ad_dtype)y->dtype;
+    size_t es = ad_dtype_size(dt);
+    int nb = y->ndim - 2;
+    int64_t m = y->shape[nb], n = y->shape[nb + 1], k, unused;
+    op_dims(a, ta, &unused, &k);
+    int64_t lda = a->shape[a->ndim - 1], ldb = b->shape[b->ndim - 1];
+    int64_t batches = ad__numel(nb, y->shape);
+    if (b->ndim == 2 && !ta) {
+        /* A stack of untransposed a against one b (a linear layer on [B,T,C]):
+         * a's rows are contiguous across its batch, so one GEMM does it all. */
+        ad__gemm(dt, false, tb, batches * m, n, k, a->data, lda, b->data, ldb, y->data, n);
+        return;
+    }
+    int64_t sa[AD_MAX_DIMS], sb[AD_MAX_DIMS];
+    batch_strides(a, nb, sa);
+    batch_strides(b, nb, sb);
+    const unsigned char *A = a->data, *B = b->data;
+    unsigned char *Y = y->data;
+    for (int64_t t = 0; t < batches; t++) {
+        int64_t oa = 0, ob = 0, rest = t;
+        for (int d = nb - 1; d >= 0; d--) {
+            int64_t i = rest % y->shape[d];
+            rest /= y->shape[d];
+            oa += i * sa[d];
+            ob += i * sb[d];
+        }
+        ad__gemm(dt, ta, tb, m, n, k, A + (size_t)oa * es, lda, B + (size_t)ob * es, ldb,
+                 Y + (size_t)(t * m * n) * es, n);
+    }
+}
+
+void ad__matmul_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    ad_tensor *a = y->src[0], *b = y->src[1];
+    bool ta = y->param[0].i != 0, tb = y->param[1].i != 0;
+    if (a->flags & AD_TF_RECORDED) {
+        ad_tensor *da = ta ? ad_matmul_t(b, gy, tb, true) : ad_matmul_t(gy, b, false, !tb);
+        gin[0] = ad__reduce_to(da, a);
+    }
+    if (!(b->flags & AD_TF_RECORDED))
+        return;
+    if (b->ndim == 2 && a->ndim > 2 && !ta) {
+        /* As in the forward: fold a's batch into its rows, so db is one GEMM
+         * straight to b's shape instead of a stack of them summed afterwards. */
+        int64_t rows = ad__numel(a->ndim - 1, a->shape); /* no -1: it fails for empties */
+        int64_t a2[2] = {rows, a->shape[a->ndim - 1]}, g2[2] = {rows, gy->shape[gy->ndim - 1]};
+        ad_tensor *af = ad_reshape(a, 2, a2), *gf = ad_reshape(gy, 2, g2);
+        gin[1] = tb ? ad_matmul_t(gf, af, true, false) : ad_matmul_t(af, gf, true, false);
+        return;
+    }
+    ad_tensor *db = tb ? ad_matmul_t(gy, a, true, ta) : ad_matmul_t(a, gy, !ta, false);
+    gin[1] = ad__reduce_to(db, b);
+}
+
+ad_tensor *ad_matmul_t(ad_tensor *a, ad_tensor *b, bool transpose_a, bool transpose_b)
+{
+    ad_tensor *src[2] = {a, b};
+    ad__param params[AD_NPARAM] = {{.i = transpose_a}, {.i = transpose_b}};
+    return ad__apply(AD_OP_matmul, 2, src, params);
+}
+
+/* ---- matmul: torch.matmul's rules over matmul_t ------------------------------------------
+ * A 1-D operand becomes a matrix by a (differentiable, free) reshape, a row
+ * [1,k] on the left or a column [k,1] on the right, and that dim is reshaped
+ * away from the result: the gradient flows back through both reshapes. */
+ad_tensor *ad_matmul(ad_tensor *a, ad_tensor *b)
+{
+    ad_tensor *src[2] = {a, b};
+    ad_tape *tape = ad__tape_of(2, src);
+    if (!tape || tape->status != AD_OK)
+        return NULL;
+    char s0[AD__SHAPE_BUF], s1[AD__SHAPE_BUF];
+    if (a->ndim == 0 || b->ndim == 0) {
+        ad__fail(tape, AD_ERR_SHAPE, "matmul: shapes %s and %s: a 0-d operand has no matrix dims",
+                 AD__SHAPE(a, s0), AD__SHAPE(b, s1));
+        return NULL;
+    }
+    if (a->dtype != b->dtype) {
+        ad__fail(tape, AD_ERR_DTYPE, "matmul: dtypes %s %s and %s %s differ (use ad_cast)",
+                 ad_dtype_name((ad_dtype)a->dtype), AD__SHAPE(a, s0),
+                 ad_dtype_name((ad_dtype)b->dtype), AD__SHAPE(b, s1));
+        return NULL;
+    }
+    /* Checked here so the message shows the shapes as given, not as reshaped. */
+    int64_t ka = a->shape[a->ndim - 1], kb = b->shape[b->ndim == 1 ? 0 : b->ndim - 2];
+    if (ka != kb) {
+        ad__fail(tape, AD_ERR_SHAPE, "matmul: shapes %s and %s do not align", AD__SHAPE(a, s0),
+                 AD__SHAPE(b, s1));
+        return NULL;
+    }
+    if (a->ndim >= 2 && b->ndim >= 2)
+        return ad_matmul_t(a, b, false, false);
+    /* Persistent operands come onto the tape first: reshape needs a tape tensor. */
+    a = ad_tape_use(tape, a);
+    b = ad_tape_use(tape, b);
+    if (!a || !b)
+        return NULL;
+    bool row = a->ndim == 1, col = b->ndim == 1;
+    int64_t row_shape[2] = {1, ka}, col_shape[2] = {kb, 1};
+    ad_tensor *am = row ? ad_reshape(a, 2, row_shape) : a;
+    ad_tensor *bm = col ? ad_reshape(b, 2, col_shape) : b;
+    ad_tensor *y = ad_matmul_t(am, bm, false, false);
+    if (!y)
+        return NULL;
+    /* Drop the dim that the 1-D operand contributed (or both). */
+    int64_t shape[AD_MAX_DIMS];
+    int nd = 0;
+    for (int d = 0; d < y->ndim; d++) {
+        if ((row && d == y->ndim - 2) || (col && d == y->ndim - 1))
+            continue;
+        shape[nd++] = y->shape[d];
+    }
+    return ad_reshape(y, nd, shape);
+}
+
+/* ---- permute: y.shape[i] = x.shape[perm[i]] -----------------------------------------------
+ * dx = permute(dy, inverse(perm)). param[0].p: perm (int64, ndim entries, arena). */
+ad_status ad__permute_shape(ad_tensor *y)
+{
+    const ad_tensor *x = y->src[0];
+    const int64_t *perm = y->param[0].p;
+    int64_t shape[AD_MAX_DIMS];
+    for (int d = 0; d < x->ndim; d++)
+        shape[d] = x->shape[perm[d]];
+    y->ndim = x->ndim;
+    y->shape = ad__copy_i64(y->tape, shape, (size_t)x->ndim);
+    return y->shape ? AD_OK : y->tape->status;
+}
+
+/* Walks y in row-major order, rows of its last dim, reading x through the
+ * permuted strides; U is an unsigned type of the element size (a bit copy). */
+#define PERMUTE_COPY(U)                                                                            \
+    do {                                                                                           \
+        const U *X = x->data;                                                                      \
+        U *Y = y->data;                                                                            \
+        for (int64_t row = 0; row < rows; row++) {                                                 \
+            const U *xr = X + offset;                                                              \
+            U *yr = Y + row * inner;                                                               \
+            for (int64_t i = 0; i < inner; i++)                                                    \
+                yr[i] = xr[i * inner_stride];                                                      \
+            for (int d = nd - 2; d >= 0; d--) {                                                    \
+                if (++idx[d] < y->shape[d]) {                                                      \
+                    offset += stride[d];                                                           \
+                    break;                                                                         \
+                }                                                                                  \
+                offset -= (idx[d] - 1) * stride[d];                                                \
+                idx[d] = 0;                                                                        \
+            }                                                                                      \
+        }                                                                                          \
+    } while (0)
+
+void ad__permute_forward(ad_tensor *y)
+{
+    const ad_tensor *x = y->src[0];
+    const int64_t *perm = y->param[0].p;
+    int nd = y->ndim;
+    if (y->numel == 0)
+        return;
+    if (nd == 0) {
+        memcpy(y->data, x->data, ad_dtype_size((ad_dtype)y->dtype));
+        return;
+    }
+    int64_t xs[AD_MAX_DIMS], stride[AD_MAX_DIMS], idx[AD_MAX_DIMS] = {0};
+    ad__strides(x->ndim, x->shape, xs);
+    for (int d = 0; d < nd; d++)
+        stride[d] = xs[perm[d]];
+    int64_t inner = y->shape[nd - 1], inner_stride = stride[nd - 1];
+    int64_t rows = y->numel / inner, offset = 0;
+    if (y->dtype == AD_F32)
+        PERMUTE_COPY(uint32_t);
+    else
+        PERMUTE_COPY(uint64_t);
+}
+
+void ad__permute_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    const int64_t *perm = y->param[0].p;
+    int inverse[AD_MAX_DIMS];
+    for (int d = 0; d < y->ndim; d++)
+        inverse[perm[d]] = d;
+    gin[0] = ad_permute(gy, inverse);
+}
+
+ad_tensor *ad_permute(ad_tensor *x, const int *perm)
+{
+    if (!x || !x->tape || x->tape->status != AD_OK)
+        return NULL;
+    char s0[AD__SHAPE_BUF], s1[AD__SHAPE_BUF];
+    int64_t p[AD_MAX_DIMS];
+    uint32_t seen = 0;
+    bool identity = true;
+    if (x->ndim && !perm) {
+        ad__fail(x->tape, AD_ERR_ARG, "permute: perm is NULL for shape %s", AD__SHAPE(x, s0));
+        return NULL;
+    }
+    for (int d = 0; d < x->ndim; d++) {
+        p[d] = perm[d];
+        if (perm[d] < 0 || perm[d] >= x->ndim || (seen & (1u << perm[d]))) {
+            for (int e = d + 1; e < x->ndim; e++)
+                p[e] = perm[e];
+            ad__fail(x->tape, AD_ERR_AXIS, "permute: %s is not a permutation of the axes of %s",
+                     ad__shape_str(s1, x->ndim, p), AD__SHAPE(x, s0));
+            return NULL;
+        }
+        seen |= 1u << perm[d];
+        identity = identity && perm[d] == d;
+    }
+    if (identity)
+        return x;
+    ad__param params[AD_NPARAM] = {{.p = ad__copy_i64(x->tape, p, (size_t)x->ndim)}};
+    if (!params[0].p)
+        return NULL;
+    return ad__apply(AD_OP_permute, 1, &x, params);
+}
+
+ad_tensor *ad_transpose(ad_tensor *x, int axis0, int axis1)
+{
+    if (!x || !x->tape || x->tape->status != AD_OK)
+        return NULL;
+    int a0 = ad__axis(axis0, x->ndim), a1 = ad__axis(axis1, x->ndim);
+    if (a0 < 0 || a1 < 0) {
+        char s[AD__SHAPE_BUF];
+        ad__fail(x->tape, AD_ERR_AXIS, "transpose: axes %d and %d out of range for shape %s", axis0,
+                 axis1, AD__SHAPE(x, s));
+        return NULL;
+    }
+    int perm[AD_MAX_DIMS];
+    for (int d = 0; d < x->ndim; d++)
+        perm[d] = d;
+    perm[a0] = a1;
+    perm[a1] = a0;
+    return ad_permute(x, perm);
+}

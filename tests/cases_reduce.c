@@ -1,0 +1,193 @@
+/* Gradient-check cases for the reductions (src/ops_reduce.c): sum, max and
+ * logsumexp are op-table rows; mean, var and sum_to are compositions and
+ * their cases are filed under "sum", the row they are built on. Random inputs
+ * never tie, so max is differentiable at them; the tie cases build their ties
+ * from copies, where the even split keeps the derivative exact. */
+#include "grad_cases.h"
+
+#include <stddef.h>
+
+/* An axis list and the options of one reduction. */
+typedef struct axes_ctx {
+    int n_axes; /* 0: over all */
+    int axes[AD_MAX_DIMS];
+    bool keepdim;
+    int correction; /* var only */
+} axes_ctx;
+
+#define REDUCE_FN(op)                                                                              \
+    static ad_tensor *f_##op(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)             \
+    {                                                                                              \
+        const axes_ctx *a = ctx;                                                                   \
+        (void)tape, (void)n;                                                                       \
+        return ad_##op(in[0], a->n_axes, a->axes, a->keepdim);                                     \
+    }
+
+REDUCE_FN(sum)
+REDUCE_FN(mean)
+REDUCE_FN(max)
+REDUCE_FN(logsumexp)
+
+static ad_tensor *f_var(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    const axes_ctx *a = ctx;
+    (void)tape, (void)n;
+    return ad_var(in[0], a->n_axes, a->axes, a->keepdim, a->correction);
+}
+
+static ad_tensor *f_sum_all(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    (void)tape, (void)n, (void)ctx;
+    return ad_sum_all(in[0]);
+}
+
+static ad_tensor *f_mean_all(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    (void)tape, (void)n, (void)ctx;
+    return ad_mean_all(in[0]);
+}
+
+/* A target shape for sum_to. */
+typedef struct shape_ctx {
+    int ndim;
+    int64_t shape[AD_MAX_DIMS];
+} shape_ctx;
+
+static ad_tensor *f_sum_to(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    const shape_ctx *s = ctx;
+    (void)tape, (void)n;
+    return ad_sum_to(in[0], s->ndim, s->shape);
+}
+
+/* max over two broadcast copies of x ([3] -> [2,3], axis 0): every column is a
+ * tie of two equal values, each gets dy / 2, and the halves add up to 1. */
+static ad_tensor *f_max_of_copies(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    static const int axis0[] = {0};
+    int64_t shape[2] = {2, ad_tensor_dim(in[0], 0)};
+    (void)tape, (void)n, (void)ctx;
+    return ad_max(ad_expand(in[0], 2, shape), 1, axis0, false);
+}
+
+/* logsumexp feeding a product, so its backward gets a non-constant gradient. */
+static ad_tensor *f_logsumexp_weighted(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    static const int last[] = {-1};
+    (void)tape, (void)n, (void)ctx;
+    return ad_mul(ad_logsumexp(in[0], 1, last, true), in[0]);
+}
+
+static axes_ctx all = {0, {0}, false, 1};
+static axes_ctx all_keep = {0, {0}, true, 1};
+static axes_ctx axis0 = {1, {0}, false, 1};
+static axes_ctx axis1 = {1, {1}, false, 1};
+static axes_ctx axis1_keep = {1, {1}, true, 1};
+static axes_ctx axis_last = {1, {-1}, false, 1};
+static axes_ctx axis_last_keep = {1, {-1}, true, 1};
+static axes_ctx axes_0_2 = {2, {0, 2}, false, 1};
+static axes_ctx axes_0_2_keep = {2, {0, 2}, true, 1};
+static axes_ctx axes_neg = {2, {-1, -3}, false, 1};
+static axes_ctx axes_neg_keep = {2, {-3, -2}, true, 1};
+static axes_ctx axes_2_1 = {2, {2, 1}, false, 1};
+static axes_ctx all_c0 = {0, {0}, false, 0};
+static axes_ctx axis1_c0_keep = {1, {1}, true, 0};
+static axes_ctx axes_neg_c1 = {2, {-1, 0}, false, 1};
+static axes_ctx axis_size1 = {1, {1}, false, 1};
+
+static shape_ctx to_row = {2, {1, 3}};
+static shape_ctx to_vec = {1, {3}};
+static shape_ctx to_col = {2, {2, 1}};
+static shape_ctx to_scalar = {0, {0}};
+static shape_ctx to_mid = {3, {2, 1, 4}};
+
+/* The table is aligned by hand, one case to a row or two. */
+// clang-format off
+#define ONE(d0, ...) .n_inputs = 1, .ndim = {d0}, .shape = {{__VA_ARGS__}}
+
+const grad_case cases_reduce[] = {
+    /* sum */
+    {.op = "sum", .name = "all of [2,3,4]", .f = f_sum, .ctx = &all, ONE(3, 2, 3, 4)},
+    {.op = "sum", .name = "all of [2,3] keepdim", .f = f_sum, .ctx = &all_keep, ONE(2, 2, 3)},
+    {.op = "sum", .name = "sum_all of [5]", .f = f_sum_all, ONE(1, 5)},
+    {.op = "sum", .name = "0-d", .f = f_sum, .ctx = &all, ONE(0, 0)},
+    {.op = "sum", .name = "axis 0 of [2,3] (leading rows)", .f = f_sum, .ctx = &axis0,
+     ONE(2, 2, 3)},
+    {.op = "sum", .name = "axis 0 of [3,2,2] (leading rows, 3-d)", .f = f_sum, .ctx = &axis0,
+     ONE(3, 3, 2, 2)},
+    {.op = "sum", .name = "axis 1 of [2,3,4]", .f = f_sum, .ctx = &axis1, ONE(3, 2, 3, 4)},
+    {.op = "sum", .name = "axis 1 of [2,3,4] keepdim", .f = f_sum, .ctx = &axis1_keep,
+     ONE(3, 2, 3, 4)},
+    {.op = "sum", .name = "axis -1 of [2,3]", .f = f_sum, .ctx = &axis_last, ONE(2, 2, 3)},
+    {.op = "sum", .name = "axes {0,2} of [2,3,4]", .f = f_sum, .ctx = &axes_0_2,
+     ONE(3, 2, 3, 4)},
+    {.op = "sum", .name = "axes {0,2} of [2,3,4] keepdim", .f = f_sum, .ctx = &axes_0_2_keep,
+     ONE(3, 2, 3, 4)},
+    {.op = "sum", .name = "axes {-1,-3} of [2,3,4]", .f = f_sum, .ctx = &axes_neg,
+     ONE(3, 2, 3, 4)},
+    {.op = "sum", .name = "axes {2,1} of [2,3,4] (unsorted)", .f = f_sum, .ctx = &axes_2_1,
+     ONE(3, 2, 3, 4)},
+    {.op = "sum", .name = "size-1 axis 1 of [3,1,2]", .f = f_sum, .ctx = &axis_size1,
+     ONE(3, 3, 1, 2)},
+
+    /* mean: sum times 1/N */
+    {.op = "sum", .name = "mean of all of [2,3]", .f = f_mean, .ctx = &all, ONE(2, 2, 3)},
+    {.op = "sum", .name = "mean_all of [4]", .f = f_mean_all, ONE(1, 4)},
+    {.op = "sum", .name = "mean over axis -1 of [2,3] keepdim", .f = f_mean,
+     .ctx = &axis_last_keep, ONE(2, 2, 3)},
+    {.op = "sum", .name = "mean over axes {-3,-2} of [2,3,2] keepdim", .f = f_mean,
+     .ctx = &axes_neg_keep, ONE(3, 2, 3, 2)},
+
+    /* var: sum((x - mean)^2) / (N - correction) */
+    {.op = "sum", .name = "var of all of [2,3], correction 1", .f = f_var, .ctx = &all,
+     ONE(2, 2, 3)},
+    {.op = "sum", .name = "var of all of [5], correction 0", .f = f_var, .ctx = &all_c0,
+     ONE(1, 5)},
+    {.op = "sum", .name = "var over axis 1 of [3,4] keepdim, correction 0", .f = f_var,
+     .ctx = &axis1_c0_keep, ONE(2, 3, 4)},
+    {.op = "sum", .name = "var over axes {-1,0} of [2,2,3]", .f = f_var, .ctx = &axes_neg_c1,
+     ONE(3, 2, 2, 3)},
+
+    /* sum_to: the adjoint of broadcasting */
+    {.op = "sum", .name = "sum_to [2,3] -> [1,3]", .f = f_sum_to, .ctx = &to_row,
+     ONE(2, 2, 3)},
+    {.op = "sum", .name = "sum_to [2,3] -> [3]", .f = f_sum_to, .ctx = &to_vec, ONE(2, 2, 3)},
+    {.op = "sum", .name = "sum_to [2,3] -> [2,1]", .f = f_sum_to, .ctx = &to_col,
+     ONE(2, 2, 3)},
+    {.op = "sum", .name = "sum_to [2,3] -> 0-d", .f = f_sum_to, .ctx = &to_scalar,
+     ONE(2, 2, 3)},
+    {.op = "sum", .name = "sum_to [3,2,3,4] -> [2,1,4]", .f = f_sum_to, .ctx = &to_mid,
+     ONE(4, 3, 2, 3, 4)},
+
+    /* max: random inputs, no ties */
+    {.op = "max", .name = "all of [2,3]", .f = f_max, .ctx = &all, ONE(2, 2, 3)},
+    {.op = "max", .name = "all of [2,3] keepdim", .f = f_max, .ctx = &all_keep, ONE(2, 2, 3)},
+    {.op = "max", .name = "axis 0 of [3,4]", .f = f_max, .ctx = &axis0, ONE(2, 3, 4)},
+    {.op = "max", .name = "axis 1 of [2,3,4] keepdim", .f = f_max, .ctx = &axis1_keep,
+     ONE(3, 2, 3, 4)},
+    {.op = "max", .name = "axis -1 of [3,4]", .f = f_max, .ctx = &axis_last, ONE(2, 3, 4)},
+    {.op = "max", .name = "axes {-1,-3} of [2,3,4]", .f = f_max, .ctx = &axes_neg,
+     ONE(3, 2, 3, 4)},
+    {.op = "max", .name = "axes {0,2} of [2,3,4] keepdim", .f = f_max, .ctx = &axes_0_2_keep,
+     ONE(3, 2, 3, 4)},
+    {.op = "max", .name = "over two broadcast copies: tied maxima share", .f = f_max_of_copies,
+     ONE(1, 3)},
+
+    /* logsumexp */
+    {.op = "logsumexp", .name = "all of [2,3]", .f = f_logsumexp, .ctx = &all, ONE(2, 2, 3)},
+    {.op = "logsumexp", .name = "all of [2,3] keepdim", .f = f_logsumexp, .ctx = &all_keep,
+     ONE(2, 2, 3)},
+    {.op = "logsumexp", .name = "axis 1 of [2,3,4]", .f = f_logsumexp, .ctx = &axis1,
+     ONE(3, 2, 3, 4)},
+    {.op = "logsumexp", .name = "axis -1 of [3,4] keepdim", .f = f_logsumexp,
+     .ctx = &axis_last_keep, ONE(2, 3, 4)},
+    {.op = "logsumexp", .name = "axes {-1,-3} of [2,3,4]", .f = f_logsumexp,
+     .ctx = &axes_neg, ONE(3, 2, 3, 4)},
+    {.op = "logsumexp", .name = "axis 0 of [3,2], logits in [100,104)", .f = f_logsumexp,
+     .ctx = &axis0, ONE(2, 3, 2), .lo = 100, .hi = 104},
+    {.op = "logsumexp", .name = "logsumexp(x, -1, keepdim) * x, [2,3]",
+     .f = f_logsumexp_weighted, ONE(2, 2, 3)},
+};
+// clang-format on
+
+const size_t n_cases_reduce = sizeof cases_reduce / sizeof cases_reduce[0];

@@ -1,0 +1,1101 @@
+/* Unit tests of the shape and indexing ops (src/ops_shape.c): forward values
+ * and gradients by hand, result shapes, float32, zero-size tensors, and every
+ * error path, whose tape message must name the op and the shapes. */
+#include "test_util.h"
+
+#include <string.h>
+
+/* ---- Helpers -------------------------------------------------------------------- */
+
+static ad_tensor *tensor(ad_tape *tape, ad_dtype dtype, int ndim, const int64_t *shape,
+                         const double *values)
+{
+    ad_tensor *t = ad_tensor_from_doubles(tape, dtype, ndim, shape, values);
+    assert_non_null(t);
+    return t;
+}
+
+/* A leaf that requires grad, from doubles. */
+static ad_tensor *leaf(ad_tape *tape, ad_dtype dtype, int ndim, const int64_t *shape,
+                       const double *values)
+{
+    ad_tensor *t = ad_requires_grad(tensor(tape, dtype, ndim, shape, values));
+    assert_non_null(t);
+    return t;
+}
+
+/* 0, 1, 2, ... as a float64 leaf of the given shape. */
+static ad_tensor *iota(ad_tape *tape, ad_dtype dtype, int ndim, const int64_t *shape)
+{
+    double v[64];
+    int64_t n = 1;
+    for (int d = 0; d < ndim; d++)
+        n *= shape[d];
+    assert_true(n <= 64);
+    for (int64_t i = 0; i < n; i++)
+        v[i] = (double)i;
+    return leaf(tape, dtype, ndim, shape, v);
+}
+
+/* g[i] = d sum(y) / d xs[i]. */
+static void grads_of_sum(ad_tensor *y, size_t n, ad_tensor *const *xs, ad_tensor **g)
+{
+    assert_non_null(y);
+    ad_tensor *loss = ad_sum_all(y);
+    assert_non_null(loss);
+    assert_int_equal(ad_grad(1, &loss, NULL, n, xs, g, NULL), AD_OK);
+    for (size_t i = 0; i < n; i++)
+        assert_non_null(g[i]);
+}
+
+static ad_tensor *grad_of_sum(ad_tensor *y, ad_tensor *x)
+{
+    ad_tensor *g;
+    grads_of_sum(y, 1, &x, &g);
+    return g;
+}
+
+/* d sum(w * y) / dx for weights w of y's shape: tells apart which output
+ * element each gradient entry came from. */
+static ad_tensor *grad_of_weighted(ad_tensor *y, ad_tensor *x, const double *w)
+{
+    assert_non_null(y);
+    ad_tensor *weights =
+        tensor(ad_tensor_tape(y), ad_tensor_dtype(y), ad_tensor_ndim(y), ad_tensor_shape(y), w);
+    ad_tensor *g = NULL;
+    ad_tensor *seed = weights;
+    assert_int_equal(ad_grad(1, &y, &seed, 1, &x, &g, NULL), AD_OK);
+    assert_non_null(g);
+    return g;
+}
+
+static void assert_shape(const ad_tensor *t, int ndim, const int64_t *shape)
+{
+    assert_non_null(t);
+    assert_int_equal(ad_tensor_ndim(t), ndim);
+    for (int d = 0; d < ndim; d++)
+        assert_int_equal(ad_tensor_shape(t)[d], shape[d]);
+}
+
+/* Exact values: these ops move and add small integers, no rounding. */
+static void assert_values(const ad_tensor *t, int64_t n, const double *expected)
+{
+    assert_non_null(t);
+    assert_int_equal(ad_tensor_numel(t), n);
+    for (int64_t i = 0; i < n; i++) {
+        double v = ad_tensor_get(t, i);
+        if (!(v == expected[i]))
+            fail_msg("element %lld is %.17g, expected %.17g", (long long)i, v, expected[i]);
+    }
+}
+
+static void assert_message_has(const ad_tape *tape, const char *part)
+{
+    const char *m = ad_tape_message(tape);
+    if (!strstr(m, part))
+        fail_msg("tape message \"%s\" does not mention \"%s\"", m, part);
+}
+
+/* The op failed with code and a message naming every part. */
+static void assert_failed(ad_tape *tape, const ad_tensor *y, ad_status code, const char *op,
+                          const char *part1, const char *part2)
+{
+    assert_null(y);
+    assert_int_equal(ad_tape_status(tape), code);
+    assert_message_has(tape, op);
+    if (part1)
+        assert_message_has(tape, part1);
+    if (part2)
+        assert_message_has(tape, part2);
+}
+
+/* ---- reshape and expand ---------------------------------------------------------------- */
+
+static void test_reshape_infers_a_minus_one_dim(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s23[2] = {2, 3}, t[3] = {3, -1, 1}, want[3] = {3, 2, 1};
+    ad_tensor *x = iota(tape, AD_F64, 2, s23);
+    ad_tensor *y = ad_reshape(x, 3, t);
+    assert_shape(y, 3, want);
+    assert_values(y, 6, (const double[]){0, 1, 2, 3, 4, 5});
+    const int64_t flat[1] = {-1}, six[1] = {6};
+    assert_shape(ad_reshape(x, 1, flat), 1, six);
+    assert_values(grad_of_sum(ad_reshape(x, 1, flat), x), 6, (const double[]){1, 1, 1, 1, 1, 1});
+}
+
+static void test_reshape_of_a_zero_size_tensor_keeps_zero_elements(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s03[2] = {0, 3}, t[3] = {3, 0, 5}, t_infer[2] = {-1, 3};
+    ad_tensor *x = leaf(tape, AD_F64, 2, s03, NULL);
+    assert_shape(ad_reshape(x, 3, t), 3, t);
+    const int64_t want[2] = {0, 3};
+    ad_tensor *y = ad_reshape(x, 2, t_infer);
+    assert_shape(y, 2, want);
+    assert_shape(grad_of_sum(ad_reshape(x, 3, t), x), 2, s03);
+}
+
+static void test_reshape_to_a_different_count_names_both_shapes(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s23[2] = {2, 3}, t[2] = {4, 2};
+    ad_tensor *y = ad_reshape(iota(tape, AD_F64, 2, s23), 2, t);
+    assert_failed(tape, y, AD_ERR_SHAPE, "reshape", "[2,3]", "[4,2]");
+}
+
+static void test_reshape_with_two_inferred_dims_names_the_target(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s23[2] = {2, 3}, t[2] = {-1, -1};
+    ad_tensor *y = ad_reshape(iota(tape, AD_F64, 2, s23), 2, t);
+    assert_failed(tape, y, AD_ERR_SHAPE, "reshape", "[2,3]", "[-1,-1]");
+}
+
+static void test_expand_adds_leading_dims_and_stretches_size_one_dims(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s21[2] = {2, 1}, to[3] = {2, 2, 3};
+    ad_tensor *x = leaf(tape, AD_F64, 2, s21, (const double[]){1, 2});
+    ad_tensor *y = ad_expand(x, 3, to);
+    assert_shape(y, 3, to);
+    assert_values(y, 12, (const double[]){1, 1, 1, 2, 2, 2, 1, 1, 1, 2, 2, 2});
+    assert_values(grad_of_sum(y, x), 2, (const double[]){6, 6});
+}
+
+static void test_expand_to_a_shape_that_does_not_broadcast_names_both(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s2[1] = {2}, to[2] = {2, 3};
+    ad_tensor *y = ad_expand(iota(tape, AD_F64, 1, s2), 2, to);
+    assert_failed(tape, y, AD_ERR_SHAPE, "expand", "[2]", "[2,3]");
+}
+
+static void test_expand_to_a_negative_dim_is_a_shape_error(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s1[1] = {1}, to[2] = {2, -1};
+    ad_tensor *y = ad_expand(iota(tape, AD_F64, 1, s1), 2, to);
+    assert_failed(tape, y, AD_ERR_SHAPE, "expand", "[1]", "[2,-1]");
+}
+
+static void test_shapes_with_too_many_elements_are_shape_errors(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s11[2] = {1, 1}, huge[2] = {INT64_C(1) << 40, INT64_C(1) << 40};
+    const int64_t wide[3] = {1, INT64_C(1) << 40, 0}, tall[3] = {INT64_C(1) << 40, 1, 0};
+    ad_tensor *x = iota(tape, AD_F64, 2, s11);
+    assert_failed(tape, ad_expand(x, 2, huge), AD_ERR_SHAPE, "expand", "[1,1]",
+                  "[1099511627776,1099511627776]");
+    ad_tape_clear_error(tape);
+
+    const int64_t s0[1] = {0}, target[3] = {INT64_C(1) << 40, INT64_C(1) << 40, 0};
+    assert_failed(tape, ad_reshape(iota(tape, AD_F64, 1, s0), 3, target), AD_ERR_SHAPE, "reshape",
+                  "[0]", "too many");
+    ad_tape_clear_error(tape);
+
+    /* Each operand fits (it is empty); the count of their broadcast shape
+     * would overflow on the way to its zero. */
+    ad_tensor *a = ad_tensor_new(tape, AD_F64, 3, wide, NULL);
+    ad_tensor *b = ad_tensor_new(tape, AD_F64, 3, tall, NULL);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_failed(tape, ad_where(x, a, b), AD_ERR_SHAPE, "where", "[1,1099511627776,0] (a)",
+                  "too many");
+}
+
+/* ---- slice and slice_scatter --------------------------------------------------------------- */
+
+static void test_slice_follows_python_ranges(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s25[2] = {2, 5};
+    ad_tensor *x = iota(tape, AD_F64, 2, s25); /* [[0..4], [5..9]] */
+
+    ad_tensor *y = ad_slice(x, 1, 1, 5, 2); /* x[:, 1:5:2] */
+    assert_shape(y, 2, (const int64_t[]){2, 2});
+    assert_values(y, 4, (const double[]){1, 3, 6, 8});
+
+    y = ad_slice(x, -1, -2, INT64_MAX, 1); /* x[:, -2:] */
+    assert_shape(y, 2, (const int64_t[]){2, 2});
+    assert_values(y, 4, (const double[]){3, 4, 8, 9});
+
+    y = ad_slice(x, 1, -100, 100, 3); /* clamped: columns 0 and 3 */
+    assert_values(y, 4, (const double[]){0, 3, 5, 8});
+
+    y = ad_slice(x, 0, 1, 2, 1); /* x[1:2] */
+    assert_shape(y, 2, (const int64_t[]){1, 5});
+    assert_values(y, 5, (const double[]){5, 6, 7, 8, 9});
+
+    y = ad_slice(x, 1, 4, -1, 1); /* x[:, 4:-1] = x[:, 4:4]: empty */
+    assert_shape(y, 2, (const int64_t[]){2, 0});
+}
+
+static void test_slice_gradient_is_ones_placed_back_into_zeros(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s25[2] = {2, 5};
+    ad_tensor *x = iota(tape, AD_F64, 2, s25);
+    ad_tensor *g = grad_of_weighted(ad_slice(x, 1, 1, 5, 2), x, (const double[]){1, 2, 3, 4});
+    assert_shape(g, 2, s25);
+    assert_values(g, 10, (const double[]){0, 1, 0, 2, 0, 0, 3, 0, 4, 0});
+}
+
+static void test_empty_slice_gives_a_zero_gradient_of_the_input_shape(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s32[2] = {3, 2};
+    ad_tensor *x = iota(tape, AD_F64, 2, s32);
+    ad_tensor *y = ad_slice(x, 0, 2, 1, 1);
+    assert_shape(y, 2, (const int64_t[]){0, 2});
+    ad_tensor *g = grad_of_sum(y, x);
+    assert_shape(g, 2, s32);
+    assert_values(g, 6, (const double[]){0, 0, 0, 0, 0, 0});
+}
+
+static void test_slice_scatter_places_x_at_start_and_step(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s22[2] = {2, 2};
+    ad_tensor *x = iota(tape, AD_F64, 2, s22); /* [[0,1],[2,3]] */
+    ad_tensor *y = ad_slice_scatter(x, -1, 5, 1, 3);
+    assert_shape(y, 2, (const int64_t[]){2, 5});
+    assert_values(y, 10, (const double[]){0, 0, 0, 0, 1, 0, 2, 0, 0, 3});
+    ad_tensor *g = grad_of_weighted(y, x, (const double[]){1, 2, 3, 4, 5, 6, 7, 8, 9, 10});
+    assert_values(g, 4, (const double[]){2, 5, 7, 10});
+}
+
+static void test_slice_scatter_of_an_empty_x_is_all_zeros(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s02[2] = {0, 2};
+    ad_tensor *x = leaf(tape, AD_F64, 2, s02, NULL);
+    ad_tensor *y = ad_slice_scatter(x, 0, 3, 3, 1); /* start = length is fine when empty */
+    assert_shape(y, 2, (const int64_t[]){3, 2});
+    assert_values(y, 6, (const double[]){0, 0, 0, 0, 0, 0});
+    assert_shape(grad_of_sum(y, x), 2, s02);
+}
+
+static void test_slice_with_step_zero_is_an_argument_error_naming_the_shape(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s25[2] = {2, 5};
+    ad_tensor *y = ad_slice(iota(tape, AD_F64, 2, s25), 1, 0, 5, 0);
+    assert_failed(tape, y, AD_ERR_ARG, "slice", "step 0", "[2,5]");
+}
+
+static void test_slice_with_a_negative_step_is_an_argument_error(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s5[1] = {5};
+    ad_tensor *y = ad_slice(iota(tape, AD_F64, 1, s5), 0, 4, 0, -1);
+    assert_failed(tape, y, AD_ERR_ARG, "slice", "step -1", "[5]");
+}
+
+static void test_slice_axis_out_of_range_names_the_axis_and_shape(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s23[2] = {2, 3};
+    ad_tensor *y = ad_slice(iota(tape, AD_F64, 2, s23), 3, 0, 1, 1);
+    assert_failed(tape, y, AD_ERR_AXIS, "slice: axis 3", "[2,3]", NULL);
+}
+
+static void test_slice_of_a_0d_tensor_is_an_axis_error(void **state)
+{
+    ad_tape *tape = *state;
+    ad_tensor *y = ad_slice(ad_scalar(tape, 1.0), 0, 0, 1, 1);
+    assert_failed(tape, y, AD_ERR_AXIS, "slice", "[]", NULL);
+}
+
+static void test_slice_scatter_that_does_not_fit_names_the_shape(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s3[1] = {3};
+    /* rows at 1, 3, 5 need length >= 6 */
+    ad_tensor *y = ad_slice_scatter(iota(tape, AD_F64, 1, s3), 0, 5, 1, 2);
+    assert_failed(tape, y, AD_ERR_SHAPE, "slice_scatter", "[3]", "length 5");
+}
+
+static void test_slice_scatter_with_a_negative_start_is_an_error(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s2[1] = {2};
+    ad_tensor *y = ad_slice_scatter(iota(tape, AD_F64, 1, s2), 0, 5, -1, 1);
+    assert_failed(tape, y, AD_ERR_SHAPE, "slice_scatter", "[2]", "start -1");
+}
+
+static void test_slice_scatter_with_step_zero_is_an_argument_error(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s2[1] = {2};
+    ad_tensor *y = ad_slice_scatter(iota(tape, AD_F64, 1, s2), 0, 5, 0, 0);
+    assert_failed(tape, y, AD_ERR_ARG, "slice_scatter", "step 0", "[2]");
+}
+
+static void test_slice_and_slice_scatter_reach_the_last_of_eight_dims(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s8[8] = {1, 2, 1, 1, 1, 1, 1, 4};
+    ad_tensor *x = iota(tape, AD_F64, 8, s8);
+    ad_tensor *y = ad_slice(x, 7, 1, 4, 2);
+    const int64_t want[8] = {1, 2, 1, 1, 1, 1, 1, 2};
+    assert_shape(y, 8, want);
+    assert_values(y, 4, (const double[]){1, 3, 5, 7});
+    ad_tensor *back = ad_slice_scatter(y, -1, 4, 1, 2);
+    assert_shape(back, 8, s8);
+    assert_values(back, 8, (const double[]){0, 1, 0, 3, 0, 5, 0, 7});
+}
+
+/* ---- concat and stack -------------------------------------------------------------------- */
+
+static void test_concat_joins_along_an_axis_and_slices_the_gradient_back(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s21[2] = {2, 1}, s22[2] = {2, 2};
+    ad_tensor *a = leaf(tape, AD_F64, 2, s21, (const double[]){1, 2});
+    ad_tensor *b = leaf(tape, AD_F64, 2, s22, (const double[]){3, 4, 5, 6});
+    ad_tensor *xs[3] = {a, b, a};
+    ad_tensor *y = ad_concat(3, xs, -1);
+    assert_shape(y, 2, (const int64_t[]){2, 4});
+    assert_values(y, 8, (const double[]){1, 3, 4, 1, 2, 5, 6, 2});
+    ad_tensor *seed =
+        tensor(tape, AD_F64, 2, ad_tensor_shape(y), (const double[]){1, 2, 3, 4, 5, 6, 7, 8});
+    ad_tensor *in[2] = {a, b}, *g[2];
+    assert_int_equal(ad_grad(1, &y, &seed, 2, in, g, NULL), AD_OK);
+    assert_values(g[0], 2, (const double[]){1 + 4, 5 + 8}); /* a used twice */
+    assert_values(g[1], 4, (const double[]){2, 3, 6, 7});
+
+    y = ad_concat(2, in, 0);
+    assert_null(y); /* [2,1] and [2,2] differ on dim 1 */
+    ad_tape_clear_error(tape);
+    ad_tensor *rows[2] = {b, b};
+    y = ad_concat(2, rows, 0);
+    assert_shape(y, 2, (const int64_t[]){4, 2});
+    assert_values(y, 8, (const double[]){3, 4, 5, 6, 3, 4, 5, 6});
+}
+
+static void test_concat_mismatched_dims_names_both_shapes(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s23[2] = {2, 3}, s24[2] = {2, 4};
+    ad_tensor *xs[2] = {iota(tape, AD_F64, 2, s23), iota(tape, AD_F64, 2, s24)};
+    ad_tensor *y = ad_concat(2, xs, 0);
+    assert_failed(tape, y, AD_ERR_SHAPE, "concat", "[2,3]", "[2,4]");
+}
+
+static void test_concat_of_different_ranks_names_both_shapes(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s23[2] = {2, 3}, s3[1] = {3};
+    ad_tensor *xs[2] = {iota(tape, AD_F64, 2, s23), iota(tape, AD_F64, 1, s3)};
+    ad_tensor *y = ad_concat(2, xs, 0);
+    assert_failed(tape, y, AD_ERR_SHAPE, "concat", "[2,3]", "[3]");
+}
+
+static void test_concat_of_different_dtypes_is_a_dtype_error(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s2[1] = {2};
+    ad_tensor *xs[2] = {iota(tape, AD_F64, 1, s2), iota(tape, AD_F32, 1, s2)};
+    ad_tensor *y = ad_concat(2, xs, 0);
+    assert_failed(tape, y, AD_ERR_DTYPE, "concat", "float32", "float64");
+}
+
+static void test_concat_axis_out_of_range_names_the_shape(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s23[2] = {2, 3};
+    ad_tensor *x = iota(tape, AD_F64, 2, s23);
+    ad_tensor *xs[2] = {x, x};
+    ad_tensor *y = ad_concat(2, xs, -3);
+    assert_failed(tape, y, AD_ERR_AXIS, "concat: axis -3", "[2,3]", NULL);
+}
+
+static void test_concat_of_0d_tensors_is_an_axis_error(void **state)
+{
+    ad_tape *tape = *state;
+    ad_tensor *xs[2] = {ad_scalar(tape, 1.0), ad_scalar(tape, 2.0)};
+    ad_tensor *y = ad_concat(2, xs, 0);
+    assert_failed(tape, y, AD_ERR_AXIS, "concat", "[]", "0-d");
+}
+
+static void test_concat_of_more_than_255_inputs_is_an_argument_error(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s1[1] = {1};
+    ad_tensor *x = iota(tape, AD_F64, 1, s1);
+    ad_tensor *xs[256];
+    for (int i = 0; i < 256; i++)
+        xs[i] = x;
+    assert_non_null(ad_concat(255, xs, 0));
+    ad_tensor *y = ad_concat(256, xs, 0);
+    assert_failed(tape, y, AD_ERR_ARG, "concat", "256 inputs", "255");
+    ad_tape_clear_error(tape);
+    y = ad_stack(256, xs, 0);
+    assert_failed(tape, y, AD_ERR_ARG, "stack", "256 inputs", "255");
+}
+
+static void test_concat_of_many_inputs_gives_each_its_gradient(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s1[1] = {1};
+    enum { N = 20 }; /* more than the sweep's 8 inline gradient slots */
+    ad_tensor *xs[N], *g[N];
+    for (int i = 0; i < N; i++)
+        xs[i] = leaf(tape, AD_F64, 1, s1, (const double[]){(double)i});
+    ad_tensor *y = ad_concat(N, xs, 0);
+    assert_shape(y, 1, (const int64_t[]){N});
+    double w[N];
+    for (int i = 0; i < N; i++)
+        w[i] = 10.0 * i;
+    ad_tensor *seed = tensor(tape, AD_F64, 1, ad_tensor_shape(y), w);
+    assert_int_equal(ad_grad(1, &y, &seed, N, xs, g, NULL), AD_OK);
+    for (int i = 0; i < N; i++) {
+        assert_close((double)i, ad_tensor_get(y, i), 0, 0);
+        assert_close(w[i], ad_tensor_get(g[i], 0), 0, 0);
+    }
+}
+
+static void test_concat_of_no_inputs_returns_null(void **state)
+{
+    ad_tape *tape = *state;
+    assert_null(ad_concat(0, NULL, 0));
+    assert_null(ad_stack(0, NULL, 0));
+    assert_int_equal(ad_tape_status(tape), AD_OK);
+}
+
+static void test_stack_inserts_a_new_axis(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s3[1] = {3};
+    ad_tensor *a = leaf(tape, AD_F64, 1, s3, (const double[]){1, 2, 3});
+    ad_tensor *b = leaf(tape, AD_F64, 1, s3, (const double[]){4, 5, 6});
+    ad_tensor *xs[2] = {a, b};
+    ad_tensor *y = ad_stack(2, xs, 0);
+    assert_shape(y, 2, (const int64_t[]){2, 3});
+    assert_values(y, 6, (const double[]){1, 2, 3, 4, 5, 6});
+    y = ad_stack(2, xs, -1);
+    assert_shape(y, 2, (const int64_t[]){3, 2});
+    assert_values(y, 6, (const double[]){1, 4, 2, 5, 3, 6});
+    ad_tensor *g = grad_of_weighted(y, b, (const double[]){1, 2, 3, 4, 5, 6});
+    assert_values(g, 3, (const double[]){2, 4, 6});
+}
+
+static void test_stack_of_0d_tensors_makes_a_vector(void **state)
+{
+    ad_tape *tape = *state;
+    ad_tensor *xs[3] = {ad_scalar(tape, 1), ad_scalar(tape, 2), ad_scalar(tape, 3)};
+    ad_tensor *y = ad_stack(3, xs, 0);
+    assert_shape(y, 1, (const int64_t[]){3});
+    assert_values(y, 3, (const double[]){1, 2, 3});
+}
+
+static void test_stack_of_unequal_shapes_names_both_shapes(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s23[2] = {2, 3}, s32[2] = {3, 2};
+    ad_tensor *xs[2] = {iota(tape, AD_F64, 2, s23), iota(tape, AD_F64, 2, s32)};
+    ad_tensor *y = ad_stack(2, xs, 0);
+    assert_failed(tape, y, AD_ERR_SHAPE, "stack", "[2,3]", "[3,2]");
+}
+
+static void test_stack_axis_out_of_range_names_the_range_and_shape(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s23[2] = {2, 3};
+    ad_tensor *x = iota(tape, AD_F64, 2, s23);
+    ad_tensor *xs[2] = {x, x};
+    ad_tensor *y = ad_stack(2, xs, 3);
+    assert_failed(tape, y, AD_ERR_AXIS, "stack: axis 3", "[-3, 2]", "[2,3]");
+}
+
+static void test_stack_of_eight_dim_tensors_is_a_shape_error(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s8[8] = {1, 1, 1, 1, 1, 1, 1, 2};
+    ad_tensor *x = iota(tape, AD_F64, 8, s8);
+    ad_tensor *xs[2] = {x, x};
+    ad_tensor *y = ad_stack(2, xs, 0);
+    assert_failed(tape, y, AD_ERR_SHAPE, "stack", "[1,1,1,1,1,1,1,2]", NULL);
+}
+
+static void test_stack_brings_a_persistent_tensor_onto_the_tape(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s2[1] = {2};
+    ad_tensor *p;
+    assert_int_equal(ad_tensor_create(&p, AD_F64, 1, s2, true), AD_OK);
+    assert_int_equal(ad_tensor_copy_from_doubles(p, (const double[]){7, 8}), AD_OK);
+    ad_tensor *t = leaf(tape, AD_F64, 1, s2, (const double[]){1, 2});
+    ad_tensor *xs[2] = {p, t};
+    ad_tensor *y = ad_stack(2, xs, 1);
+    assert_shape(y, 2, (const int64_t[]){2, 2});
+    assert_values(y, 4, (const double[]){7, 1, 8, 2});
+    ad_tensor *seed = tensor(tape, AD_F64, 2, ad_tensor_shape(y), (const double[]){1, 2, 3, 4});
+    ad_backward_opts o = {.seed = seed};
+    assert_int_equal(ad_backward(y, &o), AD_OK);
+    assert_values(ad_tensor_grad(p), 2, (const double[]){1, 3});
+    assert_values(ad_tensor_grad(t), 2, (const double[]){2, 4});
+    ad_tape_reset(tape);
+    ad_tensor_free(p);
+}
+
+/* ---- index_select and index_add ------------------------------------------------------------ */
+
+static void test_index_select_picks_slices_and_repeats_accumulate_in_the_gradient(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s32[2] = {3, 2};
+    ad_tensor *x = iota(tape, AD_F64, 2, s32); /* [[0,1],[2,3],[4,5]] */
+    const int64_t idx[4] = {2, 0, 2, 2};
+    ad_tensor *y = ad_index_select(x, 0, 4, idx);
+    assert_shape(y, 2, (const int64_t[]){4, 2});
+    assert_values(y, 8, (const double[]){4, 5, 0, 1, 4, 5, 4, 5});
+    assert_values(grad_of_sum(y, x), 6, (const double[]){1, 1, 0, 0, 3, 3});
+
+    const int64_t cols[3] = {1, 1, 0};
+    y = ad_index_select(x, -1, 3, cols);
+    assert_shape(y, 2, (const int64_t[]){3, 3});
+    assert_values(y, 9, (const double[]){1, 1, 0, 3, 3, 2, 5, 5, 4});
+}
+
+static void test_index_select_with_no_indices_gives_an_empty_axis(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s32[2] = {3, 2};
+    ad_tensor *x = iota(tape, AD_F64, 2, s32);
+    ad_tensor *y = ad_index_select(x, 1, 0, NULL);
+    assert_shape(y, 2, (const int64_t[]){3, 0});
+    ad_tensor *g = grad_of_sum(y, x);
+    assert_shape(g, 2, s32);
+    assert_values(g, 6, (const double[]){0, 0, 0, 0, 0, 0});
+}
+
+static void test_index_select_copies_the_indices(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s3[1] = {3};
+    ad_tensor *x = iota(tape, AD_F64, 1, s3);
+    int64_t idx[2] = {2, 0};
+    ad_tensor *y = ad_index_select(x, 0, 2, idx);
+    idx[0] = 1; /* the backward must use the indices given at the call */
+    assert_values(grad_of_sum(y, x), 3, (const double[]){1, 0, 1});
+}
+
+static void test_index_select_with_a_negative_index_names_the_index_and_shape(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s32[2] = {3, 2};
+    const int64_t idx[2] = {0, -1};
+    ad_tensor *y = ad_index_select(iota(tape, AD_F64, 2, s32), 0, 2, idx);
+    assert_failed(tape, y, AD_ERR_ARG, "index_select: index -1", "[0, 3)", "[3,2]");
+}
+
+static void test_index_select_with_an_index_past_the_end_names_the_index_and_shape(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s32[2] = {3, 2};
+    const int64_t idx[1] = {2};
+    ad_tensor *y = ad_index_select(iota(tape, AD_F64, 2, s32), 1, 1, idx);
+    assert_failed(tape, y, AD_ERR_ARG, "index_select: index 2", "[0, 2)", "[3,2]");
+}
+
+static void test_index_select_axis_out_of_range_names_the_shape(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s32[2] = {3, 2};
+    const int64_t idx[1] = {0};
+    ad_tensor *y = ad_index_select(iota(tape, AD_F64, 2, s32), -3, 1, idx);
+    assert_failed(tape, y, AD_ERR_AXIS, "index_select: axis -3", "[3,2]", NULL);
+}
+
+static void test_index_select_with_null_indices_is_an_argument_error(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s3[1] = {3};
+    ad_tensor *y = ad_index_select(iota(tape, AD_F64, 1, s3), 0, 2, NULL);
+    assert_failed(tape, y, AD_ERR_ARG, "index_select", "NULL", "[3]");
+}
+
+static void test_index_add_sums_repeated_indices(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s32[2] = {3, 2};
+    ad_tensor *x = iota(tape, AD_F64, 2, s32); /* [[0,1],[2,3],[4,5]] */
+    const int64_t idx[3] = {1, 3, 1};
+    ad_tensor *y = ad_index_add(x, 0, 4, 3, idx);
+    assert_shape(y, 2, (const int64_t[]){4, 2});
+    assert_values(y, 8, (const double[]){0, 0, 4, 6, 0, 0, 2, 3});
+    ad_tensor *g = grad_of_weighted(y, x, (const double[]){1, 2, 3, 4, 5, 6, 7, 8});
+    assert_values(g, 6, (const double[]){3, 4, 7, 8, 3, 4});
+}
+
+static void test_index_add_with_a_count_unlike_the_axis_names_the_shape(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s32[2] = {3, 2};
+    const int64_t idx[2] = {0, 1};
+    ad_tensor *y = ad_index_add(iota(tape, AD_F64, 2, s32), 0, 4, 2, idx);
+    assert_failed(tape, y, AD_ERR_SHAPE, "index_add", "2 indices", "[3,2]");
+}
+
+static void test_index_add_with_an_index_past_the_length_names_it(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s2[1] = {2};
+    const int64_t idx[2] = {0, 4};
+    ad_tensor *y = ad_index_add(iota(tape, AD_F64, 1, s2), 0, 4, 2, idx);
+    assert_failed(tape, y, AD_ERR_ARG, "index_add: index 4", "[0, 4)", "[2]");
+}
+
+static void test_index_add_with_a_negative_length_is_a_shape_error(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s2[1] = {2};
+    const int64_t idx[2] = {0, 0};
+    ad_tensor *y = ad_index_add(iota(tape, AD_F64, 1, s2), 0, -1, 2, idx);
+    assert_failed(tape, y, AD_ERR_SHAPE, "index_add", "length -1", "[2]");
+}
+
+/* ---- gather and scatter_add ------------------------------------------------------------------ */
+
+static void test_gather_picks_along_an_axis_as_torch(void **state)
+{
+    ad_tape *tape = *state;
+    /* torch.gather(torch.tensor([[1,2],[3,4]]), 1, torch.tensor([[0,0],[1,0]])) */
+    const int64_t s22[2] = {2, 2};
+    ad_tensor *x = leaf(tape, AD_F64, 2, s22, (const double[]){1, 2, 3, 4});
+    const int64_t idx[4] = {0, 0, 1, 0};
+    ad_tensor *y = ad_gather(x, 1, 2, s22, idx);
+    assert_shape(y, 2, s22);
+    assert_values(y, 4, (const double[]){1, 1, 4, 3});
+    assert_values(grad_of_sum(y, x), 4, (const double[]){2, 0, 1, 1});
+}
+
+static void test_gather_with_a_smaller_or_longer_index(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s34[2] = {3, 4};
+    ad_tensor *x = iota(tape, AD_F64, 2, s34); /* rows 0-3, 4-7, 8-11 */
+    /* index [2,5] along axis 1: fewer rows than x, more columns than x has. */
+    const int64_t ishape[2] = {2, 5}, idx[10] = {3, 2, 1, 0, 3, 0, 0, 1, 1, 2};
+    ad_tensor *y = ad_gather(x, -1, 2, ishape, idx);
+    assert_shape(y, 2, ishape);
+    assert_values(y, 10, (const double[]){3, 2, 1, 0, 3, 4, 4, 5, 5, 6});
+    ad_tensor *g = grad_of_sum(y, x);
+    assert_shape(g, 2, s34);
+    assert_values(g, 12, (const double[]){1, 1, 1, 2, 2, 2, 1, 0, 0, 0, 0, 0});
+}
+
+static void test_gather_index_out_of_range_names_the_index_and_shape(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s22[2] = {2, 2};
+    const int64_t idx[4] = {0, 1, 2, 0};
+    ad_tensor *y = ad_gather(iota(tape, AD_F64, 2, s22), 1, 2, s22, idx);
+    assert_failed(tape, y, AD_ERR_ARG, "gather: index 2", "[0, 2)", "[2,2]");
+}
+
+static void test_gather_negative_index_names_the_index_and_shape(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s22[2] = {2, 2};
+    const int64_t idx[4] = {0, -1, 1, 0};
+    ad_tensor *y = ad_gather(iota(tape, AD_F64, 2, s22), 0, 2, s22, idx);
+    assert_failed(tape, y, AD_ERR_ARG, "gather: index -1", "[0, 2)", "[2,2]");
+}
+
+static void test_gather_index_larger_off_the_axis_names_both_shapes(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s22[2] = {2, 2}, ishape[2] = {3, 1};
+    const int64_t idx[3] = {0, 0, 0};
+    ad_tensor *y = ad_gather(iota(tape, AD_F64, 2, s22), 1, 2, ishape, idx);
+    assert_failed(tape, y, AD_ERR_SHAPE, "gather", "[3,1]", "[2,2]");
+}
+
+static void test_gather_index_of_another_rank_names_the_shape(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s22[2] = {2, 2}, ishape[1] = {2};
+    const int64_t idx[2] = {0, 0};
+    ad_tensor *y = ad_gather(iota(tape, AD_F64, 2, s22), 1, 1, ishape, idx);
+    assert_failed(tape, y, AD_ERR_SHAPE, "gather", "1 dims", "[2,2]");
+}
+
+static void test_gather_axis_out_of_range_names_the_shape(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s22[2] = {2, 2};
+    const int64_t idx[4] = {0, 0, 0, 0};
+    ad_tensor *y = ad_gather(iota(tape, AD_F64, 2, s22), 2, 2, s22, idx);
+    assert_failed(tape, y, AD_ERR_AXIS, "gather: axis 2", "[2,2]", NULL);
+}
+
+static void test_scatter_add_adds_src_at_index_as_torch(void **state)
+{
+    ad_tape *tape = *state;
+    /* torch.zeros(3, 5).scatter_add_(0, index, torch.ones(2, 5)) */
+    const int64_t s25[2] = {2, 5}, to[2] = {3, 5};
+    ad_tensor *src = leaf(tape, AD_F64, 2, s25, (const double[]){1, 1, 1, 1, 1, 1, 1, 1, 1, 1});
+    const int64_t idx[10] = {0, 1, 2, 0, 0, 0, 1, 2, 2, 0};
+    ad_tensor *y = ad_scatter_add(src, 0, 2, to, idx);
+    assert_shape(y, 2, to);
+    assert_values(y, 15, (const double[]){2, 0, 0, 1, 2, 0, 2, 0, 0, 0, 0, 0, 2, 1, 0});
+    double w[15];
+    for (int i = 0; i < 15; i++)
+        w[i] = (double)i;
+    /* dsrc[i][j] = w[idx[i][j]][j] */
+    ad_tensor *g = grad_of_weighted(y, src, w);
+    assert_values(g, 10, (const double[]){0, 6, 12, 3, 4, 0, 6, 12, 13, 4});
+}
+
+static void test_scatter_add_index_out_of_range_names_the_index_and_shape(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s2[1] = {2}, to[1] = {3};
+    const int64_t idx[2] = {0, 3};
+    ad_tensor *y = ad_scatter_add(iota(tape, AD_F64, 1, s2), 0, 1, to, idx);
+    assert_failed(tape, y, AD_ERR_ARG, "scatter_add: index 3", "[0, 3)", "[3]");
+}
+
+static void test_scatter_add_src_larger_off_the_axis_names_both_shapes(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s23[2] = {2, 3}, to[2] = {4, 2};
+    const int64_t idx[6] = {0, 0, 0, 0, 0, 0};
+    ad_tensor *y = ad_scatter_add(iota(tape, AD_F64, 2, s23), 0, 2, to, idx);
+    assert_failed(tape, y, AD_ERR_SHAPE, "scatter_add", "[2,3]", "[4,2]");
+}
+
+static void test_scatter_add_rank_unlike_src_names_the_shape(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s23[2] = {2, 3}, to[1] = {6};
+    const int64_t idx[6] = {0, 0, 0, 0, 0, 0};
+    ad_tensor *y = ad_scatter_add(iota(tape, AD_F64, 2, s23), 0, 1, to, idx);
+    assert_failed(tape, y, AD_ERR_SHAPE, "scatter_add", "1 dims", "[2,3]");
+}
+
+static void test_scatter_add_negative_target_dim_names_the_shape(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s2[1] = {2}, to[1] = {-4};
+    const int64_t idx[2] = {0, 0};
+    ad_tensor *y = ad_scatter_add(iota(tape, AD_F64, 1, s2), 0, 1, to, idx);
+    assert_failed(tape, y, AD_ERR_SHAPE, "scatter_add", "[-4]", NULL);
+}
+
+/* ---- where ------------------------------------------------------------------------------------
+ */
+
+static void test_where_selects_with_broadcasting(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s21[2] = {2, 1}, s3[1] = {3};
+    ad_tensor *cond = tensor(tape, AD_F64, 2, s21, (const double[]){1, 0});
+    ad_tensor *a = leaf(tape, AD_F64, 1, s3, (const double[]){1, 2, 3});
+    ad_tensor *b = leaf(tape, AD_F64, 0, NULL, (const double[]){-1});
+    ad_tensor *y = ad_where(cond, a, b);
+    assert_shape(y, 2, (const int64_t[]){2, 3});
+    assert_values(y, 6, (const double[]){1, 2, 3, -1, -1, -1});
+    ad_tensor *in[2] = {a, b}, *g[2];
+    ad_tensor *seed =
+        tensor(tape, AD_F64, 2, ad_tensor_shape(y), (const double[]){1, 2, 3, 4, 5, 6});
+    assert_int_equal(ad_grad(1, &y, &seed, 2, in, g, NULL), AD_OK);
+    assert_values(g[0], 3, (const double[]){1, 2, 3});
+    assert_shape(g[1], 0, NULL);
+    assert_values(g[1], 1, (const double[]){15});
+}
+
+static void test_where_counts_any_nonzero_and_nan_as_true(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s4[1] = {4};
+    ad_tensor *cond = tensor(tape, AD_F64, 1, s4, (const double[]){-0.5, 0, NAN, -0.0});
+    ad_tensor *a = tensor(tape, AD_F64, 1, s4, (const double[]){1, 2, 3, 4});
+    ad_tensor *b = tensor(tape, AD_F64, 1, s4, (const double[]){5, 6, 7, 8});
+    assert_values(ad_where(cond, a, b), 4, (const double[]){1, 6, 3, 8});
+}
+
+static void test_where_gradient_is_poisoned_by_nan_in_the_untaken_branch_as_torch(void **state)
+{
+    ad_tape *tape = *state;
+    /* where(x > 0, sqrt(x), 0) at x = -1: the value is fine, but sqrt's own
+     * gradient at -1 is NaN and 0 * NaN is NaN (PyTorch gives NaN too). */
+    const int64_t s2[1] = {2};
+    ad_tensor *x = leaf(tape, AD_F64, 1, s2, (const double[]){-1, 4});
+    ad_tensor *cond = tensor(tape, AD_F64, 1, s2, (const double[]){0, 1});
+    ad_tensor *zero = ad_scalar(tape, 0.0);
+    ad_tensor *y = ad_where(cond, ad_sqrt(x), zero);
+    assert_values(y, 2, (const double[]){0, 2});
+    ad_tensor *g = grad_of_sum(y, x);
+    assert_true(isnan(ad_tensor_get(g, 0)));
+    assert_close(0.25, ad_tensor_get(g, 1), 1e-15, 0);
+}
+
+static void test_where_shapes_that_do_not_broadcast_name_all_three(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s2[1] = {2}, s3[1] = {3}, s1[1] = {1};
+    ad_tensor *y =
+        ad_where(iota(tape, AD_F64, 1, s2), iota(tape, AD_F64, 1, s3), iota(tape, AD_F64, 1, s1));
+    assert_failed(tape, y, AD_ERR_SHAPE, "where", "[2] (cond)", "[3] (a)");
+    assert_message_has(tape, "[1] (b)");
+}
+
+static void test_where_with_a_cond_of_another_dtype_is_a_dtype_error(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s2[1] = {2};
+    ad_tensor *y =
+        ad_where(iota(tape, AD_F32, 1, s2), iota(tape, AD_F64, 1, s2), iota(tape, AD_F64, 1, s2));
+    assert_failed(tape, y, AD_ERR_DTYPE, "where", "float32", "float64");
+}
+
+/* ---- float32, zero-size tensors, NULL inputs --------------------------------------------------
+ */
+
+static void test_indexing_ops_compute_in_float32(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s23[2] = {2, 3};
+    ad_tensor *x = leaf(tape, AD_F32, 2, s23, (const double[]){0.5, 1.5, 2.5, 3.5, 4.5, 5.5});
+
+    ad_tensor *y = ad_slice(x, 1, 0, 3, 2);
+    assert_int_equal(ad_tensor_dtype(y), AD_F32);
+    assert_values(y, 4, (const double[]){0.5, 2.5, 3.5, 5.5});
+    ad_tensor *g = grad_of_sum(y, x);
+    assert_int_equal(ad_tensor_dtype(g), AD_F32);
+    assert_values(g, 6, (const double[]){1, 0, 1, 1, 0, 1});
+
+    assert_values(ad_slice_scatter(ad_slice(x, 0, 1, 2, 1), 0, 2, 0, 1), 6,
+                  (const double[]){3.5, 4.5, 5.5, 0, 0, 0});
+
+    ad_tensor *xs[2] = {x, x};
+    assert_values(ad_concat(2, xs, 1), 12,
+                  (const double[]){0.5, 1.5, 2.5, 0.5, 1.5, 2.5, 3.5, 4.5, 5.5, 3.5, 4.5, 5.5});
+    assert_values(ad_stack(2, xs, 0), 12,
+                  (const double[]){0.5, 1.5, 2.5, 3.5, 4.5, 5.5, 0.5, 1.5, 2.5, 3.5, 4.5, 5.5});
+
+    const int64_t idx[3] = {2, 2, 0};
+    assert_values(ad_index_select(x, 1, 3, idx), 6, (const double[]){2.5, 2.5, 0.5, 5.5, 5.5, 3.5});
+    assert_values(ad_index_add(x, 1, 3, 3, idx), 6, (const double[]){2.5, 0, 2, 5.5, 0, 8});
+    g = grad_of_sum(ad_index_select(x, 1, 3, idx), x);
+    assert_values(g, 6, (const double[]){1, 0, 2, 1, 0, 2});
+
+    const int64_t gidx[6] = {1, 0, 1, 0, 0, 1};
+    assert_values(ad_gather(x, 0, 2, s23, gidx), 6, (const double[]){3.5, 1.5, 5.5, 0.5, 1.5, 5.5});
+    assert_values(ad_scatter_add(x, 0, 2, s23, gidx), 6,
+                  (const double[]){3.5, 1.5 + 4.5, 0, 0.5, 0, 2.5 + 5.5});
+
+    ad_tensor *cond = tensor(tape, AD_F32, 1, (const int64_t[]){3}, (const double[]){1, 0, 1});
+    ad_tensor *zero = ad_scalar_of(tape, AD_F32, 0);
+    y = ad_where(cond, x, zero);
+    assert_int_equal(ad_tensor_dtype(y), AD_F32);
+    assert_values(y, 6, (const double[]){0.5, 0, 2.5, 3.5, 0, 5.5});
+    assert_values(grad_of_sum(y, x), 6, (const double[]){1, 0, 1, 1, 0, 1});
+}
+
+static void test_indexing_ops_on_zero_size_tensors_give_empty_gradients(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s03[2] = {0, 3}, s23[2] = {2, 3};
+    ad_tensor *e = leaf(tape, AD_F64, 2, s03, NULL);
+    ad_tensor *x = iota(tape, AD_F64, 2, s23);
+
+    ad_tensor *y = ad_slice(e, 1, 1, 3, 1);
+    assert_shape(y, 2, (const int64_t[]){0, 2});
+    assert_shape(grad_of_sum(y, e), 2, s03);
+
+    ad_tensor *xs[2] = {e, x}, *g[2];
+    y = ad_concat(2, xs, 0);
+    assert_shape(y, 2, s23);
+    assert_values(y, 6, (const double[]){0, 1, 2, 3, 4, 5});
+    grads_of_sum(y, 2, xs, g);
+    assert_shape(g[0], 2, s03);
+    assert_values(g[1], 6, (const double[]){1, 1, 1, 1, 1, 1});
+
+    const int64_t idx[2] = {2, 0};
+    y = ad_index_select(e, 1, 2, idx);
+    assert_shape(y, 2, (const int64_t[]){0, 2});
+    assert_shape(grad_of_sum(y, e), 2, s03);
+
+    y = ad_index_add(e, 0, 2, 0, NULL);
+    assert_shape(y, 2, s23);
+    assert_values(y, 6, (const double[]){0, 0, 0, 0, 0, 0});
+    assert_shape(grad_of_sum(y, e), 2, s03);
+
+    y = ad_gather(x, 0, 2, s03, NULL);
+    assert_shape(y, 2, s03);
+    assert_values(grad_of_sum(y, x), 6, (const double[]){0, 0, 0, 0, 0, 0});
+
+    y = ad_scatter_add(e, 0, 2, s23, NULL);
+    assert_shape(y, 2, s23);
+    assert_values(y, 6, (const double[]){0, 0, 0, 0, 0, 0});
+    assert_shape(grad_of_sum(y, e), 2, s03);
+
+    ad_tensor *cond = tensor(tape, AD_F64, 1, (const int64_t[]){3}, (const double[]){1, 0, 1});
+    y = ad_where(cond, e, ad_scalar(tape, 1));
+    assert_shape(y, 2, s03);
+    assert_shape(grad_of_sum(y, e), 2, s03);
+
+    const int64_t s0[1] = {0};
+    ad_tensor *v = leaf(tape, AD_F64, 1, s0, NULL);
+    ad_tensor *vs[2] = {v, v};
+    y = ad_stack(2, vs, 0);
+    assert_shape(y, 2, (const int64_t[]){2, 0});
+    assert_int_equal(ad_tape_status(tape), AD_OK);
+}
+
+static void test_indexing_ops_given_null_return_null_without_an_error_of_their_own(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s2[1] = {2};
+    const int64_t idx[1] = {0};
+    ad_tensor *x = iota(tape, AD_F64, 1, s2);
+    ad_tensor *xs[2] = {x, NULL};
+    assert_null(ad_slice(NULL, 0, 0, 1, 1));
+    assert_null(ad_slice_scatter(NULL, 0, 1, 0, 1));
+    assert_null(ad_concat(2, xs, 0));
+    assert_null(ad_stack(2, xs, 0));
+    assert_null(ad_index_select(NULL, 0, 1, idx));
+    assert_null(ad_index_add(NULL, 0, 1, 1, idx));
+    assert_null(ad_gather(NULL, 0, 1, s2, idx));
+    assert_null(ad_scatter_add(NULL, 0, 1, s2, idx));
+    assert_null(ad_where(NULL, x, x));
+    assert_int_equal(ad_tape_status(tape), AD_OK);
+}
+
+static void test_an_errored_tape_makes_every_indexing_op_return_null(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s2[1] = {2};
+    const int64_t idx[1] = {0};
+    ad_tensor *x = iota(tape, AD_F64, 1, s2);
+    ad_tensor *xs[2] = {x, x};
+    assert_null(ad_slice(x, 0, 0, 1, 0)); /* the first error */
+    assert_null(ad_slice(x, 0, 0, 1, 1));
+    assert_null(ad_concat(2, xs, 0));
+    assert_null(ad_stack(2, xs, 0));
+    assert_null(ad_index_select(x, 0, 1, idx));
+    assert_null(ad_gather(x, 0, 1, s2, idx));
+    assert_null(ad_where(x, x, x));
+    assert_message_has(tape, "slice: step 0");
+}
+
+/* ---- Second order, by hand ------------------------------------------------------------------- */
+
+static void test_second_derivative_flows_through_gather_and_where(void **state)
+{
+    ad_tape *tape = *state;
+    /* L = sum(where(c, gather(x)^2, 0)): dL/dx_j = 2 x_j * (taken count of j),
+     * d2L/dx_j2 = 2 * count. x = [1, 2, 3], index [2, 2, 0], cond [1, 1, 0]. */
+    const int64_t s3[1] = {3};
+    ad_tensor *x = leaf(tape, AD_F64, 1, s3, (const double[]){1, 2, 3});
+    const int64_t idx[3] = {2, 2, 0};
+    ad_tensor *cond = tensor(tape, AD_F64, 1, s3, (const double[]){1, 1, 0});
+    ad_tensor *y = ad_where(cond, ad_square(ad_gather(x, 0, 1, s3, idx)), ad_scalar(tape, 0));
+    ad_tensor *loss = ad_sum_all(y), *g;
+    ad_backward_opts o = {.create_graph = true};
+    assert_int_equal(ad_grad(1, &loss, NULL, 1, &x, &g, &o), AD_OK);
+    assert_values(g, 3, (const double[]){0, 0, 12});
+    ad_tensor *gsum = ad_sum_all(g), *h;
+    assert_int_equal(ad_grad(1, &gsum, NULL, 1, &x, &h, NULL), AD_OK);
+    assert_values(h, 3, (const double[]){0, 0, 4});
+}
+
+/* ---- Runner --------------------------------------------------------------------------- */
+
+static int tape_setup(void **state)
+{
+    ad_tape *tape = NULL;
+    if (ad_tape_create(&tape) != AD_OK)
+        return -1;
+    *state = tape;
+    return 0;
+}
+
+static int tape_teardown(void **state)
+{
+    ad_tape_free(*state);
+    return 0;
+}
+
+#define TAPE_TEST(f) cmocka_unit_test_setup_teardown(f, tape_setup, tape_teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        TAPE_TEST(test_reshape_infers_a_minus_one_dim),
+        TAPE_TEST(test_reshape_of_a_zero_size_tensor_keeps_zero_elements),
+        TAPE_TEST(test_reshape_to_a_different_count_names_both_shapes),
+        TAPE_TEST(test_reshape_with_two_inferred_dims_names_the_target),
+        TAPE_TEST(test_expand_adds_leading_dims_and_stretches_size_one_dims),
+        TAPE_TEST(test_expand_to_a_shape_that_does_not_broadcast_names_both),
+        TAPE_TEST(test_expand_to_a_negative_dim_is_a_shape_error),
+        TAPE_TEST(test_shapes_with_too_many_elements_are_shape_errors),
+        TAPE_TEST(test_slice_follows_python_ranges),
+        TAPE_TEST(test_slice_gradient_is_ones_placed_back_into_zeros),
+        TAPE_TEST(test_empty_slice_gives_a_zero_gradient_of_the_input_shape),
+        TAPE_TEST(test_slice_scatter_places_x_at_start_and_step),
+        TAPE_TEST(test_slice_scatter_of_an_empty_x_is_all_zeros),
+        TAPE_TEST(test_slice_with_step_zero_is_an_argument_error_naming_the_shape),
+        TAPE_TEST(test_slice_with_a_negative_step_is_an_argument_error),
+        TAPE_TEST(test_slice_axis_out_of_range_names_the_axis_and_shape),
+        TAPE_TEST(test_slice_of_a_0d_tensor_is_an_axis_error),
+        TAPE_TEST(test_slice_scatter_that_does_not_fit_names_the_shape),
+        TAPE_TEST(test_slice_scatter_with_a_negative_start_is_an_error),
+        TAPE_TEST(test_slice_scatter_with_step_zero_is_an_argument_error),
+        TAPE_TEST(test_slice_and_slice_scatter_reach_the_last_of_eight_dims),
+        TAPE_TEST(test_concat_joins_along_an_axis_and_slices_the_gradient_back),
+        TAPE_TEST(test_concat_mismatched_dims_names_both_shapes),
+        TAPE_TEST(test_concat_of_different_ranks_names_both_shapes),
+        TAPE_TEST(test_concat_of_different_dtypes_is_a_dtype_error),
+        TAPE_TEST(test_concat_axis_out_of_range_names_the_shape),
+        TAPE_TEST(test_concat_of_0d_tensors_is_an_axis_error),
+        TAPE_TEST(test_concat_of_more_than_255_inputs_is_an_argument_error),
+        TAPE_TEST(test_concat_of_many_inputs_gives_each_its_gradient),
+        TAPE_TEST(test_concat_of_no_inputs_returns_null),
+        TAPE_TEST(test_stack_inserts_a_new_axis),
+        TAPE_TEST(test_stack_of_0d_tensors_makes_a_vector),
+        TAPE_TEST(test_stack_of_unequal_shapes_names_both_shapes),
+        TAPE_TEST(test_stack_axis_out_of_range_names_the_range_and_shape),
+        TAPE_TEST(test_stack_of_eight_dim_tensors_is_a_shape_error),
+        TAPE_TEST(test_stack_brings_a_persistent_tensor_onto_the_tape),
+        TAPE_TEST(test_index_select_picks_slices_and_repeats_accumulate_in_the_gradient),
+        TAPE_TEST(test_index_select_with_no_indices_gives_an_empty_axis),
+        TAPE_TEST(test_index_select_copies_the_indices),
+        TAPE_TEST(test_index_select_with_a_negative_index_names_the_index_and_shape),
+        TAPE_TEST(test_index_select_with_an_index_past_the_end_names_the_index_and_shape),
+        TAPE_TEST(test_index_select_axis_out_of_range_names_the_shape),
+        TAPE_TEST(test_index_select_with_null_indices_is_an_argument_error),
+        TAPE_TEST(test_index_add_sums_repeated_indices),
+        TAPE_TEST(test_index_add_with_a_count_unlike_the_axis_names_the_shape),
+        TAPE_TEST(test_index_add_with_an_index_past_the_length_names_it),
+        TAPE_TEST(test_index_add_with_a_negative_length_is_a_shape_error),
+        TAPE_TEST(test_gather_picks_along_an_axis_as_torch),
+        TAPE_TEST(test_gather_with_a_smaller_or_longer_index),
+        TAPE_TEST(test_gather_index_out_of_range_names_the_index_and_shape),
+        TAPE_TEST(test_gather_negative_index_names_the_index_and_shape),
+        TAPE_TEST(test_gather_index_larger_off_the_axis_names_both_shapes),
+        TAPE_TEST(test_gather_index_of_another_rank_names_the_shape),
+        TAPE_TEST(test_gather_axis_out_of_range_names_the_shape),
+        TAPE_TEST(test_scatter_add_adds_src_at_index_as_torch),
+        TAPE_TEST(test_scatter_add_index_out_of_range_names_the_index_and_shape),
+        TAPE_TEST(test_scatter_add_src_larger_off_the_axis_names_both_shapes),
+        TAPE_TEST(test_scatter_add_rank_unlike_src_names_the_shape),
+        TAPE_TEST(test_scatter_add_negative_target_dim_names_the_shape),
+        TAPE_TEST(test_where_selects_with_broadcasting),
+        TAPE_TEST(test_where_counts_any_nonzero_and_nan_as_true),
+        TAPE_TEST(test_where_gradient_is_poisoned_by_nan_in_the_untaken_branch_as_torch),
+        TAPE_TEST(test_where_shapes_that_do_not_broadcast_name_all_three),
+        TAPE_TEST(test_where_with_a_cond_of_another_dtype_is_a_dtype_error),
+        TAPE_TEST(test_indexing_ops_compute_in_float32),
+        TAPE_TEST(test_indexing_ops_on_zero_size_tensors_give_empty_gradients),
+        TAPE_TEST(test_indexing_ops_given_null_return_null_without_an_error_of_their_own),
+        TAPE_TEST(test_an_errored_tape_makes_every_indexing_op_return_null),
+        TAPE_TEST(test_second_derivative_flows_through_gather_and_where),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
