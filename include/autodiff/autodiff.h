@@ -108,6 +108,15 @@ typedef struct ad_allocator {
     void *ctx;
 } ad_allocator;
 
+/*
+ * Threads for the heavy kernels (matrix products through BLAS). n < 1 means
+ * 1. This is process-wide, like the BLAS's own setting; call it before
+ * training starts, not while ops run in other threads.
+ */
+AD_API void ad_set_num_threads(int n);
+/* The current thread count for heavy kernels. */
+AD_API int ad_num_threads(void);
+
 /* ==== Tapes =============================================================== */
 
 /* Creates an empty tape. Returns AD_OK or AD_ERR_NOMEM; *out is NULL on error. */
