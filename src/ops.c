@@ -185,6 +185,7 @@ static ad_tensor *apply(int op, int nsrc, ad_tensor *const *src, const ad__param
         return NULL;
     memset(y, 0, sizeof *y);
     y->src = (ad_tensor **)(y + 1);
+    assert(nsrc >= 0 && nsrc <= UINT8_MAX);
     y->nsrc = (uint8_t)nsrc;
     y->tape = tape;
     y->op = (uint8_t)op;
@@ -208,6 +209,12 @@ static ad_tensor *apply(int op, int nsrc, ad_tensor *const *src, const ad__param
     if (ad__ops[op].shape(y) != AD_OK)
         return NULL;
     y->numel = ad__numel(y->ndim, y->shape);
+    if (y->numel < 0) {
+        char s[AD__SHAPE_BUF];
+        ad__fail(tape, AD_ERR_NOMEM, "%s: result shape %s has too many elements",
+                 ad__ops[op].name, AD__SHAPE(y, s));
+        return NULL;
+    }
     if (!(ad__ops[op].flags & AD_OPF_ALIAS)) {
         y->data = ad__alloc(tape, (size_t)y->numel * ad_dtype_size((ad_dtype)y->dtype));
         if (!y->data)

@@ -78,12 +78,17 @@ void *ad__alloc(ad_tape *tape, size_t size)
     /* Small pieces (nodes, scalars) pack at 16 bytes; larger buffers start on
      * a cache line, for vector loads. */
     size_t align = size >= 256 ? BLOCK_ALIGN : 16;
+    if (size > SIZE_MAX / 4) {
+        ad__fail(tape, AD_ERR_NOMEM, "tape: out of memory allocating %zu bytes", size);
+        return NULL;
+    }
     size = (size + 15) & ~(size_t)15;
     if (size == 0)
         size = 16;
     ad__block *b = tape->current;
     while (b && ((b->used + align - 1) & ~(align - 1)) + size > b->size) {
-        /* Later blocks exist after a reset that could not merge: try them. */
+        /* The current block is full: move on to a new one (reset merges
+         * the chain again, so there is never a later block to reuse). */
         tape->used_before_current += b->used;
         b = b->next;
         tape->current = b;

@@ -16,9 +16,11 @@ const char *ad_dtype_name(ad_dtype dtype)
 
 int64_t ad__numel(int ndim, const int64_t *shape)
 {
+    /* At most 2^60 elements, so that numel * 8 bytes fits every size type. */
     int64_t n = 1;
     for (int i = 0; i < ndim; i++)
-        n *= shape[i];
+        if (__builtin_mul_overflow(n, shape[i], &n) || n > ((int64_t)1 << 60))
+            return -1;
     return n;
 }
 
@@ -75,6 +77,12 @@ ad_tensor *ad__new(ad_tape *tape, ad_dtype dtype, int ndim, const int64_t *shape
             return NULL;
     }
     t->numel = ad__numel(ndim, shape);
+    if (t->numel < 0) {
+        char s[AD__SHAPE_BUF];
+        ad__fail(tape, AD_ERR_NOMEM, "tensor: shape %s has too many elements",
+                 ad__shape_str(s, ndim, shape));
+        return NULL;
+    }
     t->data = ad__alloc(tape, (size_t)t->numel * ad_dtype_size(dtype));
     return t->data ? t : NULL;
 }
@@ -209,6 +217,8 @@ static ad_tensor *persistent_new(ad_dtype dtype, int ndim, const int64_t *shape,
                                  const ad_allocator *allocator)
 {
     int64_t numel = ad__numel(ndim, shape);
+    if (numel < 0)
+        return NULL;
     size_t head = (sizeof(ad_tensor) + sizeof(ad_allocator) + (size_t)ndim * sizeof(int64_t) +
                    63) & ~(size_t)63;
     size_t bytes = head + (size_t)numel * ad_dtype_size(dtype) + 64;

@@ -20,6 +20,9 @@
  * op given NULL, or a tensor of an errored tape, returns NULL at once. Check
  * once, where convenient: ad_tape_status() and ad_tape_message(), or the status
  * returned by ad_backward(). The library never aborts, exits or prints.
+ * An op needs a tape to record on: one whose inputs are all persistent
+ * returns NULL with nothing recorded anywhere (wrap one input in
+ * ad_tape_use first).
  *
  * Ten lines
  * ---------
