@@ -8,11 +8,12 @@
 /* y = expr(x, p) elementwise, for T in {float, double}; p is param[0].f. */
 #define UNARY_LOOP(T, expr)                                                                \
     do {                                                                                   \
-        const T *X_ = y->src[0]->data;                                                     \
-        T *Y_ = y->data;                                                                   \
+        const T *restrict X_ = y->src[0]->data;                                            \
+        T *restrict Y_ = y->data;                                                          \
         const T p = (T)y->param[0].f;                                                      \
+        const int64_t n_ = y->numel;                                                       \
         (void)p;                                                                           \
-        for (int64_t i_ = 0; i_ < y->numel; i_++) {                                        \
+        for (int64_t i_ = 0; i_ < n_; i_++) {                                              \
             const T x = X_[i_];                                                            \
             Y_[i_] = (T)(expr);                                                            \
         }                                                                                  \

@@ -22,7 +22,7 @@ static void test_backprop_reproduces_every_published_figure_to_its_digits(void *
 {
     (void)state;
     ad_tape *tape = test_tape();
-    backprop_step_result first, trained;
+    backprop_step_result first = {0}, trained = {0};
     double updated[BACKPROP_WEIGHTS], w[BACKPROP_WEIGHTS];
     first_step(tape, &first, updated);
     assert_int_equal(backprop_train(tape, 10000, w, &trained), AD_OK);
@@ -99,7 +99,7 @@ static void test_backprop_gradients_equal_the_chain_rule_by_hand(void **state)
 {
     (void)state;
     ad_tape *tape = test_tape();
-    backprop_step_result r;
+    backprop_step_result r = {0};
     double w[BACKPROP_WEIGHTS];
     for (int k = 0; k < BACKPROP_WEIGHTS; k++)
         w[k] = backprop_initial_weights[k];
@@ -117,7 +117,7 @@ static void test_backprop_net_values_are_the_weighted_sums(void **state)
 {
     (void)state;
     ad_tape *tape = test_tape();
-    backprop_step_result r;
+    backprop_step_result r = {0};
     assert_int_equal(backprop_step(tape, backprop_initial_weights, &r), AD_OK);
     ad_tape_free(tape);
     assert_close(0.3775, r.net_h1, 1e-15, 0); /* 0.15 * 0.05 + 0.2 * 0.1 + 0.35 */
@@ -130,7 +130,7 @@ static void test_backprop_training_drives_the_error_below_its_bound(void **state
 {
     (void)state;
     ad_tape *tape = test_tape();
-    backprop_step_result r;
+    backprop_step_result r = {0};
     double w[BACKPROP_WEIGHTS];
     assert_int_equal(backprop_train(tape, 10000, w, &r), AD_OK);
     ad_tape_free(tape);
@@ -141,7 +141,7 @@ static void test_backprop_training_drives_the_error_below_its_bound(void **state
     assert_close(0.015914185034957177, r.out_o1, 1e-9, 0);
     assert_close(0.9840637123033571, r.out_o2, 1e-9, 0);
     /* The error decreases: the step after it is smaller still. */
-    backprop_step_result next;
+    backprop_step_result next = {0};
     tape = test_tape();
     assert_int_equal(backprop_step(tape, w, &next), AD_OK);
     ad_tape_free(tape);
@@ -152,7 +152,7 @@ static void test_backprop_training_is_bitwise_deterministic(void **state)
 {
     (void)state;
     ad_tape *tape = test_tape();
-    backprop_step_result a, b;
+    backprop_step_result a = {0}, b = {0};
     double wa[BACKPROP_WEIGHTS], wb[BACKPROP_WEIGHTS];
     assert_int_equal(backprop_train(tape, 300, wa, &a), AD_OK);
     assert_int_equal(backprop_train(tape, 300, wb, &b), AD_OK);
@@ -165,7 +165,7 @@ static void test_backprop_steps_reuse_the_tape_memory(void **state)
 {
     (void)state;
     ad_tape *tape = test_tape();
-    backprop_step_result r;
+    backprop_step_result r = {0};
     double w[BACKPROP_WEIGHTS];
     assert_int_equal(backprop_train(tape, 2, w, &r), AD_OK);
     size_t reserved = ad_tape_bytes_reserved(tape), nodes = ad_tape_node_count(tape);
