@@ -97,8 +97,17 @@ typedef struct ad__block {
     /* data follows, aligned */
 } ad__block;
 
+/* A recorded ad_real (real.c): y's local partials and its inputs' node numbers. */
+typedef struct ad__real_node {
+    double da, db;
+    uint32_t a, b;
+} ad__real_node;
+
 struct ad_tape {
     ad_allocator allocator;
+    ad__real_node *reals; /* reals[0] is the constants' sink; nodes from 1 */
+    double *adjoints;     /* one per real node, filled by ad_real_backward */
+    size_t n_reals, cap_reals, n_adjoints, cap_adjoints;
     ad__block *first, *current;
     size_t reserved, used_before_current;
     ad_tensor **nodes;   /* recorded nodes in creation order */

@@ -169,6 +169,8 @@ void ad_tape_free(ad_tape *tape)
         return;
     free_blocks(tape);
     ad__heap_free(&tape->allocator, tape->nodes);
+    ad__heap_free(&tape->allocator, tape->reals);
+    ad__heap_free(&tape->allocator, tape->adjoints);
     ad__heap_free(&tape->allocator, tape);
 }
 
@@ -180,6 +182,8 @@ void ad_tape_reset(ad_tape *tape)
     for (size_t i = 0; i < tape->n_nodes; i++)
         tape->nodes[i]->flags |= AD_TF_FREED;
     tape->n_nodes = 0;
+    tape->n_reals = tape->n_reals ? 1 : 0;
+    tape->n_adjoints = 0;
     tape->generation++;
     tape->status = AD_OK;
     tape->message[0] = '\0';

@@ -1,0 +1,296 @@
+/* Fast scalars (autodiff/real.h): a first-order Wengert list of 24-byte nodes.
+ *
+ * Each op computes its value and its local partial derivatives at once and
+ * appends {da, db, a, b}; the reverse sweep is then one loop of two
+ * multiply-adds per node, adj[a] += da adj[y], adj[b] += db adj[y]. Node 0 is
+ * a sink that stands for every constant: partials sent to it are never read,
+ * which spares a branch per input. An op whose inputs are all constants
+ * records nothing, as a tensor op on constants does. */
+#include "internal.h"
+
+#include "autodiff/real.h"
+
+#include <math.h>
+#include <string.h>
+
+/* 2^32 - 1 node numbers; 0 is the sink. */
+#define MAX_REALS ((size_t)UINT32_MAX)
+
+/* Grows an array of `size`-byte items to hold at least need (doubling). */
+static bool grow(ad_tape *tape, void **array, size_t *cap, size_t need, size_t size,
+                 size_t keep)
+{
+    size_t n = *cap ? *cap : 1024;
+    while (n < need)
+        n *= 2;
+    void *p = ad__heap_alloc(&tape->allocator, n * size);
+    if (!p)
+        return false;
+    if (keep)
+        memcpy(p, *array, keep * size);
+    ad__heap_free(&tape->allocator, *array);
+    *array = p;
+    *cap = n;
+    return true;
+}
+
+static ad_real no_memory(ad_tape *tape, double value)
+{
+    ad__fail(tape, AD_ERR_NOMEM, "real: out of memory recording node %zu", tape->n_reals);
+    return ad_real_const(value);
+}
+
+/* The slow half of record: the first node, and growth. */
+static ad_real record_grow(ad_tape *tape, double value, uint32_t a, double da, uint32_t b,
+                           double db)
+{
+    if (tape->n_reals >= MAX_REALS)
+        return no_memory(tape, value);
+    if (tape->n_reals == 0) {
+        if (!grow(tape, (void **)&tape->reals, &tape->cap_reals, 2, sizeof *tape->reals, 0))
+            return no_memory(tape, value);
+        memset(&tape->reals[0], 0, sizeof tape->reals[0]);
+        tape->n_reals = 1;
+    }
+    if (tape->n_reals == tape->cap_reals &&
+        !grow(tape, (void **)&tape->reals, &tape->cap_reals, tape->n_reals + 1,
+              sizeof *tape->reals, tape->n_reals))
+        return no_memory(tape, value);
+    ad__real_node *n = &tape->reals[tape->n_reals];
+    n->da = da;
+    n->db = db;
+    n->a = a;
+    n->b = b;
+    ad_real r = {value, (uint32_t)tape->n_reals++};
+    return r;
+}
+
+/* Appends y = value with partials (da, db) to inputs a, b, unless recording
+ * is off or the tape has an error. */
+static inline ad_real append(ad_tape *tape, double value, uint32_t a, double da, uint32_t b,
+                             double db)
+{
+    if (!tape || !tape->grad_enabled || tape->status != AD_OK)
+        return ad_real_const(value);
+    if (tape->n_reals == 0 || tape->n_reals == tape->cap_reals)
+        return record_grow(tape, value, a, da, b, db);
+    ad__real_node *n = &tape->reals[tape->n_reals];
+    n->da = da;
+    n->db = db;
+    n->a = a;
+    n->b = b;
+    ad_real r = {value, (uint32_t)tape->n_reals++};
+    return r;
+}
+
+/* As append, but a result of constants alone is a constant. */
+static inline ad_real record(ad_tape *tape, double value, uint32_t a, double da, uint32_t b,
+                             double db)
+{
+    if ((a | b) == 0)
+        return ad_real_const(value);
+    return append(tape, value, a, da, b, db);
+}
+
+static inline ad_real unary(ad_tape *tape, double value, ad_real x, double dx)
+{
+    return record(tape, value, x.node, dx, 0, 0);
+}
+
+ad_real ad_real_var(ad_tape *tape, double value)
+{
+    return append(tape, value, 0, 0, 0, 0);
+}
+
+/* ---- Binary ops ------------------------------------------------------------------------ */
+
+ad_real ad_real_add(ad_tape *tape, ad_real a, ad_real b)
+{
+    return record(tape, a.value + b.value, a.node, 1, b.node, 1);
+}
+
+ad_real ad_real_sub(ad_tape *tape, ad_real a, ad_real b)
+{
+    return record(tape, a.value - b.value, a.node, 1, b.node, -1);
+}
+
+ad_real ad_real_mul(ad_tape *tape, ad_real a, ad_real b)
+{
+    return record(tape, a.value * b.value, a.node, b.value, b.node, a.value);
+}
+
+ad_real ad_real_div(ad_tape *tape, ad_real a, ad_real b)
+{
+    double inv = 1 / b.value;
+    double y = a.value * inv;
+    return record(tape, a.value / b.value, a.node, inv, b.node, -y * inv);
+}
+
+// da = b a^(b-1), 0 where b = 0; db = y log a, 0 where a = 0 and b >= 0 (PyTorch)
+ad_real ad_real_pow(ad_tape *tape, ad_real a, ad_real b)
+{
+    double y = pow(a.value, b.value);
+    double da = b.value == 0 ? 0 : b.value * pow(a.value, b.value - 1);
+    double db = a.value == 0 && b.value >= 0 ? 0 : y * log(a.value);
+    return record(tape, y, a.node, da, b.node, db);
+}
+
+/* The larger input's share of the gradient: 1, 1/2 at a tie, 0. NaN, as the
+ * tensor op, goes through the value (a + b) with shares 0. */
+static double share_if_greater(double a, double b)
+{
+    return a > b ? 1.0 : a == b ? 0.5 : 0.0;
+}
+
+ad_real ad_real_maximum(ad_tape *tape, ad_real a, ad_real b)
+{
+    double x = a.value, z = b.value;
+    double y = (x != x || z != z) ? x + z : (x > z ? x : z);
+    double s = share_if_greater(x, z);
+    return record(tape, y, a.node, s, b.node, (x != x || z != z) ? 0 : 1 - s);
+}
+
+ad_real ad_real_minimum(ad_tape *tape, ad_real a, ad_real b)
+{
+    double x = a.value, z = b.value;
+    double y = (x != x || z != z) ? x + z : (x < z ? x : z);
+    double s = share_if_greater(z, x);
+    return record(tape, y, a.node, s, b.node, (x != x || z != z) ? 0 : 1 - s);
+}
+
+/* ---- Unary ops ------------------------------------------------------------------------- */
+
+ad_real ad_real_neg(ad_tape *tape, ad_real x)
+{
+    return unary(tape, -x.value, x, -1);
+}
+
+ad_real ad_real_exp(ad_tape *tape, ad_real x)
+{
+    double y = exp(x.value);
+    return unary(tape, y, x, y);
+}
+
+ad_real ad_real_log(ad_tape *tape, ad_real x)
+{
+    return unary(tape, log(x.value), x, 1 / x.value);
+}
+
+ad_real ad_real_log1p(ad_tape *tape, ad_real x)
+{
+    return unary(tape, log1p(x.value), x, 1 / (1 + x.value));
+}
+
+ad_real ad_real_sqrt(ad_tape *tape, ad_real x)
+{
+    double y = sqrt(x.value);
+    return unary(tape, y, x, 0.5 / y);
+}
+
+ad_real ad_real_square(ad_tape *tape, ad_real x)
+{
+    return unary(tape, x.value * x.value, x, 2 * x.value);
+}
+
+ad_real ad_real_sin(ad_tape *tape, ad_real x)
+{
+    return unary(tape, sin(x.value), x, cos(x.value));
+}
+
+ad_real ad_real_cos(ad_tape *tape, ad_real x)
+{
+    return unary(tape, cos(x.value), x, -sin(x.value));
+}
+
+ad_real ad_real_tanh(ad_tape *tape, ad_real x)
+{
+    double y = tanh(x.value);
+    return unary(tape, y, x, 1 - y * y);
+}
+
+/* Two forms so that exp never overflows, as the tensor op. */
+static double sigmoid(double x)
+{
+    return x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x));
+}
+
+ad_real ad_real_sigmoid(ad_tape *tape, ad_real x)
+{
+    double y = sigmoid(x.value);
+    return unary(tape, y, x, y * (1 - y));
+}
+
+ad_real ad_real_relu(ad_tape *tape, ad_real x)
+{
+    double v = x.value;
+    return unary(tape, v > 0 || v != v ? v : 0, x, v > 0 ? 1 : 0);
+}
+
+ad_real ad_real_abs(ad_tape *tape, ad_real x)
+{
+    double v = x.value;
+    return unary(tape, fabs(v), x, v > 0 ? 1 : v < 0 ? -1 : 0);
+}
+
+ad_real ad_real_softplus(ad_tape *tape, ad_real x)
+{
+    double v = x.value;
+    return v > 20 ? unary(tape, v, x, 1) : unary(tape, log1p(exp(v)), x, sigmoid(v));
+}
+
+ad_real ad_real_pow_scalar(ad_tape *tape, ad_real x, double p)
+{
+    double dx = p == 0 ? 0 : p * pow(x.value, p - 1);
+    return unary(tape, pow(x.value, p), x, dx);
+}
+
+/* ---- The reverse sweep ------------------------------------------------------------------ */
+
+ad_status ad_real_backward(ad_tape *tape, ad_real y)
+{
+    if (!tape)
+        return AD_ERR_NULL;
+    if (tape->status != AD_OK)
+        return tape->status;
+    if (y.node >= tape->n_reals && y.node != 0)
+        return ad__fail(tape, AD_ERR_ARG,
+                        "real_backward: node %u is not on this tape (%zu nodes; reset since?)",
+                        (unsigned)y.node, tape->n_reals);
+    size_t n = (size_t)y.node + 1;
+    if (n > tape->cap_adjoints &&
+        !grow(tape, (void **)&tape->adjoints, &tape->cap_adjoints, n, sizeof(double), 0))
+        return ad__fail(tape, AD_ERR_NOMEM, "real_backward: out of memory for %zu adjoints", n);
+    double *restrict adj = tape->adjoints;
+    const ad__real_node *restrict node = tape->reals;
+    memset(adj, 0, n * sizeof *adj);
+    tape->n_adjoints = n;
+    if (y.node == 0)
+        return AD_OK;
+    adj[y.node] = 1;
+    for (size_t i = y.node; i > 0; i--) {
+        double g = adj[i];
+        adj[node[i].a] += node[i].da * g;
+        adj[node[i].b] += node[i].db * g;
+    }
+    adj[0] = 0;
+    return AD_OK;
+}
+
+double ad_real_grad(const ad_tape *tape, ad_real x)
+{
+    if (!tape || x.node == 0 || x.node >= tape->n_adjoints)
+        return 0;
+    return tape->adjoints[x.node];
+}
+
+size_t ad_real_count(const ad_tape *tape)
+{
+    return tape && tape->n_reals ? tape->n_reals - 1 : 0;
+}
+
+size_t ad_real_bytes(const ad_tape *tape)
+{
+    if (!tape)
+        return 0;
+    return tape->cap_reals * sizeof(ad__real_node) + tape->cap_adjoints * sizeof(double);
+}
