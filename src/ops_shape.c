@@ -556,6 +556,23 @@ void ad__index_select_forward(ad_tensor *y)
     size_t row = (size_t)inner * elem_size(x);
     if (row == 0)
         return;
+    /* Single elements (im2col's case): a typed gather, not a memcpy call each. */
+    if (inner == 1 && x->dtype == AD_F32) {
+        const float *restrict X = x->data;
+        float *restrict Y = y->data;
+        for (int64_t o = 0; o < outer; o++)
+            for (int64_t k = 0; k < n; k++)
+                Y[o * n + k] = X[o * dim + index[k]];
+        return;
+    }
+    if (inner == 1) {
+        const double *restrict X = x->data;
+        double *restrict Y = y->data;
+        for (int64_t o = 0; o < outer; o++)
+            for (int64_t k = 0; k < n; k++)
+                Y[o * n + k] = X[o * dim + index[k]];
+        return;
+    }
     const unsigned char *X = x->data;
     unsigned char *Y = y->data;
     for (int64_t o = 0; o < outer; o++)
