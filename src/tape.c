@@ -87,8 +87,8 @@ void *ad__alloc(ad_tape *tape, size_t size)
         size = 16;
     ad__block *b = tape->current;
     while (b && ((b->used + align - 1) & ~(align - 1)) + size > b->size) {
-        /* The current block is full: move on to a new one (reset merges
-         * the chain again, so there is never a later block to reuse). */
+        /* The current block is full: move on to the next one, kept from an
+         * earlier step, or (below) to a new one at the end of the chain. */
         tape->used_before_current += b->used;
         b = b->next;
         tape->current = b;
@@ -188,13 +188,9 @@ void ad_tape_reset(ad_tape *tape)
     tape->status = AD_OK;
     tape->message[0] = '\0';
     tape->used_before_current = 0;
-    if (tape->first && tape->first->next) {
-        /* Merge the chain into one block as large as the last step needed,
-         * so the next step of the same size allocates nothing. */
-        size_t total = tape->reserved;
-        free_blocks(tape);
-        tape->first = block_new(tape, total);
-    }
+    /* Keep the chain: the next step reuses the blocks in order, so a step
+     * like the last one lands every piece where it was and allocates (and
+     * frees) nothing, from the second step on. */
     tape->current = tape->first;
     if (tape->first)
         tape->first->used = 0;
