@@ -139,6 +139,25 @@ static ad_tensor *no_memory(ad_tape *tape, const char *layer)
     return NULL;
 }
 
+/* Parameter i of m as a tensor on tape: the caller's replacement when given
+ * (ad_nn_forward_with), else a view of the module's own. */
+static ad_tensor *param(const ad_module *m, ad_tape *tape, ad_tensor *const *params, int i)
+{
+    return ad_tape_use(tape, params ? params[i] : m->param[i]);
+}
+
+/* x and the parameters must share a dtype; an op would say so too, but would
+ * name itself instead of the layer. */
+static bool same_dtype(const ad_module *m, ad_tape *tape, const char *layer, const ad_tensor *x)
+{
+    if (m->n_params == 0 || ad_tensor_dtype(x) == ad_tensor_dtype(m->param[0]))
+        return true;
+    ad_tape_set_error(tape, AD_ERR_DTYPE, "%s: input is %s, parameters are %s", layer,
+                      ad_dtype_name(ad_tensor_dtype(x)),
+                      ad_dtype_name(ad_tensor_dtype(m->param[0])));
+    return false;
+}
+
 /* ---- Linear: y = x W^T + b ------------------------------------------------------------ */
 
 ad_status ad_nn_linear(ad_module **out, int64_t in_features, int64_t out_features, bool bias,
@@ -165,10 +184,22 @@ ad_status ad_nn_linear(ad_module **out, int64_t in_features, int64_t out_feature
     return AD_OK;
 }
 
-static ad_tensor *linear_forward(ad_module *m, ad_tape *tape, ad_tensor *x)
+// x [..., in] -> y [..., out]
+static ad_tensor *linear_forward(ad_module *m, ad_tape *tape, ad_tensor *x,
+                                 ad_tensor *const *params)
 {
-    ad_tensor *y = ad_matmul_t(x, ad_tape_use(tape, m->param[0]), false, true);
-    return m->n_params > 1 ? ad_add(y, m->param[1]) : y;
+    if (ad_tensor_ndim(x) < 1 || ad_tensor_dim(x, -1) != m->in)
+        return bad_input(tape, "linear", x, "[...,%lld]", (long long)m->in);
+    if (!same_dtype(m, tape, "linear", x))
+        return NULL;
+    /* A 1-d x is a single row, as in PyTorch: [in] -> [out]. */
+    bool row = ad_tensor_ndim(x) == 1;
+    if (row)
+        x = ad_reshape(x, 2, (int64_t[]){1, m->in});
+    ad_tensor *y = ad_matmul_t(x, param(m, tape, params, 0), false, true);
+    if (m->n_params > 1)
+        y = ad_add(y, param(m, tape, params, 1));
+    return row ? ad_reshape(y, 1, &m->out) : y;
 }
 
 /* ---- Conv2d: im2col by ad_index_select, then one batched matmul ------------------------- */
@@ -177,8 +208,7 @@ ad_status ad_nn_conv2d(ad_module **out, int64_t in_channels, int64_t out_channel
                        int stride, int padding, ad_dtype dtype, ad_rng *rng)
 {
     *out = NULL;
-    if (in_channels <= 0 || out_channels <= 0 || kernel <= 0 || stride <= 0 || padding < 0 ||
-        !rng)
+    if (in_channels <= 0 || out_channels <= 0 || kernel <= 0 || stride <= 0 || padding < 0 || !rng)
         return AD_ERR_ARG;
     ad_status st = module_new(out, MOD_CONV2D);
     if (st != AD_OK)
@@ -206,12 +236,16 @@ static int64_t window_out(int64_t size, int kernel, int stride, int padding)
     return span < 0 ? -1 : span / stride + 1;
 }
 
-static ad_tensor *conv2d_forward(ad_module *m, ad_tape *tape, ad_tensor *x)
+// x [N, C, H, W] -> y [N, out, Ho, Wo]
+static ad_tensor *conv2d_forward(ad_module *m, ad_tape *tape, ad_tensor *x,
+                                 ad_tensor *const *params)
 {
     const int64_t *s = ad_tensor_shape(x);
     int k = m->kernel, p = m->padding;
     if (ad_tensor_ndim(x) != 4 || s[1] != m->in)
         return bad_input(tape, "conv2d", x, "[N,%lld,H,W]", (long long)m->in);
+    if (!same_dtype(m, tape, "conv2d", x))
+        return NULL;
     int64_t n = s[0], c = s[1], h = s[2], w = s[3];
     int64_t ho = window_out(h, k, m->stride, p), wo = window_out(w, k, m->stride, p);
     if (ho <= 0 || wo <= 0)
@@ -239,9 +273,9 @@ static ad_tensor *conv2d_forward(ad_module *m, ad_tape *tape, ad_tensor *x)
     }
     ad_tensor *cols = ad_index_select(x, 2, (size_t)(kk * l), idx);
     cols = ad_reshape(cols, 3, (int64_t[]){n, c * kk, l});
-    ad_tensor *wm = ad_reshape(ad_tape_use(tape, m->param[0]), 2, (int64_t[]){m->out, c * kk});
+    ad_tensor *wm = ad_reshape(param(m, tape, params, 0), 2, (int64_t[]){m->out, c * kk});
     ad_tensor *y = ad_matmul(wm, cols); /* [n, out, l] */
-    y = ad_add(y, ad_reshape(ad_tape_use(tape, m->param[1]), 2, (int64_t[]){m->out, 1}));
+    y = ad_add(y, ad_reshape(param(m, tape, params, 1), 2, (int64_t[]){m->out, 1}));
     return ad_reshape(y, 4, (int64_t[]){n, m->out, ho, wo});
 }
 
@@ -338,8 +372,8 @@ static ad_tensor *dropout_forward(ad_module *m, ad_tape *tape, ad_tensor *x)
 {
     if (!m->training || m->value == 0)
         return x;
-    ad_tensor *mask = ad_tensor_new(tape, ad_tensor_dtype(x), ad_tensor_ndim(x),
-                                    ad_tensor_shape(x), NULL);
+    ad_tensor *mask =
+        ad_tensor_new(tape, ad_tensor_dtype(x), ad_tensor_ndim(x), ad_tensor_shape(x), NULL);
     if (!mask)
         return NULL;
     double keep = 1.0 / (1.0 - m->value);
@@ -408,13 +442,19 @@ ad_status ad_nn_layer_norm(ad_module **out, int64_t dim, double eps, ad_dtype dt
     return AD_OK;
 }
 
-static ad_tensor *layer_norm_forward(ad_module *m, ad_tensor *x)
+// x [..., dim] -> y [..., dim]
+static ad_tensor *layer_norm_forward(ad_module *m, ad_tape *tape, ad_tensor *x,
+                                     ad_tensor *const *params)
 {
+    if (ad_tensor_ndim(x) < 1 || ad_tensor_dim(x, -1) != m->in)
+        return bad_input(tape, "layer_norm", x, "[...,%lld]", (long long)m->in);
+    if (!same_dtype(m, tape, "layer_norm", x))
+        return NULL;
     int last[1] = {-1};
     ad_tensor *mu = ad_mean(x, 1, last, true);
     ad_tensor *var = ad_var(x, 1, last, true, 0);
     ad_tensor *xhat = ad_div(ad_sub(x, mu), ad_sqrt(ad_add_scalar(var, m->value)));
-    return ad_add(ad_mul(xhat, m->param[0]), m->param[1]);
+    return ad_add(ad_mul(xhat, param(m, tape, params, 0)), param(m, tape, params, 1));
 }
 
 /* ---- Embedding ---------------------------------------------------------------------------- */
@@ -435,11 +475,33 @@ ad_status ad_nn_embedding(ad_module **out, int64_t num, int64_t dim, ad_dtype dt
     return AD_OK;
 }
 
+static ad_tensor *lookup(ad_module *m, ad_tape *tape, size_t n, const int64_t *indices,
+                         ad_tensor *weight)
+{
+    if (!tape || ad_tape_status(tape) != AD_OK)
+        return NULL;
+    if (!m || m->kind != MOD_EMBEDDING) {
+        ad_tape_set_error(tape, AD_ERR_ARG, "embedding_lookup: the module is %s",
+                          m ? "not an embedding" : "NULL");
+        return NULL;
+    }
+    if (n && !indices) {
+        ad_tape_set_error(tape, AD_ERR_ARG, "embedding: indices is NULL for %zu indices", n);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (indices[i] < 0 || indices[i] >= m->in) {
+            ad_tape_set_error(tape, AD_ERR_ARG,
+                              "embedding: index %lld (entry %zu) out of range [0, %lld)",
+                              (long long)indices[i], i, (long long)m->in);
+            return NULL;
+        }
+    return ad_index_select(ad_tape_use(tape, weight), 0, n, indices);
+}
+
 ad_tensor *ad_nn_embedding_lookup(ad_module *m, ad_tape *tape, size_t n, const int64_t *indices)
 {
-    if (!m || m->kind != MOD_EMBEDDING)
-        return NULL;
-    return ad_index_select(ad_tape_use(tape, m->param[0]), 0, n, indices);
+    return lookup(m, tape, n, indices, m ? m->param[0] : NULL);
 }
 
 /* ---- Sequential --------------------------------------------------------------------------- */
@@ -491,18 +553,18 @@ ad_status ad_nn_sequential(ad_module **out, size_t n, ad_module *const *children
 
 /* ---- Forward, modes, parameters ----------------------------------------------------------- */
 
-ad_tensor *ad_nn_forward(ad_module *m, ad_tape *tape, ad_tensor *x)
+/* params: NULL, or replacements for the parameters of m and its children, in
+ * ad_nn_params order (already checked against them). */
+static ad_tensor *forward(ad_module *m, ad_tape *tape, ad_tensor *x, ad_tensor *const *params)
 {
-    if (!m || !tape)
-        return NULL;
     x = ad_tape_use(tape, x);
     if (!x)
         return NULL;
     switch (m->kind) {
     case MOD_LINEAR:
-        return linear_forward(m, tape, x);
+        return linear_forward(m, tape, x, params);
     case MOD_CONV2D:
-        return conv2d_forward(m, tape, x);
+        return conv2d_forward(m, tape, x, params);
     case MOD_MAXPOOL2D:
         return maxpool2d_forward(m, tape, x);
     case MOD_FLATTEN:
@@ -510,17 +572,109 @@ ad_tensor *ad_nn_forward(ad_module *m, ad_tape *tape, ad_tensor *x)
     case MOD_DROPOUT:
         return dropout_forward(m, tape, x);
     case MOD_LAYER_NORM:
-        return layer_norm_forward(m, x);
+        return layer_norm_forward(m, tape, x, params);
     case MOD_ACTIVATION:
         return activation_forward(m, x);
     case MOD_EMBEDDING:
-        return NULL; /* takes indices: ad_nn_embedding_lookup */
+        ad_tape_set_error(tape, AD_ERR_ARG,
+                          "embedding: takes indices (use ad_nn_embedding_lookup), not a tensor");
+        return NULL;
     case MOD_SEQUENTIAL:
-        for (size_t i = 0; i < m->n_children && x; i++)
-            x = ad_nn_forward(m->children[i], tape, x);
+        for (size_t i = 0; i < m->n_children && x; i++) {
+            x = forward(m->children[i], tape, x, params);
+            if (params)
+                params += ad_nn_param_count(m->children[i]);
+        }
         return x;
     }
     return NULL;
+}
+
+ad_tensor *ad_nn_forward(ad_module *m, ad_tape *tape, ad_tensor *x)
+{
+    if (!tape)
+        return NULL;
+    if (!m) {
+        ad_tape_set_error(tape, AD_ERR_ARG, "nn_forward: the module is NULL");
+        return NULL;
+    }
+    return forward(m, tape, x, NULL);
+}
+
+/* The i-th parameter of m in ad_nn_params order; counts *i down as it walks. */
+static bool nth_param(const ad_module *m, size_t *i, ad_nn_param *out)
+{
+    if (*i < (size_t)m->n_params) {
+        *out = (ad_nn_param){m->param_name[*i], m->param[*i]};
+        return true;
+    }
+    *i -= (size_t)m->n_params;
+    for (size_t c = 0; c < m->n_children; c++)
+        if (nth_param(m->children[c], i, out))
+            return true;
+    return false;
+}
+
+/* Checks that params[0..n) can stand in for m's parameters. */
+static bool params_fit(const ad_module *m, ad_tape *tape, size_t n, ad_tensor *const *params)
+{
+    size_t count = ad_nn_param_count(m);
+    if (n != count || (n && !params)) {
+        ad_tape_set_error(tape, AD_ERR_ARG,
+                          "nn_forward_with: %zu parameters given, the module has %zu",
+                          params ? n : 0, count);
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        ad_nn_param own = {0};
+        size_t at = i;
+        nth_param(m, &at, &own);
+        const ad_tensor *p = params[i];
+        if (!p) {
+            ad_tape_set_error(tape, AD_ERR_NULL, "nn_forward_with: parameter %s is NULL", own.name);
+            return false;
+        }
+        int nd = ad_tensor_ndim(p);
+        bool same = nd == ad_tensor_ndim(own.tensor) &&
+                    (nd == 0 || memcmp(ad_tensor_shape(p), ad_tensor_shape(own.tensor),
+                                       (size_t)nd * sizeof(int64_t)) == 0);
+        if (!same || ad_tensor_dtype(p) != ad_tensor_dtype(own.tensor)) {
+            char given[96], want[96];
+            ad_shape_string(given, sizeof given, nd, ad_tensor_shape(p));
+            ad_shape_string(want, sizeof want, ad_tensor_ndim(own.tensor),
+                            ad_tensor_shape(own.tensor));
+            ad_tape_set_error(tape, same ? AD_ERR_DTYPE : AD_ERR_SHAPE,
+                              "nn_forward_with: parameter %s given %s %s, expected %s %s", own.name,
+                              ad_dtype_name(ad_tensor_dtype(p)), given,
+                              ad_dtype_name(ad_tensor_dtype(own.tensor)), want);
+            return false;
+        }
+    }
+    return true;
+}
+
+ad_tensor *ad_nn_forward_with(ad_module *m, ad_tape *tape, ad_tensor *x, size_t n,
+                              ad_tensor *const *params)
+{
+    if (!tape || ad_tape_status(tape) != AD_OK)
+        return NULL;
+    if (!m) {
+        ad_tape_set_error(tape, AD_ERR_ARG, "nn_forward_with: the module is NULL");
+        return NULL;
+    }
+    if (!params_fit(m, tape, n, params))
+        return NULL;
+    return forward(m, tape, x, n ? params : NULL);
+}
+
+ad_tensor *ad_nn_embedding_lookup_with(ad_module *m, ad_tape *tape, size_t n,
+                                       const int64_t *indices, ad_tensor *weight)
+{
+    if (!tape || ad_tape_status(tape) != AD_OK)
+        return NULL;
+    if (m && m->kind == MOD_EMBEDDING && !params_fit(m, tape, 1, &weight))
+        return NULL;
+    return lookup(m, tape, n, indices, weight);
 }
 
 void ad_nn_set_training(ad_module *m, bool training)

@@ -36,7 +36,11 @@ ad_tensor *ad_nn_cross_entropy(ad_tensor *logits, size_t n, const int64_t *targe
         loss = ad_add(ad_mul_scalar(mean_loss, 1.0 - label_smoothing),
                       ad_mul_scalar(uniform, label_smoothing));
     }
-    return reduction == AD_REDUCE_SUM ? ad_mul_scalar(loss, (double)n) : loss;
+    if (reduction != AD_REDUCE_SUM)
+        return loss;
+    /* An empty batch sums to 0 (the mean is NaN there, as PyTorch's); the sum
+     * of logits [0, C] is that 0, with a gradient of the right shape. */
+    return n ? ad_mul_scalar(loss, (double)n) : ad_sum_all(logits);
 }
 
 // softplus(x) - x t: log(1 + e^x) - x t, stable for large |x|

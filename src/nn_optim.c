@@ -125,6 +125,25 @@ static ad_status from_module(ad_optim **out, optim_kind kind, ad_module *m)
     return st;
 }
 
+/* torch.optim's checks: negative (or NaN) settings are errors, not defaults. */
+static bool sgd_valid(const ad_sgd_config *c)
+{
+    if (!c)
+        return true;
+    if (!(c->lr >= 0 && c->momentum >= 0 && c->dampening >= 0 && c->weight_decay >= 0))
+        return false;
+    /* Nesterov needs momentum and no dampening (as PyTorch). */
+    return !c->nesterov || (c->momentum > 0 && c->dampening == 0);
+}
+
+static bool adam_valid(const ad_adam_config *c)
+{
+    if (!c)
+        return true;
+    return c->lr >= 0 && c->beta1 >= 0 && c->beta1 < 1 && c->beta2 >= 0 && c->beta2 < 1 &&
+           c->eps >= 0 && c->weight_decay >= 0;
+}
+
 static ad_sgd_config sgd_defaults(const ad_sgd_config *c)
 {
     ad_sgd_config d = c ? *c : (ad_sgd_config){0};
@@ -152,6 +171,9 @@ static ad_adam_config adam_defaults(const ad_adam_config *c, bool decoupled)
 ad_status ad_optim_sgd_params(ad_optim **out, size_t n, ad_tensor *const *params,
                               const ad_sgd_config *config)
 {
+    *out = NULL;
+    if (!sgd_valid(config))
+        return AD_ERR_ARG;
     ad_status st = optim_new(out, OPT_SGD, n, params, NULL);
     if (st == AD_OK)
         (*out)->sgd = sgd_defaults(config);
@@ -161,6 +183,9 @@ ad_status ad_optim_sgd_params(ad_optim **out, size_t n, ad_tensor *const *params
 ad_status ad_optim_adam_params(ad_optim **out, size_t n, ad_tensor *const *params,
                                const ad_adam_config *config, bool decoupled)
 {
+    *out = NULL;
+    if (!adam_valid(config))
+        return AD_ERR_ARG;
     ad_status st = optim_new(out, OPT_ADAM, n, params, NULL);
     if (st == AD_OK) {
         (*out)->adam = adam_defaults(config, decoupled);
@@ -171,6 +196,9 @@ ad_status ad_optim_adam_params(ad_optim **out, size_t n, ad_tensor *const *param
 
 ad_status ad_optim_sgd(ad_optim **out, ad_module *m, const ad_sgd_config *config)
 {
+    *out = NULL;
+    if (!sgd_valid(config))
+        return AD_ERR_ARG;
     ad_status st = from_module(out, OPT_SGD, m);
     if (st == AD_OK)
         (*out)->sgd = sgd_defaults(config);
@@ -180,6 +208,9 @@ ad_status ad_optim_sgd(ad_optim **out, ad_module *m, const ad_sgd_config *config
 static ad_status adam_from_module(ad_optim **out, ad_module *m, const ad_adam_config *config,
                                   bool decoupled)
 {
+    *out = NULL;
+    if (!adam_valid(config))
+        return AD_ERR_ARG;
     ad_status st = from_module(out, OPT_ADAM, m);
     if (st == AD_OK) {
         (*out)->adam = adam_defaults(config, decoupled);
@@ -202,41 +233,43 @@ ad_status ad_optim_adamw(ad_optim **out, ad_module *m, const ad_adam_config *con
 
 // SGD: g = grad + wd p; buf = t == 1 ? g : mu buf + (1 - dampening) g;
 //      g = nesterov ? g + mu buf : buf; p -= lr g
-#define SGD_UPDATE(T)                                                                      \
-    do {                                                                                   \
-        T *P = ad_tensor_data(p), *B = ad_tensor_data(buf);                                \
-        const T *G = ad_tensor_data(ad_tensor_grad(p));                                    \
-        const T lr = (T)c->lr, wd = (T)c->weight_decay, mu = (T)c->momentum;               \
-        const T damp = (T)(1 - c->dampening);                                              \
-        for (int64_t i = 0; i < numel; i++) {                                              \
-            T g = G[i] + wd * P[i];                                                        \
-            if (mu != 0) {                                                                 \
-                B[i] = first ? g : mu * B[i] + damp * g;                                   \
-                g = c->nesterov ? g + mu * B[i] : B[i];                                    \
-            }                                                                              \
-            P[i] -= lr * g;                                                                \
-        }                                                                                  \
+#define SGD_UPDATE(T)                                                                              \
+    do {                                                                                           \
+        T *P = ad_tensor_data(p), *B = ad_tensor_data(buf);                                        \
+        const T *G = ad_tensor_data(ad_tensor_grad(p));                                            \
+        const T lr = (T)c->lr, wd = (T)c->weight_decay, mu = (T)c->momentum;                       \
+        const T damp = (T)(1 - c->dampening);                                                      \
+        for (int64_t i = 0; i < numel; i++) {                                                      \
+            T g = G[i] + wd * P[i];                                                                \
+            if (mu != 0) {                                                                         \
+                B[i] = first ? g : mu * B[i] + damp * g;                                           \
+                g = c->nesterov ? g + mu * B[i] : B[i];                                            \
+            }                                                                                      \
+            P[i] -= lr * g;                                                                        \
+        }                                                                                          \
     } while (0)
 
 // Adam(W): AdamW p *= 1 - lr wd (Adam: g += wd p); m = b1 m + (1-b1) g;
 //          v = b2 v + (1-b2) g^2; p -= lr/bc1 m / (sqrt(v)/sqrt(bc2) + eps)
-#define ADAM_UPDATE(T)                                                                     \
-    do {                                                                                   \
-        T *P = ad_tensor_data(p), *M = ad_tensor_data(m1), *V = ad_tensor_data(m2);        \
-        const T *G = ad_tensor_data(ad_tensor_grad(p));                                    \
-        const T b1 = (T)c->beta1, b2 = (T)c->beta2, eps = (T)c->eps;                       \
-        const T step_size = (T)(c->lr / bc1), inv_sqrt_bc2 = (T)(1 / sqrt(bc2));           \
-        const T wd = (T)c->weight_decay, shrink = (T)(1 - c->lr * c->weight_decay);        \
-        for (int64_t i = 0; i < numel; i++) {                                              \
-            T g = G[i];                                                                    \
-            if (opt->decoupled)                                                            \
-                P[i] *= shrink;                                                            \
-            else                                                                           \
-                g += wd * P[i];                                                            \
-            M[i] = b1 * M[i] + (1 - b1) * g;                                               \
-            V[i] = b2 * V[i] + (1 - b2) * g * g;                                           \
-            P[i] -= step_size * M[i] / (sqrt(V[i]) * inv_sqrt_bc2 + eps);                  \
-        }                                                                                  \
+// in torch's order of operations (a division by sqrt(bc2), not a product with
+// its inverse), so float64 steps match torch.optim bit for bit.
+#define ADAM_UPDATE(T)                                                                             \
+    do {                                                                                           \
+        T *P = ad_tensor_data(p), *M = ad_tensor_data(m1), *V = ad_tensor_data(m2);                \
+        const T *G = ad_tensor_data(ad_tensor_grad(p));                                            \
+        const T b1 = (T)c->beta1, b2 = (T)c->beta2, eps = (T)c->eps;                               \
+        const T step_size = (T)(c->lr / bc1), sqrt_bc2 = (T)sqrt(bc2);                             \
+        const T wd = (T)c->weight_decay, shrink = (T)(1 - c->lr * c->weight_decay);                \
+        for (int64_t i = 0; i < numel; i++) {                                                      \
+            T g = G[i];                                                                            \
+            if (opt->decoupled)                                                                    \
+                P[i] *= shrink;                                                                    \
+            else                                                                                   \
+                g += wd * P[i];                                                                    \
+            M[i] = b1 * M[i] + (1 - b1) * g;                                                       \
+            V[i] = b2 * V[i] + (1 - b2) * g * g;                                                   \
+            P[i] -= step_size * M[i] / (sqrt(V[i]) / sqrt_bc2 + eps);                              \
+        }                                                                                          \
     } while (0)
 
 void ad_optim_step(ad_optim *opt)

@@ -54,8 +54,8 @@ typedef enum {
 
 /* y = x W^T + b; x [..., in], W [out, in], b [out]. Kaiming-uniform init as
  * PyTorch's Linear: W and b uniform in +-1/sqrt(in). */
-AD_API ad_status ad_nn_linear(ad_module **out, int64_t in_features, int64_t out_features,
-                              bool bias, ad_dtype dtype, ad_rng *rng);
+AD_API ad_status ad_nn_linear(ad_module **out, int64_t in_features, int64_t out_features, bool bias,
+                              ad_dtype dtype, ad_rng *rng);
 /* 2-D convolution over x [N, C, H, W] with weight [out, C, k, k], bias [out]:
  * an im2col gather (ad_index_select) and one batched matmul. */
 AD_API ad_status ad_nn_conv2d(ad_module **out, int64_t in_channels, int64_t out_channels,
@@ -70,7 +70,8 @@ AD_API ad_status ad_nn_flatten(ad_module **out);
  * training; the identity in eval mode. Owns an ad_rng seeded with seed. */
 AD_API ad_status ad_nn_dropout(ad_module **out, double p, uint64_t seed);
 /* Normalises over the last dim: (x - mean) / sqrt(var + eps) * gamma + beta,
- * var without correction (as PyTorch). gamma ones, beta zeros. */
+ * var without correction (as PyTorch). gamma ones, beta zeros; eps 0 means
+ * PyTorch's 1e-5. Parameters "weight" (gamma) and "bias" (beta). */
 AD_API ad_status ad_nn_layer_norm(ad_module **out, int64_t dim, double eps, ad_dtype dtype);
 /* A table [num, dim], N(0, 1) init. Use ad_nn_embedding_lookup, not ad_nn_forward. */
 AD_API ad_status ad_nn_embedding(ad_module **out, int64_t num, int64_t dim, ad_dtype dtype,
@@ -80,11 +81,32 @@ AD_API ad_status ad_nn_activation(ad_module **out, ad_activation kind);
 AD_API ad_status ad_nn_sequential(ad_module **out, size_t n, ad_module *const *children);
 
 /* Records the module's forward on tape. x may be a tape or persistent tensor.
- * Returns NULL on error (the tape's message says which layer and shapes). */
+ * Returns NULL on error (the tape's message says which layer and shapes):
+ * AD_ERR_SHAPE for an input that does not fit the layer (Linear and LayerNorm
+ * need x [..., features], a 1-d x being one row; Conv2d and MaxPool2d need
+ * [N, C, H, W] with H, W at least the kernel after padding), AD_ERR_DTYPE for
+ * an input whose dtype is not the parameters', AD_ERR_ARG for an embedding
+ * (it takes indices) or a NULL module. */
 AD_API ad_tensor *ad_nn_forward(ad_module *m, ad_tape *tape, ad_tensor *x);
-/* Rows of the embedding table for indices[0..n): [n, dim]. */
+/* Rows of the embedding table for indices[0..n): [n, dim]. An index outside
+ * [0, num) is AD_ERR_ARG on the tape. */
 AD_API ad_tensor *ad_nn_embedding_lookup(ad_module *m, ad_tape *tape, size_t n,
                                          const int64_t *indices);
+/*
+ * The forward of m with its parameters replaced by params[0..n) (as
+ * torch.func.functional_call): n is ad_nn_param_count(m), params in the order
+ * of ad_nn_params, each of its parameter's shape and dtype, on tape or
+ * persistent. The module's own parameters are not read. Gradients flow to
+ * params, so a layer can be gradchecked in its parameters, or its weights
+ * made by another network. Errors on the tape: AD_ERR_ARG (wrong count),
+ * AD_ERR_SHAPE, AD_ERR_DTYPE (a parameter that does not fit; the message
+ * names it and both shapes), and those of ad_nn_forward.
+ */
+AD_API ad_tensor *ad_nn_forward_with(ad_module *m, ad_tape *tape, ad_tensor *x, size_t n,
+                                     ad_tensor *const *params);
+/* ad_nn_embedding_lookup reading the table weight [num, dim] instead of m's own. */
+AD_API ad_tensor *ad_nn_embedding_lookup_with(ad_module *m, ad_tape *tape, size_t n,
+                                              const int64_t *indices, ad_tensor *weight);
 /* Training mode (the default) or eval mode, for the module and its children. */
 AD_API void ad_nn_set_training(ad_module *m, bool training);
 /* Frees a module, its parameters and children. Accepts NULL. */
@@ -150,7 +172,10 @@ typedef struct ad_adam_config {
 } ad_adam_config;
 
 /* Optimizers over every parameter of m (which must outlive the optimizer).
- * State is allocated here, once: a step allocates nothing. */
+ * State is allocated here, once: a step allocates nothing. Errors: AD_ERR_ARG
+ * for a NULL module, a parameter that is not a persistent tensor requiring
+ * grad, or a config torch.optim refuses (a negative or NaN setting, a beta
+ * outside [0, 1), nesterov without momentum or with dampening); AD_ERR_NOMEM. */
 AD_API ad_status ad_optim_sgd(ad_optim **out, ad_module *m, const ad_sgd_config *config);
 AD_API ad_status ad_optim_adam(ad_optim **out, ad_module *m, const ad_adam_config *config);
 AD_API ad_status ad_optim_adamw(ad_optim **out, ad_module *m, const ad_adam_config *config);
@@ -164,9 +189,13 @@ AD_API void ad_optim_zero_grad(ad_optim *opt);
 AD_API void ad_optim_set_lr(ad_optim *opt, double lr);
 AD_API double ad_optim_lr(const ad_optim *opt);
 AD_API void ad_optim_free(ad_optim *opt);
-/* The optimizer's state as named persistent tensors ("<i>.momentum",
- * "<i>.exp_avg", "<i>.exp_avg_sq", and "step" as a 0-d float64), for
- * checkpoints. Returns the count; writes up to max. */
+/* The optimizer's state as named persistent tensors, for checkpoints: SGD's
+ * "state.<param>.momentum_buffer", Adam's "state.<param>.exp_avg" and
+ * "state.<param>.exp_avg_sq", then "state.step" (a 0-d float64 step count),
+ * where <param> is the parameter's name in the module ("0.weight"), or its
+ * index for the _params constructors. The tensors belong to the optimizer;
+ * save them with ad_safetensors_save and restore them with
+ * ad_safetensors_load. Returns the count; writes up to max. */
 AD_API size_t ad_optim_state(const ad_optim *opt, ad_nn_param *out, size_t max);
 
 /* Scales all gradients so their global L2 norm is at most max_norm; returns
@@ -176,9 +205,10 @@ AD_API double ad_nn_clip_grad_norm(size_t n, ad_tensor *const *params, double ma
 /* Learning-rate schedules, pure functions of the step/epoch. */
 /* base * gamma^(floor(epoch / step_size)) */
 AD_API double ad_lr_step(double base, int64_t epoch, int64_t step_size, double gamma);
-/* Linear warm-up from 0 over `warmup` steps, then cosine from base to min_lr at `total`. */
-AD_API double ad_lr_cosine(double base, double min_lr, int64_t step, int64_t warmup,
-                           int64_t total);
+/* Linear warm-up over steps 0..warmup-1, base (step + 1) / warmup (so the first
+ * step is not wasted at lr 0), then cosine from base at step `warmup` to min_lr
+ * at step `total`, and min_lr after it. */
+AD_API double ad_lr_cosine(double base, double min_lr, int64_t step, int64_t warmup, int64_t total);
 
 #ifdef __cplusplus
 }
