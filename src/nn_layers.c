@@ -295,6 +295,59 @@ ad_status ad_nn_maxpool2d(ad_module **out, int kernel, int stride, int padding)
     return AD_OK;
 }
 
+/* idx[plane, oh, ow] = position in its plane of the window's maximum: the
+ * first maximal element in row-major window order, the first NaN if any
+ * (as PyTorch); padding is -inf, so it is never chosen. The window is
+ * clipped to the image first, and the comparison is written so that the
+ * compiler can use conditional moves: data-dependent branches here cost a
+ * misprediction every few elements. */
+#define MAXPOOL_ARGMAX(T)                                                                  \
+    do {                                                                                   \
+        const T *restrict X = ad_tensor_data(x);                                           \
+        for (int64_t plane = 0; plane < n * c; plane++) {                                  \
+            const T *P = X + plane * h * w;                                                \
+            for (int64_t oh = 0; oh < ho; oh++) {                                          \
+                int64_t h0 = oh * st - p, h1 = h0 + k;                                     \
+                h0 = h0 < 0 ? 0 : h0;                                                      \
+                h1 = h1 > h ? h : h1;                                                      \
+                if (k == 2 && st == 2 && p == 0) {                                         \
+                    /* The common 2x2 window, unrolled: same rule, no loops. */            \
+                    const T *r0 = P + 2 * oh * w, *r1 = r0 + w;                            \
+                    for (int64_t ow = 0; ow < wo; ow++) {                                  \
+                        const T *q0 = r0 + 2 * ow, *q1 = r1 + 2 * ow;                      \
+                        int64_t best = 2 * oh * w + 2 * ow;                                \
+                        T best_v = q0[0];                                                  \
+                        bool take = !(q0[1] <= best_v) & (best_v == best_v);               \
+                        best = take ? best + 1 : best;                                     \
+                        best_v = take ? q0[1] : best_v;                                    \
+                        take = !(q1[0] <= best_v) & (best_v == best_v);                    \
+                        best = take ? 2 * oh * w + w + 2 * ow : best;                      \
+                        best_v = take ? q1[0] : best_v;                                    \
+                        take = !(q1[1] <= best_v) & (best_v == best_v);                    \
+                        best = take ? 2 * oh * w + w + 2 * ow + 1 : best;                  \
+                        idx[(plane * ho + oh) * wo + ow] = best;                           \
+                    }                                                                      \
+                    continue;                                                              \
+                }                                                                          \
+                for (int64_t ow = 0; ow < wo; ow++) {                                      \
+                    int64_t w0 = ow * st - p, w1 = w0 + k;                                 \
+                    w0 = w0 < 0 ? 0 : w0;                                                  \
+                    w1 = w1 > w ? w : w1;                                                  \
+                    int64_t best = h0 * w + w0;                                            \
+                    T best_v = P[best];                                                    \
+                    for (int64_t ih = h0; ih < h1; ih++)                                   \
+                        for (int64_t iw = w0; iw < w1; iw++) {                             \
+                            T v = P[ih * w + iw];                                          \
+                            bool take = !(v <= best_v) & (best_v == best_v);               \
+                            best = take ? ih * w + iw : best;                              \
+                            best_v = take ? v : best_v;                                    \
+                        }                                                                  \
+                    idx[(plane * ho + oh) * wo + ow] = best;                               \
+                }                                                                          \
+            }                                                                              \
+        }                                                                                  \
+    } while (0)
+
 static ad_tensor *maxpool2d_forward(ad_module *m, ad_tape *tape, ad_tensor *x)
 {
     if (ad_tensor_ndim(x) != 4)
@@ -308,35 +361,10 @@ static ad_tensor *maxpool2d_forward(ad_module *m, ad_tape *tape, ad_tensor *x)
     int64_t *idx = scratch(m, (size_t)(n * c * ho * wo));
     if (!idx)
         return no_memory(tape, "maxpool2d");
-    const void *data = ad_tensor_data(x);
-    bool f32 = ad_tensor_dtype(x) == AD_F32;
-    /* Ties: the first maximal element in row-major window order; padding is -inf. */
-    for (int64_t plane = 0; plane < n * c; plane++) {
-        int64_t base = plane * h * w;
-        for (int64_t oh = 0; oh < ho; oh++)
-            for (int64_t ow = 0; ow < wo; ow++) {
-                int64_t best = -1;
-                double best_v = -INFINITY;
-                for (int ki = 0; ki < k; ki++) {
-                    int64_t ih = oh * st - p + ki;
-                    if (ih < 0 || ih >= h)
-                        continue;
-                    for (int kj = 0; kj < k; kj++) {
-                        int64_t iw = ow * st - p + kj;
-                        if (iw < 0 || iw >= w)
-                            continue;
-                        int64_t at = ih * w + iw;
-                        double v = f32 ? ((const float *)data)[base + at]
-                                       : ((const double *)data)[base + at];
-                        if (best < 0 || v > best_v || (v != v && best_v == best_v)) {
-                            best = at;
-                            best_v = v;
-                        }
-                    }
-                }
-                idx[plane * ho * wo + oh * wo + ow] = best;
-            }
-    }
+    if (ad_tensor_dtype(x) == AD_F32)
+        MAXPOOL_ARGMAX(float);
+    else
+        MAXPOOL_ARGMAX(double);
     ad_tensor *flat = ad_reshape(x, 3, (int64_t[]){n, c, h * w});
     ad_tensor *y = ad_gather(flat, 2, 3, (int64_t[]){n, c, ho * wo}, idx);
     return ad_reshape(y, 4, (int64_t[]){n, c, ho, wo});

@@ -719,6 +719,69 @@ static void test_maxpool2d_tie_goes_to_the_first_maximum(void **state)
     ad_tape_free(tape);
 }
 
+/* The unrolled 2x2 / stride 2 path and the general path (2x2 / stride 1)
+ * must follow one rule: on many ties and NaNs, compare both with a
+ * brute-force argmax (first maximum, first NaN), in float32 and float64. */
+static void brute_force_pool(const double *x, int64_t h, int64_t w, int k, int st, double *y,
+                             int64_t *arg)
+{
+    int64_t ho = (h - k) / st + 1, wo = (w - k) / st + 1;
+    for (int64_t oh = 0; oh < ho; oh++)
+        for (int64_t ow = 0; ow < wo; ow++) {
+            int64_t best = -1;
+            for (int i = 0; i < k; i++)
+                for (int j = 0; j < k; j++) {
+                    int64_t at = (oh * st + i) * w + ow * st + j;
+                    if (best < 0 || (!isnan(x[best]) && (isnan(x[at]) || x[at] > x[best])))
+                        best = at;
+                }
+            y[oh * wo + ow] = x[best];
+            arg[oh * wo + ow] = best;
+        }
+}
+
+static void test_maxpool2d_fast_and_general_paths_agree_on_ties_and_nans(void **state)
+{
+    (void)state;
+    enum { H = 6, W = 8 };
+    ad_rng rng;
+    ad_rng_seed(&rng, 21);
+    double x[H * W];
+    for (int i = 0; i < H * W; i++)
+        x[i] = ad_rng_below(&rng, 7) == 0 ? NAN : (double)ad_rng_below(&rng, 3);
+    const int configs[2][2] = {{2, 2}, {2, 1}}; /* kernel, stride */
+    for (int dt = 0; dt < 2; dt++)
+        for (int c = 0; c < 2; c++) {
+            int k = configs[c][0], st = configs[c][1];
+            int64_t ho = (H - k) / st + 1, wo = (W - k) / st + 1;
+            double expected[H * W];
+            int64_t arg[H * W];
+            brute_force_pool(x, H, W, k, st, expected, arg);
+            ad_tape *tape = test_tape();
+            ad_dtype dtype = dt ? AD_F64 : AD_F32;
+            ad_tensor *xt =
+                ad_requires_grad(ad_tensor_from_doubles(tape, dtype, 4, (int64_t[]){1, 1, H, W}, x));
+            ad_module *m = NULL;
+            assert_int_equal(ad_nn_maxpool2d(&m, k, st, 0), AD_OK);
+            ad_tensor *y = ad_nn_forward(m, tape, xt);
+            assert_non_null(y);
+            assert_int_equal(ad_backward(ad_sum_all(y), NULL), AD_OK);
+            double grad[H * W] = {0};
+            for (int64_t i = 0; i < ho * wo; i++) {
+                double v = ad_tensor_get(y, i);
+                if (isnan(expected[i]))
+                    assert_true(isnan(v));
+                else
+                    assert_true(v == expected[i]);
+                grad[arg[i]] += 1;
+            }
+            for (int i = 0; i < H * W; i++)
+                assert_true(ad_tensor_get(ad_tensor_grad(xt), i) == grad[i]);
+            ad_nn_free(m);
+            ad_tape_free(tape);
+        }
+}
+
 /*
  * x = torch.tensor([[0.5, -1.0, 2.0, 0.25], [3.0, 3.5, -2.0, 0.0]])
  * F.layer_norm(x, (4,), torch.tensor([1.5, 0.5, -1.0, 2.0]),
@@ -1762,6 +1825,7 @@ int main(void)
         cmocka_unit_test(test_conv2d_forward_matches_pytorch),
         cmocka_unit_test(test_maxpool2d_forward_and_gradient_match_pytorch),
         cmocka_unit_test(test_maxpool2d_tie_goes_to_the_first_maximum),
+        cmocka_unit_test(test_maxpool2d_fast_and_general_paths_agree_on_ties_and_nans),
         cmocka_unit_test(test_layer_norm_forward_matches_pytorch),
         cmocka_unit_test(test_linear_forward_matches_pytorch),
         cmocka_unit_test(test_activations_forward_match_pytorch),
