@@ -107,6 +107,8 @@ static ad_status fail_free(ad_module **out, ad_status st)
 
 static int64_t *scratch(ad_module *m, size_t n)
 {
+    if (n == 0)
+        n = 1; /* an empty batch still gets a buffer, not a false out-of-memory */
     if (n > m->scratch_cap) {
         int64_t *s = realloc(m->scratch, n * sizeof *s);
         if (!s)
@@ -377,10 +379,16 @@ ad_status ad_nn_flatten(ad_module **out)
     return module_new(out, MOD_FLATTEN);
 }
 
-static ad_tensor *flatten_forward(ad_tensor *x)
+static ad_tensor *flatten_forward(ad_tape *tape, ad_tensor *x)
 {
-    int64_t n = ad_tensor_ndim(x) ? ad_tensor_shape(x)[0] : 1;
-    return ad_reshape(x, 2, (int64_t[]){n, n ? -1 : 0});
+    int ndim = ad_tensor_ndim(x);
+    if (ndim < 2)
+        return bad_input(tape, "flatten", x, "[N, ...] with at least 2 dims");
+    const int64_t *s = ad_tensor_shape(x);
+    int64_t rest = 1;
+    for (int i = 1; i < ndim; i++)
+        rest *= s[i]; /* no overflow: x exists, so its numel fits */
+    return ad_reshape(x, 2, (int64_t[]){s[0], rest});
 }
 
 ad_status ad_nn_dropout(ad_module **out, double p, uint64_t seed)
@@ -596,7 +604,7 @@ static ad_tensor *forward(ad_module *m, ad_tape *tape, ad_tensor *x, ad_tensor *
     case MOD_MAXPOOL2D:
         return maxpool2d_forward(m, tape, x);
     case MOD_FLATTEN:
-        return flatten_forward(x);
+        return flatten_forward(tape, x);
     case MOD_DROPOUT:
         return dropout_forward(m, tape, x);
     case MOD_LAYER_NORM:

@@ -245,7 +245,10 @@ void ad__pow_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
          * 0 * 0^-1 cannot make a NaN: there the product is b * a^0 = 0. */
         ad_tensor *nz = mask_of(y, exponent_nonzero);
         ad_tensor *b1 = ad_add(ad_mul(b, nz), ad_rsub_scalar(nz, 1.0));
-        gin[0] = ad__reduce_to(ad_mul(gy, ad_mul(b, ad_pow(a, ad_sub_scalar(b1, 1.0)))), a);
+        /* times nz as well, so that the term, not only its exponent, is
+         * masked: d/db of it is then 0 at b = 0, as PyTorch's masked_fill. */
+        ad_tensor *da = ad_mul(nz, ad_mul(b, ad_pow(a, ad_sub_scalar(b1, 1.0))));
+        gin[0] = ad__reduce_to(ad_mul(gy, da), a);
     }
     if (b->flags & AD_TF_RECORDED) {
         /* log of a where kept, log 1 = 0 where not: a select that keeps

@@ -38,8 +38,9 @@ static ad_tensor *unary(int op, ad_tensor *x, double p)
     return ad__apply(op, 1, &x, params);
 }
 
-/* A constant (never recorded) of x's shape: 1 where x > 0, else `otherwise`. */
-static ad_tensor *positive_mask(ad_tensor *x, double otherwise)
+/* A constant (never recorded) of x's shape: 1 where x > 0, else `otherwise`;
+ * at NaN, 1 when nan_passes (relu, whose rule zeroes only x <= 0). */
+static ad_tensor *positive_mask(ad_tensor *x, double otherwise, bool nan_passes)
 {
     ad_tensor *m = ad__new(x->tape, (ad_dtype)x->dtype, x->ndim, x->shape);
     if (!m)
@@ -48,12 +49,12 @@ static ad_tensor *positive_mask(ad_tensor *x, double otherwise)
         const float *X = x->data, o = (float)otherwise;
         float *M = m->data;
         for (int64_t i = 0; i < x->numel; i++)
-            M[i] = X[i] > 0 ? 1.0f : o;
+            M[i] = X[i] > 0 || (nan_passes && X[i] != X[i]) ? 1.0f : o;
     } else {
         const double *X = x->data;
         double *M = m->data;
         for (int64_t i = 0; i < x->numel; i++)
-            M[i] = X[i] > 0 ? 1.0 : otherwise;
+            M[i] = X[i] > 0 || (nan_passes && X[i] != X[i]) ? 1.0 : otherwise;
     }
     return m;
 }
@@ -198,12 +199,12 @@ ad_tensor *ad_sigmoid(ad_tensor *x)
 }
 
 /* ---- relu ---------------------------------------------------------------------- */
-// dx = dy [x > 0]: 0 at x = 0 (both signs of zero), as PyTorch
-UNARY_OP(relu, x > 0 || x != x ? x : 0)
+// dx = dy [not x <= 0]: 0 at x = 0 (both signs of zero), dy at NaN; relu(-0) = -0 (PyTorch)
+UNARY_OP(relu, x < 0 ? 0 : x)
 
 void ad__relu_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
-    gin[0] = ad_mul(gy, positive_mask(y->src[0], 0.0));
+    gin[0] = ad_mul(gy, positive_mask(y->src[0], 0.0, true));
 }
 
 ad_tensor *ad_relu(ad_tensor *x)
@@ -217,7 +218,7 @@ UNARY_OP(leaky_relu, x > 0 ? x : x * p)
 
 void ad__leaky_relu_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
-    gin[0] = ad_mul(gy, positive_mask(y->src[0], y->param[0].f));
+    gin[0] = ad_mul(gy, positive_mask(y->src[0], y->param[0].f, false));
 }
 
 ad_tensor *ad_leaky_relu(ad_tensor *x, double slope)

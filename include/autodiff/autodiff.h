@@ -357,7 +357,7 @@ AD_API ad_tensor *ad_sin(ad_tensor *x);      /* dx = dy cos x */
 AD_API ad_tensor *ad_cos(ad_tensor *x);      /* dx = -dy sin x */
 AD_API ad_tensor *ad_tanh(ad_tensor *x);     /* dx = dy (1 - y^2) */
 AD_API ad_tensor *ad_sigmoid(ad_tensor *x);  /* dx = dy y (1 - y); stable for |x| > 700 */
-AD_API ad_tensor *ad_relu(ad_tensor *x);     /* dx = dy [x > 0]; 0 at x = 0 */
+AD_API ad_tensor *ad_relu(ad_tensor *x);     /* dx = dy [not x <= 0]; 0 at 0, dy at NaN */
 AD_API ad_tensor *ad_abs(ad_tensor *x);      /* dx = dy sign(x); 0 at x = 0 */
 AD_API ad_tensor *ad_softplus(ad_tensor *x); /* log1p(exp x), exactly x above 20; dx = dy sigmoid(x) */
 AD_API ad_tensor *ad_gelu(ad_tensor *x);     /* tanh approximation, exact derivative of it */
@@ -381,7 +381,7 @@ AD_API ad_tensor *ad_add(ad_tensor *a, ad_tensor *b); /* da = dy, db = dy */
 AD_API ad_tensor *ad_sub(ad_tensor *a, ad_tensor *b); /* da = dy, db = -dy */
 AD_API ad_tensor *ad_mul(ad_tensor *a, ad_tensor *b); /* da = dy b, db = dy a */
 AD_API ad_tensor *ad_div(ad_tensor *a, ad_tensor *b); /* da = dy / b, db = -dy y / b */
-/* a^b; da = dy b a^(b-1), db = dy y log a, and db = 0 where a = 0 and b >= 0 */
+/* a^b; da = dy b a^(b-1) (0 where b = 0), db = dy y log a (0 where a = 0, b >= 0) */
 AD_API ad_tensor *ad_pow(ad_tensor *a, ad_tensor *b);
 /* The gradient goes to the larger (smaller) operand; a tie gives each dy / 2. */
 AD_API ad_tensor *ad_maximum(ad_tensor *a, ad_tensor *b);

@@ -76,7 +76,7 @@ AD_API ad_real ad_real_sin(ad_tape *tape, ad_real x);      /* cos x */
 AD_API ad_real ad_real_cos(ad_tape *tape, ad_real x);      /* -sin x */
 AD_API ad_real ad_real_tanh(ad_tape *tape, ad_real x);     /* 1 - tanh^2 x */
 AD_API ad_real ad_real_sigmoid(ad_tape *tape, ad_real x);  /* s (1 - s) */
-AD_API ad_real ad_real_relu(ad_tape *tape, ad_real x);     /* [x > 0]: 0 at 0 */
+AD_API ad_real ad_real_relu(ad_tape *tape, ad_real x);     /* [not x <= 0]: 0 at 0, 1 at NaN */
 AD_API ad_real ad_real_abs(ad_tape *tape, ad_real x);      /* sign x: 0 at 0 */
 AD_API ad_real ad_real_softplus(ad_tape *tape, ad_real x); /* sigmoid x; 1 above 20 */
 /* x^p: p x^(p-1), exactly 0 when p = 0 */
