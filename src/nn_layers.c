@@ -562,8 +562,27 @@ static ad_status prefix_names(ad_module *m, size_t index)
     return AD_OK;
 }
 
+/* True when children[i] also appears earlier in the list. */
+static bool seen_before(ad_module *const *children, size_t i)
+{
+    for (size_t j = 0; j < i; j++)
+        if (children[j] == children[i])
+            return true;
+    return false;
+}
+
 ad_status ad_nn_sequential(ad_module **out, size_t n, ad_module *const *children)
 {
+    /* The same module twice would be freed twice: refuse it, freeing each
+     * distinct child once (ownership was given). */
+    for (size_t i = 0; i < n; i++)
+        if (children[i] && seen_before(children, i)) {
+            for (size_t j = 0; j < n; j++)
+                if (!seen_before(children, j))
+                    ad_nn_free(children[j]);
+            *out = NULL;
+            return AD_ERR_ARG;
+        }
     ad_status st = module_new(out, MOD_SEQUENTIAL);
     ad_module *m = *out;
     if (st == AD_OK && n && !(m->children = calloc(n, sizeof *m->children)))

@@ -740,6 +740,19 @@ static void brute_force_pool(const double *x, int64_t h, int64_t w, int k, int s
         }
 }
 
+/* A child given twice would be freed twice: refused, each child freed once
+ * (ASan would report a double free). */
+static void test_sequential_refuses_the_same_child_twice(void **state)
+{
+    (void)state;
+    ad_module *relu = NULL, *flat = NULL, *seq = (ad_module *)&seq;
+    assert_int_equal(ad_nn_activation(&relu, AD_ACT_RELU), AD_OK);
+    assert_int_equal(ad_nn_flatten(&flat), AD_OK);
+    ad_module *children[3] = {relu, flat, relu};
+    assert_int_equal(ad_nn_sequential(&seq, 3, children), AD_ERR_ARG);
+    assert_null(seq);
+}
+
 static void test_maxpool2d_fast_and_general_paths_agree_on_ties_and_nans(void **state)
 {
     (void)state;
@@ -1826,6 +1839,7 @@ int main(void)
         cmocka_unit_test(test_maxpool2d_forward_and_gradient_match_pytorch),
         cmocka_unit_test(test_maxpool2d_tie_goes_to_the_first_maximum),
         cmocka_unit_test(test_maxpool2d_fast_and_general_paths_agree_on_ties_and_nans),
+        cmocka_unit_test(test_sequential_refuses_the_same_child_twice),
         cmocka_unit_test(test_layer_norm_forward_matches_pytorch),
         cmocka_unit_test(test_linear_forward_matches_pytorch),
         cmocka_unit_test(test_activations_forward_match_pytorch),

@@ -77,7 +77,8 @@ AD_API ad_status ad_nn_layer_norm(ad_module **out, int64_t dim, double eps, ad_d
 AD_API ad_status ad_nn_embedding(ad_module **out, int64_t num, int64_t dim, ad_dtype dtype,
                                  ad_rng *rng);
 AD_API ad_status ad_nn_activation(ad_module **out, ad_activation kind);
-/* Runs children in order; takes ownership of children[0..n) (also on error). */
+/* Runs children in order; takes ownership of children[0..n) (also on error).
+ * AD_ERR_ARG for a NULL child or one given twice (each child is still freed once). */
 AD_API ad_status ad_nn_sequential(ad_module **out, size_t n, ad_module *const *children);
 
 /* Records the module's forward on tape. x may be a tape or persistent tensor.
