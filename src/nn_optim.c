@@ -235,19 +235,39 @@ ad_status ad_optim_adamw(ad_optim **out, ad_module *m, const ad_adam_config *con
 //      g = nesterov ? g + mu buf : buf; p -= lr g
 #define SGD_UPDATE(T)                                                                              \
     do {                                                                                           \
-        T *P = ad_tensor_data(p), *B = ad_tensor_data(buf);                                        \
-        const T *G = ad_tensor_data(ad_tensor_grad(p));                                            \
+        T *restrict P = ad_tensor_data(p), *restrict B = ad_tensor_data(buf);                      \
+        const T *restrict G = ad_tensor_data(ad_tensor_grad(p));                                   \
         const T lr = (T)c->lr, wd = (T)c->weight_decay, mu = (T)c->momentum;                       \
         const T damp = (T)(1 - c->dampening);                                                      \
-        for (int64_t i = 0; i < numel; i++) {                                                      \
-            T g = G[i] + wd * P[i];                                                                \
-            if (mu != 0) {                                                                         \
-                B[i] = first ? g : mu * B[i] + damp * g;                                           \
-                g = c->nesterov ? g + mu * B[i] : B[i];                                            \
+        /* One loop per case, so each is branch-free and vectorises. */                            \
+        if (mu == 0) {                                                                             \
+            for (int64_t i = 0; i < numel; i++)                                                    \
+                P[i] -= lr * (G[i] + wd * P[i]);                                                   \
+        } else if (first) {                                                                        \
+            for (int64_t i = 0; i < numel; i++) {                                                  \
+                T g = G[i] + wd * P[i];                                                            \
+                B[i] = g;                                                                          \
+                P[i] -= lr * (c->nesterov ? g + mu * g : g);                                       \
             }                                                                                      \
-            P[i] -= lr * g;                                                                        \
+        } else if (c->nesterov) {                                                                  \
+            for (int64_t i = 0; i < numel; i++) {                                                  \
+                T g = G[i] + wd * P[i];                                                            \
+                B[i] = mu * B[i] + damp * g;                                                       \
+                P[i] -= lr * (g + mu * B[i]);                                                      \
+            }                                                                                      \
+        } else {                                                                                   \
+            for (int64_t i = 0; i < numel; i++) {                                                  \
+                T g = G[i] + wd * P[i];                                                            \
+                B[i] = mu * B[i] + damp * g;                                                       \
+                P[i] -= lr * B[i];                                                                 \
+            }                                                                                      \
         }                                                                                          \
     } while (0)
+
+/* The square root of the element type: sqrtf keeps float32 steps in float,
+ * as torch computes them. */
+#define SQRT_float sqrtf
+#define SQRT_double sqrt
 
 // Adam(W): AdamW p *= 1 - lr wd (Adam: g += wd p); m = b1 m + (1-b1) g;
 //          v = b2 v + (1-b2) g^2; p -= lr/bc1 m / (sqrt(v)/sqrt(bc2) + eps)
@@ -255,20 +275,19 @@ ad_status ad_optim_adamw(ad_optim **out, ad_module *m, const ad_adam_config *con
 // its inverse), so float64 steps match torch.optim bit for bit.
 #define ADAM_UPDATE(T)                                                                             \
     do {                                                                                           \
-        T *P = ad_tensor_data(p), *M = ad_tensor_data(m1), *V = ad_tensor_data(m2);                \
-        const T *G = ad_tensor_data(ad_tensor_grad(p));                                            \
+        T *restrict P = ad_tensor_data(p), *restrict M = ad_tensor_data(m1);                       \
+        T *restrict V = ad_tensor_data(m2);                                                        \
+        const T *restrict G = ad_tensor_data(ad_tensor_grad(p));                                   \
         const T b1 = (T)c->beta1, b2 = (T)c->beta2, eps = (T)c->eps;                               \
         const T step_size = (T)(c->lr / bc1), sqrt_bc2 = (T)sqrt(bc2);                             \
-        const T wd = (T)c->weight_decay, shrink = (T)(1 - c->lr * c->weight_decay);                \
+        const T wd = opt->decoupled ? 0 : (T)c->weight_decay;                                      \
+        const T shrink = opt->decoupled ? (T)(1 - c->lr * c->weight_decay) : 1;                    \
         for (int64_t i = 0; i < numel; i++) {                                                      \
-            T g = G[i];                                                                            \
-            if (opt->decoupled)                                                                    \
-                P[i] *= shrink;                                                                    \
-            else                                                                                   \
-                g += wd * P[i];                                                                    \
+            T g = G[i] + wd * P[i];                                                                \
+            P[i] *= shrink;                                                                        \
             M[i] = b1 * M[i] + (1 - b1) * g;                                                       \
             V[i] = b2 * V[i] + (1 - b2) * g * g;                                                   \
-            P[i] -= step_size * M[i] / (sqrt(V[i]) / sqrt_bc2 + eps);                              \
+            P[i] -= step_size * M[i] / (SQRT_##T(V[i]) / sqrt_bc2 + eps);                          \
         }                                                                                          \
     } while (0)
 
