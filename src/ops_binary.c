@@ -267,34 +267,46 @@ ad_tensor *ad_pow(ad_tensor *a, ad_tensor *b)
 /* ---- maximum, minimum --------------------------------------------------------------------
  * The gradient goes to the larger (smaller) operand; a tie gives each half, as
  * PyTorch. NaN propagates through the forward value. */
-// maximum: da = reduce_to(a, dy [a > b] + dy/2 [a = b]), db likewise
+// maximum: da = reduce_to(a, dy [not a < b] - dy/2 [a = b]), db likewise (dy to both at NaN)
 BINARY_OP(maximum, (a != a || b != b) ? a + b : (a > b ? a : b))
 
+/* a's share of the gradient: 1 unless b wins, 1/2 at a tie. With a NaN
+ * neither wins, so both operands get the whole gradient (PyTorch's masks
+ * zero only where the other operand is strictly larger). */
 static double share_if_greater(double a, double b)
 {
-    return a > b ? 1.0 : a == b ? 0.5 : 0.0;
+    return a < b ? 0.0 : a == b ? 0.5 : 1.0;
 }
 
 static double share_if_less(double a, double b)
 {
-    return a < b ? 1.0 : a == b ? 0.5 : 0.0;
+    return a > b ? 0.0 : a == b ? 0.5 : 1.0;
+}
+
+/* b's shares, from the same rules with the operands swapped. */
+static double other_share_if_greater(double a, double b)
+{
+    return share_if_greater(b, a);
+}
+
+static double other_share_if_less(double a, double b)
+{
+    return share_if_less(b, a);
 }
 
 static void select_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin,
-                            double (*share)(double, double))
+                            double (*share_a)(double, double),
+                            double (*share_b)(double, double))
 {
-    ad_tensor *to_a = mask_of(y, share);
-    if (!to_a)
-        return;
     if (y->src[0]->flags & AD_TF_RECORDED)
-        gin[0] = ad__reduce_to(ad_mul(gy, to_a), y->src[0]);
+        gin[0] = ad__reduce_to(ad_mul(gy, mask_of(y, share_a)), y->src[0]);
     if (y->src[1]->flags & AD_TF_RECORDED)
-        gin[1] = ad__reduce_to(ad_mul(gy, ad_rsub_scalar(to_a, 1.0)), y->src[1]);
+        gin[1] = ad__reduce_to(ad_mul(gy, mask_of(y, share_b)), y->src[1]);
 }
 
 void ad__maximum_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
-    select_backward(y, gy, gin, share_if_greater);
+    select_backward(y, gy, gin, share_if_greater, other_share_if_greater);
 }
 
 ad_tensor *ad_maximum(ad_tensor *a, ad_tensor *b)
@@ -307,7 +319,7 @@ BINARY_OP(minimum, (a != a || b != b) ? a + b : (a < b ? a : b))
 
 void ad__minimum_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
-    select_backward(y, gy, gin, share_if_less);
+    select_backward(y, gy, gin, share_if_less, other_share_if_less);
 }
 
 ad_tensor *ad_minimum(ad_tensor *a, ad_tensor *b)

@@ -135,27 +135,27 @@ ad_real ad_real_pow(ad_tape *tape, ad_real a, ad_real b)
     return record(tape, y, a.node, da, b.node, db);
 }
 
-/* The larger input's share of the gradient: 1, 1/2 at a tie, 0. NaN, as the
- * tensor op, goes through the value (a + b) with shares 0. */
-static double share_if_greater(double a, double b)
+/* An operand's share of the gradient, PyTorch's rule for maximum and minimum
+ * (where(a == b, g/2, g).masked_fill_(a loses, 0)): 0 where it loses, 1/2 at
+ * a tie, else 1. Where either is NaN no comparison holds, so each gets 1.
+ * NaN goes through the value as a + b. */
+static double share_unless_less(double a, double b)
 {
-    return a > b ? 1.0 : a == b ? 0.5 : 0.0;
+    return a < b ? 0.0 : a == b ? 0.5 : 1.0;
 }
 
 ad_real ad_real_maximum(ad_tape *tape, ad_real a, ad_real b)
 {
     double x = a.value, z = b.value;
     double y = (x != x || z != z) ? x + z : (x > z ? x : z);
-    double s = share_if_greater(x, z);
-    return record(tape, y, a.node, s, b.node, (x != x || z != z) ? 0 : 1 - s);
+    return record(tape, y, a.node, share_unless_less(x, z), b.node, share_unless_less(z, x));
 }
 
 ad_real ad_real_minimum(ad_tape *tape, ad_real a, ad_real b)
 {
     double x = a.value, z = b.value;
     double y = (x != x || z != z) ? x + z : (x < z ? x : z);
-    double s = share_if_greater(z, x);
-    return record(tape, y, a.node, s, b.node, (x != x || z != z) ? 0 : 1 - s);
+    return record(tape, y, a.node, share_unless_less(z, x), b.node, share_unless_less(x, z));
 }
 
 /* ---- Unary ops ------------------------------------------------------------------------- */
@@ -220,10 +220,12 @@ ad_real ad_real_sigmoid(ad_tape *tape, ad_real x)
     return unary(tape, y, x, y * (1 - y));
 }
 
+/* As the tensor op (PyTorch): relu(-0) = -0 and NaN passes, with gradient
+ * [not x <= 0]: 0 at both zeros, 1 at NaN. */
 ad_real ad_real_relu(ad_tape *tape, ad_real x)
 {
     double v = x.value;
-    return unary(tape, v > 0 || v != v ? v : 0, x, v > 0 ? 1 : 0);
+    return unary(tape, v < 0 ? 0 : v, x, v <= 0 ? 0 : 1);
 }
 
 ad_real ad_real_abs(ad_tape *tape, ad_real x)
@@ -250,9 +252,15 @@ ad_status ad_real_backward(ad_tape *tape, ad_real y)
 {
     if (!tape)
         return AD_ERR_NULL;
+    /* Until this sweep succeeds every gradient reads 0, not an earlier sweep's. */
+    tape->n_adjoints = 0;
     if (tape->status != AD_OK)
         return tape->status;
-    if (y.node >= tape->n_reals && y.node != 0)
+    /* A constant: every gradient is 0, which needs no adjoints (nor an
+     * allocation that could fail). */
+    if (y.node == 0)
+        return AD_OK;
+    if (y.node >= tape->n_reals)
         return ad__fail(tape, AD_ERR_ARG,
                         "real_backward: node %u is not on this tape (%zu nodes; reset since?)",
                         (unsigned)y.node, tape->n_reals);
@@ -264,8 +272,6 @@ ad_status ad_real_backward(ad_tape *tape, ad_real y)
     const ad__real_node *restrict node = tape->reals;
     memset(adj, 0, n * sizeof *adj);
     tape->n_adjoints = n;
-    if (y.node == 0)
-        return AD_OK;
     adj[y.node] = 1;
     for (size_t i = y.node; i > 0; i--) {
         double g = adj[i];

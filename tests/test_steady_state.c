@@ -308,7 +308,7 @@ static void check_steady_state(optim_choice choice, int threads, const char *wha
 
     if (calls.ours != 0)
         print_sites(what, false);
-    if (calls.blas != 0)
+    if (calls.blas != 0 && threads == 1)
         print_sites(what, true);
     if (calls.blas != 0 && threads > 1)
         print_message("note: %s: %zu allocator calls made by threaded BLAS itself (a job array "

@@ -61,7 +61,7 @@ AD_API ad_real ad_real_mul(ad_tape *tape, ad_real a, ad_real b); /* b, a */
 AD_API ad_real ad_real_div(ad_tape *tape, ad_real a, ad_real b); /* 1/b, -a/b^2 */
 /* b a^(b-1) (0 where b = 0), a^b log a (0 where a = 0 and b >= 0) */
 AD_API ad_real ad_real_pow(ad_tape *tape, ad_real a, ad_real b);
-/* the larger (smaller) gets 1, a tie gives 1/2 to each */
+/* the larger (smaller) gets 1, a tie gives 1/2 to each, a NaN 1 to each (PyTorch) */
 AD_API ad_real ad_real_maximum(ad_tape *tape, ad_real a, ad_real b);
 AD_API ad_real ad_real_minimum(ad_tape *tape, ad_real a, ad_real b);
 
@@ -91,8 +91,8 @@ AD_API ad_real ad_real_pow_scalar(ad_tape *tape, ad_real x, double p);
  * reset), else AD_OK. A constant y gives all gradients 0.
  */
 AD_API ad_status ad_real_backward(ad_tape *tape, ad_real y);
-/* dy/dx from the last ad_real_backward; 0 for constants and for nodes the
- * sweep did not reach. */
+/* dy/dx from the last ad_real_backward; 0 for constants, for nodes the
+ * sweep did not reach, and after a sweep that returned an error. */
 AD_API double ad_real_grad(const ad_tape *tape, ad_real x);
 /* Nodes recorded on the tape since its last reset (constants excluded). */
 AD_API size_t ad_real_count(const ad_tape *tape);
