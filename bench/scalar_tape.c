@@ -5,9 +5,12 @@
  * The function, on two inputs a and b, is a loop of three scalar ops,
  *     y = b;  repeat K times: y = sin(y * a) + b
  * so it records 3K ops (mul, sin, add). Its gradient (dy/da, dy/db) is
- * computed three ways, each timed forward + backward, as the median of
+ * computed four ways, each timed forward + backward, as the median of
  * --reps runs after one warm-up run:
- *   - libautodiff: 0-d float64 tensors on a tape, then ad_backward;
+ *   - libautodiff, tensors: 0-d float64 tensors on a tape, then ad_backward
+ *     (the general path: any op, higher order);
+ *   - libautodiff, ad_real: the first-order scalar recorder (autodiff/real.h)
+ *     on a tape, then ad_real_backward;
  *   - hand-written: the derivative coded by hand, carried forward alongside
  *     the value (two tangents; no memory at all);
  *   - minimal C tape: the smallest reasonable Wengert list, a 32-byte node
@@ -28,6 +31,7 @@
 #include <stdbool.h>
 
 #include "autodiff/autodiff.h"
+#include "autodiff/real.h"
 
 static const double INPUT_A = 0.9, INPUT_B = 0.3;
 
@@ -60,6 +64,27 @@ static gradient ours_run(ad_tape *tape, long iterations, size_t *forward_bytes, 
     seconds[0] = t1 - t0;
     seconds[1] = t3 - t2;
     return (gradient){ad_value(y), ad_grad_value(a), ad_grad_value(b)};
+}
+
+/* The same function with ad_real on tape (reset first). */
+static gradient real_run(ad_tape *tape, long iterations, double *seconds)
+{
+    double t0 = bench_now();
+    ad_tape_reset(tape);
+    ad_real a = ad_real_var(tape, INPUT_A), b = ad_real_var(tape, INPUT_B);
+    ad_real y = b;
+    for (long k = 0; k < iterations; k++)
+        y = ad_real_add(tape, ad_real_sin(tape, ad_real_mul(tape, y, a)), b);
+    double t1 = bench_now();
+    ad_status st = ad_real_backward(tape, y);
+    double t2 = bench_now();
+    if (st != AD_OK) {
+        fprintf(stderr, "scalar_tape: %s: %s\n", ad_status_string(st), ad_tape_message(tape));
+        exit(1);
+    }
+    seconds[0] = t1 - t0;
+    seconds[1] = t2 - t1;
+    return (gradient){y.value, ad_real_grad(tape, a), ad_real_grad(tape, b)};
 }
 
 /* An ad_allocator that tracks the bytes it holds and their peak. A size
@@ -238,6 +263,22 @@ int main(int argc, char **argv)
     double ours_backward = bench_median(backward, (size_t)reps);
     ad_tape_free(tape);
 
+    /* ad_real: a fresh tape, the warm-up run sizes its arrays, then reps. */
+    if (ad_tape_create(&tape) != AD_OK)
+        return 1;
+    gradient g_real = real_run(tape, iterations, seconds);
+    size_t real_bytes = ad_real_bytes(tape);
+    for (long r = 0; r < reps; r++) {
+        real_run(tape, iterations, seconds);
+        forward[r] = seconds[0];
+        backward[r] = seconds[1];
+        total[r] = seconds[0] + seconds[1];
+    }
+    double real_total = bench_median(total, (size_t)reps);
+    double real_forward = bench_median(forward, (size_t)reps);
+    double real_backward = bench_median(backward, (size_t)reps);
+    ad_tape_free(tape);
+
     /* Hand-written. */
     gradient g_hand = handwritten_run(iterations);
     for (long r = 0; r < reps; r++) {
@@ -263,11 +304,12 @@ int main(int argc, char **argv)
     free(mini.nodes);
     free(mini.adjoint);
 
-    if (!agree(g_ours, g_hand) || !agree(g_mini, g_hand)) {
+    if (!agree(g_ours, g_hand) || !agree(g_mini, g_hand) || !agree(g_real, g_hand)) {
         fprintf(stderr,
-                "scalar_tape: gradients disagree: ours (%.17g, %.17g), hand (%.17g, %.17g), "
-                "minimal (%.17g, %.17g)\n",
-                g_ours.da, g_ours.db, g_hand.da, g_hand.db, g_mini.da, g_mini.db);
+                "scalar_tape: gradients disagree: ours (%.17g, %.17g), ad_real (%.17g, %.17g), "
+                "hand (%.17g, %.17g), minimal (%.17g, %.17g)\n",
+                g_ours.da, g_ours.db, g_real.da, g_real.db, g_hand.da, g_hand.db, g_mini.da,
+                g_mini.db);
         return 1;
     }
     fprintf(stderr, "scalar_tape: %.0f ops, y = %.17g, dy/da = %.17g, dy/db = %.17g\n", ops,
@@ -277,6 +319,11 @@ int main(int argc, char **argv)
     bench_emit("scalar_ours_ns_per_op", ours_total * ns, "ns/op", 1);
     bench_emit("scalar_ours_forward_ns_per_op", ours_forward * ns, "ns/op", 1);
     bench_emit("scalar_ours_backward_ns_per_op", ours_backward * ns, "ns/op", 1);
+    bench_emit("scalar_real_ns_per_op", real_total * ns, "ns/op", 1);
+    bench_emit("scalar_real_forward_ns_per_op", real_forward * ns, "ns/op", 1);
+    bench_emit("scalar_real_backward_ns_per_op", real_backward * ns, "ns/op", 1);
+    /* Capacity (arrays grow by doubling), nodes and adjoints. */
+    bench_emit("scalar_real_bytes_per_op", (double)real_bytes / ops, "B/op", 1);
     bench_emit("scalar_handwritten_ns_per_op", hand_total * ns, "ns/op", 1);
     bench_emit("scalar_minimal_ns_per_op", mini_total * ns, "ns/op", 1);
     bench_emit("scalar_minimal_forward_ns_per_op", mini_forward * ns, "ns/op", 1);
