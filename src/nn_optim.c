@@ -79,8 +79,8 @@ static ad_status optim_new(ad_optim **out, optim_kind kind, size_t n, ad_tensor 
 {
     *out = NULL;
     for (size_t i = 0; i < n; i++)
-        if (!params[i] || ad_tensor_tape(params[i]) || !ad_tensor_grad(params[i]))
-            return AD_ERR_ARG; /* persistent tensors that require grad only */
+        if (!params[i] || ad_tensor_tape(params[i]))
+            return AD_ERR_ARG; /* persistent tensors only (frozen ones are skipped) */
     ad_optim *opt = calloc(1, sizeof *opt);
     if (!opt)
         return AD_ERR_NOMEM;
@@ -299,6 +299,8 @@ void ad_optim_step(ad_optim *opt)
     ad_tensor_set(opt->step, 0, t);
     for (size_t k = 0; k < opt->n; k++) {
         ad_tensor *p = opt->params[k];
+        if (!ad_tensor_requires_grad(p))
+            continue; /* frozen: no update, no weight decay, state untouched (torch) */
         int64_t numel = ad_tensor_numel(p);
         bool f32 = ad_tensor_dtype(p) == AD_F32;
         if (opt->kind == OPT_SGD) {
@@ -324,7 +326,8 @@ void ad_optim_step(ad_optim *opt)
 void ad_optim_zero_grad(ad_optim *opt)
 {
     for (size_t k = 0; opt && k < opt->n; k++)
-        ad_zero_grad(opt->params[k]);
+        if (ad_tensor_requires_grad(opt->params[k]))
+            ad_zero_grad(opt->params[k]);
 }
 
 void ad_optim_set_lr(ad_optim *opt, double lr)
@@ -363,7 +366,7 @@ double ad_nn_clip_grad_norm(size_t n, ad_tensor *const *params, double max_norm)
 {
     double sq = 0;
     for (size_t k = 0; k < n; k++) {
-        ad_tensor *g = ad_tensor_grad(params[k]);
+        ad_tensor *g = ad_tensor_requires_grad(params[k]) ? ad_tensor_grad(params[k]) : NULL;
         for (int64_t i = 0; g && i < ad_tensor_numel(g); i++) {
             double v = ad_tensor_get(g, i);
             sq += v * v;
@@ -373,7 +376,7 @@ double ad_nn_clip_grad_norm(size_t n, ad_tensor *const *params, double max_norm)
     double coef = max_norm / (norm + 1e-6); /* as torch.nn.utils.clip_grad_norm_ */
     if (coef < 1) {
         for (size_t k = 0; k < n; k++) {
-            ad_tensor *g = ad_tensor_grad(params[k]);
+            ad_tensor *g = ad_tensor_requires_grad(params[k]) ? ad_tensor_grad(params[k]) : NULL;
             int64_t numel = ad_tensor_numel(g);
             if (g && ad_tensor_dtype(g) == AD_F32) {
                 float *d = ad_tensor_data(g);

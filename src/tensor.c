@@ -272,6 +272,24 @@ ad_status ad_tensor_create_with(ad_tensor **out, ad_dtype dtype, int ndim, const
     return AD_OK;
 }
 
+static const ad_allocator *allocator_of(const ad_tensor *t);
+
+ad_status ad_tensor_set_requires_grad(ad_tensor *t, bool requires_grad)
+{
+    if (!t || t->tape || !(t->flags & AD_TF_PERSISTENT))
+        return AD_ERR_ARG;
+    if (requires_grad && !t->grad) {
+        t->grad = persistent_new((ad_dtype)t->dtype, t->ndim, t->shape, allocator_of(t));
+        if (!t->grad)
+            return AD_ERR_NOMEM;
+    }
+    if (requires_grad)
+        t->flags |= AD_TF_REQUIRES_GRAD;
+    else
+        t->flags &= (uint8_t)~AD_TF_REQUIRES_GRAD;
+    return AD_OK;
+}
+
 static const ad_allocator *allocator_of(const ad_tensor *t)
 {
     return t->allocator->alloc ? t->allocator : NULL;

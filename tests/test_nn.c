@@ -1237,13 +1237,9 @@ static void test_optimizer_defaults_and_learning_rate(void **state)
 static void test_optimizer_rejects_tensors_it_cannot_update(void **state)
 {
     (void)state;
-    ad_tensor *no_grad = NULL;
-    assert_int_equal(ad_tensor_create(&no_grad, AD_F64, 1, (int64_t[]){2}, false), AD_OK);
     ad_tape *tape = test_tape();
     ad_tensor *on_tape = ad_requires_grad(ad_full(tape, AD_F64, 1, (int64_t[]){2}, 1.0));
     ad_optim *opt = (ad_optim *)&opt;
-    assert_int_equal(ad_optim_sgd_params(&opt, 1, &no_grad, NULL), AD_ERR_ARG);
-    assert_null(opt);
     assert_int_equal(ad_optim_adam_params(&opt, 1, &on_tape, NULL, true), AD_ERR_ARG);
     assert_null(opt);
     ad_tensor *null_param = NULL;
@@ -1251,7 +1247,53 @@ static void test_optimizer_rejects_tensors_it_cannot_update(void **state)
     assert_int_equal(ad_optim_adam(&opt, NULL, NULL), AD_ERR_ARG);
     assert_null(opt);
     ad_tape_free(tape);
-    ad_tensor_free(no_grad);
+}
+
+/* A frozen tensor (ad_tensor_set_requires_grad false) enters the tape as a
+ * constant and every optimizer skips it, weight decay and momentum included;
+ * unfreezing it trains it again. A tensor created without grad is frozen. */
+static void test_optimizer_skips_frozen_tensors(void **state)
+{
+    (void)state;
+    ad_tensor *w = NULL, *b = NULL;
+    assert_int_equal(ad_tensor_create(&w, AD_F64, 1, (int64_t[]){2}, true), AD_OK);
+    assert_int_equal(ad_tensor_create(&b, AD_F64, 1, (int64_t[]){2}, false), AD_OK);
+    ad_tensor_copy_from_doubles(w, (double[]){1.0, 2.0});
+    ad_tensor_copy_from_doubles(b, (double[]){3.0, 4.0});
+    assert_int_equal(ad_tensor_set_requires_grad(w, false), AD_OK);
+    ad_tensor *params[2] = {w, b};
+    ad_optim *opt = NULL;
+    assert_int_equal(ad_optim_sgd_params(&opt, 2, params,
+                                         &(ad_sgd_config){.lr = 0.1, .momentum = 0.9,
+                                                          .weight_decay = 0.5}),
+                     AD_OK);
+    ad_tape *tape = test_tape();
+    /* loss = sum(w * b): with both frozen, nothing on the tape requires grad. */
+    ad_tensor *loss = ad_sum_all(ad_mul(ad_tape_use(tape, w), b));
+    assert_int_equal(ad_backward(loss, NULL), AD_ERR_NO_GRAD);
+    ad_optim_step(opt);
+    assert_true(ad_tensor_get(w, 0) == 1.0 && ad_tensor_get(w, 1) == 2.0);
+    assert_true(ad_tensor_get(b, 0) == 3.0 && ad_tensor_get(b, 1) == 4.0);
+    /* Unfreeze b (it gets a zeroed gradient buffer): only b moves. */
+    assert_int_equal(ad_tensor_set_requires_grad(b, true), AD_OK);
+    assert_non_null(ad_tensor_grad(b));
+    ad_tape_reset(tape);
+    ad_optim_zero_grad(opt);
+    loss = ad_sum_all(ad_mul(ad_tape_use(tape, w), b));
+    assert_int_equal(ad_backward(loss, NULL), AD_OK);
+    assert_true(ad_tensor_get(ad_tensor_grad(b), 0) == 1.0);
+    ad_optim_step(opt);
+    assert_true(ad_tensor_get(w, 0) == 1.0 && ad_tensor_get(w, 1) == 2.0);
+    /* b -= 0.1 (g + 0.5 b), g = w: 3 - 0.1 (1 + 1.5) = 2.75; 4 - 0.1 (2 + 2) = 3.6 */
+    assert_close(2.75, ad_tensor_get(b, 0), 1e-15, 0);
+    assert_close(3.6, ad_tensor_get(b, 1), 1e-15, 0);
+    /* Tape tensors are refused: they use ad_requires_grad. */
+    assert_int_equal(ad_tensor_set_requires_grad(loss, false), AD_ERR_ARG);
+    assert_int_equal(ad_tensor_set_requires_grad(NULL, true), AD_ERR_ARG);
+    ad_optim_free(opt);
+    ad_tape_free(tape);
+    ad_tensor_free(w);
+    ad_tensor_free(b);
 }
 
 /* Settings torch.optim refuses are errors, not silently replaced by defaults. */
@@ -1851,6 +1893,7 @@ int main(void)
         cmocka_unit_test(test_module_optimizers_match_torch_optim),
         cmocka_unit_test(test_optimizer_defaults_and_learning_rate),
         cmocka_unit_test(test_optimizer_rejects_tensors_it_cannot_update),
+        cmocka_unit_test(test_optimizer_skips_frozen_tensors),
         cmocka_unit_test(test_optimizer_rejects_configs_torch_refuses),
         cmocka_unit_test(test_clip_grad_norm_returns_the_norm_and_scales),
         cmocka_unit_test(test_learning_rate_schedules),

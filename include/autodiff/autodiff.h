@@ -216,6 +216,15 @@ AD_API ad_status ad_tensor_create(ad_tensor **out, ad_dtype dtype, int ndim, con
 AD_API ad_status ad_tensor_create_with(ad_tensor **out, ad_dtype dtype, int ndim,
                                        const int64_t *shape, bool requires_grad,
                                        const ad_allocator *allocator);
+/*
+ * Freezes (false) or unfreezes (true) a persistent tensor, as torch's
+ * requires_grad_: a frozen tensor enters tapes as a constant, gets no
+ * gradient, and optimizers skip it. Its gradient buffer is kept (a later
+ * unfreeze allocates nothing) or, when it had none, allocated (zeros).
+ * Returns AD_OK, AD_ERR_ARG (NULL or a tape tensor: use ad_requires_grad),
+ * AD_ERR_NOMEM. Do not call it while a tape that uses t is recording.
+ */
+AD_API ad_status ad_tensor_set_requires_grad(ad_tensor *t, bool requires_grad);
 /* Frees a persistent tensor and its gradient. Accepts NULL; ignores tape tensors. */
 AD_API void ad_tensor_free(ad_tensor *t);
 

@@ -180,7 +180,9 @@ typedef struct ad_adam_config {
 AD_API ad_status ad_optim_sgd(ad_optim **out, ad_module *m, const ad_sgd_config *config);
 AD_API ad_status ad_optim_adam(ad_optim **out, ad_module *m, const ad_adam_config *config);
 AD_API ad_status ad_optim_adamw(ad_optim **out, ad_module *m, const ad_adam_config *config);
-/* Over an explicit list of persistent tensors that require grad (copied). */
+/* Over an explicit list of persistent tensors (copied). Tensors that do not
+ * require grad (ad_tensor_set_requires_grad false: frozen) are skipped by
+ * step, zero_grad and clip_grad_norm, as torch skips parameters without grad. */
 AD_API ad_status ad_optim_sgd_params(ad_optim **out, size_t n, ad_tensor *const *params,
                                      const ad_sgd_config *config);
 AD_API ad_status ad_optim_adam_params(ad_optim **out, size_t n, ad_tensor *const *params,
