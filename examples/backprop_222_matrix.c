@@ -8,8 +8,9 @@
  *     E_total = 1/2 sum (target - out_o)^2             = 0.5 * mse_loss(sum)
  *
  * The layers are ad_nn_linear modules in float64 whose weights and biases are
- * set by hand; the optimizer is plain SGD (learning rate 0.5) over W1 and W2
- * only, so the biases stay fixed as in the original. The constants and the
+ * set by hand; the biases are frozen (ad_tensor_set_requires_grad false), so
+ * they stay fixed as in the original, and plain SGD (learning rate 0.5) runs
+ * over every parameter of both layers, skipping the frozen ones. The constants and the
  * published figures come from backprop_222_net.h, shared with the scalar
  * version.
  *
@@ -65,10 +66,12 @@ static ad_status network_create(network *net)
     if ((st = ad_tensor_copy_from_doubles(net->w1, w)) != AD_OK ||
         (st = ad_tensor_copy_from_doubles(net->b1, b1)) != AD_OK ||
         (st = ad_tensor_copy_from_doubles(net->w2, w + 4)) != AD_OK ||
-        (st = ad_tensor_copy_from_doubles(net->b2, b2)) != AD_OK)
+        (st = ad_tensor_copy_from_doubles(net->b2, b2)) != AD_OK ||
+        (st = ad_tensor_set_requires_grad(net->b1, false)) != AD_OK ||
+        (st = ad_tensor_set_requires_grad(net->b2, false)) != AD_OK)
         return st;
-    ad_tensor *weights[2] = {net->w1, net->w2};
-    return ad_optim_sgd_params(&net->sgd, 2, weights,
+    ad_tensor *params[4] = {net->w1, net->b1, net->w2, net->b2};
+    return ad_optim_sgd_params(&net->sgd, 4, params,
                                &(ad_sgd_config){.lr = backprop_learning_rate});
 }
 
@@ -90,9 +93,6 @@ static ad_status train_step(network *net, ad_tape *tape, backprop_step_result *r
     ad_tensor *error = ad_mul_scalar(ad_nn_mse_loss(out_o, target, AD_REDUCE_SUM), 0.5);
 
     ad_optim_zero_grad(net->sgd);
-    /* The biases are not trained, but backward still adds into their gradients. */
-    ad_zero_grad(net->b1);
-    ad_zero_grad(net->b2);
     ad_status st = ad_backward(error, NULL); /* also reports any failure above */
     if (st != AD_OK)
         return st;
