@@ -123,6 +123,13 @@ void *ad__alloc_zero(ad_tape *tape, size_t size);
 void *ad__heap_alloc(const ad_allocator *a, size_t size);
 void ad__heap_free(const ad_allocator *a, void *p);
 
+/* Runs fn(ctx, begin, end) over [0, n) in parts on the thread pool
+ * (threads.c) when n is large and ad_set_num_threads asked for more than
+ * one thread, else as fn(ctx, 0, n). fn must only write elements of its own
+ * range. Allocates nothing once the workers have started. */
+typedef void (*ad__range_fn)(void *ctx, int64_t begin, int64_t end);
+void ad__parallel_for(int64_t n, ad__range_fn fn, void *ctx);
+
 /* Records an error on the tape (first one wins) and returns code. */
 #define ad__fail ad_tape_set_error
 

@@ -42,31 +42,40 @@ void ad__bcast_row(const ad__bcast *b, int64_t row, int64_t *offsets)
     }
 }
 
-/* y = expr(a, b) with broadcasting, for T in {float, double}. The common cases
- * (same shapes, a scalar operand) are flat loops the compiler vectorises. */
-#define BINARY_LOOP(T, expr)                                                               \
+/* y = expr(a, b) over [begin, end) when each operand has y's size or is a
+ * single element: flat loops the compiler vectorises, safe to split. */
+#define BINARY_FLAT(T, expr, begin, end)                                                   \
     do {                                                                                   \
         const ad_tensor *ta_ = y->src[0], *tb_ = y->src[1];                                \
-        const T *A_ = ta_->data, *B_ = tb_->data;                                          \
-        T *Y_ = y->data;                                                                   \
+        const T *restrict A_ = ta_->data, *restrict B_ = tb_->data;                        \
+        T *restrict Y_ = y->data;                                                          \
+        const int64_t e_ = (end);                                                          \
         if (ta_->numel == y->numel && tb_->numel == y->numel) {                            \
-            for (int64_t i_ = 0; i_ < y->numel; i_++) {                                    \
+            for (int64_t i_ = (begin); i_ < e_; i_++) {                                    \
                 const T a = A_[i_], b = B_[i_];                                            \
                 Y_[i_] = (T)(expr);                                                        \
             }                                                                              \
-        } else if (tb_->numel == 1 && ta_->numel == y->numel) {                            \
+        } else if (tb_->numel == 1) {                                                      \
             const T b = B_[0];                                                             \
-            for (int64_t i_ = 0; i_ < y->numel; i_++) {                                    \
+            for (int64_t i_ = (begin); i_ < e_; i_++) {                                    \
                 const T a = A_[i_];                                                        \
                 Y_[i_] = (T)(expr);                                                        \
             }                                                                              \
-        } else if (ta_->numel == 1 && tb_->numel == y->numel) {                            \
+        } else {                                                                           \
             const T a = A_[0];                                                             \
-            for (int64_t i_ = 0; i_ < y->numel; i_++) {                                    \
+            for (int64_t i_ = (begin); i_ < e_; i_++) {                                    \
                 const T b = B_[i_];                                                        \
                 Y_[i_] = (T)(expr);                                                        \
             }                                                                              \
-        } else {                                                                           \
+        }                                                                                  \
+    } while (0)
+
+/* y = expr(a, b) with general broadcasting: row by row over the iterator. */
+#define BINARY_BROADCAST(T, expr)                                                          \
+    do {                                                                                   \
+        const T *A_ = y->src[0]->data, *B_ = y->src[1]->data;                              \
+        T *Y_ = y->data;                                                                   \
+        {                                                                                  \
             ad__bcast bc_;                                                                 \
             ad__bcast_init(&bc_, y, 2, y->src);                                            \
             int64_t off_[3];                                                               \
@@ -82,6 +91,13 @@ void ad__bcast_row(const ad__bcast *b, int64_t row, int64_t *offsets)
             }                                                                              \
         }                                                                                  \
     } while (0)
+
+/* True when BINARY_FLAT applies: each operand is y's size or one element. */
+static bool flat_operands(const ad_tensor *y)
+{
+    const ad_tensor *a = y->src[0], *b = y->src[1];
+    return (a->numel == y->numel || a->numel == 1) && (b->numel == y->numel || b->numel == 1);
+}
 
 /* The broadcast shape rule shared by every binary op. */
 static ad_status broadcast_rule(ad_tensor *y)
@@ -110,17 +126,28 @@ static ad_status broadcast_rule(ad_tensor *y)
     return AD_OK;
 }
 
+/* The forward: flat cases in parts on the thread pool when y is large. */
 #define BINARY_OP(name, expr)                                                              \
     ad_status ad__##name##_shape(ad_tensor *y)                                             \
     {                                                                                      \
         return broadcast_rule(y);                                                          \
     }                                                                                      \
+    static void name##_range(void *ctx, int64_t begin, int64_t end)                        \
+    {                                                                                      \
+        ad_tensor *y = ctx;                                                                \
+        if (y->dtype == AD_F32)                                                            \
+            BINARY_FLAT(float, expr, begin, end);                                          \
+        else                                                                               \
+            BINARY_FLAT(double, expr, begin, end);                                         \
+    }                                                                                      \
     void ad__##name##_forward(ad_tensor *y)                                                \
     {                                                                                      \
-        if (y->dtype == AD_F32)                                                            \
-            BINARY_LOOP(float, expr);                                                      \
+        if (flat_operands(y))                                                              \
+            ad__parallel_for(y->numel, name##_range, y);                                   \
+        else if (y->dtype == AD_F32)                                                       \
+            BINARY_BROADCAST(float, expr);                                                 \
         else                                                                               \
-            BINARY_LOOP(double, expr);                                                     \
+            BINARY_BROADCAST(double, expr);                                                \
     }
 
 static ad_tensor *binary(int op, ad_tensor *a, ad_tensor *b)

@@ -405,30 +405,3 @@ ad_tensor *ad_transpose(ad_tensor *x, int axis0, int axis1)
     perm[a1] = a0;
     return ad_permute(x, perm);
 }
-
-/* ---- Threads ------------------------------------------------------------------------------ */
-
-#ifdef AD_HAVE_OPENBLAS
-/* OpenBLAS's own controls; declared here as cblas.h of other BLASes lacks them. */
-void openblas_set_num_threads(int n);
-int openblas_get_num_threads(void);
-#endif
-
-static int thread_count = 1;
-
-void ad_set_num_threads(int n)
-{
-    thread_count = n < 1 ? 1 : n;
-#ifdef AD_HAVE_OPENBLAS
-    openblas_set_num_threads(thread_count);
-#endif
-}
-
-int ad_num_threads(void)
-{
-#ifdef AD_HAVE_OPENBLAS
-    return openblas_get_num_threads();
-#else
-    return thread_count;
-#endif
-}

@@ -5,31 +5,38 @@
 
 #include <tgmath.h>
 
-/* y = expr(x, p) elementwise, for T in {float, double}; p is param[0].f. */
-#define UNARY_LOOP(T, expr)                                                                \
+/* y = expr(x, p) elementwise over [begin, end), for T in {float, double};
+ * p is param[0].f. */
+#define UNARY_LOOP(T, expr, begin, end)                                                    \
     do {                                                                                   \
         const T *restrict X_ = y->src[0]->data;                                            \
         T *restrict Y_ = y->data;                                                          \
         const T p = (T)y->param[0].f;                                                      \
-        const int64_t n_ = y->numel;                                                       \
+        const int64_t e_ = (end);                                                          \
         (void)p;                                                                           \
-        for (int64_t i_ = 0; i_ < n_; i_++) {                                              \
+        for (int64_t i_ = (begin); i_ < e_; i_++) {                                        \
             const T x = X_[i_];                                                            \
             Y_[i_] = (T)(expr);                                                            \
         }                                                                                  \
     } while (0)
 
+/* The forward runs in parts on the thread pool when y is large. */
 #define UNARY_OP(name, expr)                                                               \
     ad_status ad__##name##_shape(ad_tensor *y)                                             \
     {                                                                                      \
         return ad__same_shape_rule(y);                                                     \
     }                                                                                      \
+    static void name##_range(void *ctx, int64_t begin, int64_t end)                        \
+    {                                                                                      \
+        ad_tensor *y = ctx;                                                                \
+        if (y->dtype == AD_F32)                                                            \
+            UNARY_LOOP(float, expr, begin, end);                                           \
+        else                                                                               \
+            UNARY_LOOP(double, expr, begin, end);                                          \
+    }                                                                                      \
     void ad__##name##_forward(ad_tensor *y)                                                \
     {                                                                                      \
-        if (y->dtype == AD_F32)                                                            \
-            UNARY_LOOP(float, expr);                                                       \
-        else                                                                               \
-            UNARY_LOOP(double, expr);                                                      \
+        ad__parallel_for(y->numel, name##_range, y);                                       \
     }
 
 static ad_tensor *unary(int op, ad_tensor *x, double p)

@@ -112,9 +112,14 @@ typedef struct ad_allocator {
 } ad_allocator;
 
 /*
- * Threads for the heavy kernels (matrix products through BLAS). n < 1 means
- * 1. This is process-wide, like the BLAS's own setting; call it before
- * training starts, not while ops run in other threads.
+ * Threads for the heavy kernels: matrix products (through BLAS) and
+ * elementwise ops of 2^17 elements or more (a pool of our own, started on
+ * first use, that allocates nothing per op). n is clamped to 1..64; the
+ * default is 1 for our loops, while BLAS keeps its own default until this
+ * is called. Results are bit-identical for every thread count. Process-wide,
+ * like the BLAS's own setting: call it before training starts, not while
+ * ops run in other threads. Tapes used from several user threads at once
+ * share the pool: one op at a time gets it, the others run alone.
  */
 AD_API void ad_set_num_threads(int n);
 /* The current thread count for heavy kernels. */
