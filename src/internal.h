@@ -124,11 +124,16 @@ void *ad__heap_alloc(const ad_allocator *a, size_t size);
 void ad__heap_free(const ad_allocator *a, void *p);
 
 /* Runs fn(ctx, begin, end) over [0, n) in parts on the thread pool
- * (threads.c) when n is large and ad_set_num_threads asked for more than
+ * (threads.c) when n >= grain and ad_set_num_threads asked for more than
  * one thread, else as fn(ctx, 0, n). fn must only write elements of its own
- * range. Allocates nothing once the workers have started. */
+ * range. Allocates nothing once the workers have started. The grain is where
+ * splitting pays: waking a worker costs some 20 us, the time of a
+ * memory-bound pass over ~1M floats (which a second core barely speeds up)
+ * or of exp over ~30K. */
+#define AD__GRAIN_CHEAP ((int64_t)1 << 21)  /* add, mul, relu: memory-bound */
+#define AD__GRAIN_COSTLY ((int64_t)1 << 15) /* exp, tanh, pow: libm per element */
 typedef void (*ad__range_fn)(void *ctx, int64_t begin, int64_t end);
-void ad__parallel_for(int64_t n, ad__range_fn fn, void *ctx);
+void ad__parallel_for(int64_t n, int64_t grain, ad__range_fn fn, void *ctx);
 
 /* Records an error on the tape (first one wins) and returns code. */
 #define ad__fail ad_tape_set_error

@@ -127,7 +127,7 @@ static ad_status broadcast_rule(ad_tensor *y)
 }
 
 /* The forward: flat cases in parts on the thread pool when y is large. */
-#define BINARY_OP(name, expr)                                                              \
+#define BINARY_OP(name, grain, expr)                                                           \
     ad_status ad__##name##_shape(ad_tensor *y)                                             \
     {                                                                                      \
         return broadcast_rule(y);                                                          \
@@ -143,7 +143,7 @@ static ad_status broadcast_rule(ad_tensor *y)
     void ad__##name##_forward(ad_tensor *y)                                                \
     {                                                                                      \
         if (flat_operands(y))                                                              \
-            ad__parallel_for(y->numel, name##_range, y);                                   \
+            ad__parallel_for(y->numel, grain, name##_range, y);                            \
         else if (y->dtype == AD_F32)                                                       \
             BINARY_BROADCAST(float, expr);                                                 \
         else                                                                               \
@@ -178,7 +178,7 @@ static ad_tensor *mask_of(ad_tensor *y, double (*f)(double, double))
 
 /* ---- add ---------------------------------------------------------------------------- */
 // da = reduce_to(a, dy)      db = reduce_to(b, dy)
-BINARY_OP(add, a + b)
+BINARY_OP(add, AD__GRAIN_CHEAP, a + b)
 
 void ad__add_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
@@ -195,7 +195,7 @@ ad_tensor *ad_add(ad_tensor *a, ad_tensor *b)
 
 /* ---- sub ---------------------------------------------------------------------------- */
 // da = reduce_to(a, dy)      db = reduce_to(b, -dy)
-BINARY_OP(sub, a - b)
+BINARY_OP(sub, AD__GRAIN_CHEAP, a - b)
 
 void ad__sub_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
@@ -212,7 +212,7 @@ ad_tensor *ad_sub(ad_tensor *a, ad_tensor *b)
 
 /* ---- mul ---------------------------------------------------------------------------- */
 // da = reduce_to(a, dy * b)      db = reduce_to(b, dy * a)
-BINARY_OP(mul, a * b)
+BINARY_OP(mul, AD__GRAIN_CHEAP, a * b)
 
 void ad__mul_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
@@ -230,7 +230,7 @@ ad_tensor *ad_mul(ad_tensor *a, ad_tensor *b)
 
 /* ---- div ---------------------------------------------------------------------------- */
 // da = reduce_to(a, dy / b)      db = reduce_to(b, -dy a / b^2)
-BINARY_OP(div, a / b)
+BINARY_OP(div, AD__GRAIN_CHEAP, a / b)
 
 void ad__div_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
@@ -249,7 +249,7 @@ ad_tensor *ad_div(ad_tensor *a, ad_tensor *b)
 
 /* ---- pow ---------------------------------------------------------------------------- */
 // da = reduce_to(a, dy b a^(b-1))    db = reduce_to(b, dy a^b log a), 0 where a = 0, b >= 0
-BINARY_OP(pow, pow(a, b))
+BINARY_OP(pow, AD__GRAIN_COSTLY, pow(a, b))
 
 /* 0 where PyTorch defines d/db as 0 (a = 0 and b >= 0), else 1. */
 static double pow_keep(double a, double b)
@@ -295,7 +295,7 @@ ad_tensor *ad_pow(ad_tensor *a, ad_tensor *b)
  * The gradient goes to the larger (smaller) operand; a tie gives each half, as
  * PyTorch. NaN propagates through the forward value. */
 // maximum: da = reduce_to(a, dy [not a < b] - dy/2 [a = b]), db likewise (dy to both at NaN)
-BINARY_OP(maximum, (a != a || b != b) ? a + b : (a > b ? a : b))
+BINARY_OP(maximum, AD__GRAIN_CHEAP, (a != a || b != b) ? a + b : (a > b ? a : b))
 
 /* a's share of the gradient: 1 unless b wins, 1/2 at a tie. With a NaN
  * neither wins, so both operands get the whole gradient (PyTorch's masks
@@ -342,7 +342,7 @@ ad_tensor *ad_maximum(ad_tensor *a, ad_tensor *b)
 }
 
 // minimum: da = reduce_to(a, dy [a < b] + dy/2 [a = b]), db likewise
-BINARY_OP(minimum, (a != a || b != b) ? a + b : (a < b ? a : b))
+BINARY_OP(minimum, AD__GRAIN_CHEAP, (a != a || b != b) ? a + b : (a < b ? a : b))
 
 void ad__minimum_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {

@@ -21,7 +21,7 @@
     } while (0)
 
 /* The forward runs in parts on the thread pool when y is large. */
-#define UNARY_OP(name, expr)                                                               \
+#define UNARY_OP(name, grain, expr)                                                            \
     ad_status ad__##name##_shape(ad_tensor *y)                                             \
     {                                                                                      \
         return ad__same_shape_rule(y);                                                     \
@@ -36,7 +36,7 @@
     }                                                                                      \
     void ad__##name##_forward(ad_tensor *y)                                                \
     {                                                                                      \
-        ad__parallel_for(y->numel, name##_range, y);                                       \
+        ad__parallel_for(y->numel, grain, name##_range, y);                                \
     }
 
 static ad_tensor *unary(int op, ad_tensor *x, double p)
@@ -68,7 +68,7 @@ static ad_tensor *positive_mask(ad_tensor *x, double otherwise, bool nan_passes)
 
 /* ---- neg: y = -x ------------------------------------------------------------ */
 // dx = -dy
-UNARY_OP(neg, -x)
+UNARY_OP(neg, AD__GRAIN_CHEAP, -x)
 
 void ad__neg_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
@@ -83,7 +83,7 @@ ad_tensor *ad_neg(ad_tensor *x)
 
 /* ---- exp ---------------------------------------------------------------------- */
 // dx = dy * y
-UNARY_OP(exp, exp(x))
+UNARY_OP(exp, AD__GRAIN_COSTLY, exp(x))
 
 void ad__exp_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
@@ -97,7 +97,7 @@ ad_tensor *ad_exp(ad_tensor *x)
 
 /* ---- log ---------------------------------------------------------------------- */
 // dx = dy / x
-UNARY_OP(log, log(x))
+UNARY_OP(log, AD__GRAIN_COSTLY, log(x))
 
 void ad__log_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
@@ -111,7 +111,7 @@ ad_tensor *ad_log(ad_tensor *x)
 
 /* ---- log1p: log(1 + x), accurate for tiny x --------------------------------------- */
 // dx = dy / (1 + x)
-UNARY_OP(log1p, log1p(x))
+UNARY_OP(log1p, AD__GRAIN_COSTLY, log1p(x))
 
 void ad__log1p_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
@@ -125,7 +125,7 @@ ad_tensor *ad_log1p(ad_tensor *x)
 
 /* ---- sqrt ----------------------------------------------------------------------- */
 // dx = dy / (2 y): +inf at x = 0, as PyTorch
-UNARY_OP(sqrt, sqrt(x))
+UNARY_OP(sqrt, AD__GRAIN_COSTLY, sqrt(x))
 
 void ad__sqrt_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
@@ -139,7 +139,7 @@ ad_tensor *ad_sqrt(ad_tensor *x)
 
 /* ---- square -------------------------------------------------------------------- */
 // dx = 2 x dy
-UNARY_OP(square, x * x)
+UNARY_OP(square, AD__GRAIN_CHEAP, x * x)
 
 void ad__square_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
@@ -153,7 +153,7 @@ ad_tensor *ad_square(ad_tensor *x)
 
 /* ---- sin, cos ------------------------------------------------------------------ */
 // sin: dx = dy cos x      cos: dx = -dy sin x
-UNARY_OP(sin, sin(x))
+UNARY_OP(sin, AD__GRAIN_COSTLY, sin(x))
 
 void ad__sin_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
@@ -165,7 +165,7 @@ ad_tensor *ad_sin(ad_tensor *x)
     return unary(AD_OP_sin, x, 0);
 }
 
-UNARY_OP(cos, cos(x))
+UNARY_OP(cos, AD__GRAIN_COSTLY, cos(x))
 
 void ad__cos_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
@@ -179,7 +179,7 @@ ad_tensor *ad_cos(ad_tensor *x)
 
 /* ---- tanh ---------------------------------------------------------------------- */
 // dx = dy (1 - y^2)
-UNARY_OP(tanh, tanh(x))
+UNARY_OP(tanh, AD__GRAIN_COSTLY, tanh(x))
 
 void ad__tanh_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
@@ -193,7 +193,7 @@ ad_tensor *ad_tanh(ad_tensor *x)
 
 /* ---- sigmoid: stable on both sides (never exp of a large positive number) ----- */
 // dx = dy y (1 - y)
-UNARY_OP(sigmoid, x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x)))
+UNARY_OP(sigmoid, AD__GRAIN_COSTLY, x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x)))
 
 void ad__sigmoid_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
@@ -207,7 +207,7 @@ ad_tensor *ad_sigmoid(ad_tensor *x)
 
 /* ---- relu ---------------------------------------------------------------------- */
 // dx = dy [not x <= 0]: 0 at x = 0 (both signs of zero), dy at NaN; relu(-0) = -0 (PyTorch)
-UNARY_OP(relu, x < 0 ? 0 : x)
+UNARY_OP(relu, AD__GRAIN_CHEAP, x < 0 ? 0 : x)
 
 void ad__relu_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
@@ -221,7 +221,7 @@ ad_tensor *ad_relu(ad_tensor *x)
 
 /* ---- leaky_relu ------------------------------------------------------------------ */
 // dx = dy (x > 0 ? 1 : slope): slope at x = 0, as PyTorch
-UNARY_OP(leaky_relu, x > 0 ? x : x * p)
+UNARY_OP(leaky_relu, AD__GRAIN_CHEAP, x > 0 ? x : x * p)
 
 void ad__leaky_relu_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
@@ -235,7 +235,7 @@ ad_tensor *ad_leaky_relu(ad_tensor *x, double slope)
 
 /* ---- abs ------------------------------------------------------------------------ */
 // dx = dy sign(x), sign(0) = 0
-UNARY_OP(abs, fabs(x))
+UNARY_OP(abs, AD__GRAIN_CHEAP, fabs(x))
 
 void ad__abs_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
@@ -257,7 +257,7 @@ ad_tensor *ad_abs(ad_tensor *x)
 
 /* ---- softplus: PyTorch's beta = 1, threshold = 20 ------------------------------------ */
 // dx = dy sigmoid(x) for x <= 20, dy above (where y is exactly x)
-UNARY_OP(softplus, x > 20 ? x : log1p(exp(x)))
+UNARY_OP(softplus, AD__GRAIN_COSTLY, x > 20 ? x : log1p(exp(x)))
 
 void ad__softplus_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
@@ -285,7 +285,7 @@ ad_tensor *ad_softplus(ad_tensor *x)
 // dx = dy (1/2 (1 + t) + 1/2 x (1 - t^2) c (1 + 3 a x^2))
 #define GELU_C 0.7978845608028654 /* sqrt(2 / pi) */
 #define GELU_A 0.044715
-UNARY_OP(gelu, 0.5 * x * (1 + tanh(GELU_C * (x + GELU_A * x * x * x))))
+UNARY_OP(gelu, AD__GRAIN_COSTLY, 0.5 * x * (1 + tanh(GELU_C * (x + GELU_A * x * x * x))))
 
 void ad__gelu_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
@@ -306,7 +306,7 @@ ad_tensor *ad_gelu(ad_tensor *x)
 
 /* ---- pow_scalar: y = x^p ------------------------------------------------------------ */
 // dx = dy p x^(p-1); exactly 0 when p = 0, even at x = 0
-UNARY_OP(pow_scalar, pow(x, p))
+UNARY_OP(pow_scalar, AD__GRAIN_COSTLY, pow(x, p))
 
 void ad__pow_scalar_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {

@@ -20,12 +20,7 @@
 void openblas_set_num_threads(int n);
 #endif
 
-enum {
-    MAX_THREADS = 64,
-    /* Below this many elements a loop runs alone: waking a worker costs
-     * microseconds, as much as a cached elementwise pass of this size. */
-    MIN_PARALLEL = 1 << 17,
-};
+enum { MAX_THREADS = 64 };
 
 static struct {
     pthread_mutex_t lock;  /* guards everything below */
@@ -101,15 +96,15 @@ static int ensure_workers(void)
     return parts;
 }
 
-void ad__parallel_for(int64_t n, ad__range_fn fn, void *ctx)
+void ad__parallel_for(int64_t n, int64_t grain, ad__range_fn fn, void *ctx)
 {
-    if (n < MIN_PARALLEL || atomic_load_explicit(&pool.wanted, memory_order_relaxed) < 2 ||
+    if (n < grain || atomic_load_explicit(&pool.wanted, memory_order_relaxed) < 2 ||
         pthread_mutex_trylock(&pool.owner) != 0) {
         fn(ctx, 0, n);
         return;
     }
     int parts = ensure_workers();
-    int64_t max_parts = n / (MIN_PARALLEL / 2);
+    int64_t max_parts = n / (grain / 2); /* each part at least half a grain */
     if (parts > max_parts)
         parts = (int)max_parts;
     if (parts < 2) {

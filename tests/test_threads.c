@@ -10,7 +10,8 @@
 
 #include "autodiff/autodiff.h"
 
-/* Large enough to be split (the pool splits from 2^17 elements). */
+/* Large enough for the costly ops (exp, tanh, ...) to be split (from 2^15
+ * elements); the cheap ones split from 2^21 (test below). */
 enum { N = 300007 };
 
 /* A deterministic input in [-2, 2) with some exact zeros (relu's kink). */
@@ -64,8 +65,8 @@ static void assert_same_bits(const double *expected, const double *actual, const
     if (memcmp(expected, actual, N * sizeof *actual) != 0)
         for (int i = 0; i < N; i++)
             if (memcmp(&expected[i], &actual[i], sizeof *actual) != 0)
-                fail_msg("%s: element %d is %.17g with 2 threads, %.17g with 1", what, i,
-                         actual[i], expected[i]);
+                fail_msg("%s: element %d is %.17g with 2 threads, %.17g with 1", what, i, actual[i],
+                         expected[i]);
 }
 
 static void test_two_threads_give_the_same_bits_as_one(void **state)
@@ -116,6 +117,46 @@ static void test_two_user_threads_share_the_pool_and_agree(void **state)
     ad_set_num_threads(1);
 }
 
+/* The cheap ops (add, mul, relu, ...) split only from 2^21 elements: one
+ * such tensor, with a scalar and a same-shape operand, 1 thread against 2. */
+static void cheap_ops(int threads, float *out, size_t n)
+{
+    ad_set_num_threads(threads);
+    ad_tape *tape;
+    assert_int_equal(ad_tape_create(&tape), AD_OK);
+    ad_tensor *x = ad_full(tape, AD_F32, 1, (int64_t[]){(int64_t)n}, 0.0);
+    assert_non_null(x);
+    /* x = i mod 101 - 50, written through a persistent copy. */
+    ad_tensor *p;
+    assert_int_equal(ad_tensor_create(&p, AD_F32, 1, (int64_t[]){(int64_t)n}, false), AD_OK);
+    float *d = ad_tensor_data(p);
+    for (size_t i = 0; i < n; i++)
+        d[i] = (float)((int)(i % 101) - 50) * 0.37f;
+    ad_tensor *v = ad_tape_use(tape, p);
+    ad_tensor *y = ad_maximum(
+        ad_div(ad_mul(ad_add(ad_relu(v), v), ad_sub_scalar(v, 3.0)), ad_add_scalar(ad_abs(v), 1.0)),
+        ad_neg(v));
+    assert_non_null(y);
+    memcpy(out, ad_tensor_data(y), n * sizeof *out);
+    ad_tape_free(tape);
+    ad_tensor_free(p);
+    ad_set_num_threads(1);
+}
+
+static void test_cheap_ops_on_large_tensors_give_the_same_bits(void **state)
+{
+    (void)state;
+    size_t n = ((size_t)1 << 21) + 5;
+    float *one = malloc(n * sizeof *one), *two = malloc(n * sizeof *two);
+    assert_non_null(one);
+    assert_non_null(two);
+    cheap_ops(1, one, n);
+    cheap_ops(2, two, n);
+    assert_memory_equal(one, two, n * sizeof *one);
+    free(one);
+    free(two);
+}
+
 static void test_thread_count_is_clamped_to_at_least_one(void **state)
 {
     (void)state;
@@ -133,6 +174,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_two_threads_give_the_same_bits_as_one),
         cmocka_unit_test(test_two_user_threads_share_the_pool_and_agree),
+        cmocka_unit_test(test_cheap_ops_on_large_tensors_give_the_same_bits),
         cmocka_unit_test(test_thread_count_is_clamped_to_at_least_one),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
