@@ -138,6 +138,15 @@ void ad__parallel_for(int64_t n, int64_t grain, ad__range_fn fn, void *ctx);
 /* Records an error on the tape (first one wins) and returns code. */
 #define ad__fail ad_tape_set_error
 
+/* Writes the formatted message into err (when err is not NULL and err_size is
+ * not 0) and returns code: the error reports of the functions that take an
+ * err buffer instead of a tape (nn_data.c, nn_safetensors.c). */
+#if defined(__GNUC__)
+__attribute__((format(printf, 4, 5)))
+#endif
+ad_status
+ad__error_message(char *err, size_t err_size, ad_status code, const char *format, ...);
+
 /* Writes "[2,3]" into buf (at least AD__SHAPE_BUF bytes) and returns buf. */
 #define AD__SHAPE_BUF 96
 const char *ad__shape_str(char *buf, int ndim, const int64_t *shape);

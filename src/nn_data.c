@@ -1,33 +1,16 @@
 /* IDX data sets (MNIST, Fashion-MNIST) through zlib, which reads gzip and
  * plain files alike, and a shuffling minibatch iterator. Uses only the public
- * API. */
+ * API and ad__error_message. */
 #include "autodiff/nn.h"
+#include "internal.h" /* ad__error_message */
 
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <zlib.h>
-
-/* ---- Messages ------------------------------------------------------------- */
-
-#if defined(__GNUC__)
-__attribute__((format(printf, 4, 5)))
-#endif
-static ad_status
-fail(char *err, size_t err_size, ad_status code, const char *format, ...)
-{
-    if (err && err_size) {
-        va_list ap;
-        va_start(ap, format);
-        vsnprintf(err, err_size, format, ap);
-        va_end(ap);
-    }
-    return code;
-}
 
 /* ---- Reading -------------------------------------------------------------- */
 
@@ -61,18 +44,20 @@ static ad_status read_error(gzFile g, int code, const char *path, size_t found, 
     int ignored;
     const char *what = gzerror(g, &ignored);
     if (code == Z_ERRNO)
-        return fail(err, err_size, AD_ERR_IO, "ad_idx_load: cannot read '%s': %s", path,
-                    strerror(errno ? errno : EIO));
+        return ad__error_message(err, err_size, AD_ERR_IO, "ad_idx_load: cannot read '%s': %s",
+                                 path, strerror(errno ? errno : EIO));
     if (code == Z_MEM_ERROR)
-        return fail(err, err_size, AD_ERR_NOMEM, "ad_idx_load: '%s': out of memory in zlib", path);
+        return ad__error_message(err, err_size, AD_ERR_NOMEM,
+                                 "ad_idx_load: '%s': out of memory in zlib", path);
     if (code == Z_BUF_ERROR)
-        return fail(err, err_size, AD_ERR_FORMAT,
-                    "ad_idx_load: '%s' is truncated: the gzip stream ends after %zu bytes (%s)",
-                    path, found, what);
-    return fail(err, err_size, AD_ERR_FORMAT,
-                "ad_idx_load: '%s': corrupt gzip data after %zu "
-                "bytes (%s)",
-                path, found, what);
+        return ad__error_message(
+            err, err_size, AD_ERR_FORMAT,
+            "ad_idx_load: '%s' is truncated: the gzip stream ends after %zu bytes (%s)", path,
+            found, what);
+    return ad__error_message(err, err_size, AD_ERR_FORMAT,
+                             "ad_idx_load: '%s': corrupt gzip data after %zu "
+                             "bytes (%s)",
+                             path, found, what);
 }
 
 /* Element types of the IDX format other than unsigned byte. */
@@ -99,16 +84,16 @@ ad_status ad_idx_load(const char *path, ad_idx *out, char *err, size_t err_size)
     if (err && err_size)
         err[0] = '\0';
     if (!out)
-        return fail(err, err_size, AD_ERR_ARG, "ad_idx_load: out is NULL");
+        return ad__error_message(err, err_size, AD_ERR_ARG, "ad_idx_load: out is NULL");
     memset(out, 0, sizeof *out);
     if (!path)
-        return fail(err, err_size, AD_ERR_ARG, "ad_idx_load: path is NULL");
+        return ad__error_message(err, err_size, AD_ERR_ARG, "ad_idx_load: path is NULL");
     errno = 0;
     gzFile g = gzopen(path, "rb");
     if (!g)
-        return fail(err, err_size, errno ? AD_ERR_IO : AD_ERR_NOMEM,
-                    "ad_idx_load: cannot open '%s': %s", path,
-                    errno ? strerror(errno) : "out of memory");
+        return ad__error_message(err, err_size, errno ? AD_ERR_IO : AD_ERR_NOMEM,
+                                 "ad_idx_load: cannot open '%s': %s", path,
+                                 errno ? strerror(errno) : "out of memory");
     gzbuffer(g, 1u << 17);
 
     ad_status s = AD_OK;
@@ -121,24 +106,26 @@ ad_status ad_idx_load(const char *path, ad_idx *out, char *err, size_t err_size)
         goto done;
     }
     if (got < 4) {
-        s = fail(err, err_size, AD_ERR_FORMAT,
-                 "ad_idx_load: '%s' is truncated: expected a 4-byte magic, found %zu bytes", path,
-                 got);
+        s = ad__error_message(
+            err, err_size, AD_ERR_FORMAT,
+            "ad_idx_load: '%s' is truncated: expected a 4-byte magic, found %zu bytes", path, got);
         goto done;
     }
     unsigned type = head[2], ndim = head[3];
     if (head[0] || head[1] || ndim < 1 || ndim > 4 || (type != 0x08 && !idx_type_name(type))) {
-        s = fail(err, err_size, AD_ERR_FORMAT,
-                 "ad_idx_load: '%s': bad magic 0x%02x%02x%02x%02x (expected 0x00000801 for "
-                 "labels, 0x00000803 for images: 0x0000, type 0x08, 1 to 4 dims)",
-                 path, head[0], head[1], head[2], head[3]);
+        s = ad__error_message(
+            err, err_size, AD_ERR_FORMAT,
+            "ad_idx_load: '%s': bad magic 0x%02x%02x%02x%02x (expected 0x00000801 for "
+            "labels, 0x00000803 for images: 0x0000, type 0x08, 1 to 4 dims)",
+            path, head[0], head[1], head[2], head[3]);
         goto done;
     }
     if (type != 0x08) {
-        s = fail(err, err_size, AD_ERR_UNSUPPORTED,
-                 "ad_idx_load: '%s': IDX elements of type 0x%02x (%s) are not supported, only "
-                 "0x08 (unsigned byte)",
-                 path, type, idx_type_name(type));
+        s = ad__error_message(
+            err, err_size, AD_ERR_UNSUPPORTED,
+            "ad_idx_load: '%s': IDX elements of type 0x%02x (%s) are not supported, only "
+            "0x08 (unsigned byte)",
+            path, type, idx_type_name(type));
         goto done;
     }
     size_t head_size = 4 + 4 * (size_t)ndim;
@@ -147,10 +134,11 @@ ad_status ad_idx_load(const char *path, ad_idx *out, char *err, size_t err_size)
         goto done;
     }
     if (got < head_size) {
-        s = fail(err, err_size, AD_ERR_FORMAT,
-                 "ad_idx_load: '%s' is truncated: expected a %zu-byte header for %u dims, found "
-                 "%zu bytes",
-                 path, head_size, ndim, got);
+        s = ad__error_message(
+            err, err_size, AD_ERR_FORMAT,
+            "ad_idx_load: '%s' is truncated: expected a %zu-byte header for %u dims, found "
+            "%zu bytes",
+            path, head_size, ndim, got);
         goto done;
     }
     /* Each dim is a big-endian uint32, so a product of two fits in 64 bits;
@@ -161,16 +149,17 @@ ad_status ad_idx_load(const char *path, ad_idx *out, char *err, size_t err_size)
         uint64_t dim = (uint64_t)p[0] << 24 | (uint64_t)p[1] << 16 | (uint64_t)p[2] << 8 | p[3];
         out->dims[d] = (int64_t)dim;
         if (dim && total > (uint64_t)INT64_MAX / dim) {
-            s = fail(err, err_size, AD_ERR_FORMAT, "ad_idx_load: '%s': dims too large", path);
+            s = ad__error_message(err, err_size, AD_ERR_FORMAT, "ad_idx_load: '%s': dims too large",
+                                  path);
             goto done;
         }
         total *= dim;
     }
     if (total > SIZE_MAX - head_size) {
-        s = fail(err, err_size, AD_ERR_NOMEM,
-                 "ad_idx_load: '%s': %" PRIu64 " bytes do not fit "
-                 "in memory",
-                 path, total);
+        s = ad__error_message(err, err_size, AD_ERR_NOMEM,
+                              "ad_idx_load: '%s': %" PRIu64 " bytes do not fit "
+                              "in memory",
+                              path, total);
         goto done;
     }
     /* Grow the buffer as data arrives rather than trusting the header's
@@ -179,7 +168,8 @@ ad_status ad_idx_load(const char *path, ad_idx *out, char *err, size_t err_size)
     size_t want = (size_t)total, cap = want < (1u << 20) ? want : (1u << 20), have = 0;
     data = malloc(cap ? cap : 1);
     if (!data) {
-        s = fail(err, err_size, AD_ERR_NOMEM, "ad_idx_load: '%s': out of memory", path);
+        s = ad__error_message(err, err_size, AD_ERR_NOMEM, "ad_idx_load: '%s': out of memory",
+                              path);
         goto done;
     }
     for (;;) {
@@ -192,20 +182,21 @@ ad_status ad_idx_load(const char *path, ad_idx *out, char *err, size_t err_size)
         size_t grown = cap > want / 2 ? want : cap * 2;
         unsigned char *bigger = realloc(data, grown);
         if (!bigger) {
-            s = fail(err, err_size, AD_ERR_NOMEM,
-                     "ad_idx_load: '%s': out of memory for %zu "
-                     "bytes",
-                     path, grown);
+            s = ad__error_message(err, err_size, AD_ERR_NOMEM,
+                                  "ad_idx_load: '%s': out of memory for %zu "
+                                  "bytes",
+                                  path, grown);
             goto done;
         }
         data = bigger;
         cap = grown;
     }
     if (have < want) {
-        s = fail(err, err_size, AD_ERR_FORMAT,
-                 "ad_idx_load: '%s' is truncated: expected %zu bytes (%zu of header + %zu of "
-                 "data), found %zu",
-                 path, head_size + want, head_size, want, head_size + have);
+        s = ad__error_message(
+            err, err_size, AD_ERR_FORMAT,
+            "ad_idx_load: '%s' is truncated: expected %zu bytes (%zu of header + %zu of "
+            "data), found %zu",
+            path, head_size + want, head_size, want, head_size + have);
         goto done;
     }
     unsigned char extra[256];
@@ -215,11 +206,12 @@ ad_status ad_idx_load(const char *path, ad_idx *out, char *err, size_t err_size)
         goto done;
     }
     if (n_extra) {
-        s = fail(err, err_size, AD_ERR_FORMAT,
-                 "ad_idx_load: '%s' is longer than its header promises: expected %zu bytes, "
-                 "found %s%zu",
-                 path, head_size + want, n_extra == sizeof extra ? "more than " : "",
-                 head_size + want + n_extra - (n_extra == sizeof extra));
+        s = ad__error_message(
+            err, err_size, AD_ERR_FORMAT,
+            "ad_idx_load: '%s' is longer than its header promises: expected %zu bytes, "
+            "found %s%zu",
+            path, head_size + want, n_extra == sizeof extra ? "more than " : "",
+            head_size + want + n_extra - (n_extra == sizeof extra));
         goto done;
     }
     out->data = data;

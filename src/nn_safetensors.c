@@ -1,5 +1,6 @@
 /* safetensors checkpoints: a strict reader with its own small JSON parser for
- * the header, and an atomic writer. Uses only the public API.
+ * the header, and an atomic writer. Uses only the public API and
+ * ad__error_message.
  *
  * Why a dedicated parser: the header is a fixed shape (an object of entries
  * plus an optional "__metadata__"), and the checks that matter (duplicate keys,
@@ -7,6 +8,7 @@
  * wrong or hide. Nothing is trusted: every length is checked against what was
  * actually read, and the destinations are written only after every check. */
 #include "autodiff/nn.h"
+#include "internal.h" /* ad__error_message */
 
 #include <errno.h>
 #include <inttypes.h>
@@ -27,21 +29,6 @@ static void clear_err(char *err, size_t err_size)
 {
     if (err && err_size)
         err[0] = '\0';
-}
-
-#if defined(__GNUC__)
-__attribute__((format(printf, 4, 5)))
-#endif
-static ad_status
-fail(char *err, size_t err_size, ad_status code, const char *format, ...)
-{
-    if (err && err_size) {
-        va_list ap;
-        va_start(ap, format);
-        vsnprintf(err, err_size, format, ap);
-        va_end(ap);
-    }
-    return code;
 }
 
 /* "[2,3]"; long shapes end in "...]". */
@@ -357,8 +344,8 @@ static ad_status parse_string(parser *ps, char **out, size_t *len)
     const unsigned char *close = q;
     char *buf = malloc((size_t)(close - s) + 1);
     if (!buf)
-        return fail(ps->err, ps->err_size, AD_ERR_NOMEM, "%s: '%s': out of memory for the header",
-                    ps->fn, ps->st->path);
+        return ad__error_message(ps->err, ps->err_size, AD_ERR_NOMEM,
+                                 "%s: '%s': out of memory for the header", ps->fn, ps->st->path);
     size_t n = 0;
     for (q = s; q < close;) {
         ps->p = q; /* for the byte position in messages */
@@ -449,8 +436,8 @@ static ad_status push_dim(parser *ps, int64_t dim)
         size_t cap = st->cap_shapes ? st->cap_shapes * 2 : 64;
         int64_t *shapes = realloc(st->shapes, cap * sizeof *shapes);
         if (!shapes)
-            return fail(ps->err, ps->err_size, AD_ERR_NOMEM,
-                        "%s: '%s': out of memory for the header", ps->fn, st->path);
+            return ad__error_message(ps->err, ps->err_size, AD_ERR_NOMEM,
+                                     "%s: '%s': out of memory for the header", ps->fn, st->path);
         st->shapes = shapes;
         st->cap_shapes = cap;
     }
@@ -582,8 +569,9 @@ static ad_status parse_metadata(parser *ps)
             size_t cap = k.cap ? k.cap * 2 : 16;
             entry *keys = realloc(k.keys, cap * sizeof *keys);
             if (!keys) {
-                s = fail(ps->err, ps->err_size, AD_ERR_NOMEM,
-                         "%s: '%s': out of memory for the header", ps->fn, ps->st->path);
+                s = ad__error_message(ps->err, ps->err_size, AD_ERR_NOMEM,
+                                      "%s: '%s': out of memory for the header", ps->fn,
+                                      ps->st->path);
                 break;
             }
             k.keys = keys;
@@ -612,17 +600,17 @@ static ad_status parse_metadata(parser *ps)
     if (s == AD_OK && k.n > 1) {
         entry **sorted = malloc(k.n * sizeof *sorted);
         if (!sorted) {
-            s = fail(ps->err, ps->err_size, AD_ERR_NOMEM, "%s: '%s': out of memory for the header",
-                     ps->fn, ps->st->path);
+            s = ad__error_message(ps->err, ps->err_size, AD_ERR_NOMEM,
+                                  "%s: '%s': out of memory for the header", ps->fn, ps->st->path);
         } else {
             for (size_t i = 0; i < k.n; i++)
                 sorted[i] = &k.keys[i];
             qsort(sorted, k.n, sizeof *sorted, by_name_cmp);
             for (size_t i = 1; i < k.n && s == AD_OK; i++)
                 if (name_cmp(sorted[i - 1], sorted[i]) == 0)
-                    s = fail(ps->err, ps->err_size, AD_ERR_FORMAT,
-                             "%s: '%s': duplicate __metadata__ key \"%s\"", ps->fn, ps->st->path,
-                             sorted[i]->name);
+                    s = ad__error_message(ps->err, ps->err_size, AD_ERR_FORMAT,
+                                          "%s: '%s': duplicate __metadata__ key \"%s\"", ps->fn,
+                                          ps->st->path, sorted[i]->name);
             free(sorted);
         }
     }
@@ -660,8 +648,9 @@ static ad_status parse_header(parser *ps)
                 entry *entries = realloc(st->entries, cap * sizeof *entries);
                 if (!entries) {
                     free(name);
-                    return fail(ps->err, ps->err_size, AD_ERR_NOMEM,
-                                "%s: '%s': out of memory for the header", ps->fn, st->path);
+                    return ad__error_message(ps->err, ps->err_size, AD_ERR_NOMEM,
+                                             "%s: '%s': out of memory for the header", ps->fn,
+                                             st->path);
                 }
                 st->entries = entries;
                 st->cap_entries = cap;
@@ -698,28 +687,31 @@ static ad_status check_entries(ad_safetensors *st, const char *fn, char *err, si
         int64_t numel = 1;
         for (int d = 0; d < e->ndim && !zero; d++) {
             if (numel > INT64_MAX / shape[d])
-                return fail(err, err_size, AD_ERR_FORMAT,
-                            "%s: '%s': tensor '%s': shape product overflows", fn, st->path,
-                            e->name);
+                return ad__error_message(err, err_size, AD_ERR_FORMAT,
+                                         "%s: '%s': tensor '%s': shape product overflows", fn,
+                                         st->path, e->name);
             numel *= shape[d];
         }
         e->numel = zero ? 0 : numel;
         uint64_t bits = (uint64_t)dtypes[e->dtype].bits;
         if ((uint64_t)e->numel > UINT64_MAX / bits)
-            return fail(err, err_size, AD_ERR_FORMAT, "%s: '%s': tensor '%s': byte size overflows",
-                        fn, st->path, e->name);
+            return ad__error_message(err, err_size, AD_ERR_FORMAT,
+                                     "%s: '%s': tensor '%s': byte size overflows", fn, st->path,
+                                     e->name);
         uint64_t total_bits = (uint64_t)e->numel * bits;
         if (total_bits % 8)
-            return fail(err, err_size, AD_ERR_FORMAT,
-                        "%s: '%s': tensor '%s': %" PRId64 " elements of %s are not whole bytes", fn,
-                        st->path, e->name, e->numel, dtypes[e->dtype].name);
+            return ad__error_message(err, err_size, AD_ERR_FORMAT,
+                                     "%s: '%s': tensor '%s': %" PRId64
+                                     " elements of %s are not whole bytes",
+                                     fn, st->path, e->name, e->numel, dtypes[e->dtype].name);
         if (e->end - e->begin != total_bits / 8) {
             char buf[128];
-            return fail(err, err_size, AD_ERR_FORMAT,
-                        "%s: '%s': tensor '%s': shape %s of %s needs %" PRIu64
-                        " bytes but data_offsets [%" PRIu64 ", %" PRIu64 "] hold %" PRIu64,
-                        fn, st->path, e->name, shape_text(buf, sizeof buf, e->ndim, shape),
-                        dtypes[e->dtype].name, total_bits / 8, e->begin, e->end, e->end - e->begin);
+            return ad__error_message(
+                err, err_size, AD_ERR_FORMAT,
+                "%s: '%s': tensor '%s': shape %s of %s needs %" PRIu64
+                " bytes but data_offsets [%" PRIu64 ", %" PRIu64 "] hold %" PRIu64,
+                fn, st->path, e->name, shape_text(buf, sizeof buf, e->ndim, shape),
+                dtypes[e->dtype].name, total_bits / 8, e->begin, e->end, e->end - e->begin);
         }
     }
     if (!st->n_entries) {
@@ -730,8 +722,8 @@ static ad_status check_entries(ad_safetensors *st, const char *fn, char *err, si
     entry **by_offset = malloc(st->n_entries * sizeof *by_offset);
     if (!st->by_name || !by_offset) {
         free(by_offset);
-        return fail(err, err_size, AD_ERR_NOMEM, "%s: '%s': out of memory for the header", fn,
-                    st->path);
+        return ad__error_message(err, err_size, AD_ERR_NOMEM,
+                                 "%s: '%s': out of memory for the header", fn, st->path);
     }
     for (size_t i = 0; i < st->n_entries; i++)
         st->by_name[i] = by_offset[i] = &st->entries[i];
@@ -740,8 +732,9 @@ static ad_status check_entries(ad_safetensors *st, const char *fn, char *err, si
     ad_status s = AD_OK;
     for (size_t i = 1; i < st->n_entries && s == AD_OK; i++)
         if (name_cmp(st->by_name[i - 1], st->by_name[i]) == 0)
-            s = fail(err, err_size, AD_ERR_FORMAT, "%s: '%s': duplicate tensor name '%s'", fn,
-                     st->path, st->by_name[i]->name);
+            s = ad__error_message(err, err_size, AD_ERR_FORMAT,
+                                  "%s: '%s': duplicate tensor name '%s'", fn, st->path,
+                                  st->by_name[i]->name);
     uint64_t at = 0;
     const entry *previous = NULL;
     for (size_t i = 0; i < st->n_entries && s == AD_OK; i++) {
@@ -752,10 +745,11 @@ static ad_status check_entries(ad_safetensors *st, const char *fn, char *err, si
                 snprintf(where, sizeof where, "tensor '%.40s' ends", previous->name);
             else
                 snprintf(where, sizeof where, "the buffer starts");
-            s = fail(err, err_size, AD_ERR_FORMAT,
-                     "%s: '%s': tensors do not tile the buffer: tensor '%s' begins at byte %" PRIu64
-                     " but %s at byte %" PRIu64 " (%s)",
-                     fn, st->path, e->name, e->begin, where, at, e->begin > at ? "gap" : "overlap");
+            s = ad__error_message(
+                err, err_size, AD_ERR_FORMAT,
+                "%s: '%s': tensors do not tile the buffer: tensor '%s' begins at byte %" PRIu64
+                " but %s at byte %" PRIu64 " (%s)",
+                fn, st->path, e->name, e->begin, where, at, e->begin > at ? "gap" : "overlap");
         }
         at = e->end;
         previous = e;
@@ -771,11 +765,11 @@ static ad_status open_file(ad_safetensors **out, const char *fn, const char *pat
     *out = NULL;
     ad_safetensors *st = calloc(1, sizeof *st);
     if (!st)
-        return fail(err, err_size, AD_ERR_NOMEM, "%s: out of memory", fn);
+        return ad__error_message(err, err_size, AD_ERR_NOMEM, "%s: out of memory", fn);
     st->path = malloc(strlen(path) + 1);
     if (!st->path) {
         free(st);
-        return fail(err, err_size, AD_ERR_NOMEM, "%s: out of memory", fn);
+        return ad__error_message(err, err_size, AD_ERR_NOMEM, "%s: out of memory", fn);
     }
     strcpy(st->path, path);
     ad_status s = AD_OK;
@@ -783,15 +777,17 @@ static ad_status open_file(ad_safetensors **out, const char *fn, const char *pat
     st->file = fopen(path, "rb");
     struct stat info;
     if (!st->file) {
-        s = fail(err, err_size, AD_ERR_IO, "%s: cannot open '%s': %s", fn, path, strerror(errno));
+        s = ad__error_message(err, err_size, AD_ERR_IO, "%s: cannot open '%s': %s", fn, path,
+                              strerror(errno));
         goto done;
     }
     if (fstat(fileno(st->file), &info) != 0) {
-        s = fail(err, err_size, AD_ERR_IO, "%s: cannot stat '%s': %s", fn, path, strerror(errno));
+        s = ad__error_message(err, err_size, AD_ERR_IO, "%s: cannot stat '%s': %s", fn, path,
+                              strerror(errno));
         goto done;
     }
     if (!S_ISREG(info.st_mode)) {
-        s = fail(err, err_size, AD_ERR_IO, "%s: '%s' is not a regular file", fn, path);
+        s = ad__error_message(err, err_size, AD_ERR_IO, "%s: '%s' is not a regular file", fn, path);
         goto done;
     }
     uint64_t file_size = (uint64_t)info.st_size;
@@ -799,39 +795,43 @@ static ad_status open_file(ad_safetensors **out, const char *fn, const char *pat
     size_t got = fread(prefix, 1, 8, st->file);
     if (got != 8) {
         s = ferror(st->file)
-                ? fail(err, err_size, AD_ERR_IO, "%s: cannot read '%s': %s", fn, path,
-                       strerror(errno))
-                : fail(err, err_size, AD_ERR_FORMAT,
-                       "%s: '%s' is truncated: %zu bytes, shorter than the 8-byte header length",
-                       fn, path, got);
+                ? ad__error_message(err, err_size, AD_ERR_IO, "%s: cannot read '%s': %s", fn, path,
+                                    strerror(errno))
+                : ad__error_message(
+                      err, err_size, AD_ERR_FORMAT,
+                      "%s: '%s' is truncated: %zu bytes, shorter than the 8-byte header length", fn,
+                      path, got);
         goto done;
     }
     uint64_t n = 0;
     for (int i = 7; i >= 0; i--)
         n = n << 8 | prefix[i];
     if (n > MAX_HEADER) {
-        s = fail(err, err_size, AD_ERR_FORMAT,
-                 "%s: '%s': header length %" PRIu64 " exceeds the limit of %" PRIu64 " bytes", fn,
-                 path, n, MAX_HEADER);
+        s = ad__error_message(err, err_size, AD_ERR_FORMAT,
+                              "%s: '%s': header length %" PRIu64 " exceeds the limit of %" PRIu64
+                              " bytes",
+                              fn, path, n, MAX_HEADER);
         goto done;
     }
     if (file_size < 8 || n > file_size - 8) {
-        s = fail(err, err_size, AD_ERR_FORMAT,
-                 "%s: '%s': header length %" PRIu64 " exceeds the file (%" PRIu64 " bytes)", fn,
-                 path, n, file_size);
+        s = ad__error_message(err, err_size, AD_ERR_FORMAT,
+                              "%s: '%s': header length %" PRIu64 " exceeds the file (%" PRIu64
+                              " bytes)",
+                              fn, path, n, file_size);
         goto done;
     }
     header = malloc(n ? (size_t)n : 1);
     if (!header) {
-        s = fail(err, err_size, AD_ERR_NOMEM,
-                 "%s: '%s': out of memory for a %" PRIu64 "-byte header", fn, path, n);
+        s = ad__error_message(err, err_size, AD_ERR_NOMEM,
+                              "%s: '%s': out of memory for a %" PRIu64 "-byte header", fn, path, n);
         goto done;
     }
     got = fread(header, 1, (size_t)n, st->file);
     if (got != n) {
-        s = ferror(st->file) ? fail(err, err_size, AD_ERR_IO, "%s: cannot read '%s': %s", fn, path,
+        s = ferror(st->file)
+                ? ad__error_message(err, err_size, AD_ERR_IO, "%s: cannot read '%s': %s", fn, path,
                                     strerror(errno))
-                             : fail(err, err_size, AD_ERR_FORMAT,
+                : ad__error_message(err, err_size, AD_ERR_FORMAT,
                                     "%s: '%s' is truncated: header of %" PRIu64 " bytes, found %zu",
                                     fn, path, n, got);
         goto done;
@@ -842,17 +842,18 @@ static ad_status open_file(ad_safetensors **out, const char *fn, const char *pat
     st->data_start = 8 + n;
     uint64_t expected = st->data_start + st->buffer_size;
     if (file_size < expected) {
-        s = fail(err, err_size, AD_ERR_FORMAT,
-                 "%s: '%s' is truncated: expected %" PRIu64 " bytes (8 + header %" PRIu64
-                 " + data %" PRIu64 "), found %" PRIu64,
-                 fn, path, expected, n, st->buffer_size, file_size);
+        s = ad__error_message(err, err_size, AD_ERR_FORMAT,
+                              "%s: '%s' is truncated: expected %" PRIu64
+                              " bytes (8 + header %" PRIu64 " + data %" PRIu64 "), found %" PRIu64,
+                              fn, path, expected, n, st->buffer_size, file_size);
         goto done;
     }
     if (file_size > expected) {
-        s = fail(err, err_size, AD_ERR_FORMAT,
-                 "%s: '%s': %" PRIu64 " bytes of trailing data after the %" PRIu64 "-byte buffer "
-                 "(expected %" PRIu64 " bytes in all)",
-                 fn, path, file_size - expected, st->buffer_size, expected);
+        s = ad__error_message(err, err_size, AD_ERR_FORMAT,
+                              "%s: '%s': %" PRIu64 " bytes of trailing data after the %" PRIu64
+                              "-byte buffer "
+                              "(expected %" PRIu64 " bytes in all)",
+                              fn, path, file_size - expected, st->buffer_size, expected);
         goto done;
     }
 done:
@@ -869,10 +870,10 @@ ad_status ad_safetensors_open(ad_safetensors **out, const char *path, char *err,
 {
     clear_err(err, err_size);
     if (!out)
-        return fail(err, err_size, AD_ERR_ARG, "ad_safetensors_open: out is NULL");
+        return ad__error_message(err, err_size, AD_ERR_ARG, "ad_safetensors_open: out is NULL");
     *out = NULL;
     if (!path)
-        return fail(err, err_size, AD_ERR_ARG, "ad_safetensors_open: path is NULL");
+        return ad__error_message(err, err_size, AD_ERR_ARG, "ad_safetensors_open: path is NULL");
     return open_file(out, "ad_safetensors_open", path, err, err_size);
 }
 
@@ -922,18 +923,19 @@ static ad_status check_target(const ad_safetensors *st, const char *fn, const ch
 {
     const entry *e = find(st, name);
     if (!e)
-        return fail(err, err_size, AD_ERR_FORMAT, "%s: tensor '%s' not found in '%s'", fn, name,
-                    st->path);
+        return ad__error_message(err, err_size, AD_ERR_FORMAT, "%s: tensor '%s' not found in '%s'",
+                                 fn, name, st->path);
     if (e->dtype != DTYPE_F32 && e->dtype != DTYPE_F64)
-        return fail(err, err_size, AD_ERR_UNSUPPORTED,
-                    "%s: '%s': tensor '%s' has dtype %s; only F32 and F64 can be loaded", fn,
-                    st->path, name, dtypes[e->dtype].name);
+        return ad__error_message(
+            err, err_size, AD_ERR_UNSUPPORTED,
+            "%s: '%s': tensor '%s' has dtype %s; only F32 and F64 can be loaded", fn, st->path,
+            name, dtypes[e->dtype].name);
     ad_dtype have = e->dtype == DTYPE_F64 ? AD_F64 : AD_F32;
     if (ad_tensor_dtype(t) != have)
-        return fail(err, err_size, AD_ERR_DTYPE,
-                    "%s: '%s': tensor '%s' is %s in the file but the destination is %s", fn,
-                    st->path, name, dtypes[e->dtype].name,
-                    ad_tensor_dtype(t) == AD_F64 ? "F64" : "F32");
+        return ad__error_message(
+            err, err_size, AD_ERR_DTYPE,
+            "%s: '%s': tensor '%s' is %s in the file but the destination is %s", fn, st->path, name,
+            dtypes[e->dtype].name, ad_tensor_dtype(t) == AD_F64 ? "F64" : "F32");
     const int64_t *file_shape = st->shapes + e->shape_at;
     const int64_t *shape = ad_tensor_shape(t);
     bool same = e->ndim == ad_tensor_ndim(t);
@@ -941,10 +943,11 @@ static ad_status check_target(const ad_safetensors *st, const char *fn, const ch
         same = file_shape[d] == shape[d];
     if (!same) {
         char want[128], got[128];
-        return fail(err, err_size, AD_ERR_SHAPE,
-                    "%s: '%s': tensor '%s': expected shape %s (destination), found %s in the file",
-                    fn, st->path, name, shape_text(want, sizeof want, ad_tensor_ndim(t), shape),
-                    shape_text(got, sizeof got, e->ndim, file_shape));
+        return ad__error_message(
+            err, err_size, AD_ERR_SHAPE,
+            "%s: '%s': tensor '%s': expected shape %s (destination), found %s in the file", fn,
+            st->path, name, shape_text(want, sizeof want, ad_tensor_ndim(t), shape),
+            shape_text(got, sizeof got, e->ndim, file_shape));
     }
     *found = e;
     return AD_OK;
@@ -959,16 +962,17 @@ static ad_status read_entry(ad_safetensors *st, const char *fn, const entry *e, 
         return AD_OK;
     uint64_t offset = st->data_start + e->begin;
     if (offset > (uint64_t)INT64_MAX || fseeko(st->file, (off_t)offset, SEEK_SET) != 0)
-        return fail(err, err_size, AD_ERR_IO, "%s: cannot seek in '%s': %s", fn, st->path,
-                    strerror(errno));
+        return ad__error_message(err, err_size, AD_ERR_IO, "%s: cannot seek in '%s': %s", fn,
+                                 st->path, strerror(errno));
     size_t got = fread(dst, 1, bytes, st->file);
     if (got != bytes)
         return ferror(st->file)
-                   ? fail(err, err_size, AD_ERR_IO, "%s: cannot read '%s': %s", fn, st->path,
-                          strerror(errno))
-                   : fail(err, err_size, AD_ERR_FORMAT,
-                          "%s: '%s' is truncated: tensor '%s' needs %zu bytes, found %zu", fn,
-                          st->path, e->name, bytes, got);
+                   ? ad__error_message(err, err_size, AD_ERR_IO, "%s: cannot read '%s': %s", fn,
+                                       st->path, strerror(errno))
+                   : ad__error_message(
+                         err, err_size, AD_ERR_FORMAT,
+                         "%s: '%s' is truncated: tensor '%s' needs %zu bytes, found %zu", fn,
+                         st->path, e->name, bytes, got);
     if (!host_little_endian()) {
         size_t size = (size_t)dtypes[e->dtype].bits / 8;
         swap_bytes(dst, bytes / size, size);
@@ -987,11 +991,12 @@ ad_status ad_safetensors_read(ad_safetensors *st, const char *name, ad_tensor *t
     static const char fn[] = "ad_safetensors_read";
     clear_err(err, err_size);
     if (!st || !name)
-        return fail(err, err_size, AD_ERR_ARG, "%s: %s is NULL", fn, !st ? "handle" : "name");
+        return ad__error_message(err, err_size, AD_ERR_ARG, "%s: %s is NULL", fn,
+                                 !st ? "handle" : "name");
     if (!persistent(t))
-        return fail(err, err_size, AD_ERR_ARG,
-                    "%s: destination of '%s' is %s, not a persistent tensor", fn, name,
-                    t ? "a tape tensor" : "NULL");
+        return ad__error_message(err, err_size, AD_ERR_ARG,
+                                 "%s: destination of '%s' is %s, not a persistent tensor", fn, name,
+                                 t ? "a tape tensor" : "NULL");
     const entry *e;
     ad_status s = check_target(st, fn, name, t, &e, err, err_size);
     if (s != AD_OK)
@@ -999,8 +1004,8 @@ ad_status ad_safetensors_read(ad_safetensors *st, const char *name, ad_tensor *t
     size_t bytes = (size_t)(e->end - e->begin);
     void *tmp = malloc(bytes ? bytes : 1);
     if (!tmp)
-        return fail(err, err_size, AD_ERR_NOMEM, "%s: out of memory for tensor '%s' (%zu bytes)",
-                    fn, name, bytes);
+        return ad__error_message(err, err_size, AD_ERR_NOMEM,
+                                 "%s: out of memory for tensor '%s' (%zu bytes)", fn, name, bytes);
     s = read_entry(st, fn, e, tmp, err, err_size);
     if (s == AD_OK && bytes)
         memcpy(ad_tensor_data(t), tmp, bytes);
@@ -1014,20 +1019,22 @@ static ad_status check_lists(const char *fn, const char *path, size_t n, const c
                              size_t err_size)
 {
     if (!path)
-        return fail(err, err_size, AD_ERR_ARG, "%s: path is NULL", fn);
+        return ad__error_message(err, err_size, AD_ERR_ARG, "%s: path is NULL", fn);
     if (n && (!names || !tensors))
-        return fail(err, err_size, AD_ERR_ARG, "%s: '%s': %s is NULL for %zu tensors", fn, path,
-                    !names ? "names" : "tensors", n);
+        return ad__error_message(err, err_size, AD_ERR_ARG, "%s: '%s': %s is NULL for %zu tensors",
+                                 fn, path, !names ? "names" : "tensors", n);
     for (size_t i = 0; i < n; i++) {
         if (!names[i])
-            return fail(err, err_size, AD_ERR_ARG, "%s: '%s': names[%zu] is NULL", fn, path, i);
+            return ad__error_message(err, err_size, AD_ERR_ARG, "%s: '%s': names[%zu] is NULL", fn,
+                                     path, i);
         if (!tensors[i])
-            return fail(err, err_size, AD_ERR_ARG, "%s: '%s': tensor '%s' is NULL", fn, path,
-                        names[i]);
+            return ad__error_message(err, err_size, AD_ERR_ARG, "%s: '%s': tensor '%s' is NULL", fn,
+                                     path, names[i]);
         if (need_persistent && !persistent(tensors[i]))
-            return fail(err, err_size, AD_ERR_ARG,
-                        "%s: '%s': destination of '%s' is a tape tensor, not a persistent one", fn,
-                        path, names[i]);
+            return ad__error_message(
+                err, err_size, AD_ERR_ARG,
+                "%s: '%s': destination of '%s' is a tape tensor, not a persistent one", fn, path,
+                names[i]);
     }
     return AD_OK;
 }
@@ -1046,7 +1053,7 @@ ad_status ad_safetensors_load(const char *path, size_t n, const char *const *nam
     const entry **found = calloc(n ? n : 1, sizeof *found);
     void **data = calloc(n ? n : 1, sizeof *data);
     if (!found || !data)
-        s = fail(err, err_size, AD_ERR_NOMEM, "%s: '%s': out of memory", fn, path);
+        s = ad__error_message(err, err_size, AD_ERR_NOMEM, "%s: '%s': out of memory", fn, path);
     /* Every check first, then every read, then every copy. */
     for (size_t i = 0; i < n && s == AD_OK; i++)
         s = check_target(st, fn, names[i], tensors[i], &found[i], err, err_size);
@@ -1056,9 +1063,9 @@ ad_status ad_safetensors_load(const char *path, size_t n, const char *const *nam
             continue;
         data[i] = malloc(bytes);
         if (!data[i])
-            s = fail(err, err_size, AD_ERR_NOMEM,
-                     "%s: '%s': out of memory for tensor '%s' (%zu bytes)", fn, path, names[i],
-                     bytes);
+            s = ad__error_message(err, err_size, AD_ERR_NOMEM,
+                                  "%s: '%s': out of memory for tensor '%s' (%zu bytes)", fn, path,
+                                  names[i], bytes);
         else
             s = read_entry(st, fn, found[i], data[i], err, err_size);
     }
@@ -1184,16 +1191,16 @@ ad_status ad_safetensors_save(const char *path, size_t n, const char *const *nam
         return s;
     for (size_t i = 0; i < n; i++) {
         if (!utf8_valid(names[i]))
-            return fail(err, err_size, AD_ERR_ARG, "%s: '%s': names[%zu] is not valid UTF-8", fn,
-                        path, i);
+            return ad__error_message(err, err_size, AD_ERR_ARG,
+                                     "%s: '%s': names[%zu] is not valid UTF-8", fn, path, i);
         if (strcmp(names[i], "__metadata__") == 0)
-            return fail(err, err_size, AD_ERR_ARG,
-                        "%s: '%s': \"__metadata__\" is reserved and cannot name a tensor", fn,
-                        path);
+            return ad__error_message(
+                err, err_size, AD_ERR_ARG,
+                "%s: '%s': \"__metadata__\" is reserved and cannot name a tensor", fn, path);
         ad_dtype dt = ad_tensor_dtype(tensors[i]);
         if ((dt != AD_F32 && dt != AD_F64) || !ad_tensor_data(tensors[i]))
-            return fail(err, err_size, AD_ERR_DTYPE, "%s: '%s': tensor '%s' is not F32/F64", fn,
-                        path, names[i]);
+            return ad__error_message(err, err_size, AD_ERR_DTYPE,
+                                     "%s: '%s': tensor '%s' is not F32/F64", fn, path, names[i]);
     }
     uint64_t *begin = malloc((n ? n : 1) * sizeof *begin);
     const char **sorted = malloc((n ? n : 1) * sizeof *sorted);
@@ -1202,7 +1209,7 @@ ad_status ad_safetensors_save(const char *path, size_t n, const char *const *nam
     FILE *f = NULL;
     bool created = false;
     if (!begin || !sorted) {
-        s = fail(err, err_size, AD_ERR_NOMEM, "%s: '%s': out of memory", fn, path);
+        s = ad__error_message(err, err_size, AD_ERR_NOMEM, "%s: '%s': out of memory", fn, path);
         goto done;
     }
     if (n) {
@@ -1210,8 +1217,9 @@ ad_status ad_safetensors_save(const char *path, size_t n, const char *const *nam
         qsort(sorted, n, sizeof *sorted, cstr_cmp);
         for (size_t i = 1; i < n; i++)
             if (strcmp(sorted[i - 1], sorted[i]) == 0) {
-                s = fail(err, err_size, AD_ERR_ARG, "%s: '%s': tensor name '%s' given twice", fn,
-                         path, sorted[i]);
+                s = ad__error_message(err, err_size, AD_ERR_ARG,
+                                      "%s: '%s': tensor name '%s' given twice", fn, path,
+                                      sorted[i]);
                 goto done;
             }
     }
@@ -1248,7 +1256,8 @@ ad_status ad_safetensors_save(const char *path, size_t n, const char *const *nam
     while (!h.nomem && h.len % 8)
         puts_text(&h, " ");
     if (h.nomem) {
-        s = fail(err, err_size, AD_ERR_NOMEM, "%s: '%s': out of memory for the header", fn, path);
+        s = ad__error_message(err, err_size, AD_ERR_NOMEM, "%s: '%s': out of memory for the header",
+                              fn, path);
         goto done;
     }
 
@@ -1256,22 +1265,23 @@ ad_status ad_safetensors_save(const char *path, size_t n, const char *const *nam
     size_t path_len = strlen(path);
     tmp_path = malloc(path_len + 8);
     if (!tmp_path) {
-        s = fail(err, err_size, AD_ERR_NOMEM, "%s: '%s': out of memory", fn, path);
+        s = ad__error_message(err, err_size, AD_ERR_NOMEM, "%s: '%s': out of memory", fn, path);
         goto done;
     }
     memcpy(tmp_path, path, path_len);
     memcpy(tmp_path + path_len, ".XXXXXX", 8);
     int fd = mkstemp(tmp_path);
     if (fd < 0) {
-        s = fail(err, err_size, AD_ERR_IO, "%s: cannot create a temporary file for '%s': %s", fn,
-                 path, strerror(errno));
+        s = ad__error_message(err, err_size, AD_ERR_IO,
+                              "%s: cannot create a temporary file for '%s': %s", fn, path,
+                              strerror(errno));
         goto done;
     }
     created = true;
     f = fdopen(fd, "wb");
     if (!f) {
-        s = fail(err, err_size, AD_ERR_IO, "%s: cannot write '%s': %s", fn, tmp_path,
-                 strerror(errno));
+        s = ad__error_message(err, err_size, AD_ERR_IO, "%s: cannot write '%s': %s", fn, tmp_path,
+                              strerror(errno));
         close(fd);
         goto done;
     }
@@ -1295,13 +1305,13 @@ ad_status ad_safetensors_save(const char *path, size_t n, const char *const *nam
     }
     f = NULL;
     if (!ok) {
-        s = fail(err, err_size, AD_ERR_IO, "%s: cannot write '%s': %s", fn, tmp_path,
-                 strerror(saved));
+        s = ad__error_message(err, err_size, AD_ERR_IO, "%s: cannot write '%s': %s", fn, tmp_path,
+                              strerror(saved));
         goto done;
     }
     if (rename(tmp_path, path) != 0) {
-        s = fail(err, err_size, AD_ERR_IO, "%s: cannot rename '%s' to '%s': %s", fn, tmp_path, path,
-                 strerror(errno));
+        s = ad__error_message(err, err_size, AD_ERR_IO, "%s: cannot rename '%s' to '%s': %s", fn,
+                              tmp_path, path, strerror(errno));
         goto done;
     }
     created = false;

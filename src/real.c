@@ -40,6 +40,20 @@ static ad_real no_memory(ad_tape *tape, double value)
     return ad_real_const(value);
 }
 
+/* Stores node {da, db, a, b} in the next free slot (the caller made room)
+ * and returns its handle. */
+static inline ad_real store(ad_tape *tape, double value, uint32_t a, double da, uint32_t b,
+                            double db)
+{
+    ad__real_node *n = &tape->reals[tape->n_reals];
+    n->da = da;
+    n->db = db;
+    n->a = a;
+    n->b = b;
+    ad_real r = {value, (uint32_t)tape->n_reals++};
+    return r;
+}
+
 /* The slow half of record: the first node, and growth. */
 static ad_real record_grow(ad_tape *tape, double value, uint32_t a, double da, uint32_t b,
                            double db)
@@ -56,13 +70,7 @@ static ad_real record_grow(ad_tape *tape, double value, uint32_t a, double da, u
         !grow(tape, (void **)&tape->reals, &tape->cap_reals, tape->n_reals + 1,
               sizeof *tape->reals, tape->n_reals))
         return no_memory(tape, value);
-    ad__real_node *n = &tape->reals[tape->n_reals];
-    n->da = da;
-    n->db = db;
-    n->a = a;
-    n->b = b;
-    ad_real r = {value, (uint32_t)tape->n_reals++};
-    return r;
+    return store(tape, value, a, da, b, db);
 }
 
 /* Appends y = value with partials (da, db) to inputs a, b, unless recording
@@ -74,13 +82,7 @@ static inline ad_real append(ad_tape *tape, double value, uint32_t a, double da,
         return ad_real_const(value);
     if (tape->n_reals == 0 || tape->n_reals == tape->cap_reals)
         return record_grow(tape, value, a, da, b, db);
-    ad__real_node *n = &tape->reals[tape->n_reals];
-    n->da = da;
-    n->db = db;
-    n->a = a;
-    n->b = b;
-    ad_real r = {value, (uint32_t)tape->n_reals++};
-    return r;
+    return store(tape, value, a, da, b, db);
 }
 
 /* As append, but a result of constants alone is a constant. */

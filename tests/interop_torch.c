@@ -3,7 +3,8 @@
  * (argv[1]); both sides compute the same values from one formula, so the
  * comparison is bit for bit. Exits 77 (skip) when /usr/bin/python3 cannot
  * import torch. */
-#include <dirent.h>
+#include "test_util.h" /* remove_tree */
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,22 +42,6 @@ static ad_tensor *pattern(int seed, ad_dtype dtype, int ndim, const int64_t *sha
     for (int64_t i = 0; i < ad_tensor_numel(t); i++)
         ad_tensor_set(t, i, value(seed, i));
     return t;
-}
-
-static void remove_tree(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d)
-        return;
-    struct dirent *e;
-    char path[600];
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-            remove(path);
-        }
-    closedir(d);
-    rmdir(dir);
 }
 
 enum { N_OUT = 6 };

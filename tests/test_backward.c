@@ -11,13 +11,6 @@ static ad_tensor *scalar_leaf(ad_tape *tape, double v)
     return t;
 }
 
-static ad_tensor *leaf(ad_tape *tape, int ndim, const int64_t *shape, const double *values)
-{
-    ad_tensor *t = ad_requires_grad(ad_tensor_from_doubles(tape, AD_F64, ndim, shape, values));
-    assert_non_null(t);
-    return t;
-}
-
 static void test_micrograd_scalar_example_gives_2x_plus_cos_x(void **state)
 {
     ad_tape *tape = *state;
@@ -57,7 +50,7 @@ static void test_ad_grad_returns_gradients_without_touching_stored_grads(void **
     ad_tape *tape = *state;
     int64_t n = 3;
     const double xv[3] = {1.0, 2.0, 3.0};
-    ad_tensor *x = leaf(tape, 1, &n, xv);
+    ad_tensor *x = leaf(tape, AD_F64, 1, &n, xv);
     ad_tensor *p;
     assert_int_equal(ad_tensor_create(&p, AD_F64, 1, &n, true), AD_OK);
     const double pv[3] = {0.5, -1.0, 2.0};
@@ -82,11 +75,11 @@ static void test_ad_grad_of_an_input_that_does_not_affect_the_output_is_zeros(vo
 {
     ad_tape *tape = *state;
     int64_t s2[2] = {2, 3}, s1[1] = {4};
-    ad_tensor *x = leaf(tape, 2, s2, NULL);
-    ad_tensor *unused = leaf(tape, 1, s1, NULL);
+    ad_tensor *x = leaf(tape, AD_F64, 2, s2, NULL);
+    ad_tensor *unused = leaf(tape, AD_F64, 1, s1, NULL);
     ad_tensor *constant = ad_full(tape, AD_F64, 2, s2, 1.0);
     ad_tensor *y = ad_sum_all(ad_exp(x));
-    ad_tensor *later = leaf(tape, 1, s1, NULL); /* created after y */
+    ad_tensor *later = leaf(tape, AD_F64, 1, s1, NULL); /* created after y */
     ad_tensor *in[4] = {x, unused, constant, later}, *g[4];
     assert_int_equal(ad_grad(1, &y, NULL, 4, in, g, NULL), AD_OK);
     for (int k = 1; k < 4; k++) {
@@ -154,7 +147,7 @@ static void test_hessian_vector_product_matches_the_hand_computed_value(void **s
     ad_tape *tape = *state;
     int64_t n = 4;
     const double xv[4] = {1.0, -2.0, 0.5, 3.0}, vv[4] = {0.25, 1.0, -1.0, 2.0};
-    ad_tensor *x = leaf(tape, 1, &n, xv);
+    ad_tensor *x = leaf(tape, AD_F64, 1, &n, xv);
     ad_tensor *v = ad_tensor_from_doubles(tape, AD_F64, 1, &n, vv);
     ad_tensor *f = ad_add(ad_square(ad_sum_all(x)), ad_sum_all(ad_pow_scalar(x, 3.0)));
     ad_backward_opts o = {.create_graph = true};
@@ -248,7 +241,7 @@ static void test_ad_grad_sums_over_several_outputs_with_their_seeds(void **state
     ad_tape *tape = *state;
     int64_t n = 2;
     const double xv[2] = {1.0, 3.0}, s1[2] = {1.0, 2.0};
-    ad_tensor *x = leaf(tape, 1, &n, xv);
+    ad_tensor *x = leaf(tape, AD_F64, 1, &n, xv);
     ad_tensor *outs[2] = {ad_square(x), ad_sum_all(ad_mul_scalar(x, 5.0))};
     ad_tensor *seeds[2] = {ad_tensor_from_doubles(tape, AD_F64, 1, &n, s1), ad_scalar(tape, -1.0)};
     ad_tensor *g;
@@ -262,7 +255,7 @@ static void test_backward_with_a_seed_of_the_wrong_shape_is_a_shape_error(void *
 {
     ad_tape *tape = *state;
     int64_t s[2] = {2, 3}, t[1] = {3};
-    ad_tensor *x = leaf(tape, 2, s, NULL);
+    ad_tensor *x = leaf(tape, AD_F64, 2, s, NULL);
     ad_tensor *y = ad_exp(x);
     ad_backward_opts o = {.seed = ad_full(tape, AD_F64, 1, t, 1.0)};
     assert_int_equal(ad_backward(y, &o), AD_ERR_SHAPE);
@@ -276,24 +269,6 @@ static void test_backward_of_an_output_that_needs_no_grad_is_a_no_grad_error(voi
     ad_tensor *c = ad_exp(ad_scalar(tape, 1.0));
     assert_int_equal(ad_backward(c, NULL), AD_ERR_NO_GRAD);
 }
-
-/* Each test gets a fresh tape in *state, freed even when the test fails. */
-static int tape_setup(void **state)
-{
-    ad_tape *tape = NULL;
-    if (ad_tape_create(&tape) != AD_OK)
-        return -1;
-    *state = tape;
-    return 0;
-}
-
-static int tape_teardown(void **state)
-{
-    ad_tape_free(*state);
-    return 0;
-}
-
-#define TAPE_TEST(f) cmocka_unit_test_setup_teardown(f, tape_setup, tape_teardown)
 
 int main(void)
 {

@@ -2,7 +2,6 @@
  * shuffling minibatch iterator; Fashion-MNIST itself when it is installed. */
 #include "test_util.h"
 
-#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -14,37 +13,10 @@
 
 #define FASHION_DIR "/usr/share/datasets/fashion-mnist"
 
-static char dir[256];
-static int file_counter;
-
-static int make_dir(void **state)
-{
-    (void)state;
-    snprintf(dir, sizeof dir, "/tmp/ad_idx_XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
-}
-
-static int remove_dir(void **state)
-{
-    (void)state;
-    DIR *d = opendir(dir);
-    if (!d)
-        return -1;
-    struct dirent *e;
-    char path[600];
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-            remove(path);
-        }
-    closedir(d);
-    return rmdir(dir);
-}
-
 /* Writes bytes to a new file in the temporary dir, gzip-compressed or not. */
 static const char *write_file(char *path, size_t size, bool gz, const void *bytes, size_t len)
 {
-    snprintf(path, size, "%s/f%d%s", dir, file_counter++, gz ? ".gz" : ".idx");
+    snprintf(path, size, "%s/f%d%s", temp_dir, temp_file_counter++, gz ? ".gz" : ".idx");
     if (gz) {
         gzFile g = gzopen(path, "wb");
         assert_non_null(g);
@@ -221,7 +193,7 @@ static void test_truncated_or_overlong_files_are_refused_with_both_sizes(void **
     size_t gzlen = fread(gzbytes, 1, sizeof gzbytes, f);
     fclose(f);
     assert_true(gzlen > 40 && gzlen < sizeof gzbytes);
-    snprintf(path, sizeof path, "%s/cut%d.gz", dir, file_counter++);
+    snprintf(path, sizeof path, "%s/cut%d.gz", temp_dir, temp_file_counter++);
     f = fopen(path, "wb");
     assert_non_null(f);
     fwrite(gzbytes, 1, gzlen / 2, f);
@@ -229,7 +201,7 @@ static void test_truncated_or_overlong_files_are_refused_with_both_sizes(void **
     expect_refused(path, AD_ERR_FORMAT, NULL);
     gzbytes[gzlen / 2] ^= 0x55;
     gzbytes[gzlen / 2 + 1] ^= 0xAA;
-    snprintf(path, sizeof path, "%s/bad%d.gz", dir, file_counter++);
+    snprintf(path, sizeof path, "%s/bad%d.gz", temp_dir, temp_file_counter++);
     f = fopen(path, "wb");
     assert_non_null(f);
     fwrite(gzbytes, 1, gzlen, f);
@@ -264,10 +236,10 @@ static void test_missing_files_and_bad_arguments_are_reported(void **state)
 {
     (void)state;
     char path[300], err[512];
-    snprintf(path, sizeof path, "%s/does-not-exist.gz", dir);
+    snprintf(path, sizeof path, "%s/does-not-exist.gz", temp_dir);
     expect_refused(path, AD_ERR_IO, "No such file");
     expect_refused(path, AD_ERR_IO, path);
-    expect_refused(dir, AD_ERR_IO, "cannot read");
+    expect_refused(temp_dir, AD_ERR_IO, "cannot read");
     ad_idx idx;
     assert_int_equal(ad_idx_load(NULL, &idx, err, sizeof err), AD_ERR_ARG);
     assert_int_equal(ad_idx_load(path, NULL, err, sizeof err), AD_ERR_ARG);
@@ -569,5 +541,5 @@ int main(void)
         cmocka_unit_test(test_fashion_mnist_train_split_loads_with_balanced_labels),
         cmocka_unit_test(test_fashion_mnist_test_split_loads_with_balanced_labels),
     };
-    return cmocka_run_group_tests(tests, make_dir, remove_dir);
+    return cmocka_run_group_tests(tests, temp_dir_create, temp_dir_remove);
 }

@@ -8,44 +8,6 @@
 
 /* ---- Helpers -------------------------------------------------------------------------------- */
 
-static ad_tensor *tensor(ad_tape *tape, ad_dtype dtype, int ndim, const int64_t *shape,
-                         const double *values)
-{
-    ad_tensor *t = ad_tensor_from_doubles(tape, dtype, ndim, shape, values);
-    assert_non_null(t);
-    return t;
-}
-
-static ad_tensor *leaf(ad_tape *tape, ad_dtype dtype, int ndim, const int64_t *shape,
-                       const double *values)
-{
-    return ad_requires_grad(tensor(tape, dtype, ndim, shape, values));
-}
-
-static void assert_shape(const ad_tensor *t, int ndim, const int64_t *shape)
-{
-    assert_non_null(t);
-    assert_int_equal(ad_tensor_ndim(t), ndim);
-    for (int d = 0; d < ndim; d++)
-        assert_int_equal(ad_tensor_shape(t)[d], shape[d]);
-}
-
-static void assert_values(const ad_tensor *t, int64_t n, const double *expected, double rtol,
-                          double atol)
-{
-    assert_non_null(t);
-    assert_int_equal(ad_tensor_numel(t), n);
-    for (int64_t i = 0; i < n; i++)
-        assert_close(expected[i], ad_tensor_get(t, i), rtol, atol);
-}
-
-static void assert_message_has(const ad_tape *tape, const char *part)
-{
-    const char *m = ad_tape_message(tape);
-    if (!strstr(m, part))
-        fail_msg("tape message \"%s\" does not mention \"%s\"", m, part);
-}
-
 /* Tolerances per dtype: float32 keeps about 7 digits. */
 static double rtol_of(int dt)
 {
@@ -441,23 +403,6 @@ static void test_fused_ops_given_null_return_null_and_leave_the_tape_alone(void 
 
 /* ---- Runner -----------------------------------------------------------------------------------
  */
-
-static int tape_setup(void **state)
-{
-    ad_tape *tape = NULL;
-    if (ad_tape_create(&tape) != AD_OK)
-        return -1;
-    *state = tape;
-    return 0;
-}
-
-static int tape_teardown(void **state)
-{
-    ad_tape_free(*state);
-    return 0;
-}
-
-#define TAPE_TEST(f) cmocka_unit_test_setup_teardown(f, tape_setup, tape_teardown)
 
 int main(void)
 {

@@ -10,20 +10,6 @@
 
 /* ---- Helpers -------------------------------------------------------------------------------- */
 
-static ad_tensor *tensor(ad_tape *tape, ad_dtype dtype, int ndim, const int64_t *shape,
-                         const double *values)
-{
-    ad_tensor *t = ad_tensor_from_doubles(tape, dtype, ndim, shape, values);
-    assert_non_null(t);
-    return t;
-}
-
-static ad_tensor *leaf(ad_tape *tape, ad_dtype dtype, int ndim, const int64_t *shape,
-                       const double *values)
-{
-    return ad_requires_grad(tensor(tape, dtype, ndim, shape, values));
-}
-
 /* 0, 1, 2, ... scaled and shifted: distinct values that are easy to follow. */
 static ad_tensor *ramp(ad_tape *tape, ad_dtype dtype, int ndim, const int64_t *shape, double scale,
                        double shift)
@@ -37,46 +23,11 @@ static ad_tensor *ramp(ad_tape *tape, ad_dtype dtype, int ndim, const int64_t *s
     return leaf(tape, dtype, ndim, shape, values);
 }
 
-static void assert_shape(const ad_tensor *t, int ndim, const int64_t *shape)
-{
-    assert_non_null(t);
-    assert_int_equal(ad_tensor_ndim(t), ndim);
-    for (int d = 0; d < ndim; d++)
-        assert_int_equal(ad_tensor_shape(t)[d], shape[d]);
-}
-
-static void assert_values(const ad_tensor *t, int64_t n, const double *expected, double rtol,
-                          double atol)
-{
-    assert_non_null(t);
-    assert_int_equal(ad_tensor_numel(t), n);
-    for (int64_t i = 0; i < n; i++)
-        assert_close(expected[i], ad_tensor_get(t, i), rtol, atol);
-}
-
-static void assert_message_has(const ad_tape *tape, const char *part)
-{
-    const char *m = ad_tape_message(tape);
-    if (!strstr(m, part))
-        fail_msg("tape message \"%s\" does not mention \"%s\"", m, part);
-}
-
 /* Element [i][j] of op(x) for a 2-D x, op a transpose when t is set. */
 static double at(const ad_tensor *x, bool t, int64_t i, int64_t j)
 {
     int64_t cols = ad_tensor_shape(x)[1];
     return t ? ad_tensor_get(x, j * cols + i) : ad_tensor_get(x, i * cols + j);
-}
-
-/* d sum(y) / d xs[i] for each of n inputs. */
-static void grads_of_sum(ad_tensor *y, size_t n, ad_tensor *const *xs, ad_tensor **g)
-{
-    assert_non_null(y);
-    ad_tensor *loss = ad_sum_all(y);
-    assert_non_null(loss);
-    assert_int_equal(ad_grad(1, &loss, NULL, n, xs, g, NULL), AD_OK);
-    for (size_t i = 0; i < n; i++)
-        assert_non_null(g[i]);
 }
 
 /* ---- matmul: values and shapes ------------------------------------------------------------- */
@@ -621,23 +572,6 @@ static void test_transpose_with_an_out_of_range_axis_names_the_shape(void **stat
 
 /* ---- Runner -----------------------------------------------------------------------------------
  */
-
-static int tape_setup(void **state)
-{
-    ad_tape *tape = NULL;
-    if (ad_tape_create(&tape) != AD_OK)
-        return -1;
-    *state = tape;
-    return 0;
-}
-
-static int tape_teardown(void **state)
-{
-    ad_tape_free(*state);
-    return 0;
-}
-
-#define TAPE_TEST(f) cmocka_unit_test_setup_teardown(f, tape_setup, tape_teardown)
 
 int main(void)
 {

@@ -7,74 +7,10 @@
 
 /* ---- Helpers -------------------------------------------------------------------- */
 
-/* A leaf that requires grad, from doubles. */
-static ad_tensor *leaf(ad_tape *tape, ad_dtype dtype, int ndim, const int64_t *shape,
-                       const double *values)
-{
-    ad_tensor *t = ad_requires_grad(ad_tensor_from_doubles(tape, dtype, ndim, shape, values));
-    assert_non_null(t);
-    return t;
-}
-
 /* A 1-d leaf of n float64 values. */
 static ad_tensor *leaf_vec(ad_tape *tape, int64_t n, const double *values)
 {
     return leaf(tape, AD_F64, 1, &n, values);
-}
-
-/* g[i] = d sum(y) / d xs[i]. */
-static void grads_of_sum(ad_tensor *y, size_t n, ad_tensor *const *xs, ad_tensor **g)
-{
-    assert_non_null(y);
-    ad_tensor *loss = ad_sum_all(y);
-    assert_non_null(loss);
-    assert_int_equal(ad_grad(1, &loss, NULL, n, xs, g, NULL), AD_OK);
-    for (size_t i = 0; i < n; i++)
-        assert_non_null(g[i]);
-}
-
-/* d sum(y) / dx, for one input. */
-static ad_tensor *grad_of_sum(ad_tensor *y, ad_tensor *x)
-{
-    ad_tensor *g;
-    grads_of_sum(y, 1, &x, &g);
-    return g;
-}
-
-static void assert_shape(const ad_tensor *t, int ndim, const int64_t *shape)
-{
-    assert_non_null(t);
-    assert_int_equal(ad_tensor_ndim(t), ndim);
-    for (int d = 0; d < ndim; d++)
-        assert_int_equal(ad_tensor_shape(t)[d], shape[d]);
-}
-
-static void assert_values(const ad_tensor *t, int64_t n, const double *expected, double rtol,
-                          double atol)
-{
-    assert_non_null(t);
-    assert_int_equal(ad_tensor_numel(t), n);
-    for (int64_t i = 0; i < n; i++)
-        assert_close(expected[i], ad_tensor_get(t, i), rtol, atol);
-}
-
-/* Exact comparison that also tells +0 from -0 is not wanted here: == on doubles. */
-static void assert_exact(const ad_tensor *t, int64_t n, const double *expected)
-{
-    assert_non_null(t);
-    assert_int_equal(ad_tensor_numel(t), n);
-    for (int64_t i = 0; i < n; i++) {
-        double v = ad_tensor_get(t, i);
-        if (!(v == expected[i]))
-            fail_msg("element %lld is %.17g, expected exactly %.17g", (long long)i, v, expected[i]);
-    }
-}
-
-static void assert_message_has(const ad_tape *tape, const char *part)
-{
-    const char *m = ad_tape_message(tape);
-    if (!strstr(m, part))
-        fail_msg("tape message \"%s\" does not mention \"%s\"", m, part);
 }
 
 /* ---- Unary ops: values and derivatives against the formulas --------------------------- */
@@ -962,24 +898,6 @@ static void test_float32_and_float64_agree_to_float_precision(void **state)
                          g[1][i]);
     }
 }
-
-/* Each test gets a fresh tape in *state, freed even when the test fails. */
-static int tape_setup(void **state)
-{
-    ad_tape *tape = NULL;
-    if (ad_tape_create(&tape) != AD_OK)
-        return -1;
-    *state = tape;
-    return 0;
-}
-
-static int tape_teardown(void **state)
-{
-    ad_tape_free(*state);
-    return 0;
-}
-
-#define TAPE_TEST(f) cmocka_unit_test_setup_teardown(f, tape_setup, tape_teardown)
 
 int main(void)
 {

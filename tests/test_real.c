@@ -13,53 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- Helpers -------------------------------------------------------------------------- */
-
-static void assert_message_has(const ad_tape *tape, const char *part)
-{
-    const char *m = ad_tape_message(tape);
-    if (!strstr(m, part))
-        fail_msg("tape message \"%s\" does not mention \"%s\"", m, part);
-}
-
-/* An allocator that counts, and can fail: allocation number fail_at (1-based)
- * fails, and with fail_after every later one too. */
-typedef struct counting {
-    size_t allocs, frees, failures;
-    long live;
-    size_t fail_at;
-    bool fail_after;
-} counting;
-
-static void *counting_alloc(size_t size, void *ctx)
-{
-    counting *c = ctx;
-    c->allocs++;
-    if (c->fail_at && (c->allocs == c->fail_at || (c->fail_after && c->allocs > c->fail_at))) {
-        c->failures++;
-        return NULL;
-    }
-    void *p = malloc(size);
-    if (p)
-        c->live++;
-    return p;
-}
-
-static void counting_free(void *ptr, void *ctx)
-{
-    counting *c = ctx;
-    if (ptr) {
-        c->frees++;
-        c->live--;
-    }
-    free(ptr);
-}
-
-static ad_allocator allocator_of(counting *c)
-{
-    return (ad_allocator){counting_alloc, counting_free, c};
-}
-
 /* ---- The op table ------------------------------------------------------------------------
  * Each row: the ad_real op, the tensor op of the same name, a plain C
  * reference for the value, where random points are drawn, and special points
@@ -713,7 +666,7 @@ static void test_real_reset_makes_a_stale_handle_an_argument_error_with_a_messag
 static void test_real_reset_keeps_memory_so_equal_steps_allocate_nothing(void **state)
 {
     (void)state;
-    counting c = {0};
+    counting_allocator c = {0};
     ad_allocator a = allocator_of(&c);
     ad_tape *tape;
     assert_int_equal(ad_tape_create_with(&tape, &a), AD_OK);
@@ -751,7 +704,7 @@ static void test_real_out_of_memory_is_a_sticky_error_at_backward_for_every_allo
     bool succeeded = false;
     size_t failing_runs = 0;
     for (size_t k = 1; !succeeded && k < 100; k++) {
-        counting c = {.fail_at = k, .fail_after = true};
+        counting_allocator c = {.fail_at = k, .fail_after = true};
         ad_allocator a = allocator_of(&c);
         ad_tape *tape;
         ad_status s = ad_tape_create_with(&tape, &a);
@@ -794,14 +747,14 @@ static void test_real_a_reset_after_out_of_memory_lets_recording_succeed(void **
 {
     (void)state;
     /* Fail only the allocation of the third doubling of the node array. */
-    counting probe = {0};
+    counting_allocator probe = {0};
     ad_allocator pa = allocator_of(&probe);
     ad_tape *tape;
     assert_int_equal(ad_tape_create_with(&tape, &pa), AD_OK);
     size_t at_create = probe.allocs;
     ad_tape_free(tape);
 
-    counting c = {.fail_at = at_create + 3};
+    counting_allocator c = {.fail_at = at_create + 3};
     ad_allocator a = allocator_of(&c);
     assert_int_equal(ad_tape_create_with(&tape, &a), AD_OK);
     ad_real first;

@@ -11,37 +11,10 @@
 
 #include "autodiff/nn.h"
 
-static char dir[256];
-static int file_counter;
-
-static int make_dir(void **state)
-{
-    (void)state;
-    snprintf(dir, sizeof dir, "/tmp/ad_safetensors_XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
-}
-
-static int remove_dir(void **state)
-{
-    (void)state;
-    DIR *d = opendir(dir);
-    if (!d)
-        return -1;
-    struct dirent *e;
-    char path[600];
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-            remove(path);
-        }
-    closedir(d);
-    return rmdir(dir);
-}
-
 /* Number of files in the temporary dir (to see that no temp file is left). */
 static int files_in_dir(void)
 {
-    DIR *d = opendir(dir);
+    DIR *d = opendir(temp_dir);
     assert_non_null(d);
     int n = 0;
     struct dirent *e;
@@ -49,12 +22,6 @@ static int files_in_dir(void)
         n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
     closedir(d);
     return n;
-}
-
-static const char *new_path(char *buf, size_t size)
-{
-    snprintf(buf, size, "%s/f%d.safetensors", dir, file_counter++);
-    return buf;
 }
 
 static void write_bytes(const char *path, const void *bytes, size_t len)
@@ -325,7 +292,7 @@ static void test_save_refuses_bad_names_and_reports_io_errors(void **state)
     assert_int_equal(access(path, F_OK), -1); /* nothing written */
 
     char missing[400];
-    snprintf(missing, sizeof missing, "%s/no/such/dir/x.safetensors", dir);
+    snprintf(missing, sizeof missing, "%s/no/such/dir/x.safetensors", temp_dir);
     assert_int_equal(ad_safetensors_save(missing, 1, dup, ts, err, sizeof err), AD_ERR_IO);
     assert_non_null(strstr(err, "No such file"));
     assert_non_null(strstr(err, "ad_safetensors_save"));
@@ -333,7 +300,7 @@ static void test_save_refuses_bad_names_and_reports_io_errors(void **state)
     /* Renaming over a directory fails: the error is reported and the
      * temporary file removed. */
     char sub[400];
-    snprintf(sub, sizeof sub, "%s/subdir", dir);
+    snprintf(sub, sizeof sub, "%s/subdir", temp_dir);
     assert_int_equal(mkdir(sub, 0755), 0);
     int before = files_in_dir();
     assert_int_equal(ad_safetensors_save(sub, 1, dup, ts, err, sizeof err), AD_ERR_IO);
@@ -685,11 +652,11 @@ static void test_a_failing_load_of_several_tensors_changes_none(void **state)
     assert_int_equal(ad_safetensors_load(path, 1, &null_name, ts, err, sizeof err), AD_ERR_ARG);
     assert_int_equal(ad_safetensors_load(NULL, 1, names, ts, err, sizeof err), AD_ERR_ARG);
     char missing[400];
-    snprintf(missing, sizeof missing, "%s/missing.safetensors", dir);
+    snprintf(missing, sizeof missing, "%s/missing.safetensors", temp_dir);
     assert_int_equal(ad_safetensors_load(missing, 1, names, ts, err, sizeof err), AD_ERR_IO);
     assert_non_null(strstr(err, "No such file"));
     assert_non_null(strstr(err, missing));
-    assert_int_equal(ad_safetensors_load(dir, 1, names, ts, err, sizeof err), AD_ERR_IO);
+    assert_int_equal(ad_safetensors_load(temp_dir, 1, names, ts, err, sizeof err), AD_ERR_IO);
     /* No message buffer is fine. */
     assert_int_equal(ad_safetensors_load(missing, 1, names, ts, NULL, 0), AD_ERR_IO);
     assert_all(a, 7.0);
@@ -783,5 +750,5 @@ int main(void)
         cmocka_unit_test(test_a_failing_load_of_several_tensors_changes_none),
         cmocka_unit_test(test_unrequested_entries_of_other_dtypes_and_metadata_load_fine),
     };
-    return cmocka_run_group_tests(tests, make_dir, remove_dir);
+    return cmocka_run_group_tests(tests, temp_dir_create, temp_dir_remove);
 }

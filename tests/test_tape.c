@@ -8,54 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- Helpers -------------------------------------------------------------------- */
-
-static void assert_message_has(const ad_tape *tape, const char *part)
-{
-    const char *m = ad_tape_message(tape);
-    if (!strstr(m, part))
-        fail_msg("tape message \"%s\" does not mention \"%s\"", m, part);
-}
-
-/* An allocator that counts, and can fail: allocation number fail_at (1-based)
- * fails, and with fail_after every later one too. */
-typedef struct counting {
-    size_t allocs, frees;
-    long live;
-    size_t fail_at;
-    bool fail_after;
-    size_t failures;
-} counting;
-
-static void *counting_alloc(size_t size, void *ctx)
-{
-    counting *c = ctx;
-    c->allocs++;
-    if (c->fail_at && (c->allocs == c->fail_at || (c->fail_after && c->allocs > c->fail_at))) {
-        c->failures++;
-        return NULL;
-    }
-    void *p = malloc(size);
-    if (p)
-        c->live++;
-    return p;
-}
-
-static void counting_free(void *ptr, void *ctx)
-{
-    counting *c = ctx;
-    if (ptr) {
-        c->frees++;
-        c->live--;
-    }
-    free(ptr);
-}
-
-static ad_allocator allocator_of(counting *c)
-{
-    return (ad_allocator){counting_alloc, counting_free, c};
-}
-
 /* ---- Lifecycle ---------------------------------------------------------------------- */
 
 static void test_tape_create_and_free_with_no_error_and_free_accepts_null(void **state)
@@ -77,7 +29,7 @@ static void test_tape_create_and_free_with_no_error_and_free_accepts_null(void *
 static void test_tape_with_an_allocator_frees_all_it_allocated(void **state)
 {
     (void)state;
-    counting c = {0};
+    counting_allocator c = {0};
     ad_allocator a = allocator_of(&c);
     ad_tape *tape;
     assert_int_equal(ad_tape_create_with(&tape, &a), AD_OK);
@@ -129,7 +81,7 @@ static void test_reset_keeps_memory_so_later_steps_of_equal_size_allocate_nothin
     (void)state;
     static model_data d;
     model_data_fill(&d);
-    counting c = {0};
+    counting_allocator c = {0};
     ad_allocator a = allocator_of(&c);
     ad_tape *tape;
     ad_tensor *w, *b;
@@ -595,7 +547,7 @@ static void test_max_dims_work_and_one_more_is_a_shape_error(void **state)
  * doubles of other data on the tape (which moves the arena's block boundaries
  * to other ops); returns the first error or AD_OK, and the parameters'
  * gradients in grads[128]. Frees everything it made. */
-static ad_status train_with(counting *c, const model_data *d, int64_t pad, double *grads)
+static ad_status train_with(counting_allocator *c, const model_data *d, int64_t pad, double *grads)
 {
     ad_allocator a = allocator_of(c);
     ad_tape *tape = NULL;
@@ -637,13 +589,13 @@ static void allocation_sweep(bool fail_after)
     model_data_fill(&d);
     double want[128], got[128];
     for (int64_t pad = 0; pad <= 8192; pad += 256) {
-        counting ref = {0};
+        counting_allocator ref = {0};
         assert_int_equal(train_with(&ref, &d, pad, want), AD_OK);
         assert_int_equal(ref.live, 0);
         assert_true(ref.allocs >= 5);
         size_t succeeded = 0;
         for (size_t k = 1; k <= ref.allocs + 1; k++) {
-            counting c = {.fail_at = k, .fail_after = fail_after};
+            counting_allocator c = {.fail_at = k, .fail_after = fail_after};
             ad_status st = train_with(&c, &d, pad, got);
             if (c.live != 0)
                 fail_msg("pad %lld, failing allocation %zu: %ld allocations not freed",
