@@ -26,8 +26,7 @@ static ad_status check_output(ad_tape *tape, const ad_tensor *y, const ad_tensor
     if (seed->tape && seed->tape != tape)
         return ad__fail(tape, AD_ERR_TAPE, "backward: seed comes from another tape");
     if (seed->dtype != y->dtype || !ad__same_shape(seed, y))
-        return ad__fail(tape, AD_ERR_SHAPE,
-                        "backward: seed %s %s does not match output %s %s",
+        return ad__fail(tape, AD_ERR_SHAPE, "backward: seed %s %s does not match output %s %s",
                         ad_dtype_name((ad_dtype)seed->dtype), AD__SHAPE(seed, s0),
                         ad_dtype_name((ad_dtype)y->dtype), AD__SHAPE(y, s1));
     return AD_OK;
@@ -40,9 +39,8 @@ static ad_status accumulate(ad_tensor **slot, ad_tensor *g)
     return *slot ? AD_OK : AD_ERR_NOMEM;
 }
 
-ad_status ad__sweep(ad_tape *tape, size_t n_out, ad_tensor *const *outputs,
-                    ad_tensor *const *seeds, bool create_graph, bool retain_graph,
-                    ad_tensor ***grads_out)
+ad_status ad__sweep(ad_tape *tape, size_t n_out, ad_tensor *const *outputs, ad_tensor *const *seeds,
+                    bool create_graph, bool retain_graph, ad_tensor ***grads_out)
 {
     *grads_out = NULL;
     if (tape->status != AD_OK)
@@ -144,8 +142,8 @@ ad_status ad_backward(ad_tensor *y, const ad_backward_opts *opts)
     ad_backward_opts o = opts ? *opts : (ad_backward_opts){0};
     ad_tensor **G;
     ad_tensor *seeds[1] = {o.seed};
-    ad_status st = ad__sweep(tape, 1, &y, o.seed ? seeds : NULL, o.create_graph,
-                             o.retain_graph, &G);
+    ad_status st =
+        ad__sweep(tape, 1, &y, o.seed ? seeds : NULL, o.create_graph, o.retain_graph, &G);
     if (st != AD_OK)
         return st;
     bool was_enabled = tape->grad_enabled;

@@ -10,7 +10,7 @@ typedef struct check {
     ad_function f;
     void *ctx;
     size_t n;
-    double **values;    /* the inputs' values, perturbed in place */
+    double **values;          /* the inputs' values, perturbed in place */
     ad_tensor *const *shapes; /* the caller's inputs, for shapes */
 } check;
 
@@ -19,8 +19,7 @@ static ad_tensor *evaluate(ad_tape *tape, const check *c, ad_tensor **leaves)
 {
     for (size_t i = 0; i < c->n; i++) {
         const ad_tensor *x = c->shapes[i];
-        leaves[i] = ad_requires_grad(
-            ad_tensor_new(tape, AD_F64, x->ndim, x->shape, c->values[i]));
+        leaves[i] = ad_requires_grad(ad_tensor_new(tape, AD_F64, x->ndim, x->shape, c->values[i]));
         if (!leaves[i])
             return NULL;
     }
@@ -33,8 +32,7 @@ static void fail_message(ad_gradcheck_result *r, ad_tape *tape, const char *what
              tape && tape->message[0] ? tape->message : "function returned NULL");
 }
 
-static ad_status run_check(const check *c, const ad_gradcheck_opts *opts,
-                           ad_gradcheck_result *r)
+static ad_status run_check(const check *c, const ad_gradcheck_opts *opts, ad_gradcheck_result *r)
 {
     double eps = opts && opts->eps > 0 ? opts->eps : 1e-6;
     double atol = opts && opts->atol > 0 ? opts->atol : 1e-5;
@@ -148,8 +146,8 @@ static ad_status run_check(const check *c, const ad_gradcheck_opts *opts,
         r->error = 0;
     snprintf(r->message, sizeof r->message,
              "%s: worst at input %zu index %lld (output %lld): analytic %.10g, numeric %.10g",
-             r->passed ? "passed" : "FAILED", r->input, (long long)r->index,
-             (long long)r->output, r->analytic, r->numeric);
+             r->passed ? "passed" : "FAILED", r->input, (long long)r->index, (long long)r->output,
+             r->analytic, r->numeric);
 done:
     free(jac);
     free(grads);

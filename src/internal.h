@@ -15,8 +15,8 @@
  * op's family file; a row without one fails at link time. */
 
 enum {
-    AD_OPF_DIFF = 1,  /* has a gradient (checked by the gradcheck coverage test) */
-    AD_OPF_ALIAS = 2, /* output shares its input's data: forward sets y->data */
+    AD_OPF_DIFF = 1,     /* has a gradient (checked by the gradcheck coverage test) */
+    AD_OPF_ALIAS = 2,    /* output shares its input's data: forward sets y->data */
     AD_OPF_NO_DOUBLE = 4 /* backward is not itself differentiable */
 };
 
@@ -48,9 +48,9 @@ typedef struct ad__op {
 
 extern const ad__op ad__ops[AD_OP_COUNT];
 
-#define AD_OP(name, arity, flags)                                                          \
-    ad_status ad__##name##_shape(ad_tensor *y);                                             \
-    void ad__##name##_forward(ad_tensor *y);                                                \
+#define AD_OP(name, arity, flags)                                                                  \
+    ad_status ad__##name##_shape(ad_tensor *y);                                                    \
+    void ad__##name##_forward(ad_tensor *y);                                                       \
     void ad__##name##_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin);
 #include "ops.def"
 #undef AD_OP
@@ -75,15 +75,15 @@ typedef union ad__param {
 #define AD_NPARAM 4
 
 struct ad_tensor {
-    void *data;           /* numel elements, contiguous, row-major */
-    int64_t *shape;       /* ndim entries; often shared with an input */
-    ad_tensor **src;      /* nsrc inputs */
-    ad_tape *tape;        /* NULL for persistent tensors */
-    ad_tensor *grad;      /* leaves: accumulated gradient */
+    void *data;      /* numel elements, contiguous, row-major */
+    int64_t *shape;  /* ndim entries; often shared with an input */
+    ad_tensor **src; /* nsrc inputs */
+    ad_tape *tape;   /* NULL for persistent tensors */
+    ad_tensor *grad; /* leaves: accumulated gradient */
     int64_t numel;
     ad__param param[AD_NPARAM];
-    uint32_t id;          /* index in tape->nodes when RECORDED */
-    uint32_t generation;  /* tape generation at creation */
+    uint32_t id;         /* index in tape->nodes when RECORDED */
+    uint32_t generation; /* tape generation at creation */
     uint8_t op, dtype, ndim, flags;
     uint8_t nsrc;
     const ad_allocator *allocator; /* persistent tensors: how to free */
@@ -110,7 +110,7 @@ struct ad_tape {
     size_t n_reals, cap_reals, n_adjoints, cap_adjoints;
     ad__block *first, *current;
     size_t reserved, used_before_current;
-    ad_tensor **nodes;   /* recorded nodes in creation order */
+    ad_tensor **nodes; /* recorded nodes in creation order */
     size_t n_nodes, cap_nodes;
     uint32_t generation;
     bool grad_enabled;
@@ -118,7 +118,7 @@ struct ad_tape {
     char message[512];
 };
 
-void *ad__alloc(ad_tape *tape, size_t size);      /* 64-byte aligned; NULL + error on OOM */
+void *ad__alloc(ad_tape *tape, size_t size); /* 64-byte aligned; NULL + error on OOM */
 void *ad__alloc_zero(ad_tape *tape, size_t size);
 void *ad__heap_alloc(const ad_allocator *a, size_t size);
 void ad__heap_free(const ad_allocator *a, void *p);
@@ -195,8 +195,7 @@ ad_status ad__same_shape_rule(ad_tensor *y);
 /* Reads element i of t as double. */
 static inline double ad__get(const ad_tensor *t, int64_t i)
 {
-    return t->dtype == AD_F32 ? (double)((const float *)t->data)[i]
-                              : ((const double *)t->data)[i];
+    return t->dtype == AD_F32 ? (double)((const float *)t->data)[i] : ((const double *)t->data)[i];
 }
 static inline void ad__set(ad_tensor *t, int64_t i, double v)
 {
@@ -244,9 +243,8 @@ void ad__keepdim_shape(const ad_tensor *x, uint32_t mask, int64_t *out);
 void ad__strides(int ndim, const int64_t *shape, int64_t *strides);
 
 /* Gradient sweep shared by ad_backward and ad_grad. */
-ad_status ad__sweep(ad_tape *tape, size_t n_out, ad_tensor *const *outputs,
-                    ad_tensor *const *seeds, bool create_graph, bool retain_graph,
-                    ad_tensor ***grads_out);
+ad_status ad__sweep(ad_tape *tape, size_t n_out, ad_tensor *const *outputs, ad_tensor *const *seeds,
+                    bool create_graph, bool retain_graph, ad_tensor ***grads_out);
 
 /* ---- GEMM (ops_linalg.c) ---------------------------------------------------------
  * C[m,n] = op(A)[m,k] op(B)[k,n] for row-major A, B, C with leading dims lda,

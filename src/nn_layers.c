@@ -303,51 +303,51 @@ ad_status ad_nn_maxpool2d(ad_module **out, int kernel, int stride, int padding)
  * clipped to the image first, and the comparison is written so that the
  * compiler can use conditional moves: data-dependent branches here cost a
  * misprediction every few elements. */
-#define MAXPOOL_ARGMAX(T)                                                                  \
-    do {                                                                                   \
-        const T *restrict X = ad_tensor_data(x);                                           \
-        for (int64_t plane = 0; plane < n * c; plane++) {                                  \
-            const T *P = X + plane * h * w;                                                \
-            for (int64_t oh = 0; oh < ho; oh++) {                                          \
-                int64_t h0 = oh * st - p, h1 = h0 + k;                                     \
-                h0 = h0 < 0 ? 0 : h0;                                                      \
-                h1 = h1 > h ? h : h1;                                                      \
-                if (k == 2 && st == 2 && p == 0) {                                         \
-                    /* The common 2x2 window, unrolled: same rule, no loops. */            \
-                    const T *r0 = P + 2 * oh * w, *r1 = r0 + w;                            \
-                    for (int64_t ow = 0; ow < wo; ow++) {                                  \
-                        const T *q0 = r0 + 2 * ow, *q1 = r1 + 2 * ow;                      \
-                        int64_t best = 2 * oh * w + 2 * ow;                                \
-                        T best_v = q0[0];                                                  \
-                        bool take = !(q0[1] <= best_v) & (best_v == best_v);               \
-                        best = take ? best + 1 : best;                                     \
-                        best_v = take ? q0[1] : best_v;                                    \
-                        take = !(q1[0] <= best_v) & (best_v == best_v);                    \
-                        best = take ? 2 * oh * w + w + 2 * ow : best;                      \
-                        best_v = take ? q1[0] : best_v;                                    \
-                        take = !(q1[1] <= best_v) & (best_v == best_v);                    \
-                        best = take ? 2 * oh * w + w + 2 * ow + 1 : best;                  \
-                        idx[(plane * ho + oh) * wo + ow] = best;                           \
-                    }                                                                      \
-                    continue;                                                              \
-                }                                                                          \
-                for (int64_t ow = 0; ow < wo; ow++) {                                      \
-                    int64_t w0 = ow * st - p, w1 = w0 + k;                                 \
-                    w0 = w0 < 0 ? 0 : w0;                                                  \
-                    w1 = w1 > w ? w : w1;                                                  \
-                    int64_t best = h0 * w + w0;                                            \
-                    T best_v = P[best];                                                    \
-                    for (int64_t ih = h0; ih < h1; ih++)                                   \
-                        for (int64_t iw = w0; iw < w1; iw++) {                             \
-                            T v = P[ih * w + iw];                                          \
-                            bool take = !(v <= best_v) & (best_v == best_v);               \
-                            best = take ? ih * w + iw : best;                              \
-                            best_v = take ? v : best_v;                                    \
-                        }                                                                  \
-                    idx[(plane * ho + oh) * wo + ow] = best;                               \
-                }                                                                          \
-            }                                                                              \
-        }                                                                                  \
+#define MAXPOOL_ARGMAX(T)                                                                          \
+    do {                                                                                           \
+        const T *restrict X = ad_tensor_data(x);                                                   \
+        for (int64_t plane = 0; plane < n * c; plane++) {                                          \
+            const T *P = X + plane * h * w;                                                        \
+            for (int64_t oh = 0; oh < ho; oh++) {                                                  \
+                int64_t h0 = oh * st - p, h1 = h0 + k;                                             \
+                h0 = h0 < 0 ? 0 : h0;                                                              \
+                h1 = h1 > h ? h : h1;                                                              \
+                if (k == 2 && st == 2 && p == 0) {                                                 \
+                    /* The common 2x2 window, unrolled: same rule, no loops. */                    \
+                    const T *r0 = P + 2 * oh * w, *r1 = r0 + w;                                    \
+                    for (int64_t ow = 0; ow < wo; ow++) {                                          \
+                        const T *q0 = r0 + 2 * ow, *q1 = r1 + 2 * ow;                              \
+                        int64_t best = 2 * oh * w + 2 * ow;                                        \
+                        T best_v = q0[0];                                                          \
+                        bool take = !(q0[1] <= best_v) & (best_v == best_v);                       \
+                        best = take ? best + 1 : best;                                             \
+                        best_v = take ? q0[1] : best_v;                                            \
+                        take = !(q1[0] <= best_v) & (best_v == best_v);                            \
+                        best = take ? 2 * oh * w + w + 2 * ow : best;                              \
+                        best_v = take ? q1[0] : best_v;                                            \
+                        take = !(q1[1] <= best_v) & (best_v == best_v);                            \
+                        best = take ? 2 * oh * w + w + 2 * ow + 1 : best;                          \
+                        idx[(plane * ho + oh) * wo + ow] = best;                                   \
+                    }                                                                              \
+                    continue;                                                                      \
+                }                                                                                  \
+                for (int64_t ow = 0; ow < wo; ow++) {                                              \
+                    int64_t w0 = ow * st - p, w1 = w0 + k;                                         \
+                    w0 = w0 < 0 ? 0 : w0;                                                          \
+                    w1 = w1 > w ? w : w1;                                                          \
+                    int64_t best = h0 * w + w0;                                                    \
+                    T best_v = P[best];                                                            \
+                    for (int64_t ih = h0; ih < h1; ih++)                                           \
+                        for (int64_t iw = w0; iw < w1; iw++) {                                     \
+                            T v = P[ih * w + iw];                                                  \
+                            bool take = !(v <= best_v) & (best_v == best_v);                       \
+                            best = take ? ih * w + iw : best;                                      \
+                            best_v = take ? v : best_v;                                            \
+                        }                                                                          \
+                    idx[(plane * ho + oh) * wo + ow] = best;                                       \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
     } while (0)
 
 static ad_tensor *maxpool2d_forward(ad_module *m, ad_tape *tape, ad_tensor *x)

@@ -3,7 +3,7 @@
 #include "internal.h"
 
 const ad__op ad__ops[AD_OP_COUNT] = {
-#define AD_OP(name, arity, flags)                                                          \
+#define AD_OP(name, arity, flags)                                                                  \
     {#name, arity, flags, ad__##name##_shape, ad__##name##_forward, ad__##name##_backward},
 #include "ops.def"
 #undef AD_OP
@@ -52,8 +52,8 @@ ad_status ad__axes_mask(ad_tape *tape, const char *op, const ad_tensor *x, int n
     for (int i = 0; i < n_axes; i++) {
         int a = ad__axis(axes[i], x->ndim);
         if (a < 0)
-            return ad__fail(tape, AD_ERR_AXIS, "%s: axis %d out of range for shape %s", op,
-                            axes[i], AD__SHAPE(x, s));
+            return ad__fail(tape, AD_ERR_AXIS, "%s: axis %d out of range for shape %s", op, axes[i],
+                            AD__SHAPE(x, s));
         if (*mask & (1u << a))
             return ad__fail(tape, AD_ERR_AXIS, "%s: axis %d repeated for shape %s", op, axes[i],
                             AD__SHAPE(x, s));
@@ -211,8 +211,8 @@ static ad_tensor *apply(int op, int nsrc, ad_tensor *const *src, const ad__param
     y->numel = ad__numel(y->ndim, y->shape);
     if (y->numel < 0) {
         char s[AD__SHAPE_BUF];
-        ad__fail(tape, AD_ERR_NOMEM, "%s: result shape %s has too many elements",
-                 ad__ops[op].name, AD__SHAPE(y, s));
+        ad__fail(tape, AD_ERR_NOMEM, "%s: result shape %s has too many elements", ad__ops[op].name,
+                 AD__SHAPE(y, s));
         return NULL;
     }
     if (!(ad__ops[op].flags & AD_OPF_ALIAS)) {

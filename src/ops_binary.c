@@ -44,52 +44,52 @@ void ad__bcast_row(const ad__bcast *b, int64_t row, int64_t *offsets)
 
 /* y = expr(a, b) over [begin, end) when each operand has y's size or is a
  * single element: flat loops the compiler vectorises, safe to split. */
-#define BINARY_FLAT(T, expr, begin, end)                                                   \
-    do {                                                                                   \
-        const ad_tensor *ta_ = y->src[0], *tb_ = y->src[1];                                \
-        const T *restrict A_ = ta_->data, *restrict B_ = tb_->data;                        \
-        T *restrict Y_ = y->data;                                                          \
-        const int64_t e_ = (end);                                                          \
-        if (ta_->numel == y->numel && tb_->numel == y->numel) {                            \
-            for (int64_t i_ = (begin); i_ < e_; i_++) {                                    \
-                const T a = A_[i_], b = B_[i_];                                            \
-                Y_[i_] = (T)(expr);                                                        \
-            }                                                                              \
-        } else if (tb_->numel == 1) {                                                      \
-            const T b = B_[0];                                                             \
-            for (int64_t i_ = (begin); i_ < e_; i_++) {                                    \
-                const T a = A_[i_];                                                        \
-                Y_[i_] = (T)(expr);                                                        \
-            }                                                                              \
-        } else {                                                                           \
-            const T a = A_[0];                                                             \
-            for (int64_t i_ = (begin); i_ < e_; i_++) {                                    \
-                const T b = B_[i_];                                                        \
-                Y_[i_] = (T)(expr);                                                        \
-            }                                                                              \
-        }                                                                                  \
+#define BINARY_FLAT(T, expr, begin, end)                                                           \
+    do {                                                                                           \
+        const ad_tensor *ta_ = y->src[0], *tb_ = y->src[1];                                        \
+        const T *restrict A_ = ta_->data, *restrict B_ = tb_->data;                                \
+        T *restrict Y_ = y->data;                                                                  \
+        const int64_t e_ = (end);                                                                  \
+        if (ta_->numel == y->numel && tb_->numel == y->numel) {                                    \
+            for (int64_t i_ = (begin); i_ < e_; i_++) {                                            \
+                const T a = A_[i_], b = B_[i_];                                                    \
+                Y_[i_] = (T)(expr);                                                                \
+            }                                                                                      \
+        } else if (tb_->numel == 1) {                                                              \
+            const T b = B_[0];                                                                     \
+            for (int64_t i_ = (begin); i_ < e_; i_++) {                                            \
+                const T a = A_[i_];                                                                \
+                Y_[i_] = (T)(expr);                                                                \
+            }                                                                                      \
+        } else {                                                                                   \
+            const T a = A_[0];                                                                     \
+            for (int64_t i_ = (begin); i_ < e_; i_++) {                                            \
+                const T b = B_[i_];                                                                \
+                Y_[i_] = (T)(expr);                                                                \
+            }                                                                                      \
+        }                                                                                          \
     } while (0)
 
 /* y = expr(a, b) with general broadcasting: row by row over the iterator. */
-#define BINARY_BROADCAST(T, expr)                                                          \
-    do {                                                                                   \
-        const T *A_ = y->src[0]->data, *B_ = y->src[1]->data;                              \
-        T *Y_ = y->data;                                                                   \
-        {                                                                                  \
-            ad__bcast bc_;                                                                 \
-            ad__bcast_init(&bc_, y, 2, y->src);                                            \
-            int64_t off_[3];                                                               \
-            for (int64_t r_ = 0; r_ < bc_.outer; r_++) {                                   \
-                ad__bcast_row(&bc_, r_, off_);                                             \
-                const T *ar_ = A_ + off_[0], *br_ = B_ + off_[1];                          \
-                T *yr_ = Y_ + r_ * bc_.inner;                                              \
-                int64_t sa_ = bc_.inner_stride[0], sb_ = bc_.inner_stride[1];              \
-                for (int64_t i_ = 0; i_ < bc_.inner; i_++) {                               \
-                    const T a = ar_[i_ * sa_], b = br_[i_ * sb_];                          \
-                    yr_[i_] = (T)(expr);                                                   \
-                }                                                                          \
-            }                                                                              \
-        }                                                                                  \
+#define BINARY_BROADCAST(T, expr)                                                                  \
+    do {                                                                                           \
+        const T *A_ = y->src[0]->data, *B_ = y->src[1]->data;                                      \
+        T *Y_ = y->data;                                                                           \
+        {                                                                                          \
+            ad__bcast bc_;                                                                         \
+            ad__bcast_init(&bc_, y, 2, y->src);                                                    \
+            int64_t off_[3];                                                                       \
+            for (int64_t r_ = 0; r_ < bc_.outer; r_++) {                                           \
+                ad__bcast_row(&bc_, r_, off_);                                                     \
+                const T *ar_ = A_ + off_[0], *br_ = B_ + off_[1];                                  \
+                T *yr_ = Y_ + r_ * bc_.inner;                                                      \
+                int64_t sa_ = bc_.inner_stride[0], sb_ = bc_.inner_stride[1];                      \
+                for (int64_t i_ = 0; i_ < bc_.inner; i_++) {                                       \
+                    const T a = ar_[i_ * sa_], b = br_[i_ * sb_];                                  \
+                    yr_[i_] = (T)(expr);                                                           \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
     } while (0)
 
 /* True when BINARY_FLAT applies: each operand is y's size or one element. */
@@ -127,27 +127,27 @@ static ad_status broadcast_rule(ad_tensor *y)
 }
 
 /* The forward: flat cases in parts on the thread pool when y is large. */
-#define BINARY_OP(name, grain, expr)                                                           \
-    ad_status ad__##name##_shape(ad_tensor *y)                                             \
-    {                                                                                      \
-        return broadcast_rule(y);                                                          \
-    }                                                                                      \
-    static void name##_range(void *ctx, int64_t begin, int64_t end)                        \
-    {                                                                                      \
-        ad_tensor *y = ctx;                                                                \
-        if (y->dtype == AD_F32)                                                            \
-            BINARY_FLAT(float, expr, begin, end);                                          \
-        else                                                                               \
-            BINARY_FLAT(double, expr, begin, end);                                         \
-    }                                                                                      \
-    void ad__##name##_forward(ad_tensor *y)                                                \
-    {                                                                                      \
-        if (flat_operands(y))                                                              \
-            ad__parallel_for(y->numel, grain, name##_range, y);                            \
-        else if (y->dtype == AD_F32)                                                       \
-            BINARY_BROADCAST(float, expr);                                                 \
-        else                                                                               \
-            BINARY_BROADCAST(double, expr);                                                \
+#define BINARY_OP(name, grain, expr)                                                               \
+    ad_status ad__##name##_shape(ad_tensor *y)                                                     \
+    {                                                                                              \
+        return broadcast_rule(y);                                                                  \
+    }                                                                                              \
+    static void name##_range(void *ctx, int64_t begin, int64_t end)                                \
+    {                                                                                              \
+        ad_tensor *y = ctx;                                                                        \
+        if (y->dtype == AD_F32)                                                                    \
+            BINARY_FLAT(float, expr, begin, end);                                                  \
+        else                                                                                       \
+            BINARY_FLAT(double, expr, begin, end);                                                 \
+    }                                                                                              \
+    void ad__##name##_forward(ad_tensor *y)                                                        \
+    {                                                                                              \
+        if (flat_operands(y))                                                                      \
+            ad__parallel_for(y->numel, grain, name##_range, y);                                    \
+        else if (y->dtype == AD_F32)                                                               \
+            BINARY_BROADCAST(float, expr);                                                         \
+        else                                                                                       \
+            BINARY_BROADCAST(double, expr);                                                        \
     }
 
 static ad_tensor *binary(int op, ad_tensor *a, ad_tensor *b)
@@ -212,7 +212,7 @@ ad_tensor *ad_sub(ad_tensor *a, ad_tensor *b)
 
 /* ---- mul ---------------------------------------------------------------------------- */
 // da = reduce_to(a, dy * b)      db = reduce_to(b, dy * a)
-BINARY_OP(mul, AD__GRAIN_CHEAP, a * b)
+BINARY_OP(mul, AD__GRAIN_CHEAP, a *b)
 
 void ad__mul_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
@@ -322,8 +322,7 @@ static double other_share_if_less(double a, double b)
 }
 
 static void select_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin,
-                            double (*share_a)(double, double),
-                            double (*share_b)(double, double))
+                            double (*share_a)(double, double), double (*share_b)(double, double))
 {
     if (y->src[0]->flags & AD_TF_RECORDED)
         gin[0] = ad__reduce_to(ad_mul(gy, mask_of(y, share_a)), y->src[0]);

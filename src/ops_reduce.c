@@ -123,34 +123,33 @@ static ad_tensor *keepdim_view(ad_tensor *g, const ad_tensor *y)
 
 /* Runs a per-group kernel for both dtypes. Inside BODY: T, X (input), Y
  * (output), p (plan), n (group size), o (group), at(r) reads element r. */
-#define REDUCE_GROUPS(y, BODY)                                                             \
-    do {                                                                                   \
-        ad__reduce_plan p;                                                                 \
-        if (ad__reduce_plan_make((y)->tape, (y)->src[0], (uint32_t)(y)->param[0].i, &p) != \
-            AD_OK)                                                                         \
-            return;                                                                        \
-        if ((y)->dtype == AD_F32) {                                                        \
-            typedef float T;                                                               \
-            BODY                                                                           \
-        } else {                                                                           \
-            typedef double T;                                                              \
-            BODY                                                                           \
-        }                                                                                  \
+#define REDUCE_GROUPS(y, BODY)                                                                     \
+    do {                                                                                           \
+        ad__reduce_plan p;                                                                         \
+        if (ad__reduce_plan_make((y)->tape, (y)->src[0], (uint32_t)(y)->param[0].i, &p) != AD_OK)  \
+            return;                                                                                \
+        if ((y)->dtype == AD_F32) {                                                                \
+            typedef float T;                                                                       \
+            BODY                                                                                   \
+        } else {                                                                                   \
+            typedef double T;                                                                      \
+            BODY                                                                                   \
+        }                                                                                          \
     } while (0)
 
-#define GROUP_LOOP(init, step, finish)                                                     \
-    {                                                                                      \
-        const T *X = y->src[0]->data;                                                      \
-        T *Y = y->data;                                                                    \
-        for (int64_t o = 0; o < p.n_out; o++) {                                            \
-            const T *G = X + ad__plan_base(&p, o);                                         \
-            init;                                                                          \
-            for (int64_t r = 0; r < p.n_red; r++) {                                        \
-                double v = (double)G[ad__plan_off(&p, r)];                                 \
-                step;                                                                      \
-            }                                                                              \
-            finish;                                                                        \
-        }                                                                                  \
+#define GROUP_LOOP(init, step, finish)                                                             \
+    {                                                                                              \
+        const T *X = y->src[0]->data;                                                              \
+        T *Y = y->data;                                                                            \
+        for (int64_t o = 0; o < p.n_out; o++) {                                                    \
+            const T *G = X + ad__plan_base(&p, o);                                                 \
+            init;                                                                                  \
+            for (int64_t r = 0; r < p.n_red; r++) {                                                \
+                double v = (double)G[ad__plan_off(&p, r)];                                         \
+                step;                                                                              \
+            }                                                                                      \
+            finish;                                                                                \
+        }                                                                                          \
     }
 
 /* ---- sum ------------------------------------------------------------------------------ */
@@ -170,7 +169,16 @@ static bool reduces_leading(const ad_tensor *x, uint32_t mask)
     return d > 0 && (mask >> d) == 0;
 }
 
-#define SUM_ROWS(T)                                                                            do {                                                                                           const T *X = x->data;                                                                      T *Y = y->data;                                                                            for (int64_t o = 0; o < n_out; o++)                                                            Y[o] = 0;                                                                              for (int64_t r = 0; r < n_rows; r++)                                                           for (int64_t o = 0; o < n_out; o++)                                                            Y[o] += X[r * n_out + o];                                                      } while (0)
+#define SUM_ROWS(T)                                                                                \
+    do {                                                                                           \
+        const T *X = x->data;                                                                      \
+        T *Y = y->data;                                                                            \
+        for (int64_t o = 0; o < n_out; o++)                                                        \
+            Y[o] = 0;                                                                              \
+        for (int64_t r = 0; r < n_rows; r++)                                                       \
+            for (int64_t o = 0; o < n_out; o++)                                                    \
+                Y[o] += X[r * n_out + o];                                                          \
+    } while (0)
 
 void ad__sum_forward(ad_tensor *y)
 {
@@ -214,8 +222,7 @@ ad_status ad__max_shape(ad_tensor *y)
 void ad__max_forward(ad_tensor *y)
 {
     /* NaN wins, as in PyTorch. */
-    REDUCE_GROUPS(y, GROUP_LOOP(double m = -INFINITY,
-                                if (v > m || v != v) m = v;
+    REDUCE_GROUPS(y, GROUP_LOOP(double m = -INFINITY, if (v > m || v != v) m = v;
                                 if (m != m) break, Y[o] = (T)m));
 }
 

@@ -42,8 +42,7 @@ ad_tensor *ad_reshape(ad_tensor *x, int ndim, const int64_t *shape)
     ad_tape *tape = x->tape;
     char s0[AD__SHAPE_BUF], s1[AD__SHAPE_BUF];
     if (ndim < 0 || ndim > AD_MAX_DIMS || (ndim && !shape)) {
-        ad__fail(tape, AD_ERR_SHAPE, "reshape: bad target rank %d for %s", ndim,
-                 AD__SHAPE(x, s0));
+        ad__fail(tape, AD_ERR_SHAPE, "reshape: bad target rank %d for %s", ndim, AD__SHAPE(x, s0));
         return NULL;
     }
     int64_t *out = ad__copy_i64(tape, shape, (size_t)ndim);
@@ -168,8 +167,8 @@ ad_tensor *ad_sum_to(ad_tensor *x, int ndim, const int64_t *shape)
     char s0[AD__SHAPE_BUF], s1[AD__SHAPE_BUF];
     if (ndim < 0 || ndim > AD_MAX_DIMS || (ndim && !shape) ||
         !broadcasts_to(ndim, shape, x->ndim, x->shape)) {
-        ad__fail(x->tape, AD_ERR_SHAPE, "sum_to: shape %s does not reduce to %s",
-                 AD__SHAPE(x, s0), ad__shape_str(s1, ndim, shape));
+        ad__fail(x->tape, AD_ERR_SHAPE, "sum_to: shape %s does not reduce to %s", AD__SHAPE(x, s0),
+                 ad__shape_str(s1, ndim, shape));
         return NULL;
     }
     int axes[AD_MAX_DIMS], n = 0, lead = x->ndim - ndim;

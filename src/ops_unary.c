@@ -7,36 +7,36 @@
 
 /* y = expr(x, p) elementwise over [begin, end), for T in {float, double};
  * p is param[0].f. */
-#define UNARY_LOOP(T, expr, begin, end)                                                    \
-    do {                                                                                   \
-        const T *restrict X_ = y->src[0]->data;                                            \
-        T *restrict Y_ = y->data;                                                          \
-        const T p = (T)y->param[0].f;                                                      \
-        const int64_t e_ = (end);                                                          \
-        (void)p;                                                                           \
-        for (int64_t i_ = (begin); i_ < e_; i_++) {                                        \
-            const T x = X_[i_];                                                            \
-            Y_[i_] = (T)(expr);                                                            \
-        }                                                                                  \
+#define UNARY_LOOP(T, expr, begin, end)                                                            \
+    do {                                                                                           \
+        const T *restrict X_ = y->src[0]->data;                                                    \
+        T *restrict Y_ = y->data;                                                                  \
+        const T p = (T)y->param[0].f;                                                              \
+        const int64_t e_ = (end);                                                                  \
+        (void)p;                                                                                   \
+        for (int64_t i_ = (begin); i_ < e_; i_++) {                                                \
+            const T x = X_[i_];                                                                    \
+            Y_[i_] = (T)(expr);                                                                    \
+        }                                                                                          \
     } while (0)
 
 /* The forward runs in parts on the thread pool when y is large. */
-#define UNARY_OP(name, grain, expr)                                                            \
-    ad_status ad__##name##_shape(ad_tensor *y)                                             \
-    {                                                                                      \
-        return ad__same_shape_rule(y);                                                     \
-    }                                                                                      \
-    static void name##_range(void *ctx, int64_t begin, int64_t end)                        \
-    {                                                                                      \
-        ad_tensor *y = ctx;                                                                \
-        if (y->dtype == AD_F32)                                                            \
-            UNARY_LOOP(float, expr, begin, end);                                           \
-        else                                                                               \
-            UNARY_LOOP(double, expr, begin, end);                                          \
-    }                                                                                      \
-    void ad__##name##_forward(ad_tensor *y)                                                \
-    {                                                                                      \
-        ad__parallel_for(y->numel, grain, name##_range, y);                                \
+#define UNARY_OP(name, grain, expr)                                                                \
+    ad_status ad__##name##_shape(ad_tensor *y)                                                     \
+    {                                                                                              \
+        return ad__same_shape_rule(y);                                                             \
+    }                                                                                              \
+    static void name##_range(void *ctx, int64_t begin, int64_t end)                                \
+    {                                                                                              \
+        ad_tensor *y = ctx;                                                                        \
+        if (y->dtype == AD_F32)                                                                    \
+            UNARY_LOOP(float, expr, begin, end);                                                   \
+        else                                                                                       \
+            UNARY_LOOP(double, expr, begin, end);                                                  \
+    }                                                                                              \
+    void ad__##name##_forward(ad_tensor *y)                                                        \
+    {                                                                                              \
+        ad__parallel_for(y->numel, grain, name##_range, y);                                        \
     }
 
 static ad_tensor *unary(int op, ad_tensor *x, double p)
@@ -139,7 +139,7 @@ ad_tensor *ad_sqrt(ad_tensor *x)
 
 /* ---- square -------------------------------------------------------------------- */
 // dx = 2 x dy
-UNARY_OP(square, AD__GRAIN_CHEAP, x * x)
+UNARY_OP(square, AD__GRAIN_CHEAP, x *x)
 
 void ad__square_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
@@ -294,8 +294,9 @@ void ad__gelu_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
     ad_tensor *u = ad_mul_scalar(ad_add(x, ad_mul_scalar(ad_mul(x, x2), GELU_A)), GELU_C);
     ad_tensor *t = ad_tanh(u);
     ad_tensor *du = ad_mul_scalar(ad_add_scalar(ad_mul_scalar(x2, 3 * GELU_A), 1.0), GELU_C);
-    ad_tensor *d = ad_add(ad_mul_scalar(ad_add_scalar(t, 1.0), 0.5),
-                          ad_mul(ad_mul_scalar(x, 0.5), ad_mul(ad_rsub_scalar(ad_square(t), 1.0), du)));
+    ad_tensor *d =
+        ad_add(ad_mul_scalar(ad_add_scalar(t, 1.0), 0.5),
+               ad_mul(ad_mul_scalar(x, 0.5), ad_mul(ad_rsub_scalar(ad_square(t), 1.0), du)));
     gin[0] = ad_mul(gy, d);
 }
 

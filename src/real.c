@@ -17,8 +17,7 @@
 #define MAX_REALS ((size_t)UINT32_MAX)
 
 /* Grows an array of `size`-byte items to hold at least need (doubling). */
-static bool grow(ad_tape *tape, void **array, size_t *cap, size_t need, size_t size,
-                 size_t keep)
+static bool grow(ad_tape *tape, void **array, size_t *cap, size_t need, size_t size, size_t keep)
 {
     size_t n = *cap ? *cap : 1024;
     while (n < need)
@@ -67,8 +66,8 @@ static ad_real record_grow(ad_tape *tape, double value, uint32_t a, double da, u
         tape->n_reals = 1;
     }
     if (tape->n_reals == tape->cap_reals &&
-        !grow(tape, (void **)&tape->reals, &tape->cap_reals, tape->n_reals + 1,
-              sizeof *tape->reals, tape->n_reals))
+        !grow(tape, (void **)&tape->reals, &tape->cap_reals, tape->n_reals + 1, sizeof *tape->reals,
+              tape->n_reals))
         return no_memory(tape, value);
     return store(tape, value, a, da, b, db);
 }

@@ -51,8 +51,7 @@ static ad_status check_shape(ad_tape *tape, const char *op, int ndim, const int6
     int64_t n = 1;
     for (int i = 0; i < ndim; i++) {
         if (shape[i] < 0)
-            return ad__fail(tape, AD_ERR_SHAPE, "%s: negative dim %lld", op,
-                            (long long)shape[i]);
+            return ad__fail(tape, AD_ERR_SHAPE, "%s: negative dim %lld", op, (long long)shape[i]);
         if (shape[i] && n > INT64_MAX / 16 / shape[i])
             return ad__fail(tape, AD_ERR_SHAPE, "%s: too many elements", op);
         n *= shape[i];
@@ -219,8 +218,8 @@ static ad_tensor *persistent_new(ad_dtype dtype, int ndim, const int64_t *shape,
     int64_t numel = ad__numel(ndim, shape);
     if (numel < 0)
         return NULL;
-    size_t head = (sizeof(ad_tensor) + sizeof(ad_allocator) + (size_t)ndim * sizeof(int64_t) +
-                   63) & ~(size_t)63;
+    size_t head = (sizeof(ad_tensor) + sizeof(ad_allocator) + (size_t)ndim * sizeof(int64_t) + 63) &
+                  ~(size_t)63;
     size_t bytes = head + (size_t)numel * ad_dtype_size(dtype) + 64;
     unsigned char *mem = ad__heap_alloc(allocator, bytes);
     if (!mem)

@@ -17,14 +17,14 @@ typedef struct grad_case {
     int n_inputs;
     int ndim[CASE_MAX_INPUTS];
     int64_t shape[CASE_MAX_INPUTS][AD_MAX_DIMS];
-    double lo, hi;    /* inputs are uniform in [lo, hi); both 0 means [-1, 1) */
-    double atol, rtol; /* 0: gradcheck defaults */
+    double lo, hi;         /* inputs are uniform in [lo, hi); both 0 means [-1, 1) */
+    double atol, rtol;     /* 0: gradcheck defaults */
     bool first_order_only; /* skip gradgradcheck (say why in name) */
 } grad_case;
 
 /* Each family file defines one table and its length. */
-#define GRAD_CASE_TABLE(family)                                                            \
-    extern const grad_case cases_##family[];                                               \
+#define GRAD_CASE_TABLE(family)                                                                    \
+    extern const grad_case cases_##family[];                                                       \
     extern const size_t n_cases_##family;
 
 GRAD_CASE_TABLE(elementwise)

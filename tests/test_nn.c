@@ -700,8 +700,8 @@ static void test_maxpool2d_fast_and_general_paths_agree_on_ties_and_nans(void **
             brute_force_pool(x, H, W, k, st, expected, arg);
             ad_tape *tape = test_tape();
             ad_dtype dtype = dt ? AD_F64 : AD_F32;
-            ad_tensor *xt =
-                ad_requires_grad(ad_tensor_from_doubles(tape, dtype, 4, (int64_t[]){1, 1, H, W}, x));
+            ad_tensor *xt = ad_requires_grad(
+                ad_tensor_from_doubles(tape, dtype, 4, (int64_t[]){1, 1, H, W}, x));
             ad_module *m = NULL;
             assert_int_equal(ad_nn_maxpool2d(&m, k, st, 0), AD_OK);
             ad_tensor *y = ad_nn_forward(m, tape, xt);
@@ -1191,10 +1191,10 @@ static void test_optimizer_skips_frozen_tensors(void **state)
     assert_int_equal(ad_tensor_set_requires_grad(w, false), AD_OK);
     ad_tensor *params[2] = {w, b};
     ad_optim *opt = NULL;
-    assert_int_equal(ad_optim_sgd_params(&opt, 2, params,
-                                         &(ad_sgd_config){.lr = 0.1, .momentum = 0.9,
-                                                          .weight_decay = 0.5}),
-                     AD_OK);
+    assert_int_equal(
+        ad_optim_sgd_params(&opt, 2, params,
+                            &(ad_sgd_config){.lr = 0.1, .momentum = 0.9, .weight_decay = 0.5}),
+        AD_OK);
     ad_tape *tape = test_tape();
     /* loss = sum(w * b): with both frozen, nothing on the tape requires grad. */
     ad_tensor *loss = ad_sum_all(ad_mul(ad_tape_use(tape, w), b));

@@ -19,15 +19,14 @@
 #include "autodiff/autodiff.h"
 
 /* CMocka 1.1.5 has no assert_double_equal: one helper that prints both values. */
-#define assert_close(expected, actual, rtol, atol)                                         \
+#define assert_close(expected, actual, rtol, atol)                                                 \
     assert_close_at((expected), (actual), (rtol), (atol), #actual, __FILE__, __LINE__)
 
 static inline void assert_close_at(double expected, double actual, double rtol, double atol,
                                    const char *what, const char *file, int line)
 {
     bool ok = fabs(expected - actual) <= atol + rtol * fabs(expected) ||
-              (isnan(expected) && isnan(actual)) ||
-              (isinf(expected) && expected == actual);
+              (isnan(expected) && isnan(actual)) || (isinf(expected) && expected == actual);
     if (!ok) {
         print_error("%s:%d: %s = %.17g, expected %.17g (rtol %g, atol %g)\n", file, line, what,
                     actual, expected, rtol, atol);
@@ -248,8 +247,8 @@ static inline double test_uniform(uint64_t *state, double lo, double hi)
 }
 
 /* A float64 tape tensor of the given shape with values in [lo, hi). */
-static inline ad_tensor *test_random(ad_tape *tape, uint64_t *state, int ndim,
-                                     const int64_t *shape, double lo, double hi)
+static inline ad_tensor *test_random(ad_tape *tape, uint64_t *state, int ndim, const int64_t *shape,
+                                     double lo, double hi)
 {
     ad_tensor *t = ad_tensor_new(tape, AD_F64, ndim, shape, NULL);
     assert_non_null(t);

@@ -64,19 +64,19 @@ extern "C" {
 /* ==== Status codes ======================================================== */
 
 /* One list: the enum and the messages of ad_status_string come from it. */
-#define AD_STATUS_LIST(X)                                                                 \
-    X(AD_OK, "ok")                                                                        \
-    X(AD_ERR_NOMEM, "out of memory")                                                      \
-    X(AD_ERR_SHAPE, "shape mismatch")                                                     \
-    X(AD_ERR_DTYPE, "dtype mismatch")                                                     \
-    X(AD_ERR_AXIS, "bad axis")                                                            \
-    X(AD_ERR_ARG, "bad argument")                                                         \
-    X(AD_ERR_NULL, "NULL tensor (an earlier op failed)")                                  \
-    X(AD_ERR_TAPE, "tensors from different tapes, or no tape")                            \
-    X(AD_ERR_NO_GRAD, "tensor does not require grad")                                     \
-    X(AD_ERR_FREED, "graph already freed")                                                \
-    X(AD_ERR_UNSUPPORTED, "not supported")                                                \
-    X(AD_ERR_IO, "input/output error")                                                    \
+#define AD_STATUS_LIST(X)                                                                          \
+    X(AD_OK, "ok")                                                                                 \
+    X(AD_ERR_NOMEM, "out of memory")                                                               \
+    X(AD_ERR_SHAPE, "shape mismatch")                                                              \
+    X(AD_ERR_DTYPE, "dtype mismatch")                                                              \
+    X(AD_ERR_AXIS, "bad axis")                                                                     \
+    X(AD_ERR_ARG, "bad argument")                                                                  \
+    X(AD_ERR_NULL, "NULL tensor (an earlier op failed)")                                           \
+    X(AD_ERR_TAPE, "tensors from different tapes, or no tape")                                     \
+    X(AD_ERR_NO_GRAD, "tensor does not require grad")                                              \
+    X(AD_ERR_FREED, "graph already freed")                                                         \
+    X(AD_ERR_UNSUPPORTED, "not supported")                                                         \
+    X(AD_ERR_IO, "input/output error")                                                             \
     X(AD_ERR_FORMAT, "malformed file")
 
 typedef enum {
@@ -361,20 +361,21 @@ AD_API int ad_tensor_op(const ad_tensor *t);
 /* ==== Elementwise ops ===================================================== */
 /* y has x's shape and dtype. Gradient conventions at kinks follow PyTorch.  */
 
-AD_API ad_tensor *ad_neg(ad_tensor *x);      /* dx = -dy */
-AD_API ad_tensor *ad_exp(ad_tensor *x);      /* dx = dy * y */
-AD_API ad_tensor *ad_log(ad_tensor *x);      /* dx = dy / x */
-AD_API ad_tensor *ad_log1p(ad_tensor *x);    /* dx = dy / (1 + x); accurate for tiny x */
-AD_API ad_tensor *ad_sqrt(ad_tensor *x);     /* dx = dy / (2 y); +inf at 0 */
-AD_API ad_tensor *ad_square(ad_tensor *x);   /* dx = 2 x dy */
-AD_API ad_tensor *ad_sin(ad_tensor *x);      /* dx = dy cos x */
-AD_API ad_tensor *ad_cos(ad_tensor *x);      /* dx = -dy sin x */
-AD_API ad_tensor *ad_tanh(ad_tensor *x);     /* dx = dy (1 - y^2) */
-AD_API ad_tensor *ad_sigmoid(ad_tensor *x);  /* dx = dy y (1 - y); stable for |x| > 700 */
-AD_API ad_tensor *ad_relu(ad_tensor *x);     /* dx = dy [not x <= 0]; 0 at 0, dy at NaN */
-AD_API ad_tensor *ad_abs(ad_tensor *x);      /* dx = dy sign(x); 0 at x = 0 */
-AD_API ad_tensor *ad_softplus(ad_tensor *x); /* log1p(exp x), exactly x above 20; dx = dy sigmoid(x) */
-AD_API ad_tensor *ad_gelu(ad_tensor *x);     /* tanh approximation, exact derivative of it */
+AD_API ad_tensor *ad_neg(ad_tensor *x);     /* dx = -dy */
+AD_API ad_tensor *ad_exp(ad_tensor *x);     /* dx = dy * y */
+AD_API ad_tensor *ad_log(ad_tensor *x);     /* dx = dy / x */
+AD_API ad_tensor *ad_log1p(ad_tensor *x);   /* dx = dy / (1 + x); accurate for tiny x */
+AD_API ad_tensor *ad_sqrt(ad_tensor *x);    /* dx = dy / (2 y); +inf at 0 */
+AD_API ad_tensor *ad_square(ad_tensor *x);  /* dx = 2 x dy */
+AD_API ad_tensor *ad_sin(ad_tensor *x);     /* dx = dy cos x */
+AD_API ad_tensor *ad_cos(ad_tensor *x);     /* dx = -dy sin x */
+AD_API ad_tensor *ad_tanh(ad_tensor *x);    /* dx = dy (1 - y^2) */
+AD_API ad_tensor *ad_sigmoid(ad_tensor *x); /* dx = dy y (1 - y); stable for |x| > 700 */
+AD_API ad_tensor *ad_relu(ad_tensor *x);    /* dx = dy [not x <= 0]; 0 at 0, dy at NaN */
+AD_API ad_tensor *ad_abs(ad_tensor *x);     /* dx = dy sign(x); 0 at x = 0 */
+AD_API ad_tensor *
+ad_softplus(ad_tensor *x);               /* log1p(exp x), exactly x above 20; dx = dy sigmoid(x) */
+AD_API ad_tensor *ad_gelu(ad_tensor *x); /* tanh approximation, exact derivative of it */
 /* x > 0 ? x : slope x; dx = dy (x > 0 ? 1 : slope), slope at 0 */
 AD_API ad_tensor *ad_leaky_relu(ad_tensor *x, double slope);
 /* x^p; dx = dy p x^(p-1), exactly 0 when p = 0 */
@@ -403,12 +404,12 @@ AD_API ad_tensor *ad_minimum(ad_tensor *a, ad_tensor *b);
 
 /* Tensor-with-scalar forms: the scalar is a constant of x's dtype. */
 AD_API ad_tensor *ad_add_scalar(ad_tensor *x, double s);
-AD_API ad_tensor *ad_sub_scalar(ad_tensor *x, double s);   /* x - s */
-AD_API ad_tensor *ad_rsub_scalar(ad_tensor *x, double s);  /* s - x */
+AD_API ad_tensor *ad_sub_scalar(ad_tensor *x, double s);  /* x - s */
+AD_API ad_tensor *ad_rsub_scalar(ad_tensor *x, double s); /* s - x */
 AD_API ad_tensor *ad_mul_scalar(ad_tensor *x, double s);
-AD_API ad_tensor *ad_div_scalar(ad_tensor *x, double s);   /* x / s */
-AD_API ad_tensor *ad_rdiv_scalar(ad_tensor *x, double s);  /* s / x */
-AD_API ad_tensor *ad_rpow_scalar(ad_tensor *x, double s);  /* s^x */
+AD_API ad_tensor *ad_div_scalar(ad_tensor *x, double s);  /* x / s */
+AD_API ad_tensor *ad_rdiv_scalar(ad_tensor *x, double s); /* s / x */
+AD_API ad_tensor *ad_rpow_scalar(ad_tensor *x, double s); /* s^x */
 AD_API ad_tensor *ad_maximum_scalar(ad_tensor *x, double s);
 AD_API ad_tensor *ad_minimum_scalar(ad_tensor *x, double s);
 
@@ -419,14 +420,14 @@ AD_API ad_tensor *ad_minimum_scalar(ad_tensor *x, double s);
  * keepdim keeps reduced dims with size 1; reducing all without it gives 0-d.
  */
 AD_API ad_tensor *ad_sum(ad_tensor *x, int n_axes, const int *axes, bool keepdim);
-AD_API ad_tensor *ad_mean(ad_tensor *x, int n_axes, const int *axes, bool keepdim); /* NaN if empty */
+AD_API ad_tensor *ad_mean(ad_tensor *x, int n_axes, const int *axes,
+                          bool keepdim); /* NaN if empty */
 /* dx = dy at the maxima; tied maxima share dy evenly */
 AD_API ad_tensor *ad_max(ad_tensor *x, int n_axes, const int *axes, bool keepdim);
 /* log sum exp, stable; dx = dy softmax(x) */
 AD_API ad_tensor *ad_logsumexp(ad_tensor *x, int n_axes, const int *axes, bool keepdim);
 /* sum((x - mean)^2) / (N - correction); PyTorch's default correction is 1 */
-AD_API ad_tensor *ad_var(ad_tensor *x, int n_axes, const int *axes, bool keepdim,
-                         int correction);
+AD_API ad_tensor *ad_var(ad_tensor *x, int n_axes, const int *axes, bool keepdim, int correction);
 /* Whole-tensor shorthands: 0-d results. */
 AD_API ad_tensor *ad_sum_all(ad_tensor *x);
 AD_API ad_tensor *ad_mean_all(ad_tensor *x);
