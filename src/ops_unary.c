@@ -39,6 +39,49 @@
         ad__parallel_for(y->numel, grain, name##_range, y);                                        \
     }
 
+/*
+ * Fused gradients. With recording off (ad_backward without create_graph) a
+ * gradient is a constant, so a rule can run as one pass over x, y and dy
+ * instead of a chain of ops, each a pass and a buffer. With create_graph the
+ * composed rule runs, recorded, so that it can be differentiated again.
+ * Both evaluate the same expression in the same order (and the build does
+ * not contract to FMA: c11 mode), so they give the same bits; test_ops
+ * checks it. NAME_fused(y, gy) returns the gradient tensor, NULL on error.
+ */
+#define FUSED_GRAD(name, expr)                                                                     \
+    static ad_tensor *name##_fused(ad_tensor *y, ad_tensor *gy)                                    \
+    {                                                                                              \
+        ad_tensor *g_ = ad__new(y->tape, (ad_dtype)y->dtype, y->ndim, y->shape);                   \
+        if (!g_)                                                                                   \
+            return NULL;                                                                           \
+        if (y->dtype == AD_F32)                                                                    \
+            FUSED_LOOP(float, expr, g_);                                                           \
+        else                                                                                       \
+            FUSED_LOOP(double, expr, g_);                                                          \
+        return g_;                                                                                 \
+    }
+
+#define FUSED_LOOP(T, expr, out)                                                                   \
+    do {                                                                                           \
+        const T *restrict X_ = y->src[0]->data, *restrict Y_ = y->data, *restrict D_ = gy->data;   \
+        T *restrict O_ = (out)->data;                                                              \
+        const int64_t n_ = y->numel;                                                               \
+        for (int64_t i_ = 0; i_ < n_; i_++) {                                                      \
+            const T x = X_[i_], yv = Y_[i_], dy = D_[i_], one = 1, zero = 0;                       \
+            (void)x;                                                                               \
+            (void)yv;                                                                              \
+            (void)one;                                                                             \
+            (void)zero;                                                                            \
+            O_[i_] = (T)(expr);                                                                    \
+        }                                                                                          \
+    } while (0)
+
+/* True when backward runs unrecorded, so a fused gradient may be used. */
+static bool fusable(const ad_tensor *y, const ad_tensor *gy)
+{
+    return !y->tape->grad_enabled && gy->numel == y->numel && gy->dtype == y->dtype;
+}
+
 static ad_tensor *unary(int op, ad_tensor *x, double p)
 {
     ad__param params[AD_NPARAM] = {{.f = p}};
@@ -181,9 +224,11 @@ ad_tensor *ad_cos(ad_tensor *x)
 // dx = dy (1 - y^2)
 UNARY_OP(tanh, AD__GRAIN_COSTLY, tanh(x))
 
+FUSED_GRAD(tanh, dy *(one - yv * yv))
+
 void ad__tanh_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
-    gin[0] = ad_mul(gy, ad_rsub_scalar(ad_square(y), 1.0));
+    gin[0] = fusable(y, gy) ? tanh_fused(y, gy) : ad_mul(gy, ad_rsub_scalar(ad_square(y), 1.0));
 }
 
 ad_tensor *ad_tanh(ad_tensor *x)
@@ -195,9 +240,11 @@ ad_tensor *ad_tanh(ad_tensor *x)
 // dx = dy y (1 - y)
 UNARY_OP(sigmoid, AD__GRAIN_COSTLY, x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x)))
 
+FUSED_GRAD(sigmoid, dy *(yv *(one - yv)))
+
 void ad__sigmoid_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
-    gin[0] = ad_mul(gy, ad_mul(y, ad_rsub_scalar(y, 1.0)));
+    gin[0] = fusable(y, gy) ? sigmoid_fused(y, gy) : ad_mul(gy, ad_mul(y, ad_rsub_scalar(y, 1.0)));
 }
 
 ad_tensor *ad_sigmoid(ad_tensor *x)
@@ -209,9 +256,11 @@ ad_tensor *ad_sigmoid(ad_tensor *x)
 // dx = dy [not x <= 0]: 0 at x = 0 (both signs of zero), dy at NaN; relu(-0) = -0 (PyTorch)
 UNARY_OP(relu, AD__GRAIN_CHEAP, x < 0 ? 0 : x)
 
+FUSED_GRAD(relu, dy *(zero + !(x <= 0))) /* int to T: no branch */
+
 void ad__relu_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
-    gin[0] = ad_mul(gy, positive_mask(y->src[0], 0.0, true));
+    gin[0] = fusable(y, gy) ? relu_fused(y, gy) : ad_mul(gy, positive_mask(y->src[0], 0.0, true));
 }
 
 ad_tensor *ad_relu(ad_tensor *x)

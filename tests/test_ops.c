@@ -899,6 +899,50 @@ static void test_float32_and_float64_agree_to_float_precision(void **state)
     }
 }
 
+/* relu, sigmoid and tanh run a fused gradient kernel when backward is not
+ * recorded, and their composed rule with create_graph: the two must give the
+ * same bits, at kinks (0, -0), NaN, infinities and saturation included. */
+static void fused_and_composed_gradients(ad_dtype dtype, ad_tensor *(*op)(ad_tensor *),
+                                         const char *name)
+{
+    static const double points[] = {-3.5, -1.0, -0.0,  0.0,      1e-30,     0.25, 0.7,
+                                    2.0,  40.0, -40.0, INFINITY, -INFINITY, NAN,  1e4};
+    enum { COUNT = sizeof points / sizeof points[0] };
+    static const double seed_values[COUNT] = {1.5,  -2.0, 3.0, -0.5, 1.0,  -1.0, 0.3,
+                                              -0.7, 2.0,  1.0, 1.0,  -1.0, 1.0,  -3.0};
+    double fused[COUNT], composed[COUNT];
+    for (int create_graph = 0; create_graph < 2; create_graph++) {
+        ad_tape *tape = test_tape();
+        int64_t shape[1] = {COUNT};
+        ad_tensor *x = ad_requires_grad(ad_tensor_from_doubles(tape, dtype, 1, shape, points));
+        ad_tensor *seed = ad_tensor_from_doubles(tape, dtype, 1, shape, seed_values);
+        ad_tensor *y = op(x), *g = NULL;
+        ad_backward_opts opts = {.seed = seed, .create_graph = create_graph != 0};
+        assert_int_equal(ad_grad(1, &y, &seed, 1, &x, &g, &opts), AD_OK);
+        /* The composed rule is recorded (relu's mask is a constant, so its
+         * gradient does not depend on x and is not). */
+        if (op != ad_relu)
+            assert_int_equal(ad_tensor_requires_grad(g), create_graph != 0);
+        assert_int_equal(ad_tensor_copy_to_doubles(g, create_graph ? composed : fused), AD_OK);
+        ad_tape_free(tape);
+    }
+    for (int i = 0; i < COUNT; i++)
+        if (memcmp(&fused[i], &composed[i], sizeof fused[i]) != 0)
+            fail_msg("%s %s at %g: fused gradient %.17g, composed %.17g", name,
+                     dtype == AD_F32 ? "float32" : "float64", points[i], fused[i], composed[i]);
+}
+
+static void test_fused_activation_gradients_match_the_composed_rules_bit_for_bit(void **state)
+{
+    (void)state;
+    for (int d = 0; d < 2; d++) {
+        ad_dtype dtype = d ? AD_F64 : AD_F32;
+        fused_and_composed_gradients(dtype, ad_relu, "relu");
+        fused_and_composed_gradients(dtype, ad_sigmoid, "sigmoid");
+        fused_and_composed_gradients(dtype, ad_tanh, "tanh");
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -941,6 +985,7 @@ int main(void)
         TAPE_TEST(test_cast_rounds_to_float32_and_its_gradient_returns_to_float64),
         TAPE_TEST(test_detach_stops_the_gradient),
         TAPE_TEST(test_float32_and_float64_agree_to_float_precision),
+        cmocka_unit_test(test_fused_activation_gradients_match_the_composed_rules_bit_for_bit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
