@@ -142,8 +142,10 @@ ad_status ad_backward(ad_tensor *y, const ad_backward_opts *opts)
     ad_backward_opts o = opts ? *opts : (ad_backward_opts){0};
     ad_tensor **G;
     ad_tensor *seeds[1] = {o.seed};
+    tape->grads_in_place = !o.create_graph; /* see ad__matmul_backward */
     ad_status st =
         ad__sweep(tape, 1, &y, o.seed ? seeds : NULL, o.create_graph, o.retain_graph, &G);
+    tape->grads_in_place = false;
     if (st != AD_OK)
         return st;
     bool was_enabled = tape->grad_enabled;

@@ -114,6 +114,10 @@ struct ad_tape {
     size_t n_nodes, cap_nodes;
     uint32_t generation;
     bool grad_enabled;
+    /* Set by ad_backward (not ad_grad, not create_graph) during its sweep: a
+     * backward rule may add a persistent leaf's gradient straight into its
+     * grad buffer instead of returning it (ad__grad_sink). */
+    bool grads_in_place;
     ad_status status;
     char message[512];
 };
@@ -255,6 +259,11 @@ void ad__gemm(ad_dtype dtype, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
               int64_t lda, const void *b, int64_t ldb, void *c, int64_t ldc);
 void ad__gemm_reference(ad_dtype dtype, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
                         const void *a, int64_t lda, const void *b, int64_t ldb, void *c,
-                        int64_t ldc);
+                        int64_t ldc, bool accumulate);
+/* As ad__gemm, but C += op(A) op(B) (BLAS's beta = 1); the reference kernel
+ * does the same with accumulate set. */
+void ad__gemm_accumulate(ad_dtype dtype, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
+                         const void *a, int64_t lda, const void *b, int64_t ldb, void *c,
+                         int64_t ldc);
 
 #endif

@@ -42,11 +42,11 @@ static inline int64_t min64(int64_t a, int64_t b)
             y[j] += alpha * x[j];                                                                  \
     }                                                                                              \
     static void name(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T *A, int64_t lda,   \
-                     const T *B, int64_t ldb, T *C, int64_t ldc)                                   \
+                     const T *B, int64_t ldb, T *C, int64_t ldc, bool accumulate)                  \
     {                                                                                              \
         T pack[TILE_K * TILE_N];                                                                   \
         const int64_t a_row = ta ? 1 : lda, a_col = ta ? lda : 1;                                  \
-        for (int64_t i = 0; i < m; i++)                                                            \
+        for (int64_t i = 0; i < m && !accumulate; i++)                                             \
             for (int64_t j = 0; j < n; j++)                                                        \
                 C[i * ldc + j] = 0;                                                                \
         for (int64_t p0 = 0; p0 < k; p0 += TILE_K) {                                               \
@@ -77,16 +77,17 @@ DEFINE_GEMM_REFERENCE(double, gemm_reference_f64)
 
 void ad__gemm_reference(ad_dtype dtype, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
                         const void *a, int64_t lda, const void *b, int64_t ldb, void *c,
-                        int64_t ldc)
+                        int64_t ldc, bool accumulate)
 {
     if (dtype == AD_F32)
-        gemm_reference_f32(ta, tb, m, n, k, a, lda, b, ldb, c, ldc);
+        gemm_reference_f32(ta, tb, m, n, k, a, lda, b, ldb, c, ldc, accumulate);
     else
-        gemm_reference_f64(ta, tb, m, n, k, a, lda, b, ldb, c, ldc);
+        gemm_reference_f64(ta, tb, m, n, k, a, lda, b, ldb, c, ldc, accumulate);
 }
 
-void ad__gemm(ad_dtype dtype, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void *a,
-              int64_t lda, const void *b, int64_t ldb, void *c, int64_t ldc)
+/* C = op(A) op(B) (+ C when accumulate): BLAS when it can take the sizes. */
+static void gemm(ad_dtype dtype, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void *a,
+                 int64_t lda, const void *b, int64_t ldb, void *c, int64_t ldc, bool accumulate)
 {
     if (m == 0 || n == 0)
         return;
@@ -99,14 +100,27 @@ void ad__gemm(ad_dtype dtype, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
         const enum CBLAS_TRANSPOSE otb = tb ? CblasTrans : CblasNoTrans;
         if (dtype == AD_F32)
             cblas_sgemm(CblasRowMajor, ota, otb, (int)m, (int)n, (int)k, 1.0f, a, (int)lda, b,
-                        (int)ldb, 0.0f, c, (int)ldc);
+                        (int)ldb, accumulate ? 1.0f : 0.0f, c, (int)ldc);
         else
             cblas_dgemm(CblasRowMajor, ota, otb, (int)m, (int)n, (int)k, 1.0, a, (int)lda, b,
-                        (int)ldb, 0.0, c, (int)ldc);
+                        (int)ldb, accumulate ? 1.0 : 0.0, c, (int)ldc);
         return;
     }
 #endif
-    ad__gemm_reference(dtype, ta, tb, m, n, k, a, lda, b, ldb, c, ldc);
+    ad__gemm_reference(dtype, ta, tb, m, n, k, a, lda, b, ldb, c, ldc, accumulate);
+}
+
+void ad__gemm(ad_dtype dtype, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void *a,
+              int64_t lda, const void *b, int64_t ldb, void *c, int64_t ldc)
+{
+    gemm(dtype, ta, tb, m, n, k, a, lda, b, ldb, c, ldc, false);
+}
+
+void ad__gemm_accumulate(ad_dtype dtype, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
+                         const void *a, int64_t lda, const void *b, int64_t ldb, void *c,
+                         int64_t ldc)
+{
+    gemm(dtype, ta, tb, m, n, k, a, lda, b, ldb, c, ldc, true);
 }
 
 /* ---- matmul_t: y = op(a) op(b), batch dims broadcast ------------------------------------
@@ -203,6 +217,23 @@ void ad__matmul_forward(ad_tensor *y)
     }
 }
 
+/* The buffer b's gradient may be added into directly, or NULL: during
+ * ad_backward, unrecorded, for b a view of a persistent tensor that requires
+ * grad. Then the weight gradient of a linear layer is one GEMM with beta = 1
+ * into p->grad, as hand-written code does, not a GEMM into a tape buffer and
+ * a second pass adding it in. */
+static ad_tensor *grad_sink(const ad_tensor *y, const ad_tensor *b)
+{
+    const ad_tape *tape = y->tape;
+    if (!tape->grads_in_place || tape->grad_enabled || b->op != AD_OP_view)
+        return NULL;
+    const ad_tensor *p = b->src[0];
+    ad_tensor *g = p->grad;
+    if (!(p->flags & AD_TF_REQUIRES_GRAD) || !g || g->dtype != b->dtype || g->numel != b->numel)
+        return NULL;
+    return g;
+}
+
 void ad__matmul_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
     ad_tensor *a = y->src[0], *b = y->src[1];
@@ -213,6 +244,21 @@ void ad__matmul_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
     }
     if (!(b->flags & AD_TF_RECORDED))
         return;
+    ad_tensor *sink = b->ndim == 2 && !ta ? grad_sink(y, b) : NULL;
+    if (sink) {
+        /* a [rows, k] (batch dims folded into rows), gy [rows, n]:
+         * tb: b [n, k] += gy^T a; else b [k, n] += a^T gy. gin[1] stays NULL. */
+        int64_t k = a->shape[a->ndim - 1], n = gy->shape[gy->ndim - 1];
+        int64_t rows = k ? a->numel / k : ad__numel(a->ndim - 1, a->shape);
+        ad_dtype dt = (ad_dtype)y->dtype;
+        if (tb)
+            ad__gemm_accumulate(dt, true, false, n, k, rows, gy->data, n, a->data, k, sink->data,
+                                k);
+        else
+            ad__gemm_accumulate(dt, true, false, k, n, rows, a->data, k, gy->data, n, sink->data,
+                                n);
+        return;
+    }
     if (b->ndim == 2 && a->ndim > 2 && !ta) {
         /* As in the forward: fold a's batch into its rows, so db is one GEMM
          * straight to b's shape instead of a stack of them summed afterwards. */

@@ -331,8 +331,17 @@ static void test_blas_gemm_matches_the_reference_kernel_and_a_naive_sum(void **s
                 const void *b = random_buffer(tape, dtype, (tb ? n : k) * ldb, &rng);
                 void *c_fast = random_buffer(tape, dtype, m * ldc, &rng);
                 void *c_ref = random_buffer(tape, dtype, m * ldc, &rng);
+                /* accumulate: C += op(A) op(B), from the same starting C */
+                size_t c_bytes = (size_t)(m * ldc) * (dtype == AD_F32 ? 4 : 8);
+                void *c0 = random_buffer(tape, dtype, m * ldc, &rng);
+                void *acc_fast = random_buffer(tape, dtype, m * ldc, &rng);
+                void *acc_ref = random_buffer(tape, dtype, m * ldc, &rng);
+                memcpy(acc_fast, c0, c_bytes);
+                memcpy(acc_ref, c0, c_bytes);
                 ad__gemm(dtype, ta, tb, m, n, k, a, lda, b, ldb, c_fast, ldc);
-                ad__gemm_reference(dtype, ta, tb, m, n, k, a, lda, b, ldb, c_ref, ldc);
+                ad__gemm_reference(dtype, ta, tb, m, n, k, a, lda, b, ldb, c_ref, ldc, false);
+                ad__gemm_accumulate(dtype, ta, tb, m, n, k, a, lda, b, ldb, acc_fast, ldc);
+                ad__gemm_reference(dtype, ta, tb, m, n, k, a, lda, b, ldb, acc_ref, ldc, true);
                 for (int64_t i = 0; i < m; i++)
                     for (int64_t j = 0; j < n; j++) {
                         double sum = 0, mag = 0;
@@ -346,6 +355,11 @@ static void test_blas_gemm_matches_the_reference_kernel_and_a_naive_sum(void **s
                         assert_close(sum, element(dtype, c_ref, i * ldc + j), 0, tol * (1 + mag));
                         assert_close(element(dtype, c_ref, i * ldc + j),
                                      element(dtype, c_fast, i * ldc + j), 0, tol * (1 + mag));
+                        double start = element(dtype, c0, i * ldc + j);
+                        assert_close(start + sum, element(dtype, acc_ref, i * ldc + j), 0,
+                                     tol * (1 + mag + fabs(start)));
+                        assert_close(start + sum, element(dtype, acc_fast, i * ldc + j), 0,
+                                     tol * (1 + mag + fabs(start)));
                     }
             }
             ad_tape_reset(tape);
@@ -353,13 +367,78 @@ static void test_blas_gemm_matches_the_reference_kernel_and_a_naive_sum(void **s
     }
 }
 
+/* ad_backward adds a persistent weight's matmul gradient straight into its
+ * grad buffer (one GEMM with beta = 1). For every layout that path takes
+ * (b transposed or not, a 2-D or batched) and the ones it does not (a
+ * transposed, create_graph), the buffer must end as its earlier content plus
+ * the gradient ad_grad computes the ordinary way. */
+static void weight_gradient_case(ad_dtype dtype, int a_ndim, bool ta, bool tb, bool create_graph)
+{
+    enum { M = 5, K = 7, N = 3 };
+    uint64_t rng = 7;
+    double av[2 * M * K], wv[N * K], rv[2 * M * N], g0[N * K];
+    for (int i = 0; i < 2 * M * K; i++)
+        av[i] = (double)(rng = rng * 6364136223846793005u + 1) / 18446744073709551616.0 - 0.5;
+    for (int i = 0; i < N * K; i++) {
+        wv[i] = (double)(rng = rng * 6364136223846793005u + 1) / 18446744073709551616.0 - 0.5;
+        g0[i] = 0.25 * i - 1;
+    }
+    for (int i = 0; i < 2 * M * N; i++)
+        rv[i] = (double)(rng = rng * 6364136223846793005u + 1) / 18446744073709551616.0 - 0.5;
+    int64_t w_shape[2] = {tb ? N : K, tb ? K : N};
+    ad_tensor *w;
+    assert_int_equal(ad_tensor_create(&w, dtype, 2, w_shape, true), AD_OK);
+    assert_int_equal(ad_tensor_copy_from_doubles(w, wv), AD_OK);
+    assert_int_equal(ad_tensor_copy_from_doubles(ad_tensor_grad(w), g0), AD_OK);
+    double expected[N * K], got[N * K];
+    for (int pass = 0; pass < 2; pass++) { /* 0: ad_grad, 1: ad_backward */
+        ad_tape *tape = test_tape();
+        int64_t a_shape[3] = {2, ta ? K : M, ta ? M : K}, y_shape[3] = {2, M, N};
+        ad_tensor *a = tensor(tape, dtype, a_ndim, a_shape + (3 - a_ndim), av);
+        ad_tensor *r = tensor(tape, dtype, a_ndim, y_shape + (3 - a_ndim), rv);
+        ad_tensor *y = ad_matmul_t(a, ad_tape_use(tape, w), ta, tb);
+        ad_tensor *loss = ad_sum_all(ad_mul(y, r));
+        if (pass == 0) {
+            ad_tensor *g = NULL, *wt = w;
+            assert_int_equal(ad_grad(1, &loss, NULL, 1, &wt, &g, NULL), AD_OK);
+            assert_int_equal(ad_tensor_copy_to_doubles(g, expected), AD_OK);
+            for (int i = 0; i < N * K; i++)
+                expected[i] += g0[i];
+        } else {
+            ad_backward_opts opts = {.create_graph = create_graph};
+            assert_int_equal(ad_backward(loss, &opts), AD_OK);
+            assert_int_equal(ad_tensor_copy_to_doubles(ad_tensor_grad(w), got), AD_OK);
+        }
+        ad_tape_free(tape);
+    }
+    double tol = dtype == AD_F32 ? 1e-5 : 1e-13;
+    for (int i = 0; i < N * K; i++)
+        assert_close(expected[i], got[i], 0, tol);
+    ad_tensor_free(w);
+}
+
+static void test_weight_gradients_added_in_place_match_the_ordinary_path(void **state)
+{
+    (void)state;
+    for (int dt = 0; dt < 2; dt++)
+        for (int a_ndim = 2; a_ndim <= 3; a_ndim++)
+            for (int flags = 0; flags < 8; flags++)
+                weight_gradient_case((ad_dtype)dt, a_ndim, flags & 1, flags & 2, flags & 4);
+}
+
 static void test_reference_gemm_with_k_zero_writes_zeros(void **state)
 {
     (void)state;
     double c[6] = {1, 2, 3, 4, 5, 6}, unused = 0;
-    ad__gemm_reference(AD_F64, false, false, 2, 3, 0, &unused, 1, &unused, 3, c, 3);
+    ad__gemm_reference(AD_F64, false, false, 2, 3, 0, &unused, 1, &unused, 3, c, 3, false);
     for (int i = 0; i < 6; i++)
         assert_true(c[i] == 0);
+    /* Accumulating an empty product leaves C as it was. */
+    double d[6] = {1, 2, 3, 4, 5, 6};
+    ad__gemm_reference(AD_F64, false, false, 2, 3, 0, &unused, 1, &unused, 3, d, 3, true);
+    ad__gemm_accumulate(AD_F64, false, false, 2, 3, 0, &unused, 1, &unused, 3, d, 3);
+    for (int i = 0; i < 6; i++)
+        assert_true(d[i] == i + 1);
     float cf[4] = {1, 2, 3, 4}, unusedf = 0;
     ad__gemm(AD_F32, true, true, 2, 2, 0, &unusedf, 2, &unusedf, 1, cf, 2);
     for (int i = 0; i < 4; i++)
@@ -590,6 +669,7 @@ int main(void)
         TAPE_TEST(test_matmul_gradient_of_a_dot_product_is_the_other_vector),
         TAPE_TEST(test_matmul_of_a_persistent_weight_accumulates_its_gradient),
         TAPE_TEST(test_blas_gemm_matches_the_reference_kernel_and_a_naive_sum),
+        cmocka_unit_test(test_weight_gradients_added_in_place_match_the_ordinary_path),
         TAPE_TEST(test_reference_gemm_with_k_zero_writes_zeros),
         TAPE_TEST(test_matmul_shape_mismatch_names_both_shapes),
         TAPE_TEST(test_matmul_vector_mismatch_names_the_shapes_as_given),

@@ -288,7 +288,10 @@ typedef struct ad_backward_opts {
  * leaves' ad_tensor_grad. Without retain_graph the graph behind y is marked
  * freed, and a second backward through it returns AD_ERR_FREED.
  * Errors: AD_ERR_NULL (y is NULL: an earlier op failed; the tape message says
- * which), AD_ERR_NO_GRAD, AD_ERR_SHAPE (non-scalar y without seed), AD_ERR_FREED.
+ * which), AD_ERR_NO_GRAD, AD_ERR_SHAPE (non-scalar y without seed), AD_ERR_FREED,
+ * AD_ERR_NOMEM. As in PyTorch, a weight's matmul gradient is added into its
+ * buffer during the sweep (one GEMM with beta = 1), so after an error midway
+ * a persistent gradient may hold part of this backward's contributions.
  */
 AD_API ad_status ad_backward(ad_tensor *y, const ad_backward_opts *opts);
 
