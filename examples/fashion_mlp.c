@@ -50,20 +50,5 @@ static ad_status build_model(ad_module **model, ad_rng *rng)
 
 int main(int argc, char **argv)
 {
-    train_options opts;
-    int code = train_parse_options(&example, argc, argv, &opts);
-    if (code != TRAIN_CONTINUE)
-        return code;
-
-    ad_rng rng;
-    ad_rng_seed(&rng, opts.seed);
-    ad_module *model;
-    ad_status st = build_model(&model, &rng);
-    if (st != AD_OK) {
-        fprintf(stderr, "fashion_mlp: building the model: %s\n", ad_status_string(st));
-        return TRAIN_EXIT_FAILURE;
-    }
-    code = train_run(&example, &opts, model, &rng);
-    ad_nn_free(model);
-    return code;
+    return train_main(&example, build_model, argc, argv);
 }

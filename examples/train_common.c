@@ -753,3 +753,22 @@ int train_run(const train_example *ex, const train_options *opts, ad_module *mod
     teardown(&t);
     return code;
 }
+
+int train_main(const train_example *ex, train_build_fn build, int argc, char **argv)
+{
+    train_options opts;
+    int code = train_parse_options(ex, argc, argv, &opts);
+    if (code != TRAIN_CONTINUE)
+        return code;
+    ad_rng rng;
+    ad_rng_seed(&rng, opts.seed);
+    ad_module *model;
+    ad_status st = build(&model, &rng);
+    if (st != AD_OK) {
+        fprintf(stderr, "%s: building the model: %s\n", ex->name, ad_status_string(st));
+        return TRAIN_EXIT_FAILURE;
+    }
+    code = train_run(ex, &opts, model, &rng);
+    ad_nn_free(model);
+    return code;
+}

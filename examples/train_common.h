@@ -2,17 +2,16 @@
  * What the Fashion-MNIST examples share (examples/fashion_mlp.c and
  * examples/fashion_cnn.c): options, the data set, the training loop with its
  * progress display, the evaluation, the CSV log and the checkpoint. An
- * example describes itself in a train_example, builds its model and hands it
- * over:
+ * example describes itself in a train_example and gives a function that
+ * builds its model:
  *
- *     train_options opts;
- *     int code = train_parse_options(&example, argc, argv, &opts);
- *     if (code != TRAIN_CONTINUE)
- *         return code;
- *     ad_rng rng;
- *     ad_rng_seed(&rng, opts.seed);
- *     ... build the model from rng ...
- *     code = train_run(&example, &opts, model, &rng);
+ *     int main(int argc, char **argv)
+ *     {
+ *         return train_main(&example, build_model, argc, argv);
+ *     }
+ *
+ * train_main is train_parse_options, seeding, the build and train_run, which
+ * an example can also call on their own.
  *
  * The training loop is the one in include/autodiff/layers.h: one persistent
  * float32 input tensor [B, item...] refilled by ad_idx_gather_images, and per
@@ -116,5 +115,15 @@ int train_parse_options(const train_example *ex, int argc, char **argv, train_op
  * TRAIN_EXIT_NO_DATA (a message and the apt-get line) or TRAIN_EXIT_SKIP.
  */
 int train_run(const train_example *ex, const train_options *opts, ad_module *model, ad_rng *rng);
+
+/* Builds a model from rng (the seeded generator); owns it on AD_OK. */
+typedef ad_status (*train_build_fn)(ad_module **model, ad_rng *rng);
+
+/*
+ * The whole program: parses the options, seeds an ad_rng with --seed, builds
+ * the model with build, trains it with train_run and frees it. Returns the
+ * exit code (TRAIN_EXIT_FAILURE with a message when the build fails).
+ */
+int train_main(const train_example *ex, train_build_fn build, int argc, char **argv);
 
 #endif

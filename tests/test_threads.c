@@ -124,8 +124,6 @@ static void cheap_ops(int threads, float *out, size_t n)
     ad_set_num_threads(threads);
     ad_tape *tape;
     assert_int_equal(ad_tape_create(&tape), AD_OK);
-    ad_tensor *x = ad_full(tape, AD_F32, 1, (int64_t[]){(int64_t)n}, 0.0);
-    assert_non_null(x);
     /* x = i mod 101 - 50, written through a persistent copy. */
     ad_tensor *p;
     assert_int_equal(ad_tensor_create(&p, AD_F32, 1, (int64_t[]){(int64_t)n}, false), AD_OK);
