@@ -4,7 +4,8 @@
  * and has already passed its contribution down. */
 #include "internal.h"
 
-static ad_status check_output(ad_tape *tape, const ad_tensor *y, const ad_tensor *seed)
+static ad_status check_output(ad_tape *tape, const ad_tensor *y, const ad_tensor *seed,
+                              uint32_t floor)
 {
     char s0[AD__SHAPE_BUF], s1[AD__SHAPE_BUF];
     if (y->tape != tape)
@@ -16,6 +17,8 @@ static ad_status check_output(ad_tape *tape, const ad_tensor *y, const ad_tensor
                         "backward: output %s does not require grad (no input requires grad, "
                         "or it was computed with grad disabled)",
                         AD__SHAPE(y, s0));
+    if (y->id < floor)
+        return ad__fail(tape, AD_ERR_ARG, "backward: output made before the part swept");
     if (!seed) {
         if (y->numel != 1)
             return ad__fail(tape, AD_ERR_SHAPE,
@@ -39,83 +42,6 @@ static ad_status accumulate(ad_tensor **slot, ad_tensor *g)
     return *slot ? AD_OK : AD_ERR_NOMEM;
 }
 
-ad_status ad__sweep(ad_tape *tape, size_t n_out, ad_tensor *const *outputs, ad_tensor *const *seeds,
-                    bool create_graph, bool retain_graph, ad_tensor ***grads_out)
-{
-    *grads_out = NULL;
-    if (tape->status != AD_OK)
-        return tape->status;
-    if (tape->n_nodes == 0)
-        return ad__fail(tape, AD_ERR_NO_GRAD, "backward: nothing on the tape requires grad");
-    uint32_t max_id = 0;
-    for (size_t k = 0; k < n_out; k++) {
-        ad_status st = check_output(tape, outputs[k], seeds ? seeds[k] : NULL);
-        if (st != AD_OK)
-            return st;
-        if (outputs[k]->id > max_id)
-            max_id = outputs[k]->id;
-    }
-    ad_tensor **G = ad__alloc_zero(tape, ((size_t)max_id + 1) * sizeof *G);
-    if (!G)
-        return tape->status;
-    bool was_enabled = tape->grad_enabled;
-    tape->grad_enabled = create_graph;
-    ad_status st = AD_OK;
-    for (size_t k = 0; k < n_out && st == AD_OK; k++) {
-        ad_tensor *y = outputs[k];
-        ad_tensor *seed = seeds && seeds[k] ? seeds[k] : ad__const_like(y, 1.0);
-        if (!seed)
-            st = tape->status;
-        else
-            st = accumulate(&G[y->id], seed);
-    }
-    ad_tensor *gin_small[8];
-    for (int64_t i = (int64_t)max_id; i >= 0 && st == AD_OK; i--) {
-        ad_tensor *y = tape->nodes[i], *gy = G[i];
-        if (!gy || y->op == AD_OP_leaf || y->op == AD_OP_view)
-            continue;
-        const ad__op *op = &ad__ops[y->op];
-        if (y->flags & AD_TF_FREED) {
-            st = ad__fail(tape, AD_ERR_FREED,
-                          "backward: the graph through %s was freed by an earlier backward "
-                          "(set retain_graph to go through it twice)",
-                          op->name);
-            break;
-        }
-        if (create_graph && (op->flags & AD_OPF_NO_DOUBLE)) {
-            st = ad__fail(tape, AD_ERR_UNSUPPORTED,
-                          "backward: %s has no second derivative (create_graph)", op->name);
-            break;
-        }
-        ad_tensor **gin = gin_small;
-        if (y->nsrc > 8 && !(gin = ad__alloc(tape, y->nsrc * sizeof *gin))) {
-            st = tape->status;
-            break;
-        }
-        for (int j = 0; j < y->nsrc; j++)
-            gin[j] = NULL;
-        op->backward(y, gy, gin);
-        if (tape->status != AD_OK) {
-            st = tape->status;
-            break;
-        }
-        for (int j = 0; j < y->nsrc && st == AD_OK; j++) {
-            ad_tensor *x = y->src[j];
-            if (!gin[j] || !(x->flags & AD_TF_RECORDED) || x->tape != tape)
-                continue;
-            assert(gin[j]->dtype == x->dtype && ad__same_shape(gin[j], x));
-            st = accumulate(&G[x->id], gin[j]);
-        }
-        if (!retain_graph && !create_graph)
-            y->flags |= AD_TF_FREED;
-    }
-    tape->grad_enabled = was_enabled;
-    if (st != AD_OK)
-        return tape->status != AD_OK ? tape->status : st;
-    *grads_out = G;
-    return AD_OK;
-}
-
 /* dst += src elementwise; both of one dtype and size. */
 static void add_into(ad_tensor *dst, const ad_tensor *src)
 {
@@ -132,6 +58,173 @@ static void add_into(ad_tensor *dst, const ad_tensor *src)
     }
 }
 
+/* Marks, for each persistent tensor with accumulate hooks, its view that the
+ * sweep reaches last (the first created): its gradient is final there. */
+static void mark_last_uses(ad_tape *tape, uint32_t floor, uint32_t max_id, uint64_t serial)
+{
+    for (uint32_t i = floor; i <= max_id; i++) {
+        ad_tensor *v = tape->nodes[i];
+        if (v->op != AD_OP_view || !v->src[0]->hooks)
+            continue;
+        ad__hook *head = v->src[0]->hooks;
+        if (head->stamp != serial) {
+            head->stamp = serial;
+            v->flags |= AD_TF_LAST_USE;
+        }
+    }
+}
+
+/* Hands a gradient that leaves the swept part (x below the floor) to the
+ * caller's stops. */
+static ad_status to_stop(ad_tape *tape, const ad__sweep_args *a, ad_tensor *x, ad_tensor *g,
+                         const char *op)
+{
+    for (size_t k = 0; k < a->n_stops; k++)
+        if (a->stops[k] == x)
+            return accumulate(&a->stop_grads[k], g);
+    if (a->strict)
+        return ad__fail(tape, AD_ERR_ARG,
+                        "checkpoint: the function used a tape tensor it was not given as an "
+                        "input (through %s); pass it in inputs",
+                        op);
+    return AD_OK;
+}
+
+/* The leaf end of an ad_backward: a tape leaf keeps its gradient (recorded
+ * under create_graph), a persistent tensor adds it into its buffer. */
+static ad_status deliver(ad_tape *tape, ad_tensor *x, ad_tensor *g)
+{
+    if (x->op == AD_OP_view) {
+        ad_tensor *p = x->src[0];
+        if (g && p->grad && (p->flags & AD_TF_REQUIRES_GRAD))
+            add_into(p->grad, g);
+        if (x->flags & AD_TF_LAST_USE) {
+            x->flags &= (uint8_t)~AD_TF_LAST_USE;
+            ad__run_accumulate_hooks(p);
+        }
+        return tape->status;
+    }
+    if (g && (x->flags & AD_TF_LEAF)) {
+        x->grad = x->grad ? ad_add(x->grad, g) : g;
+        if (!x->grad)
+            return tape->status;
+    }
+    return AD_OK;
+}
+
+ad_status ad__sweep(ad_tape *tape, const ad__sweep_args *a, ad_tensor ***grads_out)
+{
+    *grads_out = NULL;
+    if (tape->status != AD_OK)
+        return tape->status;
+    if (tape->n_nodes == 0)
+        return ad__fail(tape, AD_ERR_NO_GRAD, "backward: nothing on the tape requires grad");
+    uint32_t max_id = a->floor;
+    for (size_t k = 0; k < a->n_out; k++) {
+        ad_status st = check_output(tape, a->outputs[k], a->seeds ? a->seeds[k] : NULL, a->floor);
+        if (st != AD_OK)
+            return st;
+        if (a->outputs[k]->id > max_id)
+            max_id = a->outputs[k]->id;
+    }
+    uint32_t floor = a->floor;
+    ad_tensor **G = ad__alloc_zero(tape, ((size_t)(max_id - floor) + 1) * sizeof *G);
+    if (!G)
+        return tape->status;
+    uint64_t serial = ++tape->serials;
+    if (a->accumulate && ad__accumulate_hooks)
+        mark_last_uses(tape, floor, max_id, serial);
+    bool was_enabled = tape->grad_enabled;
+    tape->grad_enabled = a->create_graph;
+    ad_status st = AD_OK;
+    for (size_t k = 0; k < a->n_out && st == AD_OK; k++) {
+        ad_tensor *y = a->outputs[k];
+        ad_tensor *seed = a->seeds && a->seeds[k] ? a->seeds[k] : ad__const_like(y, 1.0);
+        if (!seed)
+            st = tape->status;
+        else
+            st = accumulate(&G[y->id - floor], seed);
+    }
+    ad_tensor *gin_small[8];
+    for (int64_t i = (int64_t)max_id; i >= (int64_t)floor && st == AD_OK; i--) {
+        ad_tensor *y = tape->nodes[i], **gy = &G[i - floor];
+        if (*gy && (y->flags & AD_TF_HOOKED) && !(*gy = ad__run_grad_hooks(y, *gy))) {
+            st = tape->status != AD_OK ? tape->status : AD_ERR_NULL;
+            break;
+        }
+        if (y->op == AD_OP_leaf || y->op == AD_OP_view) {
+            if (a->accumulate)
+                st = deliver(tape, y, *gy);
+            continue;
+        }
+        if (!*gy)
+            continue;
+        const ad__op *op = &ad__ops[y->op];
+        if (y->flags & AD_TF_FREED) {
+            st = ad__fail(tape, AD_ERR_FREED,
+                          "backward: the graph through %s was freed by an earlier backward "
+                          "(set retain_graph to go through it twice)",
+                          op->name);
+            break;
+        }
+        if (y->op == AD_OP_custom_output) {
+            /* The custom node collects its outputs' gradients itself. */
+            ad__custom_collect(y, *gy, serial, false);
+            ad_tensor *parent = y->src[0];
+            if (parent->id >= floor && !G[parent->id - floor])
+                G[parent->id - floor] = *gy;
+            if (!a->retain_graph && !a->create_graph)
+                y->flags |= AD_TF_FREED;
+            continue;
+        }
+        ad_tensor **gin = gin_small;
+        if (y->nsrc > 8 && !(gin = ad__alloc(tape, y->nsrc * sizeof *gin))) {
+            st = tape->status;
+            break;
+        }
+        for (int j = 0; j < y->nsrc; j++)
+            gin[j] = NULL;
+        tape->sweep_serial = serial;
+        op->backward(y, *gy, gin);
+        if (tape->status != AD_OK) {
+            st = tape->status;
+            break;
+        }
+        for (int j = 0; j < y->nsrc && st == AD_OK; j++) {
+            ad_tensor *x = y->src[j];
+            if (!gin[j] || !(x->flags & AD_TF_RECORDED) || x->tape != tape)
+                continue;
+            assert(gin[j]->dtype == x->dtype && ad__same_shape(gin[j], x));
+            if (tape->anomaly && (st = ad__check_finite(y, gin[j], true, j)) != AD_OK)
+                break;
+            if (x->id < floor)
+                st = to_stop(tape, a, x, gin[j], op->name);
+            else
+                st = accumulate(&G[x->id - floor], gin[j]);
+        }
+        if (!a->retain_graph && !a->create_graph)
+            y->flags |= AD_TF_FREED;
+    }
+    tape->grad_enabled = was_enabled;
+    if (st != AD_OK)
+        return tape->status != AD_OK ? tape->status : st;
+    *grads_out = G;
+    return AD_OK;
+}
+
+ad_tensor *ad__persistent_grad(ad_tape *tape, ad_tensor **g, uint32_t floor, uint32_t max_id,
+                               ad_tensor *p)
+{
+    (void)tape;
+    ad_tensor *sum = NULL;
+    for (uint32_t i = floor; i <= max_id; i++) {
+        ad_tensor *v = tape->nodes[i];
+        if (g[i - floor] && v->op == AD_OP_view && v->src[0] == p)
+            sum = sum ? ad_add(sum, g[i - floor]) : g[i - floor];
+    }
+    return sum;
+}
+
 ad_status ad_backward(ad_tensor *y, const ad_backward_opts *opts)
 {
     if (!y)
@@ -142,40 +235,28 @@ ad_status ad_backward(ad_tensor *y, const ad_backward_opts *opts)
     ad_backward_opts o = opts ? *opts : (ad_backward_opts){0};
     ad_tensor **G;
     ad_tensor *seeds[1] = {o.seed};
-    tape->grads_in_place = !o.create_graph; /* see ad__matmul_backward */
-    ad_status st =
-        ad__sweep(tape, 1, &y, o.seed ? seeds : NULL, o.create_graph, o.retain_graph, &G);
+    ad__sweep_args a = {.n_out = 1,
+                        .outputs = &y,
+                        .seeds = o.seed ? seeds : NULL,
+                        .create_graph = o.create_graph,
+                        .retain_graph = o.retain_graph,
+                        .accumulate = true};
+    /* See ad__matmul_backward; anomaly mode checks every gradient instead. */
+    tape->grads_in_place = !o.create_graph && !tape->anomaly;
+    ad_status st = ad__sweep(tape, &a, &G);
     tape->grads_in_place = false;
-    if (st != AD_OK)
-        return st;
-    bool was_enabled = tape->grad_enabled;
-    tape->grad_enabled = o.create_graph;
-    for (uint32_t i = 0; i <= y->id; i++) {
-        ad_tensor *x = tape->nodes[i];
-        if (!G[i])
-            continue;
-        if (x->op == AD_OP_view) {
-            ad_tensor *p = x->src[0];
-            if (p->grad)
-                add_into(p->grad, G[i]);
-        } else if (x->flags & AD_TF_LEAF) {
-            /* A tape leaf keeps a tensor; with create_graph it stays in the graph. */
-            x->grad = x->grad ? ad_add(x->grad, G[i]) : G[i];
-            if (!x->grad)
-                break;
-        }
-    }
-    tape->grad_enabled = was_enabled;
-    return tape->status;
+    return st != AD_OK ? st : tape->status;
 }
 
 ad_status ad_grad(size_t n_outputs, ad_tensor *const *outputs, ad_tensor *const *seeds,
                   size_t n_inputs, ad_tensor *const *inputs, ad_tensor **grads,
                   const ad_backward_opts *opts)
 {
+    if (n_inputs && !grads)
+        return AD_ERR_ARG;
     for (size_t k = 0; k < n_inputs; k++)
         grads[k] = NULL;
-    if (n_outputs == 0)
+    if (n_outputs == 0 || !outputs || (n_inputs && !inputs))
         return AD_ERR_ARG;
     ad_tape *tape = ad__tape_of((int)n_outputs, outputs);
     if (!tape)
@@ -185,7 +266,17 @@ ad_status ad_grad(size_t n_outputs, ad_tensor *const *outputs, ad_tensor *const 
             return ad__fail(tape, AD_ERR_NULL, "grad: input %zu is NULL", k);
     ad_backward_opts o = opts ? *opts : (ad_backward_opts){0};
     ad_tensor **G;
-    ad_status st = ad__sweep(tape, n_outputs, outputs, seeds, o.create_graph, o.retain_graph, &G);
+    ad__sweep_args a = {.n_out = n_outputs,
+                        .outputs = outputs,
+                        .seeds = seeds,
+                        .create_graph = o.create_graph,
+                        .retain_graph = o.retain_graph};
+    /* A sweep nested in another one's rule (a custom op's backward) must not
+     * add weight gradients in place. */
+    bool in_place = tape->grads_in_place;
+    tape->grads_in_place = false;
+    ad_status st = ad__sweep(tape, &a, &G);
+    tape->grads_in_place = in_place;
     if (st != AD_OK)
         return st;
     uint32_t max_id = 0;
@@ -198,11 +289,7 @@ ad_status ad_grad(size_t n_outputs, ad_tensor *const *outputs, ad_tensor *const 
         ad_tensor *x = inputs[k], *g = NULL;
         if (x->flags & AD_TF_PERSISTENT) {
             /* A persistent tensor may have entered the tape through several views. */
-            for (uint32_t i = 0; i <= max_id; i++) {
-                ad_tensor *v = tape->nodes[i];
-                if (G[i] && v->op == AD_OP_view && v->src[0] == x)
-                    g = g ? ad_add(g, G[i]) : G[i];
-            }
+            g = ad__persistent_grad(tape, G, 0, max_id, x);
         } else if (x->tape == tape && (x->flags & AD_TF_RECORDED) && x->id <= max_id) {
             g = G[x->id];
         } else if (x->tape != tape) {
@@ -217,4 +304,12 @@ ad_status ad_grad(size_t n_outputs, ad_tensor *const *outputs, ad_tensor *const 
     }
     tape->grad_enabled = was_enabled;
     return st != AD_OK ? st : tape->status;
+}
+
+ad_status ad_vjp(size_t n_outputs, ad_tensor *const *outputs, ad_tensor *const *v, size_t n_inputs,
+                 ad_tensor *const *inputs, ad_tensor **grads, const ad_backward_opts *opts)
+{
+    ad_backward_opts o = opts ? *opts : (ad_backward_opts){0};
+    o.retain_graph = true;
+    return ad_grad(n_outputs, outputs, v, n_inputs, inputs, grads, &o);
 }

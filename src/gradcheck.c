@@ -12,6 +12,7 @@ typedef struct check {
     size_t n;
     double **values;          /* the inputs' values, perturbed in place */
     ad_tensor *const *shapes; /* the caller's inputs, for shapes */
+    bool forward;             /* the analytic Jacobian by columns from ad_jvp */
 } check;
 
 /* Builds fresh float64 leaves on tape from the current values and calls f. */
@@ -75,7 +76,7 @@ static ad_status run_check(const check *c, const ad_gradcheck_opts *opts, ad_gra
         goto done;
     }
     bool connected = (y->flags & AD_TF_RECORDED) != 0;
-    for (size_t j = 0; j < m && connected; j++) {
+    for (size_t j = 0; j < m && connected && !c->forward; j++) {
         ad_tensor *seed = ad_full(tape, AD_F64, y->ndim, y->shape, 0.0);
         if (!seed) {
             st = tape->status;
@@ -92,6 +93,27 @@ static ad_status run_check(const check *c, const ad_gradcheck_opts *opts, ad_gra
         for (size_t i = 0; i < c->n; i++)
             for (int64_t e = 0; e < grads[i]->numel; e++)
                 jac[j * total + col++] = ad__get(grads[i], e);
+    }
+    /* Forward mode: column by column, each input element's tangent alone. */
+    for (size_t i = 0, col = 0; i < c->n && connected && c->forward; i++) {
+        for (int64_t e = 0; e < leaves[i]->numel; e++, col++) {
+            for (size_t k = 0; k < c->n; k++)
+                grads[k] = NULL;
+            grads[i] = ad_full(tape, AD_F64, leaves[i]->ndim, leaves[i]->shape, 0.0);
+            if (!grads[i]) {
+                st = tape->status;
+                goto done;
+            }
+            ad__set(grads[i], e, 1.0);
+            ad_tensor *t;
+            st = ad_jvp(1, &y, c->n, leaves, grads, &t, NULL);
+            if (st != AD_OK) {
+                fail_message(r, tape, "jvp failed");
+                goto done;
+            }
+            for (size_t j = 0; j < m; j++)
+                jac[j * total + col] = ad__get(t, (int64_t)j);
+        }
     }
 
     /* Numeric: column by column, central differences. */
@@ -203,9 +225,28 @@ ad_status ad_gradcheck(ad_function f, void *ctx, size_t n, ad_tensor *const *inp
     double **values = copy_values(n, inputs, result, &st);
     if (!values)
         return st;
-    check c = {f, ctx, n, values, inputs};
+    check c = {f, ctx, n, values, inputs, false};
     st = run_check(&c, opts, result);
     free_values(n, values);
+    return st;
+}
+
+ad_status ad_jvpcheck(ad_function f, void *ctx, size_t n, ad_tensor *const *inputs,
+                      const ad_gradcheck_opts *opts, ad_gradcheck_result *result)
+{
+    memset(result, 0, sizeof *result);
+    ad_status st;
+    double **values = copy_values(n, inputs, result, &st);
+    if (!values)
+        return st;
+    check c = {f, ctx, n, values, inputs, true};
+    st = run_check(&c, opts, result);
+    free_values(n, values);
+    if (!result->passed && st == AD_OK) {
+        char msg[sizeof result->message];
+        snprintf(msg, sizeof msg, "forward mode: %.200s", result->message);
+        memcpy(result->message, msg, sizeof msg);
+    }
     return st;
 }
 
@@ -268,7 +309,7 @@ ad_status ad_gradgradcheck(ad_function f, void *ctx, size_t n, ad_tensor *const 
         st = AD_ERR_NOMEM;
         goto done;
     }
-    check probe = {f, ctx, n, values, inputs};
+    check probe = {f, ctx, n, values, inputs, false};
     ad_tensor *y = evaluate(tape, &probe, args);
     if (!y) {
         st = tape->status != AD_OK ? tape->status : AD_ERR_NULL;
@@ -292,7 +333,7 @@ ad_status ad_gradgradcheck(ad_function f, void *ctx, size_t n, ad_tensor *const 
     result->passed = true;
     for (size_t k = 0; k < n && result->passed; k++) {
         gradgrad g = {f, ctx, n, k};
-        check c = {gradient_of, &g, n + 1, all, args};
+        check c = {gradient_of, &g, n + 1, all, args, false};
         st = run_check(&c, opts, result);
         if (st != AD_OK)
             break;

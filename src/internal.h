@@ -11,13 +11,12 @@
 
 /* ---- Op table --------------------------------------------------------------
  * src/ops.def lists every op once: AD_OP(name, arity, flags). Each row needs
- * ad__<name>_shape, ad__<name>_forward and ad__<name>_backward, defined in the
- * op's family file; a row without one fails at link time. */
+ * ad__<name>_shape, _forward, _backward and _jvp, defined in the op's family
+ * file; a row without one fails at link time. */
 
 enum {
-    AD_OPF_DIFF = 1,     /* has a gradient (checked by the gradcheck coverage test) */
-    AD_OPF_ALIAS = 2,    /* output shares its input's data: forward sets y->data */
-    AD_OPF_NO_DOUBLE = 4 /* backward is not itself differentiable */
+    AD_OPF_NONDIFF = 1, /* no gradient: results are never recorded (leaf, view, detach) */
+    AD_OPF_ALIAS = 2    /* output shares its input's data: forward sets y->data */
 };
 
 typedef enum {
@@ -36,6 +35,11 @@ typedef void (*ad__forward_fn)(ad_tensor *y);
  * dL/dy, using only differentiable ops; leaves gin[i] NULL for the others.
  * Errors are reported on the tape (ops return NULL). */
 typedef void (*ad__backward_fn)(ad_tensor *y, ad_tensor *gy, ad_tensor **gin);
+/* Forward mode: returns dy = sum_i (dy/d src[i]) t[i] for tangents t[i] of
+ * src[i]'s shape and dtype (NULL means zero; at least one is not), built
+ * with differentiable ops like a backward rule. A result that broadcasts to
+ * y's shape is expanded by the caller (ad__forward_sweep). NULL on error. */
+typedef ad_tensor *(*ad__jvp_fn)(ad_tensor *y, ad_tensor *const *t);
 
 typedef struct ad__op {
     const char *name;
@@ -44,6 +48,7 @@ typedef struct ad__op {
     ad__shape_fn shape;
     ad__forward_fn forward;
     ad__backward_fn backward;
+    ad__jvp_fn jvp;
 } ad__op;
 
 extern const ad__op ad__ops[AD_OP_COUNT];
@@ -51,7 +56,8 @@ extern const ad__op ad__ops[AD_OP_COUNT];
 #define AD_OP(name, arity, flags)                                                                  \
     ad_status ad__##name##_shape(ad_tensor *y);                                                    \
     void ad__##name##_forward(ad_tensor *y);                                                       \
-    void ad__##name##_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin);
+    void ad__##name##_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin);                      \
+    ad_tensor *ad__##name##_jvp(ad_tensor *y, ad_tensor *const *t);
 #include "ops.def"
 #undef AD_OP
 
@@ -62,7 +68,9 @@ enum {
     AD_TF_RECORDED = 2,      /* has an id on its tape and takes part in backward */
     AD_TF_LEAF = 4,          /* created, not computed: backward accumulates its grad */
     AD_TF_FREED = 8,         /* backward ran through it without retain_graph */
-    AD_TF_PERSISTENT = 16    /* heap tensor outside any tape */
+    AD_TF_PERSISTENT = 16,   /* heap tensor outside any tape */
+    AD_TF_HOOKED = 32,       /* tape tensor with gradient hooks (tape->hooks) */
+    AD_TF_LAST_USE = 64      /* view: the last one a sweep reaches for its persistent tensor */
 };
 
 /* Small op parameters live inline in the node; arrays go to the arena. */
@@ -87,7 +95,49 @@ struct ad_tensor {
     uint8_t op, dtype, ndim, flags;
     uint8_t nsrc;
     const ad_allocator *allocator; /* persistent tensors: how to free */
+    struct ad__hook *hooks;        /* persistent tensors: accumulate hooks (heap) */
 };
+
+/* ---- Hooks ----------------------------------------------------------------- */
+
+typedef struct ad__hook {
+    struct ad__hook *next;
+    ad_tensor *tensor;
+    ad_grad_hook grad_fn;             /* tape tensors (tape->hooks, arena) */
+    ad_accumulate_hook accumulate_fn; /* persistent tensors (tensor->hooks, heap) */
+    void *ctx;
+    ad_hook_id id;
+    uint64_t stamp; /* head of a persistent list: the last sweep that marked a view */
+} ad__hook;
+
+/* Number of accumulate hooks alive in the process: sweeps look for them only
+ * when there are some. */
+extern _Atomic size_t ad__accumulate_hooks;
+
+/* Runs t's gradient hooks on g (registration order); returns the gradient to
+ * use, NULL on error (on the tape). */
+ad_tensor *ad__run_grad_hooks(ad_tensor *t, ad_tensor *g);
+/* Runs the accumulate hooks of persistent p. */
+void ad__run_accumulate_hooks(ad_tensor *p);
+/* Frees the accumulate hooks of a persistent tensor (ad_tensor_free). */
+void ad__free_hooks(ad_tensor *p);
+
+/* ---- Anomaly mode ---------------------------------------------------------- */
+
+/* Where a node was made: the tape's location and label when it was recorded. */
+typedef struct ad__where {
+    const char *file;
+    const char *label;
+    int line;
+} ad__where;
+
+/* Fails with AD_ERR_NONFINITE when t holds a NaN or infinity: "forward" (t is
+ * the result of y's op) or "backward" (t is the gradient of y's input k). */
+ad_status ad__check_finite(ad_tensor *y, const ad_tensor *t, bool backward, int k);
+/* Stores tape->here as where[n_nodes] for the node about to be recorded. */
+ad_status ad__record_where(ad_tape *tape);
+/* "file:line (label)" of a recorded node into buf, "" when unknown. */
+const char *ad__where_str(const ad_tensor *t, char *buf, size_t size);
 
 /* ---- Arena and tape ------------------------------------------------------- */
 
@@ -120,7 +170,41 @@ struct ad_tape {
     bool grads_in_place;
     ad_status status;
     char message[512];
+    size_t peak; /* most arena bytes in use at once since the last reset */
+    /* Each sweep (backward or forward) takes a serial; custom ops stamp the
+     * gradients and tangents they collect for their outputs with it, and
+     * sweep_serial says which sweep is calling a rule right now. */
+    uint64_t serials, sweep_serial;
+    ad__hook *hooks; /* gradient hooks of this generation's tensors (arena) */
+    /* Anomaly mode: check every value and gradient; where[id] for nodes. */
+    bool anomaly;
+    ad__where here;
+    ad__where *where; /* where[0..n_where): where nodes were made */
+    size_t n_where, cap_where;
+    /* While an activation checkpoint runs its function without recording:
+     * the persistent tensors that require grad it brings onto the tape. */
+    struct ad__collect *collect;
 };
+
+/* Persistent tensors collected for a checkpoint (ops.c appends to it). */
+typedef struct ad__collect {
+    ad_tensor **items;
+    size_t n, cap;
+    const ad_allocator *allocator;
+    bool failed; /* out of memory */
+} ad__collect;
+void ad__collect_add(ad_tape *tape, ad_tensor *p);
+
+/* A position in the arena, to roll back to: everything allocated after the
+ * mark is given back (ad__arena_release), and nodes recorded after it are
+ * forgotten. Handles to them become invalid. */
+typedef struct ad__mark {
+    struct ad__block *block;
+    size_t used, used_before, n_nodes;
+    ad__hook *hooks;
+} ad__mark;
+ad__mark ad__arena_mark(const ad_tape *tape);
+void ad__arena_release(ad_tape *tape, const ad__mark *mark);
 
 void *ad__alloc(ad_tape *tape, size_t size); /* 64-byte aligned; NULL + error on OOM */
 void *ad__alloc_zero(ad_tape *tape, size_t size);
@@ -163,8 +247,24 @@ const char *ad__shape_str(char *buf, int ndim, const int64_t *shape);
  * it requires grad. params may be NULL. Returns NULL on error.
  */
 ad_tensor *ad__apply(int op, int nsrc, ad_tensor *const *src, const ad__param *params);
-/* Same, for ops whose inputs may differ in dtype (cast). */
-ad_tensor *ad__apply_mixed(int op, int nsrc, ad_tensor *const *src, const ad__param *params);
+
+/* A persistent tensor's view on tape (recorded: its gradient reaches it). */
+ad_tensor *ad__view_of(ad_tape *tape, ad_tensor *p, bool recorded);
+
+/* ---- Custom ops (custom.c) ---------------------------------------------------------- */
+
+#include "autodiff/custom.h"
+
+struct ad_custom_op {
+    ad_custom_op_def def;
+    char name[64]; /* def.name points here */
+};
+
+/* Hands the gradient (or, tangent: the forward-mode tangent) g of custom_output
+ * node y to its custom node, for the sweep with this serial. */
+void ad__custom_collect(ad_tensor *y, ad_tensor *g, uint64_t serial, bool tangent);
+/* The user's name of a custom or custom_output node. */
+const char *ad__custom_name(const ad_tensor *y);
 
 /* Records t on its tape: an id in creation order, flag RECORDED. */
 ad_status ad__record(ad_tape *tape, ad_tensor *t);
@@ -246,9 +346,53 @@ void ad__keepdim_shape(const ad_tensor *x, uint32_t mask, int64_t *out);
 /* Row-major strides of a shape. */
 void ad__strides(int ndim, const int64_t *shape, int64_t *strides);
 
-/* Gradient sweep shared by ad_backward and ad_grad. */
-ad_status ad__sweep(ad_tape *tape, size_t n_out, ad_tensor *const *outputs, ad_tensor *const *seeds,
-                    bool create_graph, bool retain_graph, ad_tensor ***grads_out);
+/* The reverse sweep shared by ad_backward, ad_grad and the checkpoint. */
+typedef struct ad__sweep_args {
+    size_t n_out;
+    ad_tensor *const *outputs;
+    ad_tensor *const *seeds; /* NULL, or one per output (NULL entries mean 1) */
+    bool create_graph, retain_graph;
+    /* ad_backward: leaves and persistent tensors receive their gradients
+     * during the sweep, and accumulate hooks run. */
+    bool accumulate;
+    /* Nodes with ids below floor are not visited: a gradient that reaches
+     * one goes to stop_grads[k] when it is stops[k], and is an error when
+     * strict (a checkpointed function that used a tape tensor it was not
+     * given), else dropped. */
+    uint32_t floor;
+    size_t n_stops;
+    ad_tensor *const *stops;
+    ad_tensor **stop_grads;
+    bool strict;
+} ad__sweep_args;
+/* On success *grads_out[id - floor] is the gradient of node id (NULL: none),
+ * for ids up to the largest output id. */
+ad_status ad__sweep(ad_tape *tape, const ad__sweep_args *args, ad_tensor ***grads_out);
+/* Sums the gradients g[id - floor] of the views of persistent p with ids in
+ * [floor, max_id]; NULL when none. */
+ad_tensor *ad__persistent_grad(ad_tape *tape, ad_tensor **g, uint32_t floor, uint32_t max_id,
+                               ad_tensor *p);
+/* The forward (tangent) sweep: tangents_out[k] = d outputs[k] given tangents
+ * of inputs (NULL entries are zero). Recorded when grad is enabled. */
+ad_status ad__forward_sweep(ad_tape *tape, size_t n_out, ad_tensor *const *outputs, size_t n_in,
+                            ad_tensor *const *inputs, ad_tensor *const *tangents,
+                            ad_tensor **tangents_out);
+
+/* ---- Helpers for jvp rules ------------------------------------------------------ */
+
+/* The rule of an op whose Jacobian is symmetric (elementwise, softmax): the
+ * backward rule applied to the tangent. */
+ad_tensor *ad__jvp_self_adjoint(ad_tensor *y, ad_tensor *const *t);
+/* The rule of an op linear in its one input: the op again, on the tangent. */
+ad_tensor *ad__jvp_linear(ad_tensor *y, ad_tensor *const *t);
+/* The rule of an op with one output element: sum(backward(y, 1) * t). */
+ad_tensor *ad__jvp_scalar(ad_tensor *y, ad_tensor *const *t);
+/* y's op applied again with src[i] replaced by x (and y's parameters). */
+ad_tensor *ad__reapply(const ad_tensor *y, int i, ad_tensor *x);
+/* a + b where either may be NULL (a zero tangent). */
+ad_tensor *ad__add_tangents(ad_tensor *a, ad_tensor *b);
+/* For ops without a gradient (never recorded, so never asked). */
+ad_tensor *ad__jvp_none(ad_tensor *y, ad_tensor *const *t);
 
 /* ---- GEMM (ops_linalg.c) ---------------------------------------------------------
  * C[m,n] = op(A)[m,k] op(B)[k,n] for row-major A, B, C with leading dims lda,

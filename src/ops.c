@@ -4,7 +4,14 @@
 
 const ad__op ad__ops[AD_OP_COUNT] = {
 #define AD_OP(name, arity, flags)                                                                  \
-    {#name, arity, flags, ad__##name##_shape, ad__##name##_forward, ad__##name##_backward},
+    {                                                                                              \
+        #name,                                                                                     \
+        arity,                                                                                     \
+        flags,                                                                                     \
+        ad__##name##_shape,                                                                        \
+        ad__##name##_forward,                                                                      \
+        ad__##name##_backward,                                                                     \
+        ad__##name##_jvp},
 #include "ops.def"
 #undef AD_OP
 };
@@ -26,7 +33,7 @@ int ad_op_arity(int op)
 
 bool ad_op_differentiable(int op)
 {
-    return op >= 0 && op < AD_OP_COUNT && (ad__ops[op].flags & AD_OPF_DIFF);
+    return op >= 0 && op < AD_OP_COUNT && !(ad__ops[op].flags & AD_OPF_NONDIFF);
 }
 
 /* ---- Shape helpers ---------------------------------------------------------- */
@@ -120,8 +127,10 @@ ad_tape *ad__tape_of(int n, ad_tensor *const *ts)
 /* A persistent tensor enters a tape as a view sharing its data. One that
  * requires grad gets a recorded view, so its gradient is gathered per tape
  * and never races across threads; otherwise the view is a constant. */
-static ad_tensor *view_of(ad_tape *tape, ad_tensor *p, bool recorded)
+ad_tensor *ad__view_of(ad_tape *tape, ad_tensor *p, bool recorded)
 {
+    if (tape->collect && (p->flags & AD_TF_REQUIRES_GRAD))
+        ad__collect_add(tape, p);
     ad_tensor *v = ad__alloc(tape, sizeof *v + sizeof(ad_tensor *));
     if (!v)
         return NULL;
@@ -152,16 +161,22 @@ ad_tensor *ad_tape_use(ad_tape *tape, ad_tensor *t)
         ad__fail(tape, AD_ERR_TAPE, "tape_use: tensor belongs to another tape");
         return NULL;
     }
-    return view_of(tape, t, (t->flags & AD_TF_REQUIRES_GRAD) && tape->grad_enabled);
+    return ad__view_of(tape, t, (t->flags & AD_TF_REQUIRES_GRAD) && tape->grad_enabled);
 }
 
-static ad_tensor *apply(int op, int nsrc, ad_tensor *const *src, const ad__param *params,
-                        bool mixed)
+ad_tensor *ad__apply(int op, int nsrc, ad_tensor *const *src, const ad__param *params)
 {
     const char *name = ad__ops[op].name;
     ad_tape *tape = ad__tape_of(nsrc, src);
     if (!tape || tape->status != AD_OK)
         return NULL; /* a NULL input: the error is already on its tape */
+    int arity = ad__ops[op].arity;
+    if ((arity >= 0 && nsrc != arity) || (arity < 0 && nsrc < 1) || nsrc > UINT8_MAX) {
+        ad__fail(tape, AD_ERR_ARG, "%s: %d inputs (the op takes %s%d)", name, nsrc,
+                 arity < 0 ? "1 to " : "", arity < 0 ? UINT8_MAX : arity);
+        return NULL;
+    }
+    const bool differentiable = !(ad__ops[op].flags & AD_OPF_NONDIFF);
     char s0[AD__SHAPE_BUF], s1[AD__SHAPE_BUF];
     for (int i = 0; i < nsrc; i++) {
         const ad_tensor *x = src[i];
@@ -173,7 +188,7 @@ static ad_tensor *apply(int op, int nsrc, ad_tensor *const *src, const ad__param
             ad__fail(tape, AD_ERR_FREED, "%s: input %d was freed by ad_tape_reset", name, i);
             return NULL;
         }
-        if (!mixed && x->dtype != src[0]->dtype) {
+        if (x->dtype != src[0]->dtype) {
             ad__fail(tape, AD_ERR_DTYPE, "%s: dtypes %s %s and %s %s differ (use ad_cast)", name,
                      ad_dtype_name((ad_dtype)src[0]->dtype), AD__SHAPE(src[0], s0),
                      ad_dtype_name((ad_dtype)x->dtype), AD__SHAPE(x, s1));
@@ -185,7 +200,6 @@ static ad_tensor *apply(int op, int nsrc, ad_tensor *const *src, const ad__param
         return NULL;
     memset(y, 0, sizeof *y);
     y->src = (ad_tensor **)(y + 1);
-    assert(nsrc >= 0 && nsrc <= UINT8_MAX);
     y->nsrc = (uint8_t)nsrc;
     y->tape = tape;
     y->op = (uint8_t)op;
@@ -197,8 +211,8 @@ static ad_tensor *apply(int op, int nsrc, ad_tensor *const *src, const ad__param
     for (int i = 0; i < nsrc; i++) {
         ad_tensor *x = src[i];
         if ((x->flags & AD_TF_PERSISTENT) && (x->flags & AD_TF_REQUIRES_GRAD) &&
-            tape->grad_enabled && (ad__ops[op].flags & AD_OPF_DIFF)) {
-            x = view_of(tape, x, true);
+            ((tape->grad_enabled && differentiable) || tape->collect)) {
+            x = ad__view_of(tape, x, tape->grad_enabled && differentiable);
             if (!x)
                 return NULL;
         }
@@ -223,7 +237,9 @@ static ad_tensor *apply(int op, int nsrc, ad_tensor *const *src, const ad__param
     ad__ops[op].forward(y);
     if (tape->status != AD_OK)
         return NULL; /* a forward that needed scratch memory and had none */
-    if (needs_grad && tape->grad_enabled && (ad__ops[op].flags & AD_OPF_DIFF)) {
+    if (tape->anomaly && ad__check_finite(y, y, false, 0) != AD_OK)
+        return NULL;
+    if (needs_grad && tape->grad_enabled && differentiable) {
         y->flags |= AD_TF_REQUIRES_GRAD;
         if (ad__record(tape, y) != AD_OK)
             return NULL;
@@ -235,12 +251,54 @@ static ad_tensor *apply(int op, int nsrc, ad_tensor *const *src, const ad__param
     return y;
 }
 
-ad_tensor *ad__apply(int op, int nsrc, ad_tensor *const *src, const ad__param *params)
+/* ---- Forward-mode rules shared by families ------------------------------------ */
+
+ad_tensor *ad__reapply(const ad_tensor *y, int i, ad_tensor *x)
 {
-    return apply(op, nsrc, src, params, false);
+    ad_tensor *small[8], **src = small;
+    if (y->nsrc > 8 && !(src = ad__alloc(y->tape, y->nsrc * sizeof *src)))
+        return NULL;
+    for (int j = 0; j < y->nsrc; j++)
+        src[j] = j == i ? x : y->src[j];
+    return ad__apply(y->op, y->nsrc, src, y->param);
 }
 
-ad_tensor *ad__apply_mixed(int op, int nsrc, ad_tensor *const *src, const ad__param *params)
+ad_tensor *ad__add_tangents(ad_tensor *a, ad_tensor *b)
 {
-    return apply(op, nsrc, src, params, true);
+    return a && b ? ad_add(a, b) : a ? a : b;
+}
+
+ad_tensor *ad__jvp_linear(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__reapply(y, 0, t[0]);
+}
+
+ad_tensor *ad__jvp_self_adjoint(ad_tensor *y, ad_tensor *const *t)
+{
+    ad_tensor *gin[1] = {NULL};
+    ad__ops[y->op].backward(y, t[0], gin);
+    return gin[0];
+}
+
+ad_tensor *ad__jvp_scalar(ad_tensor *y, ad_tensor *const *t)
+{
+    ad_tensor *small[8] = {NULL}, **gin = small;
+    if (y->nsrc > 8 && !(gin = ad__alloc_zero(y->tape, y->nsrc * sizeof *gin)))
+        return NULL;
+    ad_tensor *one = ad__const_like(y, 1.0);
+    if (!one)
+        return NULL;
+    ad__ops[y->op].backward(y, one, gin);
+    ad_tensor *sum = NULL;
+    for (int i = 0; i < y->nsrc; i++)
+        if (t[i] && gin[i])
+            sum = ad__add_tangents(sum, ad_sum_all(ad_mul(gin[i], t[i])));
+    return sum ? ad_reshape(sum, y->ndim, y->shape) : NULL;
+}
+
+ad_tensor *ad__jvp_none(ad_tensor *y, ad_tensor *const *t)
+{
+    (void)t;
+    ad__fail(y->tape, AD_ERR_UNSUPPORTED, "jvp: %s has no derivative", ad__ops[y->op].name);
+    return NULL;
 }

@@ -188,6 +188,13 @@ void ad__add_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
         gin[1] = ad__reduce_to(gy, y->src[1]);
 }
 
+// dy = da + db (broadcast by the caller)
+ad_tensor *ad__add_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    (void)y;
+    return ad__add_tangents(t[0], t[1]);
+}
+
 ad_tensor *ad_add(ad_tensor *a, ad_tensor *b)
 {
     return binary(AD_OP_add, a, b);
@@ -203,6 +210,13 @@ void ad__sub_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
         gin[0] = ad__reduce_to(gy, y->src[0]);
     if (y->src[1]->flags & AD_TF_RECORDED)
         gin[1] = ad__reduce_to(ad_neg(gy), y->src[1]);
+}
+
+// dy = da - db
+ad_tensor *ad__sub_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    (void)y;
+    return !t[1] ? t[0] : t[0] ? ad_sub(t[0], t[1]) : ad_neg(t[1]);
 }
 
 ad_tensor *ad_sub(ad_tensor *a, ad_tensor *b)
@@ -223,6 +237,13 @@ void ad__mul_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
         gin[1] = ad__reduce_to(ad_mul(gy, a), b);
 }
 
+// dy = da b + a db
+ad_tensor *ad__mul_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__add_tangents(t[0] ? ad_mul(t[0], y->src[1]) : NULL,
+                            t[1] ? ad_mul(y->src[0], t[1]) : NULL);
+}
+
 ad_tensor *ad_mul(ad_tensor *a, ad_tensor *b)
 {
     return binary(AD_OP_mul, a, b);
@@ -240,6 +261,14 @@ void ad__div_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
     /* Written with a and b, not y, so the rule stays right when recorded. */
     if (b->flags & AD_TF_RECORDED)
         gin[1] = ad__reduce_to(ad_neg(ad_div(ad_mul(gy, a), ad_square(b))), b);
+}
+
+// dy = da / b - db a / b^2
+ad_tensor *ad__div_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    ad_tensor *a = y->src[0], *b = y->src[1];
+    return ad__add_tangents(t[0] ? ad_div(t[0], b) : NULL,
+                            t[1] ? ad_neg(ad_div(ad_mul(t[1], a), ad_square(b))) : NULL);
 }
 
 ad_tensor *ad_div(ad_tensor *a, ad_tensor *b)
@@ -286,6 +315,23 @@ void ad__pow_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
     }
 }
 
+// dy = da b a^(b-1) + db y log a, with the backward's masks at b = 0 and a = 0
+ad_tensor *ad__pow_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    ad_tensor *a = y->src[0], *b = y->src[1], *da = NULL, *db = NULL;
+    if (t[0]) {
+        ad_tensor *nz = mask_of(y, exponent_nonzero);
+        ad_tensor *b1 = ad_add(ad_mul(b, nz), ad_rsub_scalar(nz, 1.0));
+        da = ad_mul(t[0], ad_mul(nz, ad_mul(b, ad_pow(a, ad_sub_scalar(b1, 1.0)))));
+    }
+    if (t[1]) {
+        ad_tensor *keep = mask_of(y, pow_keep);
+        ad_tensor *safe_a = ad_add(ad_mul(a, keep), ad_rsub_scalar(keep, 1.0));
+        db = ad_mul(t[1], ad_mul(ad_pow(a, b), ad_log(safe_a)));
+    }
+    return ad__add_tangents(da, db);
+}
+
 ad_tensor *ad_pow(ad_tensor *a, ad_tensor *b)
 {
     return binary(AD_OP_pow, a, b);
@@ -330,9 +376,22 @@ static void select_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin,
         gin[1] = ad__reduce_to(ad_mul(gy, mask_of(y, share_b)), y->src[1]);
 }
 
+static ad_tensor *select_jvp(ad_tensor *y, ad_tensor *const *t, double (*share_a)(double, double),
+                             double (*share_b)(double, double))
+{
+    return ad__add_tangents(t[0] ? ad_mul(t[0], mask_of(y, share_a)) : NULL,
+                            t[1] ? ad_mul(t[1], mask_of(y, share_b)) : NULL);
+}
+
 void ad__maximum_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
     select_backward(y, gy, gin, share_if_greater, other_share_if_greater);
+}
+
+// dy = da share_a + db share_b (the backward's shares)
+ad_tensor *ad__maximum_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return select_jvp(y, t, share_if_greater, other_share_if_greater);
 }
 
 ad_tensor *ad_maximum(ad_tensor *a, ad_tensor *b)
@@ -346,6 +405,11 @@ BINARY_OP(minimum, AD__GRAIN_CHEAP, (a != a || b != b) ? a + b : (a < b ? a : b)
 void ad__minimum_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
     select_backward(y, gy, gin, share_if_less, other_share_if_less);
+}
+
+ad_tensor *ad__minimum_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return select_jvp(y, t, share_if_less, other_share_if_less);
 }
 
 ad_tensor *ad_minimum(ad_tensor *a, ad_tensor *b)

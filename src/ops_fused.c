@@ -134,6 +134,12 @@ void ad__softmax_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
     gin[0] = ad_mul(y, ad_sub(gy, dot));
 }
 
+// dy = the backward rule applied to dx (a symmetric Jacobian)
+ad_tensor *ad__softmax_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_self_adjoint(y, t);
+}
+
 ad_tensor *ad_softmax(ad_tensor *x, int axis)
 {
     return along_axis(AD_OP_softmax, x, axis);
@@ -163,6 +169,13 @@ void ad__log_softmax_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
     int axis = (int)y->param[0].i;
     gin[0] = ad_sub(gy, ad_mul(ad_exp(y), ad_sum(gy, 1, &axis, true)));
+}
+
+// dy = dx - sum(softmax(x) dx)
+ad_tensor *ad__log_softmax_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    int axis = (int)y->param[0].i;
+    return ad_sub(t[0], ad_sum(ad_mul(ad_exp(y), t[0]), 1, &axis, true));
 }
 
 ad_tensor *ad_log_softmax(ad_tensor *x, int axis)
@@ -213,6 +226,12 @@ void ad__cross_entropy_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
         ad__set(onehot, i * classes + targets[i], 1.0);
     ad_tensor *scale = ad_mul_scalar(gy, rows ? 1.0 / (double)rows : 0.0);
     gin[0] = ad_mul(ad_sub(ad_softmax(x, 1), onehot), scale);
+}
+
+// dy = sum(backward(y, 1) * dx) (one output element)
+ad_tensor *ad__cross_entropy_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_scalar(y, t);
 }
 
 ad_tensor *ad_cross_entropy(ad_tensor *logits, size_t n, const int64_t *targets)

@@ -225,7 +225,8 @@ void ad__matmul_forward(ad_tensor *y)
 static ad_tensor *grad_sink(const ad_tensor *y, const ad_tensor *b)
 {
     const ad_tape *tape = y->tape;
-    if (!tape->grads_in_place || tape->grad_enabled || b->op != AD_OP_view)
+    if (!tape->grads_in_place || tape->grad_enabled || b->op != AD_OP_view ||
+        (b->flags & AD_TF_HOOKED))
         return NULL;
     const ad_tensor *p = b->src[0];
     ad_tensor *g = p->grad;
@@ -270,6 +271,13 @@ void ad__matmul_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
     }
     ad_tensor *db = tb ? ad_matmul_t(gy, a, true, ta) : ad_matmul_t(a, gy, !ta, false);
     gin[1] = ad__reduce_to(db, b);
+}
+
+// dy = op(da) op(b) + op(a) op(db)
+ad_tensor *ad__matmul_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__add_tangents(t[0] ? ad__reapply(y, 0, t[0]) : NULL,
+                            t[1] ? ad__reapply(y, 1, t[1]) : NULL);
 }
 
 ad_tensor *ad_matmul_t(ad_tensor *a, ad_tensor *b, bool transpose_a, bool transpose_b)
@@ -399,6 +407,12 @@ void ad__permute_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
     for (int d = 0; d < y->ndim; d++)
         inverse[perm[d]] = d;
     gin[0] = ad_permute(gy, inverse);
+}
+
+// dy = the op applied to dx (it is linear)
+ad_tensor *ad__permute_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_linear(y, t);
 }
 
 ad_tensor *ad_permute(ad_tensor *x, const int *perm)

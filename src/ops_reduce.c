@@ -202,6 +202,12 @@ void ad__sum_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
     gin[0] = ad_expand(keepdim_view(gy, y), x->ndim, x->shape);
 }
 
+// dy = the op applied to dx (it is linear)
+ad_tensor *ad__sum_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_linear(y, t);
+}
+
 ad_tensor *ad_sum(ad_tensor *x, int n_axes, const int *axes, bool keepdim)
 {
     return reduce(AD_OP_sum, x, n_axes, axes, keepdim);
@@ -226,16 +232,16 @@ void ad__max_forward(ad_tensor *y)
                                 if (m != m) break, Y[o] = (T)m));
 }
 
-void ad__max_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+/* A constant of x's shape: 1/k at each of the k maxima of a group, 0 elsewhere. */
+static ad_tensor *max_share(ad_tensor *y)
 {
     ad_tensor *x = y->src[0];
     ad__reduce_plan p;
     if (ad__reduce_plan_make(y->tape, x, (uint32_t)y->param[0].i, &p) != AD_OK)
-        return;
-    /* share: a constant, 1/k at each of the k maxima of a group, 0 elsewhere */
+        return NULL;
     ad_tensor *share = ad__new(x->tape, (ad_dtype)x->dtype, x->ndim, x->shape);
     if (!share)
-        return;
+        return NULL;
     memset(share->data, 0, (size_t)x->numel * ad_dtype_size((ad_dtype)x->dtype));
     for (int64_t o = 0; o < p.n_out; o++) {
         int64_t base = ad__plan_base(&p, o), k = 0;
@@ -246,7 +252,21 @@ void ad__max_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
             if (ad__get(x, base + ad__plan_off(&p, r)) == m)
                 ad__set(share, base + ad__plan_off(&p, r), 1.0 / (double)k);
     }
-    gin[0] = ad_mul(keepdim_view(gy, y), share);
+    return share;
+}
+
+void ad__max_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    ad_tensor *share = max_share(y);
+    if (share)
+        gin[0] = ad_mul(keepdim_view(gy, y), share);
+}
+
+// dy = sum(dx share) over the reduced axes
+ad_tensor *ad__max_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    ad_tensor *w = ad_mul(t[0], max_share(y));
+    return w ? ad__apply(AD_OP_sum, 1, &w, y->param) : NULL;
 }
 
 ad_tensor *ad_max(ad_tensor *x, int n_axes, const int *axes, bool keepdim)
@@ -290,6 +310,14 @@ void ad__logsumexp_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
     ad_tensor *x = y->src[0];
     gin[0] = ad_mul(keepdim_view(gy, y), ad_exp(ad_sub(x, keepdim_view(y, y))));
+}
+
+// dy = sum(dx softmax(x)) over the reduced axes
+ad_tensor *ad__logsumexp_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    ad_tensor *x = y->src[0];
+    ad_tensor *w = ad_mul(t[0], ad_exp(ad_sub(x, keepdim_view(y, y))));
+    return w ? ad__apply(AD_OP_sum, 1, &w, y->param) : NULL;
 }
 
 ad_tensor *ad_logsumexp(ad_tensor *x, int n_axes, const int *axes, bool keepdim)

@@ -35,6 +35,12 @@ void ad__reshape_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
     gin[0] = ad_reshape(gy, x->ndim, x->shape);
 }
 
+// dy = the op applied to dx (it is linear)
+ad_tensor *ad__reshape_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_linear(y, t);
+}
+
 ad_tensor *ad_reshape(ad_tensor *x, int ndim, const int64_t *shape)
 {
     if (!x || !x->tape || x->tape->status != AD_OK)
@@ -116,6 +122,12 @@ void ad__expand_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
     ad_tensor *x = y->src[0];
     gin[0] = ad_sum_to(gy, x->ndim, x->shape);
+}
+
+// dy = the op applied to dx (it is linear)
+ad_tensor *ad__expand_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_linear(y, t);
 }
 
 /* True if a tensor of shape `from` broadcasts to `to` (which has no negative dims). */
@@ -283,6 +295,12 @@ void ad__slice_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
     gin[0] = ad_slice_scatter(gy, axis, y->src[0]->shape[axis], y->param[1].i, y->param[2].i);
 }
 
+// dy = the op applied to dx (it is linear)
+ad_tensor *ad__slice_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_linear(y, t);
+}
+
 /* Python's rule for one bound of a positive-step slice: negative counts from
  * the end, then clamp to [0, dim]. */
 static int64_t slice_bound(int64_t v, int64_t dim)
@@ -351,6 +369,12 @@ void ad__slice_scatter_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
     int64_t n = y->src[0]->shape[axis], start = y->param[2].i, step = y->param[3].i;
     int64_t stop = n ? start + (n - 1) * step + 1 : start;
     gin[0] = ad_slice(gy, axis, start, stop, step);
+}
+
+// dy = the op applied to dx (it is linear)
+ad_tensor *ad__slice_scatter_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_linear(y, t);
 }
 
 ad_tensor *ad_slice_scatter(ad_tensor *x, int axis, int64_t length, int64_t start, int64_t step)
@@ -452,6 +476,17 @@ void ad__concat_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
             gin[i] = ad_slice(gy, axis, offset, offset + len, 1);
         offset += len;
     }
+}
+
+// dy = the tangents joined, zeros for inputs without one
+ad_tensor *ad__concat_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    ad_tensor *small[8], **ts = small;
+    if (y->nsrc > 8 && !(ts = ad__alloc(y->tape, y->nsrc * sizeof *ts)))
+        return NULL;
+    for (int i = 0; i < y->nsrc; i++)
+        ts[i] = t[i] ? t[i] : ad__const_like(y->src[i], 0.0);
+    return ad__apply(AD_OP_concat, y->nsrc, ts, y->param);
 }
 
 /* The tape of a list of inputs, or NULL (nothing recorded) when one is NULL,
@@ -585,6 +620,12 @@ void ad__index_select_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
     gin[0] = ad_index_add(gy, axis, y->src[0]->shape[axis], (size_t)y->param[1].i, y->param[2].p);
 }
 
+// dy = the op applied to dx (it is linear)
+ad_tensor *ad__index_select_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_linear(y, t);
+}
+
 /* Checks n indices against [0, dim) and copies them into the arena; on error
  * reports as op, naming the bad index and x's shape. */
 static int64_t *checked_indices(ad_tape *tape, const char *op, const ad_tensor *x, int axis,
@@ -681,6 +722,12 @@ void ad__index_add_forward(ad_tensor *y)
 void ad__index_add_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
     gin[0] = ad_index_select(gy, (int)y->param[0].i, (size_t)y->param[2].i, y->param[3].p);
+}
+
+// dy = the op applied to dx (it is linear)
+ad_tensor *ad__index_add_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_linear(y, t);
 }
 
 ad_tensor *ad_index_add(ad_tensor *x, int axis, int64_t length, size_t n, const int64_t *index)
@@ -837,6 +884,12 @@ void ad__gather_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
     gin[0] = ad_scatter_add(gy, (int)y->param[0].i, x->ndim, x->shape, y->param[1].p);
 }
 
+// dy = the op applied to dx (it is linear)
+ad_tensor *ad__gather_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_linear(y, t);
+}
+
 ad_tensor *ad_gather(ad_tensor *x, int axis, int ndim, const int64_t *index_shape,
                      const int64_t *index)
 {
@@ -904,6 +957,12 @@ void ad__scatter_add_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
     const ad_tensor *src = y->src[0];
     gin[0] = ad_gather(gy, (int)y->param[0].i, src->ndim, src->shape, y->param[1].p);
+}
+
+// dy = the op applied to dx (it is linear)
+ad_tensor *ad__scatter_add_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_linear(y, t);
 }
 
 ad_tensor *ad_scatter_add(ad_tensor *src, int axis, int ndim, const int64_t *x_shape,
@@ -996,6 +1055,14 @@ void ad__where_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
         gin[1] = ad__reduce_to(ad_where(cond, gy, zero), a);
     if (b->flags & AD_TF_RECORDED)
         gin[2] = ad__reduce_to(ad_where(cond, zero, gy), b);
+}
+
+// dy = where(cond, da, db), zero for a missing tangent
+ad_tensor *ad__where_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    ad_tensor *zero = ad__scalar_const(y, 0.0);
+    ad_tensor *src[3] = {y->src[0], t[1] ? t[1] : zero, t[2] ? t[2] : zero};
+    return zero ? ad__apply(AD_OP_where, 3, src, y->param) : NULL;
 }
 
 ad_tensor *ad_where(ad_tensor *cond, ad_tensor *a, ad_tensor *b)

@@ -119,6 +119,12 @@ void ad__neg_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
     gin[0] = ad_neg(gy);
 }
 
+// dy = the op applied to dx (it is linear)
+ad_tensor *ad__neg_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_linear(y, t);
+}
+
 ad_tensor *ad_neg(ad_tensor *x)
 {
     return unary(AD_OP_neg, x, 0);
@@ -131,6 +137,12 @@ UNARY_OP(exp, AD__GRAIN_COSTLY, exp(x))
 void ad__exp_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
     gin[0] = ad_mul(gy, y);
+}
+
+// dy = the backward rule applied to dx (a symmetric Jacobian)
+ad_tensor *ad__exp_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_self_adjoint(y, t);
 }
 
 ad_tensor *ad_exp(ad_tensor *x)
@@ -147,6 +159,12 @@ void ad__log_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
     gin[0] = ad_div(gy, y->src[0]);
 }
 
+// dy = the backward rule applied to dx (a symmetric Jacobian)
+ad_tensor *ad__log_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_self_adjoint(y, t);
+}
+
 ad_tensor *ad_log(ad_tensor *x)
 {
     return unary(AD_OP_log, x, 0);
@@ -159,6 +177,12 @@ UNARY_OP(log1p, AD__GRAIN_COSTLY, log1p(x))
 void ad__log1p_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
     gin[0] = ad_div(gy, ad_add_scalar(y->src[0], 1.0));
+}
+
+// dy = the backward rule applied to dx (a symmetric Jacobian)
+ad_tensor *ad__log1p_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_self_adjoint(y, t);
 }
 
 ad_tensor *ad_log1p(ad_tensor *x)
@@ -175,6 +199,12 @@ void ad__sqrt_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
     gin[0] = ad_div(gy, ad_mul_scalar(y, 2.0));
 }
 
+// dy = the backward rule applied to dx (a symmetric Jacobian)
+ad_tensor *ad__sqrt_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_self_adjoint(y, t);
+}
+
 ad_tensor *ad_sqrt(ad_tensor *x)
 {
     return unary(AD_OP_sqrt, x, 0);
@@ -187,6 +217,12 @@ UNARY_OP(square, AD__GRAIN_CHEAP, x *x)
 void ad__square_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
     gin[0] = ad_mul(gy, ad_mul_scalar(y->src[0], 2.0));
+}
+
+// dy = the backward rule applied to dx (a symmetric Jacobian)
+ad_tensor *ad__square_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_self_adjoint(y, t);
 }
 
 ad_tensor *ad_square(ad_tensor *x)
@@ -203,6 +239,12 @@ void ad__sin_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
     gin[0] = ad_mul(gy, ad_cos(y->src[0]));
 }
 
+// dy = the backward rule applied to dx (a symmetric Jacobian)
+ad_tensor *ad__sin_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_self_adjoint(y, t);
+}
+
 ad_tensor *ad_sin(ad_tensor *x)
 {
     return unary(AD_OP_sin, x, 0);
@@ -213,6 +255,12 @@ UNARY_OP(cos, AD__GRAIN_COSTLY, cos(x))
 void ad__cos_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
     gin[0] = ad_neg(ad_mul(gy, ad_sin(y->src[0])));
+}
+
+// dy = the backward rule applied to dx (a symmetric Jacobian)
+ad_tensor *ad__cos_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_self_adjoint(y, t);
 }
 
 ad_tensor *ad_cos(ad_tensor *x)
@@ -231,6 +279,12 @@ void ad__tanh_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
     gin[0] = fusable(y, gy) ? tanh_fused(y, gy) : ad_mul(gy, ad_rsub_scalar(ad_square(y), 1.0));
 }
 
+// dy = the backward rule applied to dx (a symmetric Jacobian)
+ad_tensor *ad__tanh_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_self_adjoint(y, t);
+}
+
 ad_tensor *ad_tanh(ad_tensor *x)
 {
     return unary(AD_OP_tanh, x, 0);
@@ -245,6 +299,12 @@ FUSED_GRAD(sigmoid, dy *(yv *(one - yv)))
 void ad__sigmoid_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
     gin[0] = fusable(y, gy) ? sigmoid_fused(y, gy) : ad_mul(gy, ad_mul(y, ad_rsub_scalar(y, 1.0)));
+}
+
+// dy = the backward rule applied to dx (a symmetric Jacobian)
+ad_tensor *ad__sigmoid_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_self_adjoint(y, t);
 }
 
 ad_tensor *ad_sigmoid(ad_tensor *x)
@@ -263,6 +323,12 @@ void ad__relu_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
     gin[0] = fusable(y, gy) ? relu_fused(y, gy) : ad_mul(gy, positive_mask(y->src[0], 0.0, true));
 }
 
+// dy = the backward rule applied to dx (a symmetric Jacobian)
+ad_tensor *ad__relu_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_self_adjoint(y, t);
+}
+
 ad_tensor *ad_relu(ad_tensor *x)
 {
     return unary(AD_OP_relu, x, 0);
@@ -275,6 +341,12 @@ UNARY_OP(leaky_relu, AD__GRAIN_CHEAP, x > 0 ? x : x * p)
 void ad__leaky_relu_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
     gin[0] = ad_mul(gy, positive_mask(y->src[0], y->param[0].f, false));
+}
+
+// dy = the backward rule applied to dx (a symmetric Jacobian)
+ad_tensor *ad__leaky_relu_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_self_adjoint(y, t);
 }
 
 ad_tensor *ad_leaky_relu(ad_tensor *x, double slope)
@@ -297,6 +369,12 @@ void ad__abs_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
         ad__set(sign, i, v > 0 ? 1.0 : v < 0 ? -1.0 : 0.0);
     }
     gin[0] = ad_mul(gy, sign);
+}
+
+// dy = the backward rule applied to dx (a symmetric Jacobian)
+ad_tensor *ad__abs_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_self_adjoint(y, t);
 }
 
 ad_tensor *ad_abs(ad_tensor *x)
@@ -324,6 +402,12 @@ void ad__softplus_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
     gin[0] = ad_mul(gy, ad_add(ad_mul(ad_sigmoid(x), below), above));
 }
 
+// dy = the backward rule applied to dx (a symmetric Jacobian)
+ad_tensor *ad__softplus_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_self_adjoint(y, t);
+}
+
 ad_tensor *ad_softplus(ad_tensor *x)
 {
     return unary(AD_OP_softplus, x, 0);
@@ -349,6 +433,12 @@ void ad__gelu_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
     gin[0] = ad_mul(gy, d);
 }
 
+// dy = the backward rule applied to dx (a symmetric Jacobian)
+ad_tensor *ad__gelu_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_self_adjoint(y, t);
+}
+
 ad_tensor *ad_gelu(ad_tensor *x)
 {
     return unary(AD_OP_gelu, x, 0);
@@ -370,6 +460,12 @@ void ad__pow_scalar_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
         gin[0] = ad_mul(gy, ad_mul_scalar(x, 2.0));
     else
         gin[0] = ad_mul(gy, ad_mul_scalar(ad_pow_scalar(x, p - 1), p));
+}
+
+// dy = the backward rule applied to dx (a symmetric Jacobian)
+ad_tensor *ad__pow_scalar_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_self_adjoint(y, t);
 }
 
 ad_tensor *ad_pow_scalar(ad_tensor *x, double p)
@@ -406,6 +502,12 @@ void ad__cast_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
     gin[0] = ad_cast(gy, (ad_dtype)y->src[0]->dtype);
 }
 
+// dy = the op applied to dx (it is linear)
+ad_tensor *ad__cast_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_linear(y, t);
+}
+
 ad_tensor *ad_cast(ad_tensor *x, ad_dtype dtype)
 {
     if (!x || x->dtype == dtype)
@@ -433,6 +535,12 @@ void ad__detach_forward(ad_tensor *y)
 void ad__detach_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
     (void)y, (void)gy, (void)gin;
+}
+
+// no derivative: never recorded, so never asked
+ad_tensor *ad__detach_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_none(y, t);
 }
 
 ad_tensor *ad_detach(ad_tensor *x)

@@ -117,7 +117,38 @@ void *ad__alloc(ad_tape *tape, size_t size)
     b->used = (b->used + align - 1) & ~(align - 1);
     void *p = block_base(b) + b->used;
     b->used += size;
+    if (tape->used_before_current + b->used > tape->peak)
+        tape->peak = tape->used_before_current + b->used;
     return p;
+}
+
+ad__mark ad__arena_mark(const ad_tape *tape)
+{
+    return (ad__mark){tape->current, tape->current ? tape->current->used : 0,
+                      tape->used_before_current, tape->n_nodes, tape->hooks};
+}
+
+void ad__arena_release(ad_tape *tape, const ad__mark *m)
+{
+    /* Nodes recorded since the mark are forgotten; poison them so that a
+     * stale handle fails where it can be checked. */
+    for (size_t i = m->n_nodes; i < tape->n_nodes; i++)
+        tape->nodes[i]->flags |= AD_TF_FREED;
+    tape->n_nodes = m->n_nodes;
+    if (tape->n_where > m->n_nodes)
+        tape->n_where = m->n_nodes;
+    tape->hooks = m->hooks;
+    if (!m->block) {
+        /* Nothing was allocated before the mark. */
+        tape->current = tape->first;
+        if (tape->first)
+            tape->first->used = 0;
+        tape->used_before_current = 0;
+        return;
+    }
+    tape->current = m->block;
+    m->block->used = m->used;
+    tape->used_before_current = m->used_before;
 }
 
 void *ad__alloc_zero(ad_tape *tape, size_t size)
@@ -169,6 +200,7 @@ void ad_tape_free(ad_tape *tape)
         return;
     free_blocks(tape);
     ad__heap_free(&tape->allocator, tape->nodes);
+    ad__heap_free(&tape->allocator, tape->where);
     ad__heap_free(&tape->allocator, tape->reals);
     ad__heap_free(&tape->allocator, tape->adjoints);
     ad__heap_free(&tape->allocator, tape);
@@ -182,6 +214,9 @@ void ad_tape_reset(ad_tape *tape)
     for (size_t i = 0; i < tape->n_nodes; i++)
         tape->nodes[i]->flags |= AD_TF_FREED;
     tape->n_nodes = 0;
+    tape->hooks = NULL;
+    tape->peak = 0;
+    tape->n_where = 0;
     tape->n_reals = tape->n_reals ? 1 : 0;
     tape->n_adjoints = 0;
     tape->generation++;
@@ -243,6 +278,11 @@ size_t ad_tape_bytes_used(const ad_tape *tape)
 size_t ad_tape_bytes_reserved(const ad_tape *tape)
 {
     return tape ? tape->reserved : 0;
+}
+
+size_t ad_tape_bytes_peak(const ad_tape *tape)
+{
+    return tape ? tape->peak : 0;
 }
 
 ad_status ad_tape_set_error(ad_tape *tape, ad_status code, const char *format, ...)

@@ -180,6 +180,8 @@ ad_status ad__record(ad_tape *tape, ad_tensor *t)
         tape->nodes = nodes;
         tape->cap_nodes = cap;
     }
+    if (tape->anomaly && ad__record_where(tape) != AD_OK)
+        return tape->status;
     t->id = (uint32_t)tape->n_nodes;
     tape->nodes[tape->n_nodes++] = t;
     t->flags |= AD_TF_RECORDED;
@@ -298,6 +300,7 @@ void ad_tensor_free(ad_tensor *t)
 {
     if (!t || !(t->flags & AD_TF_PERSISTENT))
         return;
+    ad__free_hooks(t);
     if (t->grad)
         ad__heap_free(allocator_of(t->grad), t->grad);
     ad__heap_free(allocator_of(t), t);
@@ -432,6 +435,12 @@ void ad__leaf_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
     (void)y, (void)gy, (void)gin;
 }
 
+// no derivative: never recorded, so never asked
+ad_tensor *ad__leaf_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_none(y, t);
+}
+
 /* ---- view: a persistent tensor brought onto a tape --------------------------
  * Shares the persistent tensor's data and shape. It is a leaf of the tape's
  * graph: the sweep hands its gradient to the persistent tensor. */
@@ -451,4 +460,10 @@ void ad__view_forward(ad_tensor *y)
 void ad__view_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
     (void)y, (void)gy, (void)gin;
+}
+
+// no derivative: never recorded, so never asked
+ad_tensor *ad__view_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_none(y, t);
 }

@@ -32,5 +32,6 @@ GRAD_CASE_TABLE(reduce)
 GRAD_CASE_TABLE(linalg)
 GRAD_CASE_TABLE(shape)
 GRAD_CASE_TABLE(fused)
+GRAD_CASE_TABLE(custom)
 
 #endif

@@ -77,7 +77,8 @@ extern "C" {
     X(AD_ERR_FREED, "graph already freed")                                                         \
     X(AD_ERR_UNSUPPORTED, "not supported")                                                         \
     X(AD_ERR_IO, "input/output error")                                                             \
-    X(AD_ERR_FORMAT, "malformed file")
+    X(AD_ERR_FORMAT, "malformed file")                                                             \
+    X(AD_ERR_NONFINITE, "NaN or infinity found (anomaly mode)")
 
 typedef enum {
 #define AD_STATUS_ENUM(code, text) code,
@@ -94,6 +95,12 @@ typedef enum { AD_F32 = 0, AD_F64 = 1 } ad_dtype;
 
 typedef struct ad_tape ad_tape;
 typedef struct ad_tensor ad_tensor;
+
+/*
+ * A differentiable function of n tensors (ad_gradcheck, ad_checkpoint): it must build its
+ * result from inputs with ops on `tape` and return it (NULL on error).
+ */
+typedef ad_tensor *(*ad_function)(ad_tape *tape, size_t n, ad_tensor *const *inputs, void *ctx);
 
 /* Size in bytes of one element of the dtype (4 or 8). */
 AD_API size_t ad_dtype_size(ad_dtype dtype);
@@ -169,6 +176,38 @@ AD_API size_t ad_tape_node_count(const ad_tape *tape);
 /* Bytes of arena in use, and bytes of arena reserved. */
 AD_API size_t ad_tape_bytes_used(const ad_tape *tape);
 AD_API size_t ad_tape_bytes_reserved(const ad_tape *tape);
+/* The most arena bytes in use at any moment since the tape was created or
+ * last reset: the tape's peak memory for a step (ad_checkpoint lowers it). */
+AD_API size_t ad_tape_bytes_peak(const ad_tape *tape);
+
+/*
+ * Anomaly mode (off by default; when off it costs one branch per op). With it
+ * on, every op checks its result and every backward rule the gradients it
+ * returns: the first NaN or infinity stops the tape with AD_ERR_NONFINITE and
+ * a message naming the op, its shapes, "forward" or "backward", and where the
+ * node was made (below). The checks cost a pass over each value: use it to
+ * find a bug, not in production. Also turns off the in-place accumulation of
+ * weight gradients (ad_backward), so that every gradient passes the check.
+ * Returns the previous setting.
+ */
+AD_API bool ad_tape_set_anomaly(ad_tape *tape, bool enabled);
+AD_API bool ad_tape_anomaly(const ad_tape *tape);
+/*
+ * Provenance for anomaly mode: nodes recorded from now on carry this source
+ * location and label (each may be NULL). The strings are not copied: use
+ * string literals (AD_HERE passes __FILE__). Recording a location costs
+ * nothing when anomaly mode is off.
+ */
+AD_API void ad_tape_set_location(ad_tape *tape, const char *file, int line);
+AD_API void ad_tape_set_label(ad_tape *tape, const char *label);
+/* Marks the next ops on tape with this source line: AD_HERE(tape); y = ad_log(x); */
+#define AD_HERE(tape) ad_tape_set_location((tape), __FILE__, __LINE__)
+/*
+ * Where a recorded node was made, as set by ad_tape_set_location and
+ * ad_tape_set_label while anomaly mode was on: writes "file:line label" (or
+ * what of it is known, "" when nothing is) into buf and returns buf.
+ */
+AD_API const char *ad_tensor_provenance(const ad_tensor *t, char *buf, size_t size);
 
 /* ==== Tensors: creation and access ======================================== */
 
@@ -307,13 +346,131 @@ AD_API ad_status ad_grad(size_t n_outputs, ad_tensor *const *outputs, ad_tensor 
                          size_t n_inputs, ad_tensor *const *inputs, ad_tensor **grads,
                          const ad_backward_opts *opts);
 
-/* ==== Gradient checking =================================================== */
+/* ==== Gradient hooks ====================================================== */
+/*
+ * A hook sees a gradient during a backward pass. Ids are unique in the process;
+ * a hook ends when removed, or (tape tensors) when its tape is reset or freed.
+ *
+ * Order of calls: the reverse sweep reaches tensors in reverse creation order;
+ * at each one, once its gradient is complete (every use has contributed) and
+ * before it flows to the tensor's inputs or into a leaf's stored gradient,
+ * its gradient hooks run in registration order, each given the gradient the
+ * one before returned. Accumulate hooks of a persistent tensor run (in
+ * registration order) once its gradient buffer holds every contribution of
+ * this ad_backward, in the order the sweep passes the tensor's first use.
+ */
+typedef uint64_t ad_hook_id;
+/*
+ * A gradient hook: called with the complete gradient `grad` of t. Return
+ * NULL to keep grad unchanged, or a tensor of grad's shape and dtype to use
+ * instead (build it with ops: under create_graph it is recorded). To stop the
+ * backward, record an error with ad_tape_set_error and return NULL.
+ */
+typedef ad_tensor *(*ad_grad_hook)(ad_tensor *t, ad_tensor *grad, void *ctx);
+/* An accumulate hook: param's gradient buffer now holds this backward's sum. */
+typedef void (*ad_accumulate_hook)(ad_tensor *param, void *ctx);
 
 /*
- * A differentiable function of n tensors for gradcheck: it must build its
- * result from inputs with ops on `tape` and return it (NULL on error).
+ * Registers a gradient hook on a tape tensor that requires grad (runs in
+ * ad_backward, ad_grad and the transforms). *id (may be NULL) receives its id.
+ * Errors: AD_ERR_NULL, AD_ERR_ARG (fn NULL, or a persistent tensor: use an
+ * accumulate hook), AD_ERR_NO_GRAD (t does not require grad), AD_ERR_NOMEM.
  */
-typedef ad_tensor *(*ad_function)(ad_tape *tape, size_t n, ad_tensor *const *inputs, void *ctx);
+AD_API ad_status ad_tensor_register_hook(ad_tensor *t, ad_grad_hook fn, void *ctx, ad_hook_id *id);
+/*
+ * Registers an accumulate hook on a persistent tensor that requires grad,
+ * as torch's register_post_accumulate_grad_hook (ad_backward only: ad_grad
+ * stores nothing). Errors: AD_ERR_NULL, AD_ERR_ARG (fn NULL, or a tape
+ * tensor), AD_ERR_NO_GRAD, AD_ERR_NOMEM (heap, from t's allocator).
+ */
+AD_API ad_status ad_tensor_register_accumulate_hook(ad_tensor *t, ad_accumulate_hook fn, void *ctx,
+                                                    ad_hook_id *id);
+/* Removes hook id from t (either kind). AD_ERR_ARG if t has no such hook. */
+AD_API ad_status ad_tensor_remove_hook(ad_tensor *t, ad_hook_id id);
+
+/* ==== Activation checkpointing ============================================ */
+
+/*
+ * Runs f(tape, n, inputs, ctx) without keeping its intermediate tensors and
+ * returns its result; during backward f runs again, recorded, to get the
+ * gradients. Memory for the forward falls from all of f's intermediates to
+ * its result; backward pays one more forward of f. Gradients are those
+ * without checkpointing, bit for bit, as are values.
+ * f must compute the same thing both times (no random numbers drawn inside
+ * unless re-seeded, no reading of state that changes in between), and may use
+ * persistent tensors (parameters: their gradients flow) and the given inputs,
+ * but no other tape tensor: one it reaches by other means is a constant for
+ * the forward, and backward stops with AD_ERR_ARG when it finds one. Handles
+ * to f's intermediates die when it returns. Works with create_graph (the
+ * recomputation is then kept), in no-grad mode (f just runs), and nests.
+ * Returns NULL on error (on the tape).
+ */
+AD_API ad_tensor *ad_checkpoint(ad_function f, void *ctx, size_t n, ad_tensor *const *inputs);
+
+/* ==== Functional transforms =============================================== */
+/*
+ * Each works on a graph already recorded on a tape, from `inputs` (tensors
+ * that require grad: leaves, intermediate tensors, or persistent tensors) to
+ * `outputs`, returns new tensors on the outputs' tape, never touches stored
+ * gradients, and leaves the graph usable (as retain_graph). With
+ * opts->create_graph (opts may be NULL) the results are recorded and can be
+ * differentiated again, by any transform. An input that does not affect an
+ * output gives zeros.
+ */
+
+/*
+ * Vector-Jacobian product (reverse mode): grads[i] = sum_j v[j]^T d outputs[j]
+ * / d inputs[i]. The same as ad_grad with seeds v; one reverse sweep.
+ */
+AD_API ad_status ad_vjp(size_t n_outputs, ad_tensor *const *outputs, ad_tensor *const *v,
+                        size_t n_inputs, ad_tensor *const *inputs, ad_tensor **grads,
+                        const ad_backward_opts *opts);
+/*
+ * Jacobian-vector product (forward mode): out[j] = sum_i d outputs[j] /
+ * d inputs[i] v[i], v[i] of inputs[i]'s shape and dtype (NULL: zero). One
+ * forward sweep over the recorded nodes from the inputs to the outputs, each
+ * op pushing the tangent through its own rule: about the cost of the forward
+ * pass again (twice for products), against about two forwards for a reverse
+ * sweep. Errors: AD_ERR_SHAPE (a v that does not fit), AD_ERR_UNSUPPORTED (a
+ * custom op without a jvp callback whose backward is first-order only).
+ */
+AD_API ad_status ad_jvp(size_t n_outputs, ad_tensor *const *outputs, size_t n_inputs,
+                        ad_tensor *const *inputs, ad_tensor *const *v, ad_tensor **out,
+                        const ad_backward_opts *opts);
+
+typedef enum {
+    AD_JACOBIAN_AUTO = 0, /* reverse when outputs have no more elements than inputs */
+    AD_JACOBIAN_REVERSE,  /* one vjp per output element */
+    AD_JACOBIAN_FORWARD   /* one jvp per input element */
+} ad_jacobian_mode;
+
+/*
+ * Jacobians: jac[j * n_inputs + i] = d outputs[j] / d inputs[i], of shape
+ * outputs[j].shape followed by inputs[i].shape (AD_ERR_SHAPE beyond
+ * AD_MAX_DIMS dims). Reverse mode costs one reverse sweep per output element,
+ * forward mode one forward sweep per input element.
+ */
+AD_API ad_status ad_jacobian(size_t n_outputs, ad_tensor *const *outputs, size_t n_inputs,
+                             ad_tensor *const *inputs, ad_tensor **jac, ad_jacobian_mode mode,
+                             const ad_backward_opts *opts);
+/*
+ * Hessian of a one-element output y: hess[i * n_inputs + k] = d^2 y /
+ * d inputs[i] d inputs[k], of shape inputs[i].shape followed by
+ * inputs[k].shape: the Jacobian (mode as above) of the gradient, which is
+ * computed with create_graph.
+ */
+AD_API ad_status ad_hessian(ad_tensor *y, size_t n_inputs, ad_tensor *const *inputs,
+                            ad_tensor **hess, ad_jacobian_mode mode, const ad_backward_opts *opts);
+/*
+ * Hessian-vector product of a one-element output y: out[i] = sum_k d^2 y /
+ * d inputs[i] d inputs[k] v[k], without forming the Hessian: forward mode
+ * over the gradient's graph (a backward with create_graph, then one forward
+ * sweep through it).
+ */
+AD_API ad_status ad_hvp(ad_tensor *y, size_t n_inputs, ad_tensor *const *inputs,
+                        ad_tensor *const *v, ad_tensor **out, const ad_backward_opts *opts);
+
+/* ==== Gradient checking =================================================== */
 
 typedef struct ad_gradcheck_opts {
     double eps;  /* finite-difference step; 0 means 1e-6 */
@@ -349,6 +506,12 @@ AD_API ad_status ad_gradcheck(ad_function f, void *ctx, size_t n, ad_tensor *con
 AD_API ad_status ad_gradgradcheck(ad_function f, void *ctx, size_t n, ad_tensor *const *inputs,
                                   uint64_t seed, const ad_gradcheck_opts *opts,
                                   ad_gradcheck_result *result);
+/*
+ * Forward mode: compares the Jacobian of f built column by column with ad_jvp
+ * against central finite differences, as ad_gradcheck does for ad_grad.
+ */
+AD_API ad_status ad_jvpcheck(ad_function f, void *ctx, size_t n, ad_tensor *const *inputs,
+                             const ad_gradcheck_opts *opts, ad_gradcheck_result *result);
 
 /* ==== Op table (for tools and tests) ====================================== */
 
@@ -356,7 +519,7 @@ AD_API ad_status ad_gradgradcheck(ad_function f, void *ctx, size_t n, ad_tensor 
 AD_API int ad_op_count(void);
 AD_API const char *ad_op_name(int op);
 AD_API int ad_op_arity(int op);
-/* True for ops that have a gradient (every op but leaves and views). */
+/* True for ops that have a gradient (every op but leaf, view and detach). */
 AD_API bool ad_op_differentiable(int op);
 /* The op that produced t (an index into the table), or -1 for NULL. */
 AD_API int ad_tensor_op(const ad_tensor *t);

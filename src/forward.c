@@ -1,0 +1,404 @@
+/* Forward mode and the functional transforms. The forward sweep walks the
+ * recorded nodes in creation order, from the inputs to the outputs, and asks
+ * each op's jvp rule for the tangent of its result; Jacobians, Hessians and
+ * Hessian-vector products are built from it and from the reverse sweep. */
+#include "internal.h"
+
+/* The tangent's fit with its input: same dtype and shape. */
+static ad_status check_tangent(ad_tape *tape, const char *what, size_t k, const ad_tensor *x,
+                               const ad_tensor *v)
+{
+    char s0[AD__SHAPE_BUF], s1[AD__SHAPE_BUF];
+    if (v->tape && v->tape != tape)
+        return ad__fail(tape, AD_ERR_TAPE, "%s: tangent %zu is on another tape", what, k);
+    if (v->tape && v->generation != tape->generation)
+        return ad__fail(tape, AD_ERR_FREED, "%s: tangent %zu was freed by ad_tape_reset", what, k);
+    if (v->dtype != x->dtype || !ad__same_shape(v, x))
+        return ad__fail(tape, AD_ERR_SHAPE, "%s: tangent %zu is %s %s, its input %s %s", what, k,
+                        ad_dtype_name((ad_dtype)v->dtype), AD__SHAPE(v, s0),
+                        ad_dtype_name((ad_dtype)x->dtype), AD__SHAPE(x, s1));
+    return AD_OK;
+}
+
+static ad_status check_input(ad_tape *tape, const char *what, size_t k, const ad_tensor *x)
+{
+    if (!x)
+        return ad__fail(tape, AD_ERR_NULL, "%s: input %zu is NULL", what, k);
+    if (x->flags & AD_TF_PERSISTENT)
+        return AD_OK;
+    if (x->tape != tape)
+        return ad__fail(tape, AD_ERR_TAPE, "%s: input %zu is on another tape", what, k);
+    if (x->generation != tape->generation)
+        return ad__fail(tape, AD_ERR_FREED, "%s: input %zu was freed by ad_tape_reset", what, k);
+    return AD_OK;
+}
+
+ad_status ad__forward_sweep(ad_tape *tape, size_t n_out, ad_tensor *const *outputs, size_t n_in,
+                            ad_tensor *const *inputs, ad_tensor *const *tangents,
+                            ad_tensor **tangents_out)
+{
+    for (size_t k = 0; k < n_out; k++)
+        tangents_out[k] = NULL;
+    /* The part of the tape to sweep: from the first input to the last output. */
+    uint32_t lo = UINT32_MAX, hi = 0;
+    bool any_out = false;
+    for (size_t k = 0; k < n_out; k++) {
+        ad_tensor *y = outputs[k];
+        if (!y)
+            return ad__fail(tape, AD_ERR_NULL, "jvp: output %zu is NULL", k);
+        if (y->tape != tape)
+            return ad__fail(tape, AD_ERR_TAPE, "jvp: outputs come from different tapes");
+        if (y->generation != tape->generation)
+            return ad__fail(tape, AD_ERR_FREED, "jvp: output %zu was freed by ad_tape_reset", k);
+        if (y->flags & AD_TF_RECORDED) {
+            hi = y->id > hi ? y->id : hi;
+            any_out = true;
+        }
+    }
+    for (size_t k = 0; k < n_in; k++) {
+        ad_status st = check_input(tape, "jvp", k, inputs[k]);
+        if (st == AD_OK && tangents && tangents[k])
+            st = check_tangent(tape, "jvp", k, inputs[k], tangents[k]);
+        if (st != AD_OK)
+            return st;
+        const ad_tensor *x = inputs[k];
+        if (x->flags & AD_TF_PERSISTENT)
+            lo = 0; /* its views may be anywhere */
+        else if ((x->flags & AD_TF_RECORDED) && x->id < lo)
+            lo = x->id;
+    }
+    ad_status st = AD_OK;
+    if (any_out && lo <= hi && tangents) {
+        ad_tensor **T = ad__alloc_zero(tape, ((size_t)(hi - lo) + 1) * sizeof *T);
+        if (!T)
+            return tape->status;
+        /* Inputs take their tangents, and keep them: an input's own inputs do not count. */
+        bool *given = ad__alloc_zero(tape, (size_t)(hi - lo) + 1);
+        if (!given)
+            return tape->status;
+        for (size_t k = 0; k < n_in; k++) {
+            ad_tensor *x = inputs[k];
+            for (uint32_t i = lo; i <= hi; i++) {
+                ad_tensor *v = tape->nodes[i];
+                bool match =
+                    (x->flags & AD_TF_PERSISTENT) ? v->op == AD_OP_view && v->src[0] == x : v == x;
+                if (!match)
+                    continue;
+                given[i - lo] = true;
+                if (tangents[k])
+                    T[i - lo] = ad__add_tangents(T[i - lo], tangents[k]);
+            }
+        }
+        uint64_t serial = ++tape->serials;
+        ad_tensor *small[8];
+        for (uint32_t i = lo; i <= hi && st == AD_OK; i++) {
+            ad_tensor *y = tape->nodes[i];
+            if (given[i - lo] || y->op == AD_OP_leaf || y->op == AD_OP_view)
+                continue;
+            ad_tensor **t = small;
+            if (y->nsrc > 8 && !(t = ad__alloc(tape, y->nsrc * sizeof *t))) {
+                st = tape->status;
+                break;
+            }
+            bool any = false;
+            for (int j = 0; j < y->nsrc; j++) {
+                ad_tensor *x = y->src[j];
+                t[j] = (x->flags & AD_TF_RECORDED) && x->tape == tape && x->id >= lo && x->id < i
+                           ? T[x->id - lo]
+                           : NULL;
+                any |= t[j] != NULL;
+            }
+            if (!any)
+                continue;
+            tape->sweep_serial = serial;
+            ad_tensor *r = ad__ops[y->op].jvp(y, t);
+            if (tape->status != AD_OK) {
+                st = tape->status;
+                break;
+            }
+            if (r && y->op != AD_OP_custom) {
+                if (!ad__same_shape(r, y))
+                    r = ad_expand(r, y->ndim, y->shape);
+                if (!r) {
+                    st = tape->status;
+                    break;
+                }
+                assert(r->dtype == y->dtype && ad__same_shape(r, y));
+                if (tape->anomaly && (st = ad__check_finite(y, r, true, -1)) != AD_OK)
+                    break;
+            }
+            T[i - lo] = r;
+        }
+        for (size_t k = 0; k < n_out && st == AD_OK; k++) {
+            ad_tensor *y = outputs[k];
+            if ((y->flags & AD_TF_RECORDED) && y->id >= lo && y->id <= hi)
+                tangents_out[k] = T[y->id - lo];
+        }
+    }
+    for (size_t k = 0; k < n_out && st == AD_OK; k++)
+        if (!tangents_out[k] && !(tangents_out[k] = ad__const_like(outputs[k], 0.0)))
+            st = tape->status;
+    return st != AD_OK ? st : tape->status;
+}
+
+ad_status ad_jvp(size_t n_outputs, ad_tensor *const *outputs, size_t n_inputs,
+                 ad_tensor *const *inputs, ad_tensor *const *v, ad_tensor **out,
+                 const ad_backward_opts *opts)
+{
+    if (n_outputs == 0 || !outputs || !out || (n_inputs && !inputs))
+        return AD_ERR_ARG;
+    for (size_t k = 0; k < n_outputs; k++)
+        out[k] = NULL;
+    ad_tape *tape = ad__tape_of((int)n_outputs, outputs);
+    if (!tape)
+        return AD_ERR_NULL;
+    if (tape->status != AD_OK)
+        return tape->status;
+    bool was = tape->grad_enabled;
+    tape->grad_enabled = opts && opts->create_graph;
+    ad_status st = ad__forward_sweep(tape, n_outputs, outputs, n_inputs, inputs, v, out);
+    tape->grad_enabled = was;
+    if (st != AD_OK)
+        for (size_t k = 0; k < n_outputs; k++)
+            out[k] = NULL;
+    return st;
+}
+
+/* ---- Jacobians ---------------------------------------------------------------- */
+
+/* Joins n tensors along axis in groups of at most 255. */
+static ad_tensor *concat_many(size_t n, ad_tensor **xs, int axis)
+{
+    while (n > 255) {
+        size_t n_groups = (n + 254) / 255;
+        for (size_t g = 0; g < n_groups; g++) {
+            size_t len = n - g * 255 < 255 ? n - g * 255 : 255;
+            xs[g] = ad_concat(len, xs + g * 255, axis);
+        }
+        n = n_groups;
+    }
+    return ad_concat(n, xs, axis);
+}
+
+/* Stacks n tensors of one shape along a new axis, in groups that fit one
+ * concat (at most 255 inputs). */
+static ad_tensor *stack_many(ad_tape *tape, size_t n, ad_tensor **xs, int axis)
+{
+    const size_t group = 255;
+    if (n <= group)
+        return ad_stack(n, xs, axis);
+    size_t n_groups = (n + group - 1) / group;
+    ad_tensor **parts = ad__alloc(tape, n_groups * sizeof *parts);
+    if (!parts)
+        return NULL;
+    for (size_t g = 0; g < n_groups; g++) {
+        size_t len = n - g * group < group ? n - g * group : group;
+        parts[g] = ad_stack(len, xs + g * group, axis);
+    }
+    return concat_many(n_groups, parts, axis);
+}
+
+/* y's shape followed by x's, into shape; its ndim, or -1 past AD_MAX_DIMS. */
+static int joined_shape(const ad_tensor *y, const ad_tensor *x, int64_t *shape)
+{
+    if (y->ndim + x->ndim > AD_MAX_DIMS)
+        return -1;
+    for (int d = 0; d < y->ndim; d++)
+        shape[d] = y->shape[d];
+    for (int d = 0; d < x->ndim; d++)
+        shape[y->ndim + d] = x->shape[d];
+    return y->ndim + x->ndim;
+}
+
+/* A one-hot constant of t's shape and dtype with a 1 at e. */
+static ad_tensor *one_hot(ad_tape *tape, const ad_tensor *t, int64_t e)
+{
+    ad_tensor *h = ad_full(tape, (ad_dtype)t->dtype, t->ndim, t->shape, 0.0);
+    if (h)
+        ad__set(h, e, 1.0);
+    return h;
+}
+
+static ad_status jacobian_reverse(ad_tape *tape, size_t n_out, ad_tensor *const *outputs,
+                                  size_t n_in, ad_tensor *const *inputs, ad_tensor **jac,
+                                  const ad_backward_opts *o)
+{
+    ad_tensor **g = ad__alloc(tape, (n_in ? n_in : 1) * sizeof *g);
+    if (!g)
+        return tape->status;
+    for (size_t j = 0; j < n_out; j++) {
+        ad_tensor *y = outputs[j];
+        int64_t m = y->numel;
+        if (!(y->flags & AD_TF_RECORDED) || m == 0)
+            continue; /* zeros, below */
+        ad_tensor **rows = ad__alloc(tape, (size_t)m * (n_in ? n_in : 1) * sizeof *rows);
+        if (!rows)
+            return tape->status;
+        for (int64_t e = 0; e < m; e++) {
+            ad_tensor *seed = one_hot(tape, y, e);
+            if (!seed)
+                return tape->status;
+            ad_status st = ad_grad(1, &y, &seed, n_in, inputs, g, o);
+            if (st != AD_OK)
+                return st;
+            for (size_t i = 0; i < n_in; i++)
+                rows[i * (size_t)m + (size_t)e] = g[i];
+        }
+        for (size_t i = 0; i < n_in; i++) {
+            int64_t shape[AD_MAX_DIMS];
+            int nd = joined_shape(y, inputs[i], shape);
+            ad_tensor *stacked = stack_many(tape, (size_t)m, rows + i * (size_t)m, 0);
+            jac[j * n_in + i] = ad_reshape(stacked, nd, shape);
+            if (!jac[j * n_in + i])
+                return tape->status;
+        }
+    }
+    return AD_OK;
+}
+
+static ad_status jacobian_forward(ad_tape *tape, size_t n_out, ad_tensor *const *outputs,
+                                  size_t n_in, ad_tensor *const *inputs, ad_tensor **jac,
+                                  const ad_backward_opts *o)
+{
+    ad_tensor **v = ad__alloc_zero(tape, (n_in ? n_in : 1) * sizeof *v);
+    ad_tensor **t = ad__alloc(tape, n_out * sizeof *t);
+    if (!v || !t)
+        return tape->status;
+    for (size_t i = 0; i < n_in; i++) {
+        const ad_tensor *x = inputs[i];
+        int64_t n = x->numel;
+        if (n == 0)
+            continue;
+        ad_tensor **cols = ad__alloc(tape, (size_t)n * n_out * sizeof *cols);
+        if (!cols)
+            return tape->status;
+        for (int64_t e = 0; e < n; e++) {
+            if (!(v[i] = one_hot(tape, x, e)))
+                return tape->status;
+            ad_status st = ad_jvp(n_out, outputs, n_in, inputs, v, t, o);
+            if (st != AD_OK)
+                return st;
+            for (size_t j = 0; j < n_out; j++)
+                cols[j * (size_t)n + (size_t)e] = t[j];
+        }
+        v[i] = NULL;
+        for (size_t j = 0; j < n_out; j++) {
+            const ad_tensor *y = outputs[j];
+            int64_t shape[AD_MAX_DIMS];
+            int nd = joined_shape(y, x, shape);
+            ad_tensor *stacked = stack_many(tape, (size_t)n, cols + j * (size_t)n, y->ndim);
+            jac[j * n_in + i] = ad_reshape(stacked, nd, shape);
+            if (!jac[j * n_in + i])
+                return tape->status;
+        }
+    }
+    return AD_OK;
+}
+
+ad_status ad_jacobian(size_t n_outputs, ad_tensor *const *outputs, size_t n_inputs,
+                      ad_tensor *const *inputs, ad_tensor **jac, ad_jacobian_mode mode,
+                      const ad_backward_opts *opts)
+{
+    if (n_outputs == 0 || !outputs || !jac || (n_inputs && !inputs))
+        return AD_ERR_ARG;
+    for (size_t k = 0; k < n_outputs * n_inputs; k++)
+        jac[k] = NULL;
+    ad_tape *tape = ad__tape_of((int)n_outputs, outputs);
+    if (!tape)
+        return AD_ERR_NULL;
+    if (tape->status != AD_OK)
+        return tape->status;
+    if (mode < AD_JACOBIAN_AUTO || mode > AD_JACOBIAN_FORWARD)
+        return ad__fail(tape, AD_ERR_ARG, "jacobian: unknown mode %d", (int)mode);
+    int64_t rows = 0, cols = 0;
+    for (size_t j = 0; j < n_outputs; j++)
+        rows += outputs[j]->numel;
+    for (size_t i = 0; i < n_inputs; i++) {
+        ad_status st = check_input(tape, "jacobian", i, inputs[i]);
+        if (st != AD_OK)
+            return st;
+        cols += inputs[i]->numel;
+        for (size_t j = 0; j < n_outputs; j++) {
+            int64_t shape[AD_MAX_DIMS];
+            char s0[AD__SHAPE_BUF], s1[AD__SHAPE_BUF];
+            if (joined_shape(outputs[j], inputs[i], shape) < 0)
+                return ad__fail(tape, AD_ERR_SHAPE,
+                                "jacobian: output %s and input %s need more than %d dims",
+                                AD__SHAPE(outputs[j], s0), AD__SHAPE(inputs[i], s1), AD_MAX_DIMS);
+        }
+    }
+    ad_backward_opts o = opts ? *opts : (ad_backward_opts){0};
+    o.retain_graph = true;
+    o.seed = NULL;
+    if (mode == AD_JACOBIAN_AUTO)
+        mode = rows <= cols ? AD_JACOBIAN_REVERSE : AD_JACOBIAN_FORWARD;
+    ad_status st = mode == AD_JACOBIAN_REVERSE
+                       ? jacobian_reverse(tape, n_outputs, outputs, n_inputs, inputs, jac, &o)
+                       : jacobian_forward(tape, n_outputs, outputs, n_inputs, inputs, jac, &o);
+    /* Blocks nothing flowed through are zeros. */
+    for (size_t j = 0; j < n_outputs && st == AD_OK; j++)
+        for (size_t i = 0; i < n_inputs && st == AD_OK; i++) {
+            if (jac[j * n_inputs + i])
+                continue;
+            int64_t shape[AD_MAX_DIMS];
+            int nd = joined_shape(outputs[j], inputs[i], shape);
+            if (!(jac[j * n_inputs + i] =
+                      ad_full(tape, (ad_dtype)outputs[j]->dtype, nd, shape, 0.0)))
+                st = tape->status;
+        }
+    if (st != AD_OK)
+        for (size_t k = 0; k < n_outputs * n_inputs; k++)
+            jac[k] = NULL;
+    return st != AD_OK ? st : tape->status;
+}
+
+/* ---- Hessians ------------------------------------------------------------------- */
+
+/* The gradient of y in inputs, recorded so that it can be differentiated. */
+static ad_status recorded_grad(ad_tensor *y, size_t n_in, ad_tensor *const *inputs, ad_tensor **g)
+{
+    if (!y)
+        return AD_ERR_NULL;
+    if (y->numel != 1 && y->tape)
+        return ad__fail(y->tape, AD_ERR_SHAPE, "hessian: the output has %lld elements, not one",
+                        (long long)y->numel);
+    ad_backward_opts o = {.create_graph = true, .retain_graph = true};
+    return ad_grad(1, &y, NULL, n_in, inputs, g, &o);
+}
+
+ad_status ad_hessian(ad_tensor *y, size_t n_inputs, ad_tensor *const *inputs, ad_tensor **hess,
+                     ad_jacobian_mode mode, const ad_backward_opts *opts)
+{
+    if (!hess || n_inputs == 0 || !inputs)
+        return AD_ERR_ARG;
+    for (size_t k = 0; k < n_inputs * n_inputs; k++)
+        hess[k] = NULL;
+    if (!y || !y->tape)
+        return AD_ERR_NULL;
+    ad_tensor **g = ad__alloc(y->tape, n_inputs * sizeof *g);
+    if (!g)
+        return y->tape->status;
+    ad_status st = recorded_grad(y, n_inputs, inputs, g);
+    if (st != AD_OK)
+        return st;
+    return ad_jacobian(n_inputs, g, n_inputs, inputs, hess, mode, opts);
+}
+
+ad_status ad_hvp(ad_tensor *y, size_t n_inputs, ad_tensor *const *inputs, ad_tensor *const *v,
+                 ad_tensor **out, const ad_backward_opts *opts)
+{
+    if (!out || n_inputs == 0 || !inputs)
+        return AD_ERR_ARG;
+    for (size_t k = 0; k < n_inputs; k++)
+        out[k] = NULL;
+    if (!y || !y->tape)
+        return AD_ERR_NULL;
+    ad_tensor **g = ad__alloc(y->tape, n_inputs * sizeof *g);
+    if (!g)
+        return y->tape->status;
+    ad_status st = recorded_grad(y, n_inputs, inputs, g);
+    if (st != AD_OK)
+        return st;
+    /* Forward over reverse: the tangent of the gradient along v. */
+    return ad_jvp(n_inputs, g, n_inputs, inputs, v, out, opts);
+}
