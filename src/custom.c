@@ -491,3 +491,60 @@ ad_tensor *ad__custom_output_jvp(ad_tensor *y, ad_tensor *const *t)
     size_t k = (size_t)y->param[0].i;
     return c->tangent_stamp[k] == y->tape->sweep_serial ? c->tangents[k] : NULL;
 }
+
+/* ---- Checking ---------------------------------------------------------------------- */
+
+typedef struct op_call {
+    const ad_custom_op *op;
+    void *args;
+} op_call;
+
+/* The op's outputs flattened and joined: the checks see every output's
+ * Jacobian in full. */
+static ad_tensor *call_flat(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    const op_call *call = ctx;
+    size_t n_out = (size_t)call->op->def.n_outputs;
+    ad_tensor **out = ad__alloc(tape, n_out * sizeof *out);
+    if (!out || ad_custom_apply(call->op, n, in, call->args, out) != AD_OK)
+        return NULL;
+    for (size_t k = 0; k < n_out; k++) {
+        int64_t all = -1;
+        if (!(out[k] = ad_reshape(out[k], 1, &all)))
+            return NULL;
+        if (out[k]->dtype != AD_F64)
+            out[k] = ad_cast(out[k], AD_F64);
+    }
+    return n_out == 1 ? out[0] : ad_concat(n_out, out, 0);
+}
+
+ad_status ad_custom_op_check(const ad_custom_op *op, size_t n, ad_tensor *const *inputs,
+                             void *args, const ad_gradcheck_opts *opts, ad_gradcheck_result *result)
+{
+    if (!result)
+        return AD_ERR_ARG;
+    memset(result, 0, sizeof *result);
+    if (!op) {
+        snprintf(result->message, sizeof result->message, "custom_op_check: no op");
+        return AD_ERR_ARG;
+    }
+    op_call call = {op, args};
+    ad_status st = ad_gradcheck(call_flat, &call, n, inputs, opts, result);
+    if (st != AD_OK || !result->passed)
+        return st;
+    if (!(op->def.flags & AD_CUSTOM_FIRST_ORDER)) {
+        st = ad_gradgradcheck(call_flat, &call, n, inputs, 0x5eed, opts, result);
+        if (st != AD_OK || !result->passed)
+            return st;
+    }
+    if (op->def.jvp || !(op->def.flags & AD_CUSTOM_FIRST_ORDER)) {
+        st = ad_jvpcheck(call_flat, &call, n, inputs, opts, result);
+        if (st != AD_OK || !result->passed)
+            return st;
+    }
+    snprintf(result->message, sizeof result->message,
+             "custom op %s: backward%s%s agree with finite differences", op->name,
+             op->def.flags & AD_CUSTOM_FIRST_ORDER ? "" : ", second order",
+             op->def.jvp || !(op->def.flags & AD_CUSTOM_FIRST_ORDER) ? " and jvp" : "");
+    return AD_OK;
+}

@@ -150,9 +150,10 @@ AD_API void *ad_custom_alloc(ad_custom_ctx *ctx, size_t size);
  * finite differences (ad_gradcheck), its second derivatives (ad_gradgradcheck,
  * unless AD_CUSTOM_FIRST_ORDER), and its forward mode (ad_jvpcheck: the jvp
  * callback, or what is derived from the backward) on float64 copies of
- * inputs[0..n), with args passed to every call. Every output takes part
- * (weighted by fixed random numbers). result describes the worst element of
- * the first check that failed, or says all passed. Returns AD_OK when the
+ * inputs[0..n), with args passed to every call. Every output takes part:
+ * the checks see the outputs flattened and joined into one vector. result
+ * describes the worst element of the first check that failed (its message
+ * says which check), or says all passed. Returns AD_OK when the
  * checks ran (see result->passed), or the error a callback or the engine
  * reported.
  */
