@@ -190,6 +190,26 @@ ad_tensor *ad_log1p(ad_tensor *x)
     return unary(AD_OP_log1p, x, 0);
 }
 
+/* ---- expm1: e^x - 1, accurate for tiny x ------------------------------------------ */
+// dx = dy (y + 1)
+UNARY_OP(expm1, AD__GRAIN_COSTLY, expm1(x))
+
+void ad__expm1_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    gin[0] = ad_mul(gy, ad_add_scalar(y, 1.0));
+}
+
+// dy = the backward rule applied to dx (a symmetric Jacobian)
+ad_tensor *ad__expm1_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_self_adjoint(y, t);
+}
+
+ad_tensor *ad_expm1(ad_tensor *x)
+{
+    return unary(AD_OP_expm1, x, 0);
+}
+
 /* ---- sqrt ----------------------------------------------------------------------- */
 // dx = dy / (2 y): +inf at x = 0, as PyTorch
 UNARY_OP(sqrt, AD__GRAIN_COSTLY, sqrt(x))

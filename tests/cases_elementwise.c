@@ -55,6 +55,7 @@ UNARY_FN(neg)
 UNARY_FN(exp)
 UNARY_FN(log)
 UNARY_FN(log1p)
+UNARY_FN(expm1)
 UNARY_FN(sqrt)
 UNARY_FN(square)
 UNARY_FN(sin)
@@ -192,6 +193,8 @@ const grad_case cases_elementwise[] = {
     {.op = "log", .name = "[2,3] positive", .f = f_log, ONE(2, 2, 3), .lo = 0.2, .hi = 3},
     {.op = "log1p", .name = "[2,3] above -1", .f = f_log1p, ONE(2, 2, 3), .lo = -0.8, .hi = 2},
     {.op = "log1p", .name = "[5] tiny", .f = f_log1p, ONE(1, 5), .lo = -1e-3, .hi = 1e-3},
+    {.op = "expm1", .name = "[2,3] in [-2,2)", .f = f_expm1, ONE(2, 2, 3), .lo = -2, .hi = 2},
+    {.op = "expm1", .name = "[5] tiny", .f = f_expm1, ONE(1, 5), .lo = -1e-3, .hi = 1e-3},
     {.op = "sqrt", .name = "[2,3] positive", .f = f_sqrt, ONE(2, 2, 3), .lo = 0.1, .hi = 4},
     {.op = "square", .name = "[2,3]", .f = f_square, ONE(2, 2, 3)},
     {.op = "square", .name = "[1,1,3] size-1 dims", .f = f_square, ONE(3, 1, 1, 3)},

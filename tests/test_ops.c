@@ -110,6 +110,7 @@ static const unary_ref unary_refs[] = {
     {"exp", ad_exp, exp, d_exp, false},
     {"log", ad_log, log, d_log, true},
     {"log1p", ad_log1p, log1p, d_log1p, true},
+    {"expm1", ad_expm1, expm1, exp, false},
     {"sqrt", ad_sqrt, sqrt, d_sqrt, true},
     {"square", ad_square, r_square, d_square, false},
     {"sin", ad_sin, sin, d_sin, false},
@@ -411,6 +412,31 @@ static void test_log1p_is_accurate_for_tiny_inputs(void **state)
     int64_t n = 1;
     ad_tensor *f = leaf(tape, AD_F32, 1, &n, x);
     assert_close(1e-20, ad_value(ad_log1p(f)), 1e-6, 0);
+}
+
+static void test_expm1_is_accurate_for_tiny_inputs(void **state)
+{
+    ad_tape *tape = *state;
+    const double x[2] = {1e-20, -3e-10};
+    ad_tensor *xs = leaf_vec(tape, 2, x);
+    ad_tensor *y = ad_expm1(xs);
+    /* exp(x) - 1 would give 0 and -3.000000248e-10 here */
+    assert_close(1e-20, ad_tensor_get(y, 0), 1e-15, 0);
+    assert_close(-2.99999999955e-10, ad_tensor_get(y, 1), 1e-11, 0);
+    ad_tensor *g = grad_of_sum(y, xs);
+    assert_close(1.0, ad_tensor_get(g, 0), 1e-15, 0);
+    assert_close(0.9999999997, ad_tensor_get(g, 1), 1e-15, 0);
+}
+
+static void test_expm1_of_a_failed_op_is_null_and_keeps_the_first_error(void **state)
+{
+    ad_tape *tape = *state;
+    int64_t n2 = 2, n3 = 3;
+    ad_tensor *a = ad_tensor_new(tape, AD_F64, 1, &n2, NULL);
+    ad_tensor *b = ad_tensor_new(tape, AD_F64, 1, &n3, NULL);
+    assert_null(ad_expm1(ad_add(a, b)));
+    assert_int_equal(ad_tape_status(tape), AD_ERR_SHAPE);
+    assert_non_null(strstr(ad_tape_message(tape), "add: shapes [2] and [3]"));
 }
 
 static void test_softplus_is_exactly_x_above_20(void **state)
@@ -963,6 +989,8 @@ int main(void)
         TAPE_TEST(test_sigmoid_is_finite_and_correct_at_plus_minus_800),
         TAPE_TEST(test_logsumexp_of_plus_minus_1000_is_finite),
         TAPE_TEST(test_log1p_is_accurate_for_tiny_inputs),
+        TAPE_TEST(test_expm1_is_accurate_for_tiny_inputs),
+        TAPE_TEST(test_expm1_of_a_failed_op_is_null_and_keeps_the_first_error),
         TAPE_TEST(test_softplus_is_exactly_x_above_20),
         TAPE_TEST(test_relu_of_nan_is_nan),
         TAPE_TEST(test_tanh_and_exp_saturate_without_nan),

@@ -531,6 +531,7 @@ AD_API ad_tensor *ad_neg(ad_tensor *x);     /* dx = -dy */
 AD_API ad_tensor *ad_exp(ad_tensor *x);     /* dx = dy * y */
 AD_API ad_tensor *ad_log(ad_tensor *x);     /* dx = dy / x */
 AD_API ad_tensor *ad_log1p(ad_tensor *x);   /* dx = dy / (1 + x); accurate for tiny x */
+AD_API ad_tensor *ad_expm1(ad_tensor *x);   /* dx = dy (y + 1); accurate for tiny x */
 AD_API ad_tensor *ad_sqrt(ad_tensor *x);    /* dx = dy / (2 y); +inf at 0 */
 AD_API ad_tensor *ad_square(ad_tensor *x);  /* dx = 2 x dy */
 AD_API ad_tensor *ad_sin(ad_tensor *x);     /* dx = dy cos x */
