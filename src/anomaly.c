@@ -112,35 +112,64 @@ static int64_t first_nonfinite(const ad_tensor *t)
     return -1;
 }
 
+/* "name (inputs [2,3], [3])" of node y into buf. */
+static const char *describe(const ad_tensor *y, char *buf, size_t size)
+{
+    const char *name = ad__ops[y->op].name;
+    if (y->op == AD_OP_custom || y->op == AD_OP_custom_output)
+        name = ad__custom_name(y);
+    size_t used = 0;
+    int w = snprintf(buf, size, "%s (inputs ", name);
+    used = w > 0 ? (size_t)w : 0;
+    for (int i = 0; i < y->nsrc && used < size; i++) {
+        char s[AD__SHAPE_BUF];
+        w = snprintf(buf + used, size - used, "%s%s", i ? ", " : "", AD__SHAPE(y->src[i], s));
+        if (w < 0)
+            break;
+        used += (size_t)w;
+    }
+    if (used < size)
+        snprintf(buf + used, size - used, y->nsrc ? ")" : "none)");
+    return buf;
+}
+
 ad_status ad__check_finite(ad_tensor *y, const ad_tensor *t, bool backward, int k)
 {
     int64_t at = first_nonfinite(t);
     if (at < 0)
         return AD_OK;
-    char ys[AD__SHAPE_BUF], ts[AD__SHAPE_BUF], where[256], inputs[4 * AD__SHAPE_BUF] = "";
-    size_t used = 0;
-    for (int i = 0; i < y->nsrc && used < sizeof inputs; i++) {
-        char s[AD__SHAPE_BUF];
-        int w = snprintf(inputs + used, sizeof inputs - used, "%s%s", i ? ", " : "",
-                         AD__SHAPE(y->src[i], s));
-        if (w < 0)
-            break;
-        used += (size_t)w;
-    }
+    ad_tape *tape = y->tape;
+    char what[4 * AD__SHAPE_BUF], ts[AD__SHAPE_BUF], where[256];
     double v = ad__get(t, at);
-    const char *name = ad__ops[y->op].name;
-    if (y->op == AD_OP_custom || y->op == AD_OP_custom_output)
-        name = ad__custom_name(y);
-    ad__where_str(y, where, sizeof where);
-    if (backward)
-        return ad__fail(y->tape, AD_ERR_NONFINITE,
-                        "anomaly: backward of %s (inputs %s, output %s) gave %g at element %lld "
-                        "of the gradient of input %d %s; node made at %s",
-                        name, inputs, AD__SHAPE(y, ys), v, (long long)at, k, AD__SHAPE(t, ts),
+    if (!backward && tape->rule_node) {
+        /* An op inside a backward or jvp rule: the rule's node is to blame. */
+        char inner[4 * AD__SHAPE_BUF];
+        ad_tensor *r = tape->rule_node;
+        ad__where_str(r, where, sizeof where);
+        return ad__fail(tape, AD_ERR_NONFINITE,
+                        "anomaly: %s of %s gave %g at element %lld of %s (computed by its rule's "
+                        "%s); node made at %s",
+                        tape->rule_is_jvp ? "forward mode (jvp)" : "backward",
+                        describe(r, what, sizeof what), v, (long long)at, AD__SHAPE(t, ts),
+                        describe(y, inner, sizeof inner),
                         where[0] ? where : "(unknown: no location set)");
-    return ad__fail(y->tape, AD_ERR_NONFINITE,
-                    "anomaly: forward of %s (inputs %s) gave %g at element %lld of its output "
-                    "%s; made at %s",
-                    name, inputs, v, (long long)at, AD__SHAPE(y, ys),
+    }
+    describe(y, what, sizeof what);
+    ad__where_str(y, where, sizeof where);
+    if (backward && k >= 0)
+        return ad__fail(tape, AD_ERR_NONFINITE,
+                        "anomaly: backward of %s gave %g at element %lld of the gradient of "
+                        "input %d %s; node made at %s",
+                        what, v, (long long)at, k, AD__SHAPE(t, ts),
+                        where[0] ? where : "(unknown: no location set)");
+    if (backward)
+        return ad__fail(tape, AD_ERR_NONFINITE,
+                        "anomaly: forward mode (jvp) of %s gave %g at element %lld of its "
+                        "tangent %s; node made at %s",
+                        what, v, (long long)at, AD__SHAPE(t, ts),
+                        where[0] ? where : "(unknown: no location set)");
+    return ad__fail(tape, AD_ERR_NONFINITE,
+                    "anomaly: forward of %s gave %g at element %lld of its output %s; made at %s",
+                    what, v, (long long)at, AD__SHAPE(t, ts),
                     where[0] ? where : "(unknown: no location set)");
 }

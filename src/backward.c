@@ -59,16 +59,20 @@ static void add_into(ad_tensor *dst, const ad_tensor *src)
 }
 
 /* Marks, for each persistent tensor with accumulate hooks, its view that the
- * sweep reaches last (the first created): its gradient is final there. */
-static void mark_last_uses(ad_tape *tape, uint32_t floor, uint32_t max_id, uint64_t serial)
+ * sweep reaches last (the first created): its gradient is final there. The
+ * stamp is unique in the process, not the tape's serial: a persistent tensor
+ * is shared by tapes, and every tape's serials start at 1. */
+static void mark_last_uses(ad_tape *tape, uint32_t floor, uint32_t max_id)
 {
+    static _Atomic uint64_t marks;
+    uint64_t stamp = ++marks;
     for (uint32_t i = floor; i <= max_id; i++) {
         ad_tensor *v = tape->nodes[i];
         if (v->op != AD_OP_view || !v->src[0]->hooks)
             continue;
         ad__hook *head = v->src[0]->hooks;
-        if (head->stamp != serial) {
-            head->stamp = serial;
+        if (head->stamp != stamp) {
+            head->stamp = stamp;
             v->flags |= AD_TF_LAST_USE;
         }
     }
@@ -133,7 +137,7 @@ ad_status ad__sweep(ad_tape *tape, const ad__sweep_args *a, ad_tensor ***grads_o
         return tape->status;
     uint64_t serial = ++tape->serials;
     if (a->accumulate && ad__accumulate_hooks)
-        mark_last_uses(tape, floor, max_id, serial);
+        mark_last_uses(tape, floor, max_id);
     bool was_enabled = tape->grad_enabled;
     tape->grad_enabled = a->create_graph;
     ad_status st = AD_OK;
@@ -185,7 +189,13 @@ ad_status ad__sweep(ad_tape *tape, const ad__sweep_args *a, ad_tensor ***grads_o
         for (int j = 0; j < y->nsrc; j++)
             gin[j] = NULL;
         tape->sweep_serial = serial;
+        ad_tensor *outer_rule = tape->rule_node;
+        bool outer_jvp = tape->rule_is_jvp;
+        tape->rule_node = y;
+        tape->rule_is_jvp = false;
         op->backward(y, *gy, gin);
+        tape->rule_node = outer_rule;
+        tape->rule_is_jvp = outer_jvp;
         if (tape->status != AD_OK) {
             st = tape->status;
             break;

@@ -111,7 +111,13 @@ ad_status ad__forward_sweep(ad_tape *tape, size_t n_out, ad_tensor *const *outpu
             if (!any)
                 continue;
             tape->sweep_serial = serial;
+            ad_tensor *outer_rule = tape->rule_node;
+            bool outer_jvp = tape->rule_is_jvp;
+            tape->rule_node = y;
+            tape->rule_is_jvp = true;
             ad_tensor *r = ad__ops[y->op].jvp(y, t);
+            tape->rule_node = outer_rule;
+            tape->rule_is_jvp = outer_jvp;
             if (tape->status != AD_OK) {
                 st = tape->status;
                 break;

@@ -178,6 +178,10 @@ struct ad_tape {
     ad__hook *hooks; /* gradient hooks of this generation's tensors (arena) */
     /* Anomaly mode: check every value and gradient; where[id] for nodes. */
     bool anomaly;
+    /* The node whose backward (or jvp) rule is running, so that anomaly mode
+     * blames it for a NaN made by an op inside the rule. */
+    ad_tensor *rule_node;
+    bool rule_is_jvp;
     ad__where here;
     ad__where *where; /* where[0..n_where): where nodes were made */
     size_t n_where, cap_where;

@@ -44,6 +44,7 @@ def main():
         print(__doc__)
         return 2
     cc, root, include, libdir = sys.argv[1:5]
+    libdir = os.path.abspath(libdir)
     failures = programs = quotes = fragments = 0
     with tempfile.TemporaryDirectory() as tmp:
         for doc in sys.argv[5:]:
