@@ -172,20 +172,6 @@ static ad_status check_fit(ad_custom_ctx *c, const char *what, size_t i, const a
                     ad_dtype_name((ad_dtype)like->dtype), AD__SHAPE(like, s1));
 }
 
-static ad_tensor *node_new(ad_tape *tape, int op, int nsrc)
-{
-    ad_tensor *y = ad__alloc(tape, sizeof *y + (size_t)nsrc * sizeof(ad_tensor *));
-    if (!y)
-        return NULL;
-    memset(y, 0, sizeof *y);
-    y->src = (ad_tensor **)(y + 1);
-    y->nsrc = (uint8_t)nsrc;
-    y->tape = tape;
-    y->op = (uint8_t)op;
-    y->generation = tape->generation;
-    return y;
-}
-
 ad_status ad_custom_apply(const ad_custom_op *op, size_t n, ad_tensor *const *inputs, void *args,
                           ad_tensor **outputs)
 {
@@ -247,7 +233,7 @@ ad_status ad_custom_apply(const ad_custom_op *op, size_t n, ad_tensor *const *in
         if ((st = check_result(c, "forward output", k, results[k])) != AD_OK)
             return st;
 
-    ad_tensor *node = node_new(tape, AD_OP_custom, (int)n);
+    ad_tensor *node = ad__node_new(tape, AD_OP_custom, (int)n, (ad_dtype)results[0]->dtype);
     c->outputs = ad__alloc(tape, n_out * sizeof *c->outputs);
     c->grads = ad__alloc_zero(tape, 2 * n_out * sizeof *c->grads);
     c->grad_stamp = ad__alloc_zero(tape, 2 * n_out * sizeof *c->grad_stamp);
@@ -257,7 +243,6 @@ ad_status ad_custom_apply(const ad_custom_op *op, size_t n, ad_tensor *const *in
     c->tangent_stamp = c->grad_stamp + n_out;
     memcpy(node->src, c->inputs, n * sizeof *c->inputs);
     node->param[0].p = c;
-    node->dtype = results[0]->dtype;
     node->numel = 1;
     if (!(node->data = ad__alloc_zero(tape, sizeof(double))))
         return tape->status;
@@ -270,7 +255,7 @@ ad_status ad_custom_apply(const ad_custom_op *op, size_t n, ad_tensor *const *in
     }
     for (size_t k = 0; k < n_out; k++) {
         const ad_tensor *r = results[k];
-        ad_tensor *y = node_new(tape, AD_OP_custom_output, 1);
+        ad_tensor *y = ad__node_new(tape, AD_OP_custom_output, 1, (ad_dtype)r->dtype);
         if (!y)
             return tape->status;
         y->src[0] = node;
@@ -278,7 +263,6 @@ ad_status ad_custom_apply(const ad_custom_op *op, size_t n, ad_tensor *const *in
         y->data = r->data;
         y->shape = r->shape;
         y->ndim = r->ndim;
-        y->dtype = r->dtype;
         y->numel = r->numel;
         if (tape->anomaly && ad__check_finite(y, y, false, 0) != AD_OK)
             return tape->status;
@@ -518,8 +502,8 @@ static ad_tensor *call_flat(ad_tape *tape, size_t n, ad_tensor *const *in, void 
     return n_out == 1 ? out[0] : ad_concat(n_out, out, 0);
 }
 
-ad_status ad_custom_op_check(const ad_custom_op *op, size_t n, ad_tensor *const *inputs,
-                             void *args, const ad_gradcheck_opts *opts, ad_gradcheck_result *result)
+ad_status ad_custom_op_check(const ad_custom_op *op, size_t n, ad_tensor *const *inputs, void *args,
+                             const ad_gradcheck_opts *opts, ad_gradcheck_result *result)
 {
     if (!result)
         return AD_ERR_ARG;
@@ -530,6 +514,12 @@ ad_status ad_custom_op_check(const ad_custom_op *op, size_t n, ad_tensor *const 
     }
     op_call call = {op, args};
     ad_status st = ad_gradcheck(call_flat, &call, n, inputs, opts, result);
+    if (st == AD_OK && !result->passed) {
+        /* Say which check failed, as the second-order and forward-mode ones do. */
+        char msg[sizeof result->message];
+        snprintf(msg, sizeof msg, "backward, first order: %.200s", result->message);
+        memcpy(result->message, msg, sizeof msg);
+    }
     if (st != AD_OK || !result->passed)
         return st;
     if (!(op->def.flags & AD_CUSTOM_FIRST_ORDER)) {

@@ -217,31 +217,32 @@ static void free_values(size_t n, double **v)
     free(v);
 }
 
-ad_status ad_gradcheck(ad_function f, void *ctx, size_t n, ad_tensor *const *inputs,
-                       const ad_gradcheck_opts *opts, ad_gradcheck_result *result)
+/* First order, by rows (reverse mode) or by columns (forward mode). */
+static ad_status first_order(ad_function f, void *ctx, size_t n, ad_tensor *const *inputs,
+                             const ad_gradcheck_opts *opts, ad_gradcheck_result *result,
+                             bool forward)
 {
     memset(result, 0, sizeof *result);
     ad_status st;
     double **values = copy_values(n, inputs, result, &st);
     if (!values)
         return st;
-    check c = {f, ctx, n, values, inputs, false};
+    check c = {f, ctx, n, values, inputs, forward};
     st = run_check(&c, opts, result);
     free_values(n, values);
     return st;
 }
 
+ad_status ad_gradcheck(ad_function f, void *ctx, size_t n, ad_tensor *const *inputs,
+                       const ad_gradcheck_opts *opts, ad_gradcheck_result *result)
+{
+    return first_order(f, ctx, n, inputs, opts, result, false);
+}
+
 ad_status ad_jvpcheck(ad_function f, void *ctx, size_t n, ad_tensor *const *inputs,
                       const ad_gradcheck_opts *opts, ad_gradcheck_result *result)
 {
-    memset(result, 0, sizeof *result);
-    ad_status st;
-    double **values = copy_values(n, inputs, result, &st);
-    if (!values)
-        return st;
-    check c = {f, ctx, n, values, inputs, true};
-    st = run_check(&c, opts, result);
-    free_values(n, values);
+    ad_status st = first_order(f, ctx, n, inputs, opts, result, true);
     if (!result->passed && st == AD_OK) {
         char msg[sizeof result->message];
         snprintf(msg, sizeof msg, "forward mode: %.200s", result->message);

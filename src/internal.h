@@ -205,7 +205,10 @@ void ad__collect_add(ad_tape *tape, ad_tensor *p);
 typedef struct ad__mark {
     struct ad__block *block;
     size_t used, used_before, n_nodes;
-    ad__hook *hooks;
+    /* The id of the tape's last gradient hook (0: none): hooks are appended
+     * with increasing ids, so those registered after the mark are the ones
+     * with larger ids, a tail of the list living in the given-back arena. */
+    ad_hook_id last_hook;
 } ad__mark;
 ad__mark ad__arena_mark(const ad_tape *tape);
 void ad__arena_release(ad_tape *tape, const ad__mark *mark);
@@ -252,6 +255,8 @@ const char *ad__shape_str(char *buf, int ndim, const int64_t *shape);
  */
 ad_tensor *ad__apply(int op, int nsrc, ad_tensor *const *src, const ad__param *params);
 
+/* A zeroed node of op with room for nsrc inputs, on tape's current generation. */
+ad_tensor *ad__node_new(ad_tape *tape, int op, int nsrc, ad_dtype dtype);
 /* A persistent tensor's view on tape (recorded: its gradient reaches it). */
 ad_tensor *ad__view_of(ad_tape *tape, ad_tensor *p, bool recorded);
 

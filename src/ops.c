@@ -124,6 +124,21 @@ ad_tape *ad__tape_of(int n, ad_tensor *const *ts)
     return tape;
 }
 
+ad_tensor *ad__node_new(ad_tape *tape, int op, int nsrc, ad_dtype dtype)
+{
+    ad_tensor *y = ad__alloc(tape, sizeof *y + (size_t)nsrc * sizeof(ad_tensor *));
+    if (!y)
+        return NULL;
+    memset(y, 0, sizeof *y);
+    y->src = (ad_tensor **)(y + 1);
+    y->nsrc = (uint8_t)nsrc;
+    y->tape = tape;
+    y->op = (uint8_t)op;
+    y->dtype = (uint8_t)dtype;
+    y->generation = tape->generation;
+    return y;
+}
+
 /* A persistent tensor enters a tape as a view sharing its data. One that
  * requires grad gets a recorded view, so its gradient is gathered per tape
  * and never races across threads; otherwise the view is a constant. */
@@ -131,17 +146,10 @@ ad_tensor *ad__view_of(ad_tape *tape, ad_tensor *p, bool recorded)
 {
     if (tape->collect && (p->flags & AD_TF_REQUIRES_GRAD))
         ad__collect_add(tape, p);
-    ad_tensor *v = ad__alloc(tape, sizeof *v + sizeof(ad_tensor *));
+    ad_tensor *v = ad__node_new(tape, AD_OP_view, 1, (ad_dtype)p->dtype);
     if (!v)
         return NULL;
-    memset(v, 0, sizeof *v);
-    v->src = (ad_tensor **)(v + 1);
     v->src[0] = p;
-    v->nsrc = 1;
-    v->tape = tape;
-    v->op = AD_OP_view;
-    v->dtype = p->dtype;
-    v->generation = tape->generation;
     v->numel = p->numel;
     ad__view_shape(v);
     ad__view_forward(v);
@@ -195,16 +203,9 @@ ad_tensor *ad__apply(int op, int nsrc, ad_tensor *const *src, const ad__param *p
             return NULL;
         }
     }
-    ad_tensor *y = ad__alloc(tape, sizeof *y + (size_t)nsrc * sizeof(ad_tensor *));
+    ad_tensor *y = ad__node_new(tape, op, nsrc, (ad_dtype)src[0]->dtype);
     if (!y)
         return NULL;
-    memset(y, 0, sizeof *y);
-    y->src = (ad_tensor **)(y + 1);
-    y->nsrc = (uint8_t)nsrc;
-    y->tape = tape;
-    y->op = (uint8_t)op;
-    y->dtype = src[0]->dtype;
-    y->generation = tape->generation;
     if (params)
         memcpy(y->param, params, sizeof y->param);
     bool needs_grad = false;
