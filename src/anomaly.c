@@ -90,7 +90,9 @@ const char *ad__where_str(const ad_tensor *t, char *buf, size_t size)
 
 const char *ad_tensor_provenance(const ad_tensor *t, char *buf, size_t size)
 {
-    if (!t)
+    /* Only recorded nodes have one: for any other tensor, where_of gives the
+     * tape's current location, which says nothing of where t was made. */
+    if (!t || !(t->flags & AD_TF_RECORDED))
         return where_str((ad__where){NULL, NULL, 0}, buf, size);
     return ad__where_str(t, buf, size);
 }

@@ -36,6 +36,7 @@ typedef struct checkpoint_args {
     size_t n_inputs;         /* the caller's inputs; the persistent tensors follow */
     const ad_tensor *result; /* during the first forward only: the value to keep */
     const void *result_data;
+    ad__where here; /* the tape's location when f first ran: the rerun's too */
 } checkpoint_args;
 
 /* The node's forward: the result computed (and copied out) before. */
@@ -125,7 +126,12 @@ static ad_status checkpoint_backward(ad_custom_ctx *c, ad_tensor *const *gout, a
     ad__mark mark = ad__arena_mark(tape);
     uint32_t floor = (uint32_t)tape->n_nodes;
     tape->grad_enabled = true;
+    /* The rerun's nodes are f's: in anomaly mode, they say where f first ran,
+     * not where the backward was called. */
+    ad__where caller = tape->here;
+    tape->here = a->here;
     ad_tensor *y = a->f(tape, n, in, a->ctx);
+    tape->here = caller;
     tape->grad_enabled = create_graph;
     if (!y)
         return tape->status != AD_OK
@@ -203,6 +209,7 @@ ad_tensor *ad_checkpoint(ad_function f, void *ctx, size_t n, ad_tensor *const *i
     ad__collect used = {.allocator = &tape->allocator};
     ad__collect *outer = tape->collect;
     ad__mark mark = ad__arena_mark(tape);
+    ad__where here = tape->here;
     tape->collect = &used;
     tape->grad_enabled = false;
     ad_tensor *y = f(tape, n, inputs, ctx);
@@ -233,7 +240,7 @@ ad_tensor *ad_checkpoint(ad_function f, void *ctx, size_t n, ad_tensor *const *i
     if (used.n)
         memcpy(all + n, used.items, used.n * sizeof *all);
     ad_tensor *kept_y = (ad_tensor *)k.block;
-    *a = (checkpoint_args){f, ctx, n, kept_y, kept_y->data};
+    *a = (checkpoint_args){f, ctx, n, kept_y, kept_y->data, here};
     ad_custom_apply(&checkpoint_op, n + used.n, all, a, &result);
     a->result = NULL;
     a->result_data = NULL;

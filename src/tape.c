@@ -124,8 +124,11 @@ void *ad__alloc(ad_tape *tape, size_t size)
 
 ad__mark ad__arena_mark(const ad_tape *tape)
 {
+    ad_hook_id last_hook = 0;
+    for (const ad__hook *h = tape->hooks; h; h = h->next)
+        last_hook = h->id;
     return (ad__mark){tape->current, tape->current ? tape->current->used : 0,
-                      tape->used_before_current, tape->n_nodes, tape->hooks};
+                      tape->used_before_current, tape->n_nodes, last_hook};
 }
 
 void ad__arena_release(ad_tape *tape, const ad__mark *m)
@@ -137,7 +140,12 @@ void ad__arena_release(ad_tape *tape, const ad__mark *m)
     tape->n_nodes = m->n_nodes;
     if (tape->n_where > m->n_nodes)
         tape->n_where = m->n_nodes;
-    tape->hooks = m->hooks;
+    /* Cut the hooks registered since the mark off the list (not just off
+     * its head: they may follow hooks that stay). */
+    ad__hook **link = &tape->hooks;
+    while (*link && (*link)->id <= m->last_hook)
+        link = &(*link)->next;
+    *link = NULL;
     if (!m->block) {
         /* Nothing was allocated before the mark. */
         tape->current = tape->first;
