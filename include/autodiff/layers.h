@@ -3,9 +3,12 @@
  *
  * A module (ad_module) owns its parameters, persistent tensors that live
  * outside every tape, and has a forward function that records ops on a tape
- * given by the caller. Containers (ad_nn_sequential) own their children. A
- * model's parameters can be walked by name ("0.weight", "fc.bias", ...) for
- * optimizers and checkpoints; the names follow PyTorch's state_dict keys.
+ * given by the caller. Containers (ad_nn_sequential, ad_nn_module_dict) own
+ * their children. A model's parameters can be walked by name ("0.weight",
+ * "encoder.1.bias", ...) for optimizers and checkpoints; the names follow
+ * PyTorch's state_dict keys. Your own layers are modules too, made with
+ * ad_module_create from a table of callbacks (docs/modules.md), and work
+ * everywhere the built-in ones do.
  *
  *     ad_rng rng; ad_rng_seed(&rng, 42);
  *     ad_module *layers[3], *model;
@@ -13,7 +16,9 @@
  *     ad_nn_activation(&layers[1], AD_ACT_RELU);
  *     ad_nn_linear(&layers[2], 256, 10, true, AD_F32, &rng);
  *     ad_nn_sequential(&model, 3, layers);           // takes ownership
- *     ad_optim *opt; ad_optim_adam(&opt, model, &(ad_adam_config){.lr = 1e-3});
+ *     ad_adam_config config = ad_adam_defaults();    // torch's; change fields
+ *     config.lr = 1e-3;
+ *     ad_optim *opt; ad_optim_adam(&opt, model, &config);
  *     for (each batch) {
  *         ad_tape_reset(tape);
  *         ad_tensor *loss = ad_cross_entropy(ad_nn_forward(model, tape, x), n, y);
@@ -312,15 +317,32 @@ AD_API ad_tensor *ad_nn_bce_with_logits(ad_tensor *logits, ad_tensor *targets,
 
 typedef struct ad_optim ad_optim;
 
-/* Zero means the default shown. PyTorch's torch.optim.SGD rules:
- * g += wd p; v = momentum v + (1 - dampening) g (v = g at the first step);
- * g = nesterov ? g + momentum v : v; p -= lr g. */
+/*
+ * Optimizer settings. Start from a defaults function and change the fields
+ * you need; every field is then used exactly as given (0 is a setting, not
+ * "the default": Adam with beta1 = 0 and AdamW with weight_decay = 0 are
+ * what they say):
+ *
+ *     ad_adam_config c = ad_adamw_defaults();
+ *     c.lr = 3e-4;
+ *     ad_optim_adamw(&opt, model, &c);
+ *
+ * A config that no defaults function made, such as a compound literal
+ * (ad_adam_config){.lr = 1e-3} or a zeroed struct, is refused with
+ * AD_ERR_ARG: its unset fields would be zeros, and Adam with beta2 = 0
+ * trains, just wrongly. The `version` field is how it is told apart; leave
+ * it as the defaults function set it. A NULL config means the defaults.
+ */
+
+/* torch.optim.SGD's rules: g += wd p; v = momentum v + (1 - dampening) g
+ * (v = g at the first step); g = nesterov ? g + momentum v : v; p -= lr g. */
 typedef struct ad_sgd_config {
-    double lr;           /* 0.01 */
+    double lr;           /* 0.01 (torch.optim.SGD has no default rate) */
     double momentum;     /* 0 */
     double dampening;    /* 0 */
     double weight_decay; /* 0 */
-    bool nesterov;
+    bool nesterov;       /* false */
+    uint32_t version;    /* set by ad_sgd_defaults */
 } ad_sgd_config;
 
 /* torch.optim.Adam / AdamW: m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
@@ -331,20 +353,32 @@ typedef struct ad_adam_config {
     double beta1;        /* 0.9 */
     double beta2;        /* 0.999 */
     double eps;          /* 1e-8 */
-    double weight_decay; /* 0 for Adam, 0.01 for AdamW */
+    double weight_decay; /* 0 from ad_adam_defaults, 0.01 from ad_adamw_defaults */
+    uint32_t version;    /* set by the defaults functions */
 } ad_adam_config;
 
+/* torch.optim.SGD's settings, with lr 0.01. */
+AD_API ad_sgd_config ad_sgd_defaults(void);
+/* torch.optim.Adam's defaults: lr 1e-3, betas 0.9 and 0.999, eps 1e-8, weight decay 0. */
+AD_API ad_adam_config ad_adam_defaults(void);
+/* torch.optim.AdamW's defaults: those of Adam with weight decay 0.01. */
+AD_API ad_adam_config ad_adamw_defaults(void);
+
 /* Optimizers over every parameter of m (which must outlive the optimizer).
- * State is allocated here, once: a step allocates nothing. Errors: AD_ERR_ARG
- * for a NULL module, a parameter that is not a persistent tensor requiring
- * grad, or a config torch.optim refuses (a negative or NaN setting, a beta
- * outside [0, 1), nesterov without momentum or with dampening); AD_ERR_NOMEM. */
+ * State is allocated here, once: a step allocates nothing. A NULL config
+ * means the defaults of the matching function above. Errors: AD_ERR_ARG for
+ * a NULL out or module, a parameter that is not a persistent tensor, a config
+ * not made by a defaults function, or one torch.optim refuses (a negative or
+ * NaN setting, a beta outside [0, 1), nesterov without momentum or with
+ * dampening); AD_ERR_NOMEM. *out is NULL on error. */
 AD_API ad_status ad_optim_sgd(ad_optim **out, ad_module *m, const ad_sgd_config *config);
 AD_API ad_status ad_optim_adam(ad_optim **out, ad_module *m, const ad_adam_config *config);
 AD_API ad_status ad_optim_adamw(ad_optim **out, ad_module *m, const ad_adam_config *config);
 /* Over an explicit list of persistent tensors (copied). Tensors that do not
  * require grad (ad_tensor_set_requires_grad false: frozen) are skipped by
- * step, zero_grad and clip_grad_norm, as torch skips parameters without grad. */
+ * step, zero_grad and clip_grad_norm, as torch skips parameters without grad.
+ * decoupled: AdamW (NULL config: ad_adamw_defaults) instead of Adam. Errors
+ * as above. */
 AD_API ad_status ad_optim_sgd_params(ad_optim **out, size_t n, ad_tensor *const *params,
                                      const ad_sgd_config *config);
 AD_API ad_status ad_optim_adam_params(ad_optim **out, size_t n, ad_tensor *const *params,
