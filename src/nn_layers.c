@@ -1,7 +1,9 @@
 /* Layers: each a module type (layers.h) whose forward is a composition of
  * public core ops. No layer has a hand-written gradient; the engine
- * differentiates what the forward records. They use only the public module
- * interface, as a user's layer would. */
+ * differentiates what the forward records. They are built with the public
+ * module interface, as a user's layer would be; the one internal call is the
+ * stand-in check of ad_nn_embedding_lookup_with, which takes indices and so
+ * cannot go through ad_nn_forward_with. */
 #include "nn_module.h"
 
 #include <math.h>
