@@ -42,14 +42,15 @@ int main(int argc, char **argv)
     ad_rng rng;
     ad_rng_seed(&rng, 1);
     ad_module *layers[5];
+    ad_sgd_config sgd = ad_sgd_defaults(); /* plain SGD, as the hand-written C */
+    sgd.lr = MLP_LR;
     if (ad_nn_linear(&layers[0], MLP_IN, MLP_HIDDEN, true, AD_F32, &rng) != AD_OK ||
         ad_nn_activation(&layers[1], AD_ACT_RELU) != AD_OK ||
         ad_nn_linear(&layers[2], MLP_HIDDEN, MLP_HIDDEN, true, AD_F32, &rng) != AD_OK ||
         ad_nn_activation(&layers[3], AD_ACT_RELU) != AD_OK ||
         ad_nn_linear(&layers[4], MLP_HIDDEN, MLP_CLASSES, true, AD_F32, &rng) != AD_OK ||
         ad_nn_sequential(&t.model, 5, layers) != AD_OK ||
-        ad_optim_sgd(&t.opt, t.model, &(ad_sgd_config){.lr = MLP_LR}) != AD_OK ||
-        ad_tape_create(&t.tape) != AD_OK ||
+        ad_optim_sgd(&t.opt, t.model, &sgd) != AD_OK || ad_tape_create(&t.tape) != AD_OK ||
         ad_tensor_create(&t.x, AD_F32, 2, (int64_t[]){MLP_BATCH, MLP_IN}, false) != AD_OK) {
         fprintf(stderr, "mlp_train: setup failed\n");
         return 1;

@@ -71,8 +71,9 @@ static ad_status network_create(network *net)
         (st = ad_tensor_set_requires_grad(net->b2, false)) != AD_OK)
         return st;
     ad_tensor *params[4] = {net->w1, net->b1, net->w2, net->b2};
-    return ad_optim_sgd_params(&net->sgd, 4, params,
-                               &(ad_sgd_config){.lr = backprop_learning_rate});
+    ad_sgd_config sgd = ad_sgd_defaults(); /* plain SGD: no momentum, no decay */
+    sgd.lr = backprop_learning_rate;
+    return ad_optim_sgd_params(&net->sgd, 4, params, &sgd);
 }
 
 /* One training step: forward, E_total, backward, SGD update. r receives the forward values and

@@ -95,8 +95,10 @@ int main(void)
     ad_nn_linear(&layers[4], 32, 2, true, AD_F32, &rng);
     ad_status st = ad_nn_sequential(&model, 5, layers); /* AD_ERR_ARG if a layer failed */
     ad_optim *adam = NULL;
+    ad_adam_config adam_config = ad_adam_defaults(); /* torch's, with a larger rate */
+    adam_config.lr = 0.01;
     if (st == AD_OK)
-        st = ad_optim_adam(&adam, model, &(ad_adam_config){.lr = 0.01});
+        st = ad_optim_adam(&adam, model, &adam_config);
     ad_tape *tape = NULL;
     if (st == AD_OK)
         st = ad_tape_create(&tape);

@@ -423,14 +423,22 @@ static ad_status make_optimizer(trainer *t)
 {
     const train_options *o = t->opts;
     double lr = learning_rate(o);
+    /* torch.optim's settings, with our learning rate (and momentum). */
     switch (o->optimizer) {
-    case TRAIN_SGD:
-        return ad_optim_sgd(&t->optim, t->model,
-                            &(ad_sgd_config){.lr = lr, .momentum = o->momentum});
+    case TRAIN_SGD: {
+        ad_sgd_config sgd = ad_sgd_defaults();
+        sgd.lr = lr;
+        sgd.momentum = o->momentum;
+        return ad_optim_sgd(&t->optim, t->model, &sgd);
+    }
     case TRAIN_ADAM:
-        return ad_optim_adam(&t->optim, t->model, &(ad_adam_config){.lr = lr});
-    case TRAIN_ADAMW:
-        return ad_optim_adamw(&t->optim, t->model, &(ad_adam_config){.lr = lr});
+    case TRAIN_ADAMW: {
+        bool adamw = o->optimizer == TRAIN_ADAMW;
+        ad_adam_config adam = adamw ? ad_adamw_defaults() : ad_adam_defaults();
+        adam.lr = lr;
+        return adamw ? ad_optim_adamw(&t->optim, t->model, &adam)
+                     : ad_optim_adam(&t->optim, t->model, &adam);
+    }
     }
     return AD_ERR_ARG;
 }

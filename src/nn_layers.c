@@ -1,6 +1,10 @@
-/* Layers: each a composition of public core ops. No layer has a hand-written
- * gradient; the engine differentiates what the forward records. */
-#include "autodiff/layers.h"
+/* Layers: each a module type (layers.h) whose forward is a composition of
+ * public core ops. No layer has a hand-written gradient; the engine
+ * differentiates what the forward records. They are built with the public
+ * module interface, as a user's layer would be; the one internal call is the
+ * stand-in check of ad_nn_embedding_lookup_with, which takes indices and so
+ * cannot go through ad_nn_forward_with. */
+#include "nn_module.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -8,93 +12,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum {
-    MOD_LINEAR,
-    MOD_CONV2D,
-    MOD_MAXPOOL2D,
-    MOD_FLATTEN,
-    MOD_DROPOUT,
-    MOD_LAYER_NORM,
-    MOD_EMBEDDING,
-    MOD_ACTIVATION,
-    MOD_SEQUENTIAL
-} module_kind;
-
-#define MAX_PARAMS 2
-
-struct ad_module {
-    module_kind kind;
-    bool training;
-    int n_params;
-    ad_tensor *param[MAX_PARAMS];
-    char *param_name[MAX_PARAMS]; /* full name, prefixed by containers */
-    /* Configuration (meaning per kind). */
-    int64_t in, out;
-    int kernel, stride, padding;
-    double value; /* dropout p, layer-norm eps */
-    ad_activation activation;
-    ad_rng rng;
-    /* Children of a container. */
-    size_t n_children;
-    ad_module **children;
-    /* Index scratch (conv2d's im2col map, maxpool's argmax), kept between
-     * steps so a steady-state step allocates nothing. */
-    int64_t *scratch;
-    size_t scratch_cap;
-    int64_t cached_h, cached_w;
-};
-
-static ad_status module_new(ad_module **out, module_kind kind)
+/* Makes a module of type whose context is a copy of the size bytes at
+ * config (heap memory the module frees). */
+static ad_status module_with(ad_module **out, const ad_module_type *type, const void *config,
+                             size_t size)
 {
-    *out = calloc(1, sizeof **out);
-    if (!*out)
+    *out = NULL;
+    void *context = malloc(size);
+    if (!context)
         return AD_ERR_NOMEM;
-    (*out)->kind = kind;
-    (*out)->training = true;
-    return AD_OK;
-}
-
-static char *copy_string(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *c = malloc(n);
-    if (c)
-        memcpy(c, s, n);
-    return c;
-}
-
-/* Adds a parameter named `name` with the given shape (persistent, requires grad). */
-static ad_status add_param(ad_module *m, const char *name, ad_dtype dtype, int ndim,
-                           const int64_t *shape)
-{
-    ad_tensor *t;
-    ad_status st = ad_tensor_create(&t, dtype, ndim, shape, true);
-    if (st != AD_OK)
-        return st;
-    char *n = copy_string(name);
-    if (!n) {
-        ad_tensor_free(t);
-        return AD_ERR_NOMEM;
-    }
-    m->param[m->n_params] = t;
-    m->param_name[m->n_params] = n;
-    m->n_params++;
-    return AD_OK;
-}
-
-void ad_nn_free(ad_module *m)
-{
-    if (!m)
-        return;
-    for (int i = 0; i < m->n_params; i++) {
-        ad_tensor_free(m->param[i]);
-        free(m->param_name[i]);
-    }
-    for (size_t i = 0; i < m->n_children; i++)
-        ad_nn_free(m->children[i]);
-    free(m->children);
-    free(m->scratch);
-    free(m);
+    memcpy(context, config, size);
+    return ad_module_create(out, type, context); /* frees context on error */
 }
 
 /* Frees a half-built module and passes the status through. */
@@ -105,19 +33,27 @@ static ad_status fail_free(ad_module **out, ad_status st)
     return st;
 }
 
-static int64_t *scratch(ad_module *m, size_t n)
+/* Index scratch (conv2d's im2col map, maxpool's argmax), kept between steps
+ * so a steady-state step allocates nothing. */
+typedef struct scratch {
+    int64_t *data;
+    size_t cap;
+    int64_t cached_h, cached_w; /* the input size data was made for (conv2d) */
+} scratch;
+
+static int64_t *scratch_get(scratch *s, size_t n)
 {
     if (n == 0)
         n = 1; /* an empty batch still gets a buffer, not a false out-of-memory */
-    if (n > m->scratch_cap) {
-        int64_t *s = realloc(m->scratch, n * sizeof *s);
-        if (!s)
+    if (n > s->cap) {
+        int64_t *d = realloc(s->data, n * sizeof *d);
+        if (!d)
             return NULL;
-        m->scratch = s;
-        m->scratch_cap = n;
-        m->cached_h = m->cached_w = -1;
+        s->data = d;
+        s->cap = n;
+        s->cached_h = s->cached_w = -1;
     }
-    return m->scratch;
+    return s->data;
 }
 
 /* Reports input x that does not fit a layer: "conv2d: input [2,3] (expected ...)". */
@@ -141,26 +77,57 @@ static ad_tensor *no_memory(ad_tape *tape, const char *layer)
     return NULL;
 }
 
-/* Parameter i of m as a tensor on tape: the caller's replacement when given
- * (ad_nn_forward_with), else a view of the module's own. */
-static ad_tensor *param(const ad_module *m, ad_tape *tape, ad_tensor *const *params, int i)
+/* x and the parameter w must share a dtype; an op would say so too, but would
+ * name itself instead of the layer. w is NULL when the tape already failed. */
+static bool same_dtype(ad_tape *tape, const char *layer, const ad_tensor *x, const ad_tensor *w)
 {
-    return ad_tape_use(tape, params ? params[i] : m->param[i]);
-}
-
-/* x and the parameters must share a dtype; an op would say so too, but would
- * name itself instead of the layer. */
-static bool same_dtype(const ad_module *m, ad_tape *tape, const char *layer, const ad_tensor *x)
-{
-    if (m->n_params == 0 || ad_tensor_dtype(x) == ad_tensor_dtype(m->param[0]))
+    if (!w)
+        return false;
+    if (ad_tensor_dtype(x) == ad_tensor_dtype(w))
         return true;
     ad_tape_set_error(tape, AD_ERR_DTYPE, "%s: input is %s, parameters are %s", layer,
-                      ad_dtype_name(ad_tensor_dtype(x)),
-                      ad_dtype_name(ad_tensor_dtype(m->param[0])));
+                      ad_dtype_name(ad_tensor_dtype(x)), ad_dtype_name(ad_tensor_dtype(w)));
     return false;
 }
 
+/* Creates parameter `name` of m, drawn uniform in [-bound, bound) from rng. */
+static ad_status uniform_param(ad_module *m, const char *name, ad_dtype dtype, int ndim,
+                               const int64_t *shape, double bound, ad_rng *rng)
+{
+    ad_tensor *t;
+    ad_status st = ad_module_create_param(m, name, dtype, ndim, shape, &t);
+    return st == AD_OK ? ad_init_uniform(t, -bound, bound, rng) : st;
+}
+
 /* ---- Linear: y = x W^T + b ------------------------------------------------------------ */
+
+typedef struct linear {
+    int64_t in, out;
+    bool bias;
+} linear;
+
+// x [..., in] -> y [..., out]
+static ad_tensor *linear_forward(ad_module_call *call, ad_tensor *x)
+{
+    const linear *l = ad_module_call_context(call);
+    ad_tape *tape = ad_module_call_tape(call);
+    if (ad_tensor_ndim(x) < 1 || ad_tensor_dim(x, -1) != l->in)
+        return bad_input(tape, "linear", x, "[...,%lld]", (long long)l->in);
+    ad_tensor *w = ad_module_call_param(call, 0);
+    if (!same_dtype(tape, "linear", x, w))
+        return NULL;
+    /* A 1-d x is a single row, as in PyTorch: [in] -> [out]. */
+    bool row = ad_tensor_ndim(x) == 1;
+    if (row)
+        x = ad_reshape(x, 2, (int64_t[]){1, l->in});
+    ad_tensor *y = ad_matmul_t(x, w, false, true);
+    if (l->bias)
+        y = ad_add(y, ad_module_call_param(call, 1));
+    return row ? ad_reshape(y, 1, &l->out) : y;
+}
+
+static const ad_module_type linear_type = {
+    .name = "linear", .forward = linear_forward, .free_context = free};
 
 ad_status ad_nn_linear(ad_module **out, int64_t in_features, int64_t out_features, bool bias,
                        ad_dtype dtype, ad_rng *rng)
@@ -168,67 +135,33 @@ ad_status ad_nn_linear(ad_module **out, int64_t in_features, int64_t out_feature
     *out = NULL;
     if (in_features <= 0 || out_features <= 0 || !rng)
         return AD_ERR_ARG;
-    ad_status st = module_new(out, MOD_LINEAR);
+    linear config = {in_features, out_features, bias};
+    ad_status st = module_with(out, &linear_type, &config, sizeof config);
     if (st != AD_OK)
         return st;
-    ad_module *m = *out;
-    m->in = in_features;
-    m->out = out_features;
     /* PyTorch's default: kaiming_uniform(a = sqrt 5) = U(+-1/sqrt(in)), bias likewise. */
     double bound = 1.0 / sqrt((double)in_features);
     int64_t wshape[2] = {out_features, in_features};
-    if ((st = add_param(m, "weight", dtype, 2, wshape)) != AD_OK ||
-        (st = ad_init_uniform(m->param[0], -bound, bound, rng)) != AD_OK)
-        return fail_free(out, st);
-    if (bias && ((st = add_param(m, "bias", dtype, 1, &out_features)) != AD_OK ||
-                 (st = ad_init_uniform(m->param[1], -bound, bound, rng)) != AD_OK))
+    if ((st = uniform_param(*out, "weight", dtype, 2, wshape, bound, rng)) != AD_OK ||
+        (bias && (st = uniform_param(*out, "bias", dtype, 1, &out_features, bound, rng)) != AD_OK))
         return fail_free(out, st);
     return AD_OK;
-}
-
-// x [..., in] -> y [..., out]
-static ad_tensor *linear_forward(ad_module *m, ad_tape *tape, ad_tensor *x,
-                                 ad_tensor *const *params)
-{
-    if (ad_tensor_ndim(x) < 1 || ad_tensor_dim(x, -1) != m->in)
-        return bad_input(tape, "linear", x, "[...,%lld]", (long long)m->in);
-    if (!same_dtype(m, tape, "linear", x))
-        return NULL;
-    /* A 1-d x is a single row, as in PyTorch: [in] -> [out]. */
-    bool row = ad_tensor_ndim(x) == 1;
-    if (row)
-        x = ad_reshape(x, 2, (int64_t[]){1, m->in});
-    ad_tensor *y = ad_matmul_t(x, param(m, tape, params, 0), false, true);
-    if (m->n_params > 1)
-        y = ad_add(y, param(m, tape, params, 1));
-    return row ? ad_reshape(y, 1, &m->out) : y;
 }
 
 /* ---- Conv2d: im2col by ad_index_select, then one batched matmul ------------------------- */
 
-ad_status ad_nn_conv2d(ad_module **out, int64_t in_channels, int64_t out_channels, int kernel,
-                       int stride, int padding, ad_dtype dtype, ad_rng *rng)
+typedef struct conv2d {
+    int64_t in, out;
+    int kernel, stride, padding;
+    scratch index;
+} conv2d;
+
+static void conv2d_free(void *context)
 {
-    *out = NULL;
-    if (in_channels <= 0 || out_channels <= 0 || kernel <= 0 || stride <= 0 || padding < 0 || !rng)
-        return AD_ERR_ARG;
-    ad_status st = module_new(out, MOD_CONV2D);
-    if (st != AD_OK)
-        return st;
-    ad_module *m = *out;
-    m->in = in_channels;
-    m->out = out_channels;
-    m->kernel = kernel;
-    m->stride = stride;
-    m->padding = padding;
-    double bound = 1.0 / sqrt((double)(in_channels * kernel * kernel));
-    int64_t wshape[4] = {out_channels, in_channels, kernel, kernel};
-    if ((st = add_param(m, "weight", dtype, 4, wshape)) != AD_OK ||
-        (st = ad_init_uniform(m->param[0], -bound, bound, rng)) != AD_OK ||
-        (st = add_param(m, "bias", dtype, 1, &out_channels)) != AD_OK ||
-        (st = ad_init_uniform(m->param[1], -bound, bound, rng)) != AD_OK)
-        return fail_free(out, st);
-    return AD_OK;
+    conv2d *c = context;
+    if (c)
+        free(c->index.data);
+    free(c);
 }
 
 /* Output size of a window op along one dim, or -1 if the window does not fit. */
@@ -239,14 +172,16 @@ static int64_t window_out(int64_t size, int kernel, int stride, int padding)
 }
 
 // x [N, C, H, W] -> y [N, out, Ho, Wo]
-static ad_tensor *conv2d_forward(ad_module *m, ad_tape *tape, ad_tensor *x,
-                                 ad_tensor *const *params)
+static ad_tensor *conv2d_forward(ad_module_call *call, ad_tensor *x)
 {
+    conv2d *m = ad_module_call_context(call);
+    ad_tape *tape = ad_module_call_tape(call);
     const int64_t *s = ad_tensor_shape(x);
     int k = m->kernel, p = m->padding;
     if (ad_tensor_ndim(x) != 4 || s[1] != m->in)
         return bad_input(tape, "conv2d", x, "[N,%lld,H,W]", (long long)m->in);
-    if (!same_dtype(m, tape, "conv2d", x))
+    ad_tensor *weight = ad_module_call_param(call, 0);
+    if (!same_dtype(tape, "conv2d", x, weight))
         return NULL;
     int64_t n = s[0], c = s[1], h = s[2], w = s[3];
     int64_t ho = window_out(h, k, m->stride, p), wo = window_out(w, k, m->stride, p);
@@ -260,42 +195,54 @@ static ad_tensor *conv2d_forward(ad_module *m, ad_tape *tape, ad_tensor *x,
     x = ad_reshape(x, 3, (int64_t[]){n, c, hp * wp});
     /* idx[(ki k + kj) L + l] = position in the padded image read by kernel
      * tap (ki, kj) at output position l. */
-    int64_t *idx = scratch(m, (size_t)(kk * l));
+    int64_t *idx = scratch_get(&m->index, (size_t)(kk * l));
     if (!idx)
         return no_memory(tape, "conv2d");
-    if (m->cached_h != h || m->cached_w != w) {
+    if (m->index.cached_h != h || m->index.cached_w != w) {
         for (int ki = 0; ki < k; ki++)
             for (int kj = 0; kj < k; kj++)
                 for (int64_t oh = 0; oh < ho; oh++)
                     for (int64_t ow = 0; ow < wo; ow++)
                         idx[(ki * k + kj) * l + oh * wo + ow] =
                             (oh * m->stride + ki) * wp + ow * m->stride + kj;
-        m->cached_h = h;
-        m->cached_w = w;
+        m->index.cached_h = h;
+        m->index.cached_w = w;
     }
     ad_tensor *cols = ad_index_select(x, 2, (size_t)(kk * l), idx);
     cols = ad_reshape(cols, 3, (int64_t[]){n, c * kk, l});
-    ad_tensor *wm = ad_reshape(param(m, tape, params, 0), 2, (int64_t[]){m->out, c * kk});
+    ad_tensor *wm = ad_reshape(weight, 2, (int64_t[]){m->out, c * kk});
     ad_tensor *y = ad_matmul(wm, cols); /* [n, out, l] */
-    y = ad_add(y, ad_reshape(param(m, tape, params, 1), 2, (int64_t[]){m->out, 1}));
+    y = ad_add(y, ad_reshape(ad_module_call_param(call, 1), 2, (int64_t[]){m->out, 1}));
     return ad_reshape(y, 4, (int64_t[]){n, m->out, ho, wo});
+}
+
+static const ad_module_type conv2d_type = {
+    .name = "conv2d", .forward = conv2d_forward, .free_context = conv2d_free};
+
+ad_status ad_nn_conv2d(ad_module **out, int64_t in_channels, int64_t out_channels, int kernel,
+                       int stride, int padding, ad_dtype dtype, ad_rng *rng)
+{
+    *out = NULL;
+    if (in_channels <= 0 || out_channels <= 0 || kernel <= 0 || stride <= 0 || padding < 0 || !rng)
+        return AD_ERR_ARG;
+    conv2d config = {in_channels, out_channels, kernel, stride, padding, {NULL, 0, -1, -1}};
+    ad_status st = module_with(out, &conv2d_type, &config, sizeof config);
+    if (st != AD_OK)
+        return st;
+    double bound = 1.0 / sqrt((double)(in_channels * kernel * kernel));
+    int64_t wshape[4] = {out_channels, in_channels, kernel, kernel};
+    if ((st = uniform_param(*out, "weight", dtype, 4, wshape, bound, rng)) != AD_OK ||
+        (st = uniform_param(*out, "bias", dtype, 1, &out_channels, bound, rng)) != AD_OK)
+        return fail_free(out, st);
+    return AD_OK;
 }
 
 /* ---- MaxPool2d: the argmax of each window, then ad_gather --------------------------------- */
 
-ad_status ad_nn_maxpool2d(ad_module **out, int kernel, int stride, int padding)
-{
-    *out = NULL;
-    if (kernel <= 0 || stride < 0 || padding < 0 || padding > kernel / 2)
-        return AD_ERR_ARG;
-    ad_status st = module_new(out, MOD_MAXPOOL2D);
-    if (st != AD_OK)
-        return st;
-    (*out)->kernel = kernel;
-    (*out)->stride = stride ? stride : kernel;
-    (*out)->padding = padding;
-    return AD_OK;
-}
+typedef struct maxpool2d {
+    int kernel, stride, padding;
+    scratch index;
+} maxpool2d;
 
 /* idx[plane, oh, ow] = position in its plane of the window's maximum: the
  * first maximal element in row-major window order, the first NaN if any
@@ -350,8 +297,10 @@ ad_status ad_nn_maxpool2d(ad_module **out, int kernel, int stride, int padding)
         }                                                                                          \
     } while (0)
 
-static ad_tensor *maxpool2d_forward(ad_module *m, ad_tape *tape, ad_tensor *x)
+static ad_tensor *maxpool2d_forward(ad_module_call *call, ad_tensor *x)
 {
+    maxpool2d *m = ad_module_call_context(call);
+    ad_tape *tape = ad_module_call_tape(call);
     if (ad_tensor_ndim(x) != 4)
         return bad_input(tape, "maxpool2d", x, "[N,C,H,W]");
     const int64_t *s = ad_tensor_shape(x);
@@ -360,7 +309,7 @@ static ad_tensor *maxpool2d_forward(ad_module *m, ad_tape *tape, ad_tensor *x)
     int64_t ho = window_out(h, k, st, p), wo = window_out(w, k, st, p);
     if (ho <= 0 || wo <= 0)
         return bad_input(tape, "maxpool2d", x, "H, W of at least %d", k - 2 * p);
-    int64_t *idx = scratch(m, (size_t)(n * c * ho * wo));
+    int64_t *idx = scratch_get(&m->index, (size_t)(n * c * ho * wo));
     if (!idx)
         return no_memory(tape, "maxpool2d");
     if (ad_tensor_dtype(x) == AD_F32)
@@ -372,18 +321,34 @@ static ad_tensor *maxpool2d_forward(ad_module *m, ad_tape *tape, ad_tensor *x)
     return ad_reshape(y, 4, (int64_t[]){n, c, ho, wo});
 }
 
-/* ---- Flatten, Dropout, activations ------------------------------------------------------ */
-
-ad_status ad_nn_flatten(ad_module **out)
+/* The argmax scratch is freed with the module, like conv2d's index map. */
+static void maxpool2d_free(void *context)
 {
-    return module_new(out, MOD_FLATTEN);
+    maxpool2d *m = context;
+    if (m)
+        free(m->index.data);
+    free(m);
 }
 
-static ad_tensor *flatten_forward(ad_tape *tape, ad_tensor *x)
+static const ad_module_type maxpool2d_type = {
+    .name = "maxpool2d", .forward = maxpool2d_forward, .free_context = maxpool2d_free};
+
+ad_status ad_nn_maxpool2d(ad_module **out, int kernel, int stride, int padding)
+{
+    *out = NULL;
+    if (kernel <= 0 || stride < 0 || padding < 0 || padding > kernel / 2)
+        return AD_ERR_ARG;
+    maxpool2d config = {kernel, stride ? stride : kernel, padding, {NULL, 0, -1, -1}};
+    return module_with(out, &maxpool2d_type, &config, sizeof config);
+}
+
+/* ---- Flatten, Dropout, activations ------------------------------------------------------ */
+
+static ad_tensor *flatten_forward(ad_module_call *call, ad_tensor *x)
 {
     int ndim = ad_tensor_ndim(x);
     if (ndim < 2)
-        return bad_input(tape, "flatten", x, "[N, ...] with at least 2 dims");
+        return bad_input(ad_module_call_tape(call), "flatten", x, "[N, ...] with at least 2 dims");
     const int64_t *s = ad_tensor_shape(x);
     int64_t rest = 1;
     for (int i = 1; i < ndim; i++)
@@ -391,122 +356,185 @@ static ad_tensor *flatten_forward(ad_tape *tape, ad_tensor *x)
     return ad_reshape(x, 2, (int64_t[]){s[0], rest});
 }
 
-ad_status ad_nn_dropout(ad_module **out, double p, uint64_t seed)
+static const ad_module_type flatten_type = {.name = "flatten", .forward = flatten_forward};
+
+ad_status ad_nn_flatten(ad_module **out)
 {
-    *out = NULL;
-    if (!(p >= 0 && p < 1))
-        return AD_ERR_ARG;
-    ad_status st = module_new(out, MOD_DROPOUT);
-    if (st != AD_OK)
-        return st;
-    (*out)->value = p;
-    ad_rng_seed(&(*out)->rng, seed);
-    return AD_OK;
+    return ad_module_create(out, &flatten_type, NULL);
 }
 
-static ad_tensor *dropout_forward(ad_module *m, ad_tape *tape, ad_tensor *x)
+typedef struct dropout {
+    double p;
+    ad_rng rng;
+} dropout;
+
+static ad_tensor *dropout_forward(ad_module_call *call, ad_tensor *x)
 {
-    if (!m->training || m->value == 0)
+    dropout *m = ad_module_call_context(call);
+    if (!ad_module_training(ad_module_call_module(call)) || m->p == 0)
         return x;
-    ad_tensor *mask =
-        ad_tensor_new(tape, ad_tensor_dtype(x), ad_tensor_ndim(x), ad_tensor_shape(x), NULL);
+    ad_tensor *mask = ad_tensor_new(ad_module_call_tape(call), ad_tensor_dtype(x),
+                                    ad_tensor_ndim(x), ad_tensor_shape(x), NULL);
     if (!mask)
         return NULL;
-    double keep = 1.0 / (1.0 - m->value);
+    double keep = 1.0 / (1.0 - m->p);
     int64_t numel = ad_tensor_numel(mask);
     /* A fresh constant: filling it before any op reads it is safe. */
     if (ad_tensor_dtype(mask) == AD_F32) {
         float *d = ad_tensor_data(mask);
         for (int64_t i = 0; i < numel; i++)
-            d[i] = ad_rng_uniform(&m->rng) < m->value ? 0.0f : (float)keep;
+            d[i] = ad_rng_uniform(&m->rng) < m->p ? 0.0f : (float)keep;
     } else {
         double *d = ad_tensor_data(mask);
         for (int64_t i = 0; i < numel; i++)
-            d[i] = ad_rng_uniform(&m->rng) < m->value ? 0.0 : keep;
+            d[i] = ad_rng_uniform(&m->rng) < m->p ? 0.0 : keep;
     }
     return ad_mul(x, mask);
 }
+
+static const ad_module_type dropout_type = {
+    .name = "dropout", .forward = dropout_forward, .free_context = free};
+
+ad_status ad_nn_dropout(ad_module **out, double p, uint64_t seed)
+{
+    *out = NULL;
+    if (!(p >= 0 && p < 1))
+        return AD_ERR_ARG;
+    dropout config = {.p = p};
+    ad_rng_seed(&config.rng, seed);
+    return module_with(out, &dropout_type, &config, sizeof config);
+}
+
+/* One type per activation: the kind is chosen once, at construction. */
+static ad_tensor *relu_forward(ad_module_call *call, ad_tensor *x)
+{
+    (void)call;
+    return ad_relu(x);
+}
+
+static ad_tensor *tanh_forward(ad_module_call *call, ad_tensor *x)
+{
+    (void)call;
+    return ad_tanh(x);
+}
+
+static ad_tensor *sigmoid_forward(ad_module_call *call, ad_tensor *x)
+{
+    (void)call;
+    return ad_sigmoid(x);
+}
+
+static ad_tensor *gelu_forward(ad_module_call *call, ad_tensor *x)
+{
+    (void)call;
+    return ad_gelu(x);
+}
+
+static ad_tensor *softplus_forward(ad_module_call *call, ad_tensor *x)
+{
+    (void)call;
+    return ad_softplus(x);
+}
+
+static ad_tensor *leaky_relu_forward(ad_module_call *call, ad_tensor *x)
+{
+    (void)call;
+    return ad_leaky_relu(x, 0.01);
+}
+
+/* Indexed by ad_activation. */
+static const ad_module_type activation_types[] = {
+    [AD_ACT_RELU] = {.name = "relu", .forward = relu_forward},
+    [AD_ACT_TANH] = {.name = "tanh", .forward = tanh_forward},
+    [AD_ACT_SIGMOID] = {.name = "sigmoid", .forward = sigmoid_forward},
+    [AD_ACT_GELU] = {.name = "gelu", .forward = gelu_forward},
+    [AD_ACT_SOFTPLUS] = {.name = "softplus", .forward = softplus_forward},
+    [AD_ACT_LEAKY_RELU] = {.name = "leaky_relu", .forward = leaky_relu_forward},
+};
 
 ad_status ad_nn_activation(ad_module **out, ad_activation kind)
 {
     *out = NULL;
     if (kind < AD_ACT_RELU || kind > AD_ACT_LEAKY_RELU)
         return AD_ERR_ARG;
-    ad_status st = module_new(out, MOD_ACTIVATION);
-    if (st == AD_OK)
-        (*out)->activation = kind;
-    return st;
-}
-
-static ad_tensor *activation_forward(ad_module *m, ad_tensor *x)
-{
-    switch (m->activation) {
-    case AD_ACT_RELU:
-        return ad_relu(x);
-    case AD_ACT_TANH:
-        return ad_tanh(x);
-    case AD_ACT_SIGMOID:
-        return ad_sigmoid(x);
-    case AD_ACT_GELU:
-        return ad_gelu(x);
-    case AD_ACT_SOFTPLUS:
-        return ad_softplus(x);
-    case AD_ACT_LEAKY_RELU:
-        return ad_leaky_relu(x, 0.01);
-    }
-    return NULL;
+    return ad_module_create(out, &activation_types[kind], NULL);
 }
 
 /* ---- LayerNorm ---------------------------------------------------------------------------- */
+
+typedef struct layer_norm {
+    int64_t dim;
+    double eps;
+} layer_norm;
+
+// x [..., dim] -> y [..., dim]
+static ad_tensor *layer_norm_forward(ad_module_call *call, ad_tensor *x)
+{
+    const layer_norm *m = ad_module_call_context(call);
+    ad_tape *tape = ad_module_call_tape(call);
+    if (ad_tensor_ndim(x) < 1 || ad_tensor_dim(x, -1) != m->dim)
+        return bad_input(tape, "layer_norm", x, "[...,%lld]", (long long)m->dim);
+    ad_tensor *gamma = ad_module_call_param(call, 0);
+    if (!same_dtype(tape, "layer_norm", x, gamma))
+        return NULL;
+    int last[1] = {-1};
+    ad_tensor *mu = ad_mean(x, 1, last, true);
+    ad_tensor *var = ad_var(x, 1, last, true, 0);
+    ad_tensor *xhat = ad_div(ad_sub(x, mu), ad_sqrt(ad_add_scalar(var, m->eps)));
+    return ad_add(ad_mul(xhat, gamma), ad_module_call_param(call, 1));
+}
+
+static const ad_module_type layer_norm_type = {
+    .name = "layer_norm", .forward = layer_norm_forward, .free_context = free};
 
 ad_status ad_nn_layer_norm(ad_module **out, int64_t dim, double eps, ad_dtype dtype)
 {
     *out = NULL;
     if (dim <= 0 || eps < 0)
         return AD_ERR_ARG;
-    ad_status st = module_new(out, MOD_LAYER_NORM);
+    layer_norm config = {dim, eps > 0 ? eps : 1e-5};
+    ad_status st = module_with(out, &layer_norm_type, &config, sizeof config);
     if (st != AD_OK)
         return st;
-    ad_module *m = *out;
-    m->in = dim;
-    m->value = eps > 0 ? eps : 1e-5;
-    if ((st = add_param(m, "weight", dtype, 1, &dim)) != AD_OK ||
-        (st = add_param(m, "bias", dtype, 1, &dim)) != AD_OK)
+    ad_tensor *gamma;
+    if ((st = ad_module_create_param(*out, "weight", dtype, 1, &dim, &gamma)) != AD_OK ||
+        (st = ad_module_create_param(*out, "bias", dtype, 1, &dim, NULL)) != AD_OK)
         return fail_free(out, st);
     for (int64_t i = 0; i < dim; i++)
-        ad_tensor_set(m->param[0], i, 1.0);
+        ad_tensor_set(gamma, i, 1.0);
     return AD_OK;
 }
 
-// x [..., dim] -> y [..., dim]
-static ad_tensor *layer_norm_forward(ad_module *m, ad_tape *tape, ad_tensor *x,
-                                     ad_tensor *const *params)
+/* ---- Embedding ---------------------------------------------------------------------------- */
+
+typedef struct embedding {
+    int64_t num, dim;
+} embedding;
+
+static ad_tensor *embedding_forward(ad_module_call *call, ad_tensor *x)
 {
-    if (ad_tensor_ndim(x) < 1 || ad_tensor_dim(x, -1) != m->in)
-        return bad_input(tape, "layer_norm", x, "[...,%lld]", (long long)m->in);
-    if (!same_dtype(m, tape, "layer_norm", x))
-        return NULL;
-    int last[1] = {-1};
-    ad_tensor *mu = ad_mean(x, 1, last, true);
-    ad_tensor *var = ad_var(x, 1, last, true, 0);
-    ad_tensor *xhat = ad_div(ad_sub(x, mu), ad_sqrt(ad_add_scalar(var, m->value)));
-    return ad_add(ad_mul(xhat, param(m, tape, params, 0)), param(m, tape, params, 1));
+    (void)x;
+    ad_tape_set_error(ad_module_call_tape(call), AD_ERR_ARG,
+                      "embedding: takes indices (use ad_nn_embedding_lookup), not a tensor");
+    return NULL;
 }
 
-/* ---- Embedding ---------------------------------------------------------------------------- */
+static const ad_module_type embedding_type = {
+    .name = "embedding", .forward = embedding_forward, .free_context = free};
 
 ad_status ad_nn_embedding(ad_module **out, int64_t num, int64_t dim, ad_dtype dtype, ad_rng *rng)
 {
     *out = NULL;
     if (num <= 0 || dim <= 0 || !rng)
         return AD_ERR_ARG;
-    ad_status st = module_new(out, MOD_EMBEDDING);
+    embedding config = {num, dim};
+    ad_status st = module_with(out, &embedding_type, &config, sizeof config);
     if (st != AD_OK)
         return st;
-    (*out)->in = num;
-    (*out)->out = dim;
-    if ((st = add_param(*out, "weight", dtype, 2, (int64_t[]){num, dim})) != AD_OK ||
-        (st = ad_init_normal((*out)->param[0], 0.0, 1.0, rng)) != AD_OK)
+    ad_tensor *table;
+    if ((st = ad_module_create_param(*out, "weight", dtype, 2, (int64_t[]){num, dim}, &table)) !=
+            AD_OK ||
+        (st = ad_init_normal(table, 0.0, 1.0, rng)) != AD_OK)
         return fail_free(out, st);
     return AD_OK;
 }
@@ -516,7 +544,7 @@ static ad_tensor *lookup(ad_module *m, ad_tape *tape, size_t n, const int64_t *i
 {
     if (!tape || ad_tape_status(tape) != AD_OK)
         return NULL;
-    if (!m || m->kind != MOD_EMBEDDING) {
+    if (ad_module_type_of(m) != &embedding_type) {
         ad_tape_set_error(tape, AD_ERR_ARG, "embedding_lookup: the module is %s",
                           m ? "not an embedding" : "NULL");
         return NULL;
@@ -525,11 +553,12 @@ static ad_tensor *lookup(ad_module *m, ad_tape *tape, size_t n, const int64_t *i
         ad_tape_set_error(tape, AD_ERR_ARG, "embedding: indices is NULL for %zu indices", n);
         return NULL;
     }
+    const embedding *e = ad_module_context(m);
     for (size_t i = 0; i < n; i++)
-        if (indices[i] < 0 || indices[i] >= m->in) {
+        if (indices[i] < 0 || indices[i] >= e->num) {
             ad_tape_set_error(tape, AD_ERR_ARG,
                               "embedding: index %lld (entry %zu) out of range [0, %lld)",
-                              (long long)indices[i], i, (long long)m->in);
+                              (long long)indices[i], i, (long long)e->num);
             return NULL;
         }
     return ad_index_select(ad_tape_use(tape, weight), 0, n, indices);
@@ -537,30 +566,36 @@ static ad_tensor *lookup(ad_module *m, ad_tape *tape, size_t n, const int64_t *i
 
 ad_tensor *ad_nn_embedding_lookup(ad_module *m, ad_tape *tape, size_t n, const int64_t *indices)
 {
-    return lookup(m, tape, n, indices, m ? m->param[0] : NULL);
+    ad_nn_param table = {0};
+    if (ad_module_type_of(m) == &embedding_type)
+        ad_nn_params(m, &table, 1);
+    return lookup(m, tape, n, indices, table.tensor);
 }
 
-/* ---- Sequential --------------------------------------------------------------------------- */
-
-/* Prefixes every parameter name in m and its children with "<index>.". */
-static ad_status prefix_names(ad_module *m, size_t index)
+ad_tensor *ad_nn_embedding_lookup_with(ad_module *m, ad_tape *tape, size_t n,
+                                       const int64_t *indices, ad_tensor *weight)
 {
-    for (int i = 0; i < m->n_params; i++) {
-        size_t len = strlen(m->param_name[i]) + 24;
-        char *name = malloc(len);
-        if (!name)
-            return AD_ERR_NOMEM;
-        snprintf(name, len, "%zu.%s", index, m->param_name[i]);
-        free(m->param_name[i]);
-        m->param_name[i] = name;
-    }
-    for (size_t c = 0; c < m->n_children; c++) {
-        ad_status st = prefix_names(m->children[c], index);
-        if (st != AD_OK)
-            return st;
-    }
-    return AD_OK;
+    if (!tape || ad_tape_status(tape) != AD_OK)
+        return NULL;
+    if (ad_module_type_of(m) == &embedding_type && !ad__module_params_fit(m, tape, 1, &weight))
+        return NULL;
+    return lookup(m, tape, n, indices, weight);
 }
+
+/* ---- Containers ----------------------------------------------------------------------------- */
+
+static ad_tensor *sequential_forward(ad_module_call *call, ad_tensor *x)
+{
+    size_t n = ad_module_child_count(ad_module_call_module(call));
+    for (size_t i = 0; i < n && x; i++)
+        x = ad_module_forward_child(call, i, x);
+    return x;
+}
+
+static const ad_module_type sequential_type = {.name = "sequential", .forward = sequential_forward};
+
+/* A module dict only groups: no forward. */
+static const ad_module_type module_dict_type = {.name = "module_dict"};
 
 /* True when children[i] also appears earlier in the list. */
 static bool seen_before(ad_module *const *children, size_t i)
@@ -571,240 +606,46 @@ static bool seen_before(ad_module *const *children, size_t i)
     return false;
 }
 
+/* A container of type holding children[0..n) under names[i] ("0", "1", ...
+ * when names is NULL). It owns every child it was given, also on error,
+ * except those that already had a parent: they stay with it. */
+static ad_status container(ad_module **out, const ad_module_type *type, size_t n,
+                           const char *const *names, ad_module *const *children)
+{
+    ad_module *m = NULL;
+    ad_status st = !out || (n && !children) ? AD_ERR_ARG : ad_module_create(&m, type, NULL);
+    for (size_t i = 0; i < n && st == AD_OK; i++) {
+        char digits[24];
+        snprintf(digits, sizeof digits, "%zu", i);
+        const char *name = names ? names[i] : digits;
+        st = children[i] ? ad_module_add_child(m, name, children[i]) : AD_ERR_ARG;
+    }
+    if (out)
+        *out = st == AD_OK ? m : NULL;
+    if (st != AD_OK) {
+        /* ad_nn_free skips modules that have a parent: those adopted by m go
+         * with m, those of other modules stay, the rest are freed once. */
+        for (size_t i = 0; children && i < n; i++)
+            if (!seen_before(children, i))
+                ad_nn_free(children[i]);
+        ad_nn_free(m);
+    }
+    return st;
+}
+
 ad_status ad_nn_sequential(ad_module **out, size_t n, ad_module *const *children)
 {
-    /* The same module twice would be freed twice: refuse it, freeing each
-     * distinct child once (ownership was given). */
-    for (size_t i = 0; i < n; i++)
-        if (children[i] && seen_before(children, i)) {
-            for (size_t j = 0; j < n; j++)
-                if (!seen_before(children, j))
-                    ad_nn_free(children[j]);
+    return container(out, &sequential_type, n, NULL, children);
+}
+
+ad_status ad_nn_module_dict(ad_module **out, size_t n, const char *const *names,
+                            ad_module *const *children)
+{
+    if (n && !names) {
+        container(NULL, &module_dict_type, n, NULL, children); /* frees the children */
+        if (out)
             *out = NULL;
-            return AD_ERR_ARG;
-        }
-    ad_status st = module_new(out, MOD_SEQUENTIAL);
-    ad_module *m = *out;
-    if (st == AD_OK && n && !(m->children = calloc(n, sizeof *m->children)))
-        st = AD_ERR_NOMEM;
-    for (size_t i = 0; i < n; i++) {
-        if (st == AD_OK && children[i]) {
-            m->children[m->n_children++] = children[i];
-            st = prefix_names(children[i], i);
-        } else {
-            ad_nn_free(children[i]); /* ownership was given: free on error */
-        }
+        return AD_ERR_ARG;
     }
-    if (st == AD_OK)
-        for (size_t i = 0; i < n; i++)
-            if (!children[i])
-                st = AD_ERR_ARG;
-    if (st != AD_OK && m) {
-        ad_nn_free(m);
-        *out = NULL;
-    }
-    return st;
-}
-
-/* ---- Forward, modes, parameters ----------------------------------------------------------- */
-
-/* params: NULL, or replacements for the parameters of m and its children, in
- * ad_nn_params order (already checked against them). */
-static ad_tensor *forward(ad_module *m, ad_tape *tape, ad_tensor *x, ad_tensor *const *params)
-{
-    x = ad_tape_use(tape, x);
-    if (!x)
-        return NULL;
-    switch (m->kind) {
-    case MOD_LINEAR:
-        return linear_forward(m, tape, x, params);
-    case MOD_CONV2D:
-        return conv2d_forward(m, tape, x, params);
-    case MOD_MAXPOOL2D:
-        return maxpool2d_forward(m, tape, x);
-    case MOD_FLATTEN:
-        return flatten_forward(tape, x);
-    case MOD_DROPOUT:
-        return dropout_forward(m, tape, x);
-    case MOD_LAYER_NORM:
-        return layer_norm_forward(m, tape, x, params);
-    case MOD_ACTIVATION:
-        return activation_forward(m, x);
-    case MOD_EMBEDDING:
-        ad_tape_set_error(tape, AD_ERR_ARG,
-                          "embedding: takes indices (use ad_nn_embedding_lookup), not a tensor");
-        return NULL;
-    case MOD_SEQUENTIAL:
-        for (size_t i = 0; i < m->n_children && x; i++) {
-            x = forward(m->children[i], tape, x, params);
-            if (params)
-                params += ad_nn_param_count(m->children[i]);
-        }
-        return x;
-    }
-    return NULL;
-}
-
-ad_tensor *ad_nn_forward(ad_module *m, ad_tape *tape, ad_tensor *x)
-{
-    if (!tape)
-        return NULL;
-    if (!m) {
-        ad_tape_set_error(tape, AD_ERR_ARG, "nn_forward: the module is NULL");
-        return NULL;
-    }
-    return forward(m, tape, x, NULL);
-}
-
-/* The i-th parameter of m in ad_nn_params order; counts *i down as it walks. */
-static bool nth_param(const ad_module *m, size_t *i, ad_nn_param *out)
-{
-    if (*i < (size_t)m->n_params) {
-        *out = (ad_nn_param){m->param_name[*i], m->param[*i]};
-        return true;
-    }
-    *i -= (size_t)m->n_params;
-    for (size_t c = 0; c < m->n_children; c++)
-        if (nth_param(m->children[c], i, out))
-            return true;
-    return false;
-}
-
-/* Checks that params[0..n) can stand in for m's parameters. */
-static bool params_fit(const ad_module *m, ad_tape *tape, size_t n, ad_tensor *const *params)
-{
-    size_t count = ad_nn_param_count(m);
-    if (n != count || (n && !params)) {
-        ad_tape_set_error(tape, AD_ERR_ARG,
-                          "nn_forward_with: %zu parameters given, the module has %zu",
-                          params ? n : 0, count);
-        return false;
-    }
-    for (size_t i = 0; i < n; i++) {
-        ad_nn_param own = {0};
-        size_t at = i;
-        nth_param(m, &at, &own);
-        const ad_tensor *p = params[i];
-        if (!p) {
-            ad_tape_set_error(tape, AD_ERR_NULL, "nn_forward_with: parameter %s is NULL", own.name);
-            return false;
-        }
-        int nd = ad_tensor_ndim(p);
-        bool same = nd == ad_tensor_ndim(own.tensor) &&
-                    (nd == 0 || memcmp(ad_tensor_shape(p), ad_tensor_shape(own.tensor),
-                                       (size_t)nd * sizeof(int64_t)) == 0);
-        if (!same || ad_tensor_dtype(p) != ad_tensor_dtype(own.tensor)) {
-            char given[96], want[96];
-            ad_shape_string(given, sizeof given, nd, ad_tensor_shape(p));
-            ad_shape_string(want, sizeof want, ad_tensor_ndim(own.tensor),
-                            ad_tensor_shape(own.tensor));
-            ad_tape_set_error(tape, same ? AD_ERR_DTYPE : AD_ERR_SHAPE,
-                              "nn_forward_with: parameter %s given %s %s, expected %s %s", own.name,
-                              ad_dtype_name(ad_tensor_dtype(p)), given,
-                              ad_dtype_name(ad_tensor_dtype(own.tensor)), want);
-            return false;
-        }
-    }
-    return true;
-}
-
-ad_tensor *ad_nn_forward_with(ad_module *m, ad_tape *tape, ad_tensor *x, size_t n,
-                              ad_tensor *const *params)
-{
-    if (!tape || ad_tape_status(tape) != AD_OK)
-        return NULL;
-    if (!m) {
-        ad_tape_set_error(tape, AD_ERR_ARG, "nn_forward_with: the module is NULL");
-        return NULL;
-    }
-    if (!params_fit(m, tape, n, params))
-        return NULL;
-    return forward(m, tape, x, n ? params : NULL);
-}
-
-ad_tensor *ad_nn_embedding_lookup_with(ad_module *m, ad_tape *tape, size_t n,
-                                       const int64_t *indices, ad_tensor *weight)
-{
-    if (!tape || ad_tape_status(tape) != AD_OK)
-        return NULL;
-    if (m && m->kind == MOD_EMBEDDING && !params_fit(m, tape, 1, &weight))
-        return NULL;
-    return lookup(m, tape, n, indices, weight);
-}
-
-void ad_nn_set_training(ad_module *m, bool training)
-{
-    if (!m)
-        return;
-    m->training = training;
-    for (size_t i = 0; i < m->n_children; i++)
-        ad_nn_set_training(m->children[i], training);
-}
-
-static size_t collect(const ad_module *m, ad_nn_param *out, size_t max, size_t at)
-{
-    for (int i = 0; i < m->n_params; i++, at++)
-        if (at < max)
-            out[at] = (ad_nn_param){m->param_name[i], m->param[i]};
-    for (size_t c = 0; c < m->n_children; c++)
-        at = collect(m->children[c], out, max, at);
-    return at;
-}
-
-size_t ad_nn_params(const ad_module *m, ad_nn_param *out, size_t max)
-{
-    return m ? collect(m, out, out ? max : 0, 0) : 0;
-}
-
-size_t ad_nn_param_count(const ad_module *m)
-{
-    return ad_nn_params(m, NULL, 0);
-}
-
-int64_t ad_nn_param_numel(const ad_module *m)
-{
-    size_t n = ad_nn_param_count(m);
-    ad_nn_param *p = calloc(n ? n : 1, sizeof *p);
-    if (!p)
-        return -1;
-    ad_nn_params(m, p, n);
-    int64_t total = 0;
-    for (size_t i = 0; i < n; i++)
-        total += ad_tensor_numel(p[i].tensor);
-    free(p);
-    return total;
-}
-
-/* Runs io over the parameters as (names, tensors) arrays. */
-static ad_status with_params(const ad_module *m, const char *path, char *err, size_t err_size,
-                             bool save)
-{
-    size_t n = ad_nn_param_count(m);
-    ad_nn_param *p = calloc(n ? n : 1, sizeof *p);
-    const char **names = calloc(n ? n : 1, sizeof *names);
-    ad_tensor **tensors = calloc(n ? n : 1, sizeof *tensors);
-    ad_status st = AD_ERR_NOMEM;
-    if (p && names && tensors) {
-        ad_nn_params(m, p, n);
-        for (size_t i = 0; i < n; i++) {
-            names[i] = p[i].name;
-            tensors[i] = p[i].tensor;
-        }
-        st = save ? ad_safetensors_save(path, n, names, tensors, err, err_size)
-                  : ad_safetensors_load(path, n, names, tensors, err, err_size);
-    }
-    free(p);
-    free(names);
-    free(tensors);
-    return st;
-}
-
-ad_status ad_nn_save(const ad_module *m, const char *path, char *err, size_t err_size)
-{
-    return m ? with_params(m, path, err, err_size, true) : AD_ERR_ARG;
-}
-
-ad_status ad_nn_load(ad_module *m, const char *path, char *err, size_t err_size)
-{
-    return m ? with_params(m, path, err, err_size, false) : AD_ERR_ARG;
+    return container(out, &module_dict_type, n, names, children);
 }

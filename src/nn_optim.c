@@ -55,15 +55,14 @@ static ad_status make_state(ad_optim *opt, int slots, const char *const *slot_na
                                             ad_tensor_ndim(p), ad_tensor_shape(p), false);
             if (st != AD_OK)
                 return st;
-            char buf[160];
-            if (named)
-                snprintf(buf, sizeof buf, "state.%s.%s", named[i].name, slot_names[s]);
-            else
-                snprintf(buf, sizeof buf, "state.%zu.%s", i, slot_names[s]);
-            size_t len = strlen(buf) + 1;
+            /* Exactly as long as it needs: nested module names have no limit. */
+            char index[24];
+            snprintf(index, sizeof index, "%zu", i);
+            const char *param = named ? named[i].name : index;
+            size_t len = strlen("state.") + strlen(param) + 1 + strlen(slot_names[s]) + 1;
             if (!(opt->state_name[s][i] = malloc(len)))
                 return AD_ERR_NOMEM;
-            memcpy(opt->state_name[s][i], buf, len);
+            snprintf(opt->state_name[s][i], len, "state.%s.%s", param, slot_names[s]);
         }
     }
     static const char step_name[] = "state.step";
@@ -125,70 +124,85 @@ static ad_status from_module(ad_optim **out, optim_kind kind, ad_module *m)
     return st;
 }
 
-/* torch.optim's checks: negative (or NaN) settings are errors, not defaults. */
-static bool sgd_valid(const ad_sgd_config *c)
+/* Marks a config made by a defaults function. A compound literal or a zeroed
+ * struct leaves it 0, and its other unset fields 0 too: Adam would then run
+ * with beta2 = 0, a silent wrong answer, so such configs are refused. Not a
+ * small number, so leftover stack bytes are unlikely to match. */
+#define CONFIG_VERSION 0x61640001u
+
+ad_sgd_config ad_sgd_defaults(void)
 {
-    if (!c)
-        return true;
-    if (!(c->lr >= 0 && c->momentum >= 0 && c->dampening >= 0 && c->weight_decay >= 0))
+    return (ad_sgd_config){.lr = 0.01, .version = CONFIG_VERSION};
+}
+
+ad_adam_config ad_adam_defaults(void)
+{
+    return (ad_adam_config){
+        .lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .version = CONFIG_VERSION};
+}
+
+ad_adam_config ad_adamw_defaults(void)
+{
+    ad_adam_config c = ad_adam_defaults();
+    c.weight_decay = 0.01;
+    return c;
+}
+
+/* The config to use (NULL: the defaults), or false for one torch.optim
+ * refuses, negative or NaN settings included, or one no defaults function made. */
+static bool sgd_config(const ad_sgd_config *given, ad_sgd_config *use)
+{
+    const ad_sgd_config c = given ? *given : ad_sgd_defaults();
+    if (c.version != CONFIG_VERSION)
+        return false;
+    if (!(c.lr >= 0 && c.momentum >= 0 && c.dampening >= 0 && c.weight_decay >= 0))
         return false;
     /* Nesterov needs momentum and no dampening (as PyTorch). */
-    return !c->nesterov || (c->momentum > 0 && c->dampening == 0);
+    if (c.nesterov && !(c.momentum > 0 && c.dampening == 0))
+        return false;
+    *use = c;
+    return true;
 }
 
-static bool adam_valid(const ad_adam_config *c)
+static bool adam_config(const ad_adam_config *given, bool decoupled, ad_adam_config *use)
 {
-    if (!c)
-        return true;
-    return c->lr >= 0 && c->beta1 >= 0 && c->beta1 < 1 && c->beta2 >= 0 && c->beta2 < 1 &&
-           c->eps >= 0 && c->weight_decay >= 0;
-}
-
-static ad_sgd_config sgd_defaults(const ad_sgd_config *c)
-{
-    ad_sgd_config d = c ? *c : (ad_sgd_config){0};
-    if (d.lr <= 0)
-        d.lr = 0.01;
-    return d;
-}
-
-static ad_adam_config adam_defaults(const ad_adam_config *c, bool decoupled)
-{
-    ad_adam_config d = c ? *c : (ad_adam_config){0};
-    if (d.lr <= 0)
-        d.lr = 1e-3;
-    if (d.beta1 <= 0)
-        d.beta1 = 0.9;
-    if (d.beta2 <= 0)
-        d.beta2 = 0.999;
-    if (d.eps <= 0)
-        d.eps = 1e-8;
-    if (decoupled && d.weight_decay == 0)
-        d.weight_decay = 0.01;
-    return d;
+    const ad_adam_config c = given ? *given : decoupled ? ad_adamw_defaults() : ad_adam_defaults();
+    if (c.version != CONFIG_VERSION)
+        return false;
+    if (!(c.lr >= 0 && c.beta1 >= 0 && c.beta1 < 1 && c.beta2 >= 0 && c.beta2 < 1 && c.eps >= 0 &&
+          c.weight_decay >= 0))
+        return false;
+    *use = c;
+    return true;
 }
 
 ad_status ad_optim_sgd_params(ad_optim **out, size_t n, ad_tensor *const *params,
                               const ad_sgd_config *config)
 {
+    ad_sgd_config c;
+    if (!out)
+        return AD_ERR_ARG;
     *out = NULL;
-    if (!sgd_valid(config))
+    if ((n && !params) || !sgd_config(config, &c))
         return AD_ERR_ARG;
     ad_status st = optim_new(out, OPT_SGD, n, params, NULL);
     if (st == AD_OK)
-        (*out)->sgd = sgd_defaults(config);
+        (*out)->sgd = c;
     return st;
 }
 
 ad_status ad_optim_adam_params(ad_optim **out, size_t n, ad_tensor *const *params,
                                const ad_adam_config *config, bool decoupled)
 {
+    ad_adam_config c;
+    if (!out)
+        return AD_ERR_ARG;
     *out = NULL;
-    if (!adam_valid(config))
+    if ((n && !params) || !adam_config(config, decoupled, &c))
         return AD_ERR_ARG;
     ad_status st = optim_new(out, OPT_ADAM, n, params, NULL);
     if (st == AD_OK) {
-        (*out)->adam = adam_defaults(config, decoupled);
+        (*out)->adam = c;
         (*out)->decoupled = decoupled;
     }
     return st;
@@ -196,24 +210,30 @@ ad_status ad_optim_adam_params(ad_optim **out, size_t n, ad_tensor *const *param
 
 ad_status ad_optim_sgd(ad_optim **out, ad_module *m, const ad_sgd_config *config)
 {
+    ad_sgd_config c;
+    if (!out)
+        return AD_ERR_ARG;
     *out = NULL;
-    if (!sgd_valid(config))
+    if (!sgd_config(config, &c))
         return AD_ERR_ARG;
     ad_status st = from_module(out, OPT_SGD, m);
     if (st == AD_OK)
-        (*out)->sgd = sgd_defaults(config);
+        (*out)->sgd = c;
     return st;
 }
 
 static ad_status adam_from_module(ad_optim **out, ad_module *m, const ad_adam_config *config,
                                   bool decoupled)
 {
+    ad_adam_config c;
+    if (!out)
+        return AD_ERR_ARG;
     *out = NULL;
-    if (!adam_valid(config))
+    if (!adam_config(config, decoupled, &c))
         return AD_ERR_ARG;
     ad_status st = from_module(out, OPT_ADAM, m);
     if (st == AD_OK) {
-        (*out)->adam = adam_defaults(config, decoupled);
+        (*out)->adam = c;
         (*out)->decoupled = decoupled;
     }
     return st;

@@ -121,48 +121,6 @@ static ad_tensor *module_function(ad_tape *tape, size_t n, ad_tensor *const *in,
     return ad_nn_forward_with(ctx, tape, in[0], n - 1, in + 1);
 }
 
-/* A gradcheck passes trivially for an input f ignores (both Jacobians are
- * zero), as when a layer reads its own parameters instead of the given ones:
- * demand a nonzero gradient of <f, v>, v random, in every input. */
-static void assert_every_input_matters(const char *what, ad_function f, void *ctx, size_t n,
-                                       ad_tensor *const *inputs, uint64_t seed)
-{
-    ad_tape *tape = test_tape();
-    ad_tensor *leaves[17], *grads[17];
-    assert_true(n <= COUNT(leaves));
-    for (size_t i = 0; i < n; i++)
-        leaves[i] =
-            ad_requires_grad(ad_tensor_new(tape, AD_F64, ad_tensor_ndim(inputs[i]),
-                                           ad_tensor_shape(inputs[i]), ad_tensor_data(inputs[i])));
-    ad_tensor *y = f(tape, n, leaves, ctx);
-    if (!y)
-        fail_msg("%s: %s", what, ad_tape_message(tape));
-    ad_tensor *v = test_random(tape, &seed, ad_tensor_ndim(y), ad_tensor_shape(y), -1, 1);
-    assert_int_equal(ad_grad(1, &y, &v, n, leaves, grads, NULL), AD_OK);
-    for (size_t i = 0; i < n; i++) {
-        bool nonzero = false;
-        for (int64_t e = 0; e < ad_tensor_numel(grads[i]) && !nonzero; e++)
-            nonzero = ad_tensor_get(grads[i], e) != 0;
-        if (!nonzero)
-            fail_msg("%s: the output does not depend on input %zu", what, i);
-    }
-    ad_tape_free(tape);
-}
-
-/* Gradchecks and gradgradchecks f at inputs[0..n); fails the test with both messages. */
-static void check_gradients(const char *what, ad_function f, void *ctx, size_t n,
-                            ad_tensor *const *inputs, uint64_t seed)
-{
-    assert_every_input_matters(what, f, ctx, n, inputs, seed);
-    ad_gradcheck_result r;
-    ad_status st = ad_gradcheck(f, ctx, n, inputs, NULL, &r);
-    if (st != AD_OK || !r.passed)
-        fail_msg("%s: gradcheck (%s): %s", what, ad_status_string(st), r.message);
-    st = ad_gradgradcheck(f, ctx, n, inputs, seed, NULL, &r);
-    if (st != AD_OK || !r.passed)
-        fail_msg("%s: gradgradcheck (%s): %s", what, ad_status_string(st), r.message);
-}
-
 /* Checks module m (float64) at input x and random parameter values, in x and
  * in every parameter. */
 static void check_module_at(const char *what, ad_module *m, ad_tape *tape, ad_tensor *x,
@@ -1032,7 +990,7 @@ static const optim_case optim_cases[] = {
                   {0.44762650000000004, -1.4776265, 1.8747869999999998, 0.23204737500000003}}},
     {.torch = "Adam(lr=0.1)",
      .adam = true,
-     .adam_config = {.lr = 0.1},
+     .adam_config = {.lr = 0.1, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8},
      .expected = {{0.40000000333333319, -1.4000000049999999, 1.900000009999999, 0.125},
                   {0.41935104369969073, -1.444221530217233, 1.806029271380724, 0.19941368130459297},
                   {0.40949941804949097, -1.4985158281281918, 1.8345900364053671,
@@ -1047,7 +1005,7 @@ static const optim_case optim_cases[] = {
     {.torch = "AdamW(lr=0.1, weight_decay=0.1)",
      .adam = true,
      .decoupled = true,
-     .adam_config = {.lr = 0.1, .weight_decay = 0.1},
+     .adam_config = {.lr = 0.1, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.1},
      .expected = {{0.39500000333333318, -1.3850000049999998, 1.8800000099999989, 0.12375},
                   {0.41040104366635738, -1.4153715301672329, 1.767229271280724,
                    0.19692618130459294},
@@ -1056,13 +1014,62 @@ static const optim_case optim_cases[] = {
     {.torch = "AdamW(lr=0.1)",
      .adam = true,
      .decoupled = true,
-     .adam_config = {.lr = 0.1},
+     .adam_config = {.lr = 0.1, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.01},
      .expected = {{0.39950000333333324, -1.3985000049999998, 1.898000009999999, 0.124875},
                   {0.41845154369635745, -1.4413230302122328, 1.802131271370724,
                    0.19916380630459296},
                   {0.40818146650246134, -1.4941760050929795, 1.8288899051239964,
                    0.20663285980714699}}},
+    /* Zeros are settings, not defaults: each differs from the default run. */
+    {.torch = "Adam(lr=0.1, betas=(0.0, 0.999))",
+     .adam = true,
+     .adam_config = {.lr = 0.1, .beta1 = 0.0, .beta2 = 0.999, .eps = 1e-8},
+     .expected = {{0.4000000033333332, -1.4000000049999997, 1.900000009999999, 0.125},
+                  {0.5131291623981927, -1.5312826579886607, 1.768717360458365, 0.2663859944787266},
+                  {0.4487968599595388, -1.5915849314881274, 1.92667587722731, 0.1624816499436923}}},
+    {.torch = "Adam(lr=0.1, betas=(0.5, 0.0))",
+     .adam = true,
+     .adam_config = {.lr = 0.1, .beta1 = 0.5, .beta2 = 0.0, .eps = 1e-8},
+     .expected = {{0.4000000033333332, -1.4000000049999997, 1.900000009999999, 0.125},
+                  {0.44166666895833323, -1.4533333372666664, 1.820000013199999, 0.191666666},
+                  {0.4202380986011903, -1.5676190458380952, 1.8628571553428561,
+                   0.1726190472063492}}},
+    {.torch = "AdamW(lr=0.1, weight_decay=0.0)",
+     .adam = true,
+     .decoupled = true,
+     .adam_config = {.lr = 0.1, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.0},
+     .expected = {{0.4000000033333332, -1.4000000049999999, 1.900000009999999, 0.125},
+                  {0.41935104369969073, -1.444221530217233, 1.806029271380724, 0.19941368130459297},
+                  {0.40949941804949097, -1.4985158281281918, 1.834590036405367,
+                   0.20708189861345158}}},
+    {.torch = "SGD(lr=0.0, momentum=0.9, weight_decay=0.1)",
+     .sgd = {.lr = 0.0, .momentum = 0.9, .weight_decay = 0.1},
+     .expected = {{0.5, -1.5, 2.0, 0.125}, {0.5, -1.5, 2.0, 0.125}, {0.5, -1.5, 2.0, 0.125}}},
 };
+
+/* Configs are accepted only when a defaults function made them: these copy
+ * a case's settings (every field written out) into one. */
+static ad_sgd_config sgd_settings(const ad_sgd_config *values)
+{
+    ad_sgd_config c = ad_sgd_defaults();
+    c.lr = values->lr;
+    c.momentum = values->momentum;
+    c.dampening = values->dampening;
+    c.weight_decay = values->weight_decay;
+    c.nesterov = values->nesterov;
+    return c;
+}
+
+static ad_adam_config adam_settings(const ad_adam_config *values)
+{
+    ad_adam_config c = ad_adam_defaults();
+    c.lr = values->lr;
+    c.beta1 = values->beta1;
+    c.beta2 = values->beta2;
+    c.eps = values->eps;
+    c.weight_decay = values->weight_decay;
+    return c;
+}
 
 static void set_grad(ad_tensor *p, const double *g)
 {
@@ -1078,8 +1085,10 @@ static void test_optimizer_steps_match_torch_optim(void **state)
         assert_int_equal(ad_tensor_create(&p, AD_F64, 1, (int64_t[]){4}, true), AD_OK);
         assert_int_equal(ad_tensor_copy_from_doubles(p, P0), AD_OK);
         ad_optim *opt = NULL;
-        ad_status st = c->adam ? ad_optim_adam_params(&opt, 1, &p, &c->adam_config, c->decoupled)
-                               : ad_optim_sgd_params(&opt, 1, &p, &c->sgd);
+        ad_sgd_config sgd = sgd_settings(&c->sgd);
+        ad_adam_config adam = adam_settings(&c->adam_config);
+        ad_status st = c->adam ? ad_optim_adam_params(&opt, 1, &p, &adam, c->decoupled)
+                               : ad_optim_sgd_params(&opt, 1, &p, &sgd);
         assert_int_equal(st, AD_OK);
         for (int t = 0; t < 3; t++) {
             set_grad(p, G[t]);
@@ -1109,10 +1118,13 @@ static void test_module_optimizers_match_torch_optim(void **state)
         assert_int_equal(ad_tensor_copy_from_doubles(w, P0), AD_OK);
         ad_optim *opt = NULL;
         const optim_case *c = &optim_cases[which ? 8 : 1];
+        ad_adam_config adamw = ad_adamw_defaults(); /* weight decay 0.01 */
+        adamw.lr = 0.1;
+        ad_sgd_config sgd = sgd_settings(&c->sgd);
         if (which)
-            assert_int_equal(ad_optim_adamw(&opt, m, &(ad_adam_config){.lr = 0.1}), AD_OK);
+            assert_int_equal(ad_optim_adamw(&opt, m, &adamw), AD_OK);
         else
-            assert_int_equal(ad_optim_sgd(&opt, m, &c->sgd), AD_OK);
+            assert_int_equal(ad_optim_sgd(&opt, m, &sgd), AD_OK);
         for (int t = 0; t < 3; t++) {
             set_grad(w, G[t]);
             ad_optim_step(opt);
@@ -1124,7 +1136,7 @@ static void test_module_optimizers_match_torch_optim(void **state)
     }
 }
 
-/* Defaults (zero config) are PyTorch's: SGD lr 0.01, Adam lr 1e-3. */
+/* Defaults (NULL config) are PyTorch's: SGD lr 0.01, Adam lr 1e-3. */
 static void test_optimizer_defaults_and_learning_rate(void **state)
 {
     (void)state;
@@ -1191,10 +1203,9 @@ static void test_optimizer_skips_frozen_tensors(void **state)
     assert_int_equal(ad_tensor_set_requires_grad(w, false), AD_OK);
     ad_tensor *params[2] = {w, b};
     ad_optim *opt = NULL;
-    assert_int_equal(
-        ad_optim_sgd_params(&opt, 2, params,
-                            &(ad_sgd_config){.lr = 0.1, .momentum = 0.9, .weight_decay = 0.5}),
-        AD_OK);
+    ad_sgd_config sgd =
+        sgd_settings(&(ad_sgd_config){.lr = 0.1, .momentum = 0.9, .weight_decay = 0.5});
+    assert_int_equal(ad_optim_sgd_params(&opt, 2, params, &sgd), AD_OK);
     ad_tape *tape = test_tape();
     /* loss = sum(w * b): with both frozen, nothing on the tape requires grad. */
     ad_tensor *loss = ad_sum_all(ad_mul(ad_tape_use(tape, w), b));
@@ -1230,7 +1241,7 @@ static void test_optimizer_rejects_configs_torch_refuses(void **state)
     (void)state;
     ad_tensor *p = NULL;
     assert_int_equal(ad_tensor_create(&p, AD_F64, 1, (int64_t[]){2}, true), AD_OK);
-    static const ad_sgd_config bad_sgd[] = {
+    static const ad_sgd_config bad_sgd_values[] = {
         {.lr = -0.1},
         {.lr = NAN},
         {.momentum = -0.5},
@@ -1239,10 +1250,21 @@ static void test_optimizer_rejects_configs_torch_refuses(void **state)
         {.nesterov = true},                                    /* no momentum */
         {.momentum = 0.9, .dampening = 0.1, .nesterov = true}, /* dampening */
     };
-    static const ad_adam_config bad_adam[] = {
-        {.lr = -1e-3},  {.lr = NAN},    {.beta1 = 1.0}, {.beta1 = -0.1},
-        {.beta2 = 1.5}, {.beta2 = NAN}, {.eps = -1e-8}, {.weight_decay = -0.01},
-    };
+    /* Each Adam config is the defaults with one bad field. */
+    ad_adam_config bad_adam[8];
+    for (size_t i = 0; i < COUNT(bad_adam); i++)
+        bad_adam[i] = ad_adam_defaults();
+    bad_adam[0].lr = -1e-3;
+    bad_adam[1].lr = NAN;
+    bad_adam[2].beta1 = 1.0;
+    bad_adam[3].beta1 = -0.1;
+    bad_adam[4].beta2 = 1.5;
+    bad_adam[5].beta2 = NAN;
+    bad_adam[6].eps = -1e-8;
+    bad_adam[7].weight_decay = -0.01;
+    ad_sgd_config bad_sgd[COUNT(bad_sgd_values)];
+    for (size_t i = 0; i < COUNT(bad_sgd); i++)
+        bad_sgd[i] = sgd_settings(&bad_sgd_values[i]);
     ad_optim *opt = NULL;
     for (size_t i = 0; i < COUNT(bad_sgd); i++) {
         opt = (ad_optim *)&opt;
@@ -1263,11 +1285,115 @@ static void test_optimizer_rejects_configs_torch_refuses(void **state)
     assert_int_equal(ad_optim_adamw(&opt, m, &bad_adam[4]), AD_ERR_ARG);
     assert_null(opt);
     /* Nesterov with momentum and no dampening is fine. */
-    assert_int_equal(ad_optim_sgd(&opt, m, &(ad_sgd_config){.momentum = 0.9, .nesterov = true}),
-                     AD_OK);
+    ad_sgd_config nesterov =
+        sgd_settings(&(ad_sgd_config){.lr = 0.01, .momentum = 0.9, .nesterov = true});
+    assert_int_equal(ad_optim_sgd(&opt, m, &nesterov), AD_OK);
     ad_optim_free(opt);
     ad_nn_free(m);
     ad_tensor_free(p);
+}
+
+/* The defaults functions hold torch.optim's defaults (SGD has none for lr: 0.01). */
+static void test_optimizer_defaults_functions_hold_torch_optim_defaults(void **state)
+{
+    (void)state;
+    ad_sgd_config sgd = ad_sgd_defaults();
+    assert_true(sgd.lr == 0.01 && sgd.momentum == 0 && sgd.dampening == 0 &&
+                sgd.weight_decay == 0 && !sgd.nesterov);
+    ad_adam_config adam = ad_adam_defaults(), adamw = ad_adamw_defaults();
+    assert_true(adam.lr == 1e-3 && adam.beta1 == 0.9 && adam.beta2 == 0.999 && adam.eps == 1e-8 &&
+                adam.weight_decay == 0);
+    assert_true(adamw.lr == 1e-3 && adamw.beta1 == 0.9 && adamw.beta2 == 0.999 &&
+                adamw.eps == 1e-8 && adamw.weight_decay == 0.01);
+}
+
+/* One parameter p0 with gradients g1, g2: two steps of Adam with beta1 = 0,
+ * written out from torch.optim.Adam's documented algorithm. */
+static void test_adam_with_beta1_zero_takes_the_hand_computed_steps(void **state)
+{
+    (void)state;
+    const double lr = 0.1, b2 = 0.999, eps = 1e-8, p0 = 0.5, g1 = 0.3, g2 = -0.4;
+    /* beta1 = 0: the first moment is the gradient and needs no correction. */
+    double v1 = (1 - b2) * g1 * g1;
+    double p1 = p0 - lr * g1 / (sqrt(v1) / sqrt(1 - b2) + eps);
+    double v2 = b2 * v1 + (1 - b2) * g2 * g2;
+    double p2 = p1 - lr * g2 / (sqrt(v2) / sqrt(1 - b2 * b2) + eps);
+
+    ad_tensor *p = NULL;
+    assert_int_equal(ad_tensor_create(&p, AD_F64, 1, (int64_t[]){1}, true), AD_OK);
+    ad_tensor_set(p, 0, p0);
+    ad_adam_config c = ad_adam_defaults();
+    c.lr = lr;
+    c.beta1 = 0;
+    ad_optim *opt = NULL;
+    assert_int_equal(ad_optim_adam_params(&opt, 1, &p, &c, false), AD_OK);
+    set_grad(p, &g1);
+    ad_optim_step(opt);
+    assert_close(p1, ad_tensor_get(p, 0), 1e-15, 0);
+    set_grad(p, &g2);
+    ad_optim_step(opt);
+    assert_close(p2, ad_tensor_get(p, 0), 1e-15, 0);
+    /* With the default beta1 = 0.9 the second step differs: 0 was used as given. */
+    double m2 = 0.9 * 0.1 * g1 + 0.1 * g2;
+    double p2_default = p1 - lr / (1 - 0.81) * m2 / (sqrt(v2) / sqrt(1 - b2 * b2) + eps);
+    assert_true(fabs(p2 - p2_default) > 1e-3);
+    ad_optim_free(opt);
+    ad_tensor_free(p);
+}
+
+/* AdamW with weight_decay = 0 is Adam: no shrinking of p, where the
+ * default (0.01) first multiplies p by 1 - lr 0.01. */
+static void test_adamw_with_weight_decay_zero_does_not_shrink_the_parameter(void **state)
+{
+    (void)state;
+    const double lr = 0.1, eps = 1e-8, p0 = 2.0, g = 0.25;
+    /* The first Adam step is lr g / (|g| + eps) for any betas: m / (1 - b1)
+     * = g and sqrt(v / (1 - b2)) = |g|. */
+    double expected = p0 - lr * g / (fabs(g) + eps);
+    double with_default = p0 * (1 - lr * 0.01) - lr * g / (fabs(g) + eps);
+    for (int decay = 0; decay < 2; decay++) {
+        ad_tensor *p = NULL;
+        assert_int_equal(ad_tensor_create(&p, AD_F64, 1, (int64_t[]){1}, true), AD_OK);
+        ad_tensor_set(p, 0, p0);
+        ad_adam_config c = ad_adamw_defaults();
+        c.lr = lr;
+        if (!decay)
+            c.weight_decay = 0;
+        ad_optim *opt = NULL;
+        assert_int_equal(ad_optim_adam_params(&opt, 1, &p, &c, true), AD_OK);
+        set_grad(p, &g);
+        ad_optim_step(opt);
+        assert_close(decay ? with_default : expected, ad_tensor_get(p, 0), 1e-15, 0);
+        ad_optim_free(opt);
+        ad_tensor_free(p);
+    }
+}
+
+/* A config not made by a defaults function (old code's compound literals,
+ * whose unset fields are 0) is refused instead of training with beta2 = 0. */
+static void test_optimizer_refuses_a_config_not_made_by_a_defaults_function(void **state)
+{
+    (void)state;
+    ad_module *m = make_mlp(AD_F64, 1);
+    ad_tensor *p = param_at(m, 0);
+    ad_optim *opt = (ad_optim *)&opt;
+    assert_int_equal(ad_optim_adam(&opt, m, &(ad_adam_config){.lr = 1e-3}), AD_ERR_ARG);
+    assert_null(opt);
+    assert_int_equal(ad_optim_adamw(&opt, m, &(ad_adam_config){.lr = 1e-3}), AD_ERR_ARG);
+    assert_int_equal(ad_optim_sgd(&opt, m, &(ad_sgd_config){.lr = 0.1}), AD_ERR_ARG);
+    assert_int_equal(ad_optim_adam_params(&opt, 1, &p, &(ad_adam_config){0}, false), AD_ERR_ARG);
+    assert_int_equal(ad_optim_sgd_params(&opt, 1, &p, &(ad_sgd_config){0}), AD_ERR_ARG);
+    /* Every field set by hand still lacks the mark. */
+    ad_adam_config full = {.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8};
+    assert_int_equal(ad_optim_adam(&opt, m, &full), AD_ERR_ARG);
+    assert_null(opt);
+    /* From the defaults, the same settings are accepted. */
+    ad_adam_config good = ad_adam_defaults();
+    good.lr = 1e-3;
+    assert_int_equal(ad_optim_adam(&opt, m, &good), AD_OK);
+    ad_optim_free(opt);
+    assert_int_equal(ad_optim_adam(NULL, m, &good), AD_ERR_ARG);
+    ad_nn_free(m);
 }
 
 static void test_clip_grad_norm_returns_the_norm_and_scales(void **state)
@@ -1364,7 +1490,9 @@ static ad_module *train_xor(uint64_t seed, int steps, double *loss, double *accu
     make_xor_data(x, labels);
 
     ad_optim *opt = NULL;
-    assert_int_equal(ad_optim_adam(&opt, model, &(ad_adam_config){.lr = 0.02}), AD_OK);
+    ad_adam_config adam = ad_adam_defaults();
+    adam.lr = 0.02;
+    assert_int_equal(ad_optim_adam(&opt, model, &adam), AD_OK);
     ad_tape *tape = test_tape();
     for (int step = 0; step < steps; step++) {
         ad_tape_reset(tape);
@@ -1479,10 +1607,13 @@ static void test_optimizer_state_round_trips_and_resumes_exactly(void **state)
         ad_module *a = make_mlp(AD_F64, 1), *b = make_mlp(AD_F64, 2);
         ad_optim *oa = NULL, *ob = NULL;
         if (kind) {
-            assert_int_equal(ad_optim_adamw(&oa, a, &(ad_adam_config){.lr = 0.01}), AD_OK);
-            assert_int_equal(ad_optim_adamw(&ob, b, &(ad_adam_config){.lr = 0.01}), AD_OK);
+            ad_adam_config c = ad_adamw_defaults();
+            c.lr = 0.01;
+            assert_int_equal(ad_optim_adamw(&oa, a, &c), AD_OK);
+            assert_int_equal(ad_optim_adamw(&ob, b, &c), AD_OK);
         } else {
-            ad_sgd_config c = {.lr = 0.05, .momentum = 0.9, .nesterov = true};
+            ad_sgd_config c =
+                sgd_settings(&(ad_sgd_config){.lr = 0.05, .momentum = 0.9, .nesterov = true});
             assert_int_equal(ad_optim_sgd(&oa, a, &c), AD_OK);
             assert_int_equal(ad_optim_sgd(&ob, b, &c), AD_OK);
         }
@@ -1823,6 +1954,10 @@ int main(void)
         cmocka_unit_test(test_optimizer_rejects_tensors_it_cannot_update),
         cmocka_unit_test(test_optimizer_skips_frozen_tensors),
         cmocka_unit_test(test_optimizer_rejects_configs_torch_refuses),
+        cmocka_unit_test(test_optimizer_defaults_functions_hold_torch_optim_defaults),
+        cmocka_unit_test(test_adam_with_beta1_zero_takes_the_hand_computed_steps),
+        cmocka_unit_test(test_adamw_with_weight_decay_zero_does_not_shrink_the_parameter),
+        cmocka_unit_test(test_optimizer_refuses_a_config_not_made_by_a_defaults_function),
         cmocka_unit_test(test_clip_grad_norm_returns_the_norm_and_scales),
         cmocka_unit_test(test_learning_rate_schedules),
         cmocka_unit_test(test_mlp_learns_xor_blobs_with_adam),

@@ -240,11 +240,14 @@ static void training_setup(training *t, optim_choice choice)
     assert_int_equal(ad_nn_activation(&layers[3], AD_ACT_RELU), AD_OK);
     assert_int_equal(ad_nn_linear(&layers[4], HIDDEN, CLASSES, true, AD_F32, &t->rng), AD_OK);
     assert_int_equal(ad_nn_sequential(&t->model, 5, layers), AD_OK);
-    if (choice == OPT_SGD_MOMENTUM)
-        assert_int_equal(
-            ad_optim_sgd(&t->opt, t->model, &(ad_sgd_config){.lr = 0.05, .momentum = 0.9}), AD_OK);
-    else
-        assert_int_equal(ad_optim_adam(&t->opt, t->model, &(ad_adam_config){.lr = 1e-3}), AD_OK);
+    if (choice == OPT_SGD_MOMENTUM) {
+        ad_sgd_config sgd = ad_sgd_defaults();
+        sgd.lr = 0.05;
+        sgd.momentum = 0.9;
+        assert_int_equal(ad_optim_sgd(&t->opt, t->model, &sgd), AD_OK);
+    } else {
+        assert_int_equal(ad_optim_adam(&t->opt, t->model, NULL), AD_OK); /* lr 1e-3 */
+    }
     assert_int_equal(ad_tape_create(&t->tape), AD_OK);
     assert_int_equal(ad_tensor_create(&t->x, AD_F32, 2, (int64_t[]){BATCH, IN}, false), AD_OK);
 }

@@ -258,4 +258,46 @@ static inline ad_tensor *test_random(ad_tape *tape, uint64_t *state, int ndim, c
     return t;
 }
 
+/* A gradcheck passes trivially for an input f ignores (both Jacobians are
+ * zero), as when a layer reads its own parameters instead of the given ones:
+ * demand a nonzero gradient of <f, v>, v random, in every input. */
+static inline void assert_every_input_matters(const char *what, ad_function f, void *ctx, size_t n,
+                                              ad_tensor *const *inputs, uint64_t seed)
+{
+    ad_tape *tape = test_tape();
+    ad_tensor *leaves[17], *grads[17];
+    assert_true(n <= sizeof leaves / sizeof leaves[0]);
+    for (size_t i = 0; i < n; i++)
+        leaves[i] =
+            ad_requires_grad(ad_tensor_new(tape, AD_F64, ad_tensor_ndim(inputs[i]),
+                                           ad_tensor_shape(inputs[i]), ad_tensor_data(inputs[i])));
+    ad_tensor *y = f(tape, n, leaves, ctx);
+    if (!y)
+        fail_msg("%s: %s", what, ad_tape_message(tape));
+    ad_tensor *v = test_random(tape, &seed, ad_tensor_ndim(y), ad_tensor_shape(y), -1, 1);
+    assert_int_equal(ad_grad(1, &y, &v, n, leaves, grads, NULL), AD_OK);
+    for (size_t i = 0; i < n; i++) {
+        bool nonzero = false;
+        for (int64_t e = 0; e < ad_tensor_numel(grads[i]) && !nonzero; e++)
+            nonzero = ad_tensor_get(grads[i], e) != 0;
+        if (!nonzero)
+            fail_msg("%s: the output does not depend on input %zu", what, i);
+    }
+    ad_tape_free(tape);
+}
+
+/* Gradchecks and gradgradchecks f at inputs[0..n); fails the test with both messages. */
+static inline void check_gradients(const char *what, ad_function f, void *ctx, size_t n,
+                                   ad_tensor *const *inputs, uint64_t seed)
+{
+    assert_every_input_matters(what, f, ctx, n, inputs, seed);
+    ad_gradcheck_result r;
+    ad_status st = ad_gradcheck(f, ctx, n, inputs, NULL, &r);
+    if (st != AD_OK || !r.passed)
+        fail_msg("%s: gradcheck (%s): %s", what, ad_status_string(st), r.message);
+    st = ad_gradgradcheck(f, ctx, n, inputs, seed, NULL, &r);
+    if (st != AD_OK || !r.passed)
+        fail_msg("%s: gradgradcheck (%s): %s", what, ad_status_string(st), r.message);
+}
+
 #endif

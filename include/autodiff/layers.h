@@ -3,9 +3,12 @@
  *
  * A module (ad_module) owns its parameters, persistent tensors that live
  * outside every tape, and has a forward function that records ops on a tape
- * given by the caller. Containers (ad_nn_sequential) own their children. A
- * model's parameters can be walked by name ("0.weight", "fc.bias", ...) for
- * optimizers and checkpoints; the names follow PyTorch's state_dict keys.
+ * given by the caller. Containers (ad_nn_sequential, ad_nn_module_dict) own
+ * their children. A model's parameters can be walked by name ("0.weight",
+ * "encoder.1.bias", ...) for optimizers and checkpoints; the names follow
+ * PyTorch's state_dict keys. Your own layers are modules too, made with
+ * ad_module_create from a table of callbacks (docs/modules.md), and work
+ * everywhere the built-in ones do.
  *
  *     ad_rng rng; ad_rng_seed(&rng, 42);
  *     ad_module *layers[3], *model;
@@ -13,7 +16,9 @@
  *     ad_nn_activation(&layers[1], AD_ACT_RELU);
  *     ad_nn_linear(&layers[2], 256, 10, true, AD_F32, &rng);
  *     ad_nn_sequential(&model, 3, layers);           // takes ownership
- *     ad_optim *opt; ad_optim_adam(&opt, model, &(ad_adam_config){.lr = 1e-3});
+ *     ad_adam_config config = ad_adam_defaults();    // torch's; change fields
+ *     config.lr = 1e-3;
+ *     ad_optim *opt; ad_optim_adam(&opt, model, &config);
  *     for (each batch) {
  *         ad_tape_reset(tape);
  *         ad_tensor *loss = ad_cross_entropy(ad_nn_forward(model, tape, x), n, y);
@@ -35,7 +40,136 @@ extern "C" {
 
 /* ==== Modules ============================================================== */
 
+/*
+ * A module is a node of a tree: a type (a table of callbacks), a context
+ * pointer for the type's own data, named parameters and named children. The
+ * built-in layers below are made exactly as a user's own layer is (see
+ * ad_module_create), and every function that takes a module works the same
+ * on both.
+ *
+ * Ownership. A module owns its parameters (persistent tensors), its children
+ * and, when its type has free_context, its context; ad_nn_free frees them
+ * all. A module has at most one parent, and a tensor is a parameter of at
+ * most one module: either would be freed twice.
+ *
+ * Names. A parameter's name is the dotted path to it from the module it is
+ * listed from, as torch's state_dict keys: "weight" for a lone Linear,
+ * "0.weight" for child "0" of a sequential, "encoder.0.weight" deeper down.
+ * Names are computed from the tree, so they are right however a model was
+ * put together. Local names (of a parameter or a child within its module)
+ * must be non-empty, must not contain '.', and must be unique among the
+ * module's parameters and children.
+ */
 typedef struct ad_module ad_module;
+
+/* The per-call handle a forward callback receives: the tape, the module, and
+ * the parameters to use for this call. It lives only during the callback. */
+typedef struct ad_module_call ad_module_call;
+
+/*
+ * A module type: what a kind of module does. Declare one static const table
+ * per type; the module keeps a pointer to it, so it must outlive the module.
+ */
+typedef struct ad_module_type {
+    /* The type's name, used in error messages ("linear"). Required. */
+    const char *name;
+    /*
+     * Records y = f(x) on ad_module_call_tape(call) and returns y, or NULL
+     * after recording an error on that tape (ad_tape_set_error). x is a
+     * tensor on that tape, never NULL. Read parameters only through
+     * ad_module_call_param and run children only through
+     * ad_module_forward_child, so that ad_nn_forward_with can replace them.
+     * NULL for a module with no forward of its own (a plain container):
+     * forwarding it is then AD_ERR_UNSUPPORTED.
+     */
+    ad_tensor *(*forward)(ad_module_call *call, ad_tensor *x);
+    /* Optional: told of ad_nn_set_training, after m's own flag is set and
+     * before its children are told. */
+    void (*set_training)(ad_module *m, bool training);
+    /* Optional: frees the context, when the module is freed (before its
+     * children and parameters, which are still valid here) or when
+     * ad_module_create fails. */
+    void (*free_context)(void *context);
+} ad_module_type;
+
+/*
+ * Makes a module of the given type, with no parameters and no children, in
+ * training mode. The module owns context when type->free_context is set: it
+ * is freed with the module, and also when this function fails (so a caller
+ * never frees it). Returns AD_OK, AD_ERR_ARG (NULL out, type or type->name)
+ * or AD_ERR_NOMEM; *out is NULL on error. Free it with ad_nn_free.
+ */
+AD_API ad_status ad_module_create(ad_module **out, const ad_module_type *type, void *context);
+/*
+ * Registers a persistent tensor (ad_tensor_create) as parameter `name` of m
+ * (copied), after m's earlier parameters: its index for ad_module_call_param
+ * is the number registered before it. On success m owns the tensor and frees
+ * it with itself; on error the caller keeps it. Errors: AD_ERR_ARG for a NULL
+ * m or tensor, a tape tensor, a bad or taken name (see Names), or a tensor
+ * that already is a parameter anywhere in m's tree; AD_ERR_NOMEM.
+ */
+AD_API ad_status ad_module_add_param(ad_module *m, const char *name, ad_tensor *tensor);
+/*
+ * Creates a persistent tensor of zeros that requires grad and registers it as
+ * ad_module_add_param does. *out (if out is not NULL) receives it, owned by m
+ * and living as long as m; NULL on error. Errors: those of ad_tensor_create
+ * and ad_module_add_param (nothing is left behind on error).
+ */
+AD_API ad_status ad_module_create_param(ad_module *m, const char *name, ad_dtype dtype, int ndim,
+                                        const int64_t *shape, ad_tensor **out);
+/*
+ * Registers child as child `name` of m (copied), after m's earlier children:
+ * its index for ad_module_forward_child is the number registered before it.
+ * On success m owns the child, and the child's parameters are renamed
+ * "<path to m>.<name>.<...>"; on error the caller keeps it, unchanged.
+ * Errors: AD_ERR_ARG for a NULL m or child, a bad or taken name, a child that
+ * already has a parent (given twice, or to two modules), m itself or a module
+ * above m (a cycle), or a child holding a tensor that is already a parameter
+ * in m's tree; AD_ERR_NOMEM.
+ */
+AD_API ad_status ad_module_add_child(ad_module *m, const char *name, ad_module *child);
+
+/* The context given to ad_module_create (NULL for a NULL m). */
+AD_API void *ad_module_context(const ad_module *m);
+/* The type given to ad_module_create, to check a module's kind by pointer
+ * (NULL for a NULL m). */
+AD_API const ad_module_type *ad_module_type_of(const ad_module *m);
+/* True in training mode (the default), false in eval mode and for NULL. */
+AD_API bool ad_module_training(const ad_module *m);
+/* Number of children of m itself (not of its descendants); 0 for NULL. */
+AD_API size_t ad_module_child_count(const ad_module *m);
+/* Child `index` of m in registration order, or NULL if there is none. The
+ * child belongs to m. */
+AD_API ad_module *ad_module_child(const ad_module *m, size_t index);
+/* The child of m registered as `name`, or NULL if there is none. */
+AD_API ad_module *ad_module_find_child(const ad_module *m, const char *name);
+
+/* ---- Inside a forward callback ---- */
+
+/* The tape the forward records on. */
+AD_API ad_tape *ad_module_call_tape(const ad_module_call *call);
+/* The module being run (read its mode with ad_module_training). */
+AD_API ad_module *ad_module_call_module(const ad_module_call *call);
+/* Its context, as ad_module_context. */
+AD_API void *ad_module_call_context(const ad_module_call *call);
+/*
+ * Parameter `index` of the module being run, as a tensor on the call's tape:
+ * a view of the module's own tensor, or the caller's stand-in under
+ * ad_nn_forward_with. Gradients flow to whichever it is. Returns NULL, with
+ * AD_ERR_ARG on the tape, for an index past the module's own parameters, and
+ * NULL when the tape already holds an error.
+ */
+AD_API ad_tensor *ad_module_call_param(ad_module_call *call, size_t index);
+/*
+ * Runs child `index` of the module being run on x, on the call's tape, and
+ * returns its output: ad_nn_forward of the child, except that under
+ * ad_nn_forward_with the child uses its share of the caller's stand-ins.
+ * Returns NULL for a NULL x or an error (AD_ERR_ARG on the tape for an index
+ * past the module's children, else the child's error).
+ */
+AD_API ad_tensor *ad_module_forward_child(ad_module_call *call, size_t index, ad_tensor *x);
+
+/* ---- Built-in layers ---- */
 
 typedef enum {
     AD_ACT_RELU,
@@ -77,9 +211,31 @@ AD_API ad_status ad_nn_layer_norm(ad_module **out, int64_t dim, double eps, ad_d
 AD_API ad_status ad_nn_embedding(ad_module **out, int64_t num, int64_t dim, ad_dtype dtype,
                                  ad_rng *rng);
 AD_API ad_status ad_nn_activation(ad_module **out, ad_activation kind);
-/* Runs children in order; takes ownership of children[0..n) (also on error).
- * AD_ERR_ARG for a NULL child or one given twice (each child is still freed once). */
+
+/* ---- Containers ---- */
+
+/*
+ * Runs children[0..n) in order, named "0", "1", ... (torch.nn.Sequential).
+ * Takes ownership of the children, also on error, except a child that
+ * already belongs to another module, which stays there. AD_ERR_ARG for a
+ * NULL out, a NULL child, one given twice or one that has a parent (each
+ * child this call owns is still freed once); AD_ERR_NOMEM. n = 0 gives the
+ * identity. More children can be added with ad_module_add_child; they run
+ * in registration order.
+ */
 AD_API ad_status ad_nn_sequential(ad_module **out, size_t n, ad_module *const *children);
+/*
+ * A container that only groups children under the given names (copied), as
+ * torch.nn.ModuleDict: {"encoder", "decoder"} gives "encoder.0.weight", ...
+ * It has no forward (ad_nn_forward gives AD_ERR_UNSUPPORTED): run its
+ * children, found with ad_module_find_child. Ownership and errors as
+ * ad_nn_sequential, plus AD_ERR_ARG for a bad or repeated name. n = 0 gives
+ * an empty one, to fill with ad_module_add_child.
+ */
+AD_API ad_status ad_nn_module_dict(ad_module **out, size_t n, const char *const *names,
+                                   ad_module *const *children);
+
+/* ---- Using modules ---- */
 
 /* Records the module's forward on tape. x may be a tape or persistent tensor.
  * Returns NULL on error (the tape's message says which layer and shapes):
@@ -87,7 +243,9 @@ AD_API ad_status ad_nn_sequential(ad_module **out, size_t n, ad_module *const *c
  * need x [..., features], a 1-d x being one row; Conv2d and MaxPool2d need
  * [N, C, H, W] with H, W at least the kernel after padding), AD_ERR_DTYPE for
  * an input whose dtype is not the parameters', AD_ERR_ARG for an embedding
- * (it takes indices) or a NULL module. */
+ * (it takes indices) or a NULL module, AD_ERR_UNSUPPORTED for a module with
+ * no forward, AD_ERR_NULL for a user forward that returned NULL without
+ * recording an error. */
 AD_API ad_tensor *ad_nn_forward(ad_module *m, ad_tape *tape, ad_tensor *x);
 /* Rows of the embedding table for indices[0..n): [n, dim]. An index outside
  * [0, num) is AD_ERR_ARG on the tape. */
@@ -108,24 +266,33 @@ AD_API ad_tensor *ad_nn_forward_with(ad_module *m, ad_tape *tape, ad_tensor *x, 
 /* ad_nn_embedding_lookup reading the table weight [num, dim] instead of m's own. */
 AD_API ad_tensor *ad_nn_embedding_lookup_with(ad_module *m, ad_tape *tape, size_t n,
                                               const int64_t *indices, ad_tensor *weight);
-/* Training mode (the default) or eval mode, for the module and its children. */
+/* Training mode (the default) or eval mode, for the module and all its
+ * descendants, calling each one's set_training callback. Accepts NULL. */
 AD_API void ad_nn_set_training(ad_module *m, bool training);
-/* Frees a module, its parameters and children. Accepts NULL. */
+/* Frees a module, its context, parameters and children. Accepts NULL. Does
+ * nothing for a module that has a parent: the parent frees it. */
 AD_API void ad_nn_free(ad_module *m);
 
-/* A named parameter: the name lives as long as the module. */
+/* A named parameter (see ad_nn_params for how long the name lives). */
 typedef struct ad_nn_param {
     const char *name;
     ad_tensor *tensor;
 } ad_nn_param;
 
-/* Number of parameter tensors in m and its children. */
+/* Number of parameter tensors in m and its descendants (0 for NULL). */
 AD_API size_t ad_nn_param_count(const ad_module *m);
-/* Writes up to max parameters in a fixed order; returns how many there are. */
+/*
+ * Writes up to max parameters of m and its descendants, named by their path
+ * from m (see Names), and returns how many there are (0 for NULL m). The
+ * order: m's own parameters in registration order, then each child's, depth
+ * first. The names belong to the modules and stay valid until m is freed or
+ * m (or a module above it) is added to a container, which renames them.
+ */
 AD_API size_t ad_nn_params(const ad_module *m, ad_nn_param *out, size_t max);
-/* Total number of scalar parameters. */
+/* Total number of scalar parameters (0 for NULL). */
 AD_API int64_t ad_nn_param_numel(const ad_module *m);
-/* Saves / loads every parameter by name (safetensors; see nn.h for errors). */
+/* Saves / loads every parameter of m under its ad_nn_params name
+ * (safetensors; see nn.h for errors). AD_ERR_ARG for a NULL m. */
 AD_API ad_status ad_nn_save(const ad_module *m, const char *path, char *err, size_t err_size);
 AD_API ad_status ad_nn_load(ad_module *m, const char *path, char *err, size_t err_size);
 
@@ -150,15 +317,32 @@ AD_API ad_tensor *ad_nn_bce_with_logits(ad_tensor *logits, ad_tensor *targets,
 
 typedef struct ad_optim ad_optim;
 
-/* Zero means the default shown. PyTorch's torch.optim.SGD rules:
- * g += wd p; v = momentum v + (1 - dampening) g (v = g at the first step);
- * g = nesterov ? g + momentum v : v; p -= lr g. */
+/*
+ * Optimizer settings. Start from a defaults function and change the fields
+ * you need; every field is then used exactly as given (0 is a setting, not
+ * "the default": Adam with beta1 = 0 and AdamW with weight_decay = 0 are
+ * what they say):
+ *
+ *     ad_adam_config c = ad_adamw_defaults();
+ *     c.lr = 3e-4;
+ *     ad_optim_adamw(&opt, model, &c);
+ *
+ * A config that no defaults function made, such as a compound literal
+ * (ad_adam_config){.lr = 1e-3} or a zeroed struct, is refused with
+ * AD_ERR_ARG: its unset fields would be zeros, and Adam with beta2 = 0
+ * trains, just wrongly. The `version` field is how it is told apart; leave
+ * it as the defaults function set it. A NULL config means the defaults.
+ */
+
+/* torch.optim.SGD's rules: g += wd p; v = momentum v + (1 - dampening) g
+ * (v = g at the first step); g = nesterov ? g + momentum v : v; p -= lr g. */
 typedef struct ad_sgd_config {
-    double lr;           /* 0.01 */
+    double lr;           /* 0.01 (torch.optim.SGD has no default rate) */
     double momentum;     /* 0 */
     double dampening;    /* 0 */
     double weight_decay; /* 0 */
-    bool nesterov;
+    bool nesterov;       /* false */
+    uint32_t version;    /* set by ad_sgd_defaults */
 } ad_sgd_config;
 
 /* torch.optim.Adam / AdamW: m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
@@ -169,20 +353,32 @@ typedef struct ad_adam_config {
     double beta1;        /* 0.9 */
     double beta2;        /* 0.999 */
     double eps;          /* 1e-8 */
-    double weight_decay; /* 0 for Adam, 0.01 for AdamW */
+    double weight_decay; /* 0 from ad_adam_defaults, 0.01 from ad_adamw_defaults */
+    uint32_t version;    /* set by the defaults functions */
 } ad_adam_config;
 
+/* torch.optim.SGD's settings, with lr 0.01. */
+AD_API ad_sgd_config ad_sgd_defaults(void);
+/* torch.optim.Adam's defaults: lr 1e-3, betas 0.9 and 0.999, eps 1e-8, weight decay 0. */
+AD_API ad_adam_config ad_adam_defaults(void);
+/* torch.optim.AdamW's defaults: those of Adam with weight decay 0.01. */
+AD_API ad_adam_config ad_adamw_defaults(void);
+
 /* Optimizers over every parameter of m (which must outlive the optimizer).
- * State is allocated here, once: a step allocates nothing. Errors: AD_ERR_ARG
- * for a NULL module, a parameter that is not a persistent tensor requiring
- * grad, or a config torch.optim refuses (a negative or NaN setting, a beta
- * outside [0, 1), nesterov without momentum or with dampening); AD_ERR_NOMEM. */
+ * State is allocated here, once: a step allocates nothing. A NULL config
+ * means the defaults of the matching function above. Errors: AD_ERR_ARG for
+ * a NULL out or module, a parameter that is not a persistent tensor, a config
+ * not made by a defaults function, or one torch.optim refuses (a negative or
+ * NaN setting, a beta outside [0, 1), nesterov without momentum or with
+ * dampening); AD_ERR_NOMEM. *out is NULL on error. */
 AD_API ad_status ad_optim_sgd(ad_optim **out, ad_module *m, const ad_sgd_config *config);
 AD_API ad_status ad_optim_adam(ad_optim **out, ad_module *m, const ad_adam_config *config);
 AD_API ad_status ad_optim_adamw(ad_optim **out, ad_module *m, const ad_adam_config *config);
 /* Over an explicit list of persistent tensors (copied). Tensors that do not
  * require grad (ad_tensor_set_requires_grad false: frozen) are skipped by
- * step, zero_grad and clip_grad_norm, as torch skips parameters without grad. */
+ * step, zero_grad and clip_grad_norm, as torch skips parameters without grad.
+ * decoupled: AdamW (NULL config: ad_adamw_defaults) instead of Adam. Errors
+ * as above. */
 AD_API ad_status ad_optim_sgd_params(ad_optim **out, size_t n, ad_tensor *const *params,
                                      const ad_sgd_config *config);
 AD_API ad_status ad_optim_adam_params(ad_optim **out, size_t n, ad_tensor *const *params,

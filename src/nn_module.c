@@ -1,0 +1,566 @@
+/* Modules: a tree of named parameters and children, the names derived from
+ * it, and the forward dispatch through each module's type. Built-in layers
+ * (nn_layers.c) and users' layers go through the same code. */
+#include "nn_module.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct param {
+    ad_tensor *tensor;
+    char *name;      /* as registered: "weight" */
+    char *full_name; /* the dotted path from the root: "encoder.0.weight" */
+} param;
+
+struct ad_module {
+    const ad_module_type *type;
+    void *context;
+    bool training;
+    ad_module *parent;
+    char *name; /* in the parent; NULL at a root */
+    /* The dotted path from the root ("encoder.0"); NULL at a root. Every
+     * full_name below this module starts with path and a dot, so the name
+     * relative to this module is full_name + path_len + 1: ad_nn_params
+     * needs no allocation and no name is ever rewritten in place. */
+    char *path;
+    size_t path_len;
+    param *params;
+    size_t n_params, params_cap;
+    ad_module **children;
+    size_t n_children, children_cap;
+    size_t total_params; /* parameters of this module and all below it */
+};
+
+/* Lives on the stack of forward() for one callback. */
+struct ad_module_call {
+    ad_module *module;
+    ad_tape *tape;
+    /* NULL, or stand-ins for the parameters of module and everything below
+     * it, in ad_nn_params order (checked by ad__module_params_fit). */
+    ad_tensor *const *params;
+};
+
+static char *copy_string(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *c = malloc(n);
+    if (c)
+        memcpy(c, s, n);
+    return c;
+}
+
+/* "path.name", or "name" at a root (path NULL). */
+static char *join(const char *path, const char *name)
+{
+    if (!path)
+        return copy_string(name);
+    size_t a = strlen(path), b = strlen(name);
+    char *s = malloc(a + b + 2);
+    if (s) {
+        memcpy(s, path, a);
+        s[a] = '.';
+        memcpy(s + a + 1, name, b + 1);
+    }
+    return s;
+}
+
+/* Grows *array (of *cap elements of size `size`) to hold one more than n. */
+static bool reserve(void **array, size_t *cap, size_t n, size_t size)
+{
+    if (n < *cap)
+        return true;
+    size_t want = *cap ? 2 * *cap : 4;
+    void *a = realloc(*array, want * size);
+    if (!a)
+        return false;
+    *array = a;
+    *cap = want;
+    return true;
+}
+
+/* ---- Lifecycle ------------------------------------------------------------------------- */
+
+ad_status ad_module_create(ad_module **out, const ad_module_type *type, void *context)
+{
+    if (out)
+        *out = NULL;
+    if (!out || !type || !type->name) {
+        if (type && type->free_context)
+            type->free_context(context);
+        return AD_ERR_ARG;
+    }
+    ad_module *m = calloc(1, sizeof *m);
+    if (!m) {
+        if (type->free_context)
+            type->free_context(context);
+        return AD_ERR_NOMEM;
+    }
+    m->type = type;
+    m->context = context;
+    m->training = true;
+    *out = m;
+    return AD_OK;
+}
+
+/* The context goes first, while the children and parameters it may point at
+ * are still alive. */
+static void destroy(ad_module *m)
+{
+    if (m->type->free_context)
+        m->type->free_context(m->context);
+    for (size_t i = 0; i < m->n_children; i++)
+        destroy(m->children[i]);
+    for (size_t i = 0; i < m->n_params; i++) {
+        ad_tensor_free(m->params[i].tensor);
+        free(m->params[i].name);
+        free(m->params[i].full_name);
+    }
+    free(m->params);
+    free(m->children);
+    free(m->name);
+    free(m->path);
+    free(m);
+}
+
+void ad_nn_free(ad_module *m)
+{
+    /* A child belongs to its parent: freeing it here would free it twice. */
+    if (m && !m->parent)
+        destroy(m);
+}
+
+/* ---- Building the tree ------------------------------------------------------------------ */
+
+static bool valid_name(const char *name)
+{
+    return name && name[0] && !strchr(name, '.');
+}
+
+/* True when name is already used by a parameter or a child of m. */
+static bool name_taken(const ad_module *m, const char *name)
+{
+    for (size_t i = 0; i < m->n_params; i++)
+        if (strcmp(m->params[i].name, name) == 0)
+            return true;
+    for (size_t i = 0; i < m->n_children; i++)
+        if (strcmp(m->children[i]->name, name) == 0)
+            return true;
+    return false;
+}
+
+static const ad_module *root_of(const ad_module *m)
+{
+    while (m->parent)
+        m = m->parent;
+    return m;
+}
+
+/* True when t is a parameter of m or of a module below it. */
+static bool holds_tensor(const ad_module *m, const ad_tensor *t)
+{
+    for (size_t i = 0; i < m->n_params; i++)
+        if (m->params[i].tensor == t)
+            return true;
+    for (size_t i = 0; i < m->n_children; i++)
+        if (holds_tensor(m->children[i], t))
+            return true;
+    return false;
+}
+
+/* True when some parameter of `from` (or below) is also one of `tree`'s. */
+static bool shares_tensor(const ad_module *from, const ad_module *tree)
+{
+    for (size_t i = 0; i < from->n_params; i++)
+        if (holds_tensor(tree, from->params[i].tensor))
+            return true;
+    for (size_t i = 0; i < from->n_children; i++)
+        if (shares_tensor(from->children[i], tree))
+            return true;
+    return false;
+}
+
+ad_status ad_module_add_param(ad_module *m, const char *name, ad_tensor *tensor)
+{
+    if (!m || !valid_name(name) || !tensor || ad_tensor_tape(tensor) || name_taken(m, name) ||
+        holds_tensor(root_of(m), tensor))
+        return AD_ERR_ARG;
+    if (!reserve((void **)&m->params, &m->params_cap, m->n_params, sizeof *m->params))
+        return AD_ERR_NOMEM;
+    char *local = copy_string(name), *full = join(m->path, name);
+    if (!local || !full) {
+        free(local);
+        free(full);
+        return AD_ERR_NOMEM;
+    }
+    m->params[m->n_params++] = (param){tensor, local, full};
+    for (ad_module *u = m; u; u = u->parent)
+        u->total_params++;
+    return AD_OK;
+}
+
+ad_status ad_module_create_param(ad_module *m, const char *name, ad_dtype dtype, int ndim,
+                                 const int64_t *shape, ad_tensor **out)
+{
+    if (out)
+        *out = NULL;
+    if (!m || !valid_name(name) || name_taken(m, name))
+        return AD_ERR_ARG; /* before allocating anything */
+    ad_tensor *t = NULL;
+    ad_status st = ad_tensor_create(&t, dtype, ndim, shape, true);
+    if (st == AD_OK && (st = ad_module_add_param(m, name, t)) != AD_OK) {
+        ad_tensor_free(t);
+        t = NULL;
+    }
+    if (out)
+        *out = t;
+    return st;
+}
+
+/* Modules plus parameters in m's subtree: the strings a renaming makes. */
+static size_t count_names(const ad_module *m)
+{
+    size_t n = 1 + m->n_params;
+    for (size_t i = 0; i < m->n_children; i++)
+        n += count_names(m->children[i]);
+    return n;
+}
+
+/* Makes the new names of u's subtree when u's path becomes `path` (already
+ * made by the caller; NULL if that failed): fresh[*at...] receives, depth
+ * first, each module's path followed by its parameters' full names. Returns
+ * false when an allocation failed (the strings made so far are in fresh). */
+static bool make_names(const ad_module *u, char *path, char **fresh, size_t *at)
+{
+    fresh[(*at)++] = path;
+    if (!path)
+        return false;
+    for (size_t i = 0; i < u->n_params; i++)
+        if (!(fresh[(*at)++] = join(path, u->params[i].name)))
+            return false;
+    for (size_t i = 0; i < u->n_children; i++)
+        if (!make_names(u->children[i], join(path, u->children[i]->name), fresh, at))
+            return false;
+    return true;
+}
+
+/* Puts the names of make_names in place, in the same order, freeing the old. */
+static void apply_names(ad_module *u, char **fresh, size_t *at)
+{
+    free(u->path);
+    u->path = fresh[(*at)++];
+    u->path_len = strlen(u->path);
+    for (size_t i = 0; i < u->n_params; i++) {
+        free(u->params[i].full_name);
+        u->params[i].full_name = fresh[(*at)++];
+    }
+    for (size_t i = 0; i < u->n_children; i++)
+        apply_names(u->children[i], fresh, at);
+}
+
+/* True when a is m or above m. */
+static bool is_ancestor(const ad_module *a, const ad_module *m)
+{
+    for (; m; m = m->parent)
+        if (m == a)
+            return true;
+    return false;
+}
+
+ad_status ad_module_add_child(ad_module *m, const char *name, ad_module *child)
+{
+    if (!m || !child || !valid_name(name) || child->parent || is_ancestor(child, m) ||
+        name_taken(m, name) || shares_tensor(child, root_of(m)))
+        return AD_ERR_ARG;
+    if (!reserve((void **)&m->children, &m->children_cap, m->n_children, sizeof *m->children))
+        return AD_ERR_NOMEM;
+    /* Every new string is made before anything changes, so running out of
+     * memory half way leaves both trees as they were. */
+    size_t n = count_names(child), at = 0;
+    char **fresh = calloc(n, sizeof *fresh);
+    char *local = copy_string(name);
+    bool made = fresh && local && make_names(child, join(m->path, name), fresh, &at);
+    if (!made) {
+        for (size_t i = 0; fresh && i < at; i++)
+            free(fresh[i]);
+        free(fresh);
+        free(local);
+        return AD_ERR_NOMEM;
+    }
+    at = 0;
+    apply_names(child, fresh, &at);
+    free(fresh);
+    child->name = local;
+    child->parent = m;
+    m->children[m->n_children++] = child;
+    for (ad_module *u = m; u; u = u->parent)
+        u->total_params += child->total_params;
+    return AD_OK;
+}
+
+/* ---- Accessors -------------------------------------------------------------------------- */
+
+void *ad_module_context(const ad_module *m)
+{
+    return m ? m->context : NULL;
+}
+
+const ad_module_type *ad_module_type_of(const ad_module *m)
+{
+    return m ? m->type : NULL;
+}
+
+bool ad_module_training(const ad_module *m)
+{
+    return m && m->training;
+}
+
+size_t ad_module_child_count(const ad_module *m)
+{
+    return m ? m->n_children : 0;
+}
+
+ad_module *ad_module_child(const ad_module *m, size_t index)
+{
+    return m && index < m->n_children ? m->children[index] : NULL;
+}
+
+ad_module *ad_module_find_child(const ad_module *m, const char *name)
+{
+    for (size_t i = 0; m && name && i < m->n_children; i++)
+        if (strcmp(m->children[i]->name, name) == 0)
+            return m->children[i];
+    return NULL;
+}
+
+ad_tape *ad_module_call_tape(const ad_module_call *call)
+{
+    return call ? call->tape : NULL;
+}
+
+ad_module *ad_module_call_module(const ad_module_call *call)
+{
+    return call ? call->module : NULL;
+}
+
+void *ad_module_call_context(const ad_module_call *call)
+{
+    return call ? call->module->context : NULL;
+}
+
+/* ---- Forward ---------------------------------------------------------------------------- */
+
+/* params: NULL, or stand-ins for the parameters of m and below (checked). */
+static ad_tensor *forward(ad_module *m, ad_tape *tape, ad_tensor *x, ad_tensor *const *params)
+{
+    x = ad_tape_use(tape, x);
+    if (!x)
+        return NULL;
+    if (!m->type->forward) {
+        ad_tape_set_error(tape, AD_ERR_UNSUPPORTED, "%s: has no forward of its own", m->type->name);
+        return NULL;
+    }
+    ad_module_call call = {m, tape, params};
+    ad_tensor *y = m->type->forward(&call, x);
+    /* A NULL with no error on the tape (an op whose inputs were all
+     * persistent, or a bug) would leave the caller nothing to report. */
+    if (!y && ad_tape_status(tape) == AD_OK)
+        ad_tape_set_error(tape, AD_ERR_NULL, "%s: forward returned NULL and recorded no error",
+                          m->type->name);
+    return y;
+}
+
+ad_tensor *ad_module_call_param(ad_module_call *call, size_t index)
+{
+    if (!call)
+        return NULL;
+    const ad_module *m = call->module;
+    if (index >= m->n_params) {
+        ad_tape_set_error(call->tape, AD_ERR_ARG, "%s: parameter %zu asked for, it has %zu",
+                          m->type->name, index, m->n_params);
+        return NULL;
+    }
+    return ad_tape_use(call->tape, call->params ? call->params[index] : m->params[index].tensor);
+}
+
+ad_tensor *ad_module_forward_child(ad_module_call *call, size_t index, ad_tensor *x)
+{
+    if (!call)
+        return NULL;
+    const ad_module *m = call->module;
+    if (index >= m->n_children) {
+        ad_tape_set_error(call->tape, AD_ERR_ARG, "%s: child %zu asked for, it has %zu",
+                          m->type->name, index, m->n_children);
+        return NULL;
+    }
+    ad_tensor *const *params = NULL;
+    if (call->params) {
+        /* The stand-ins of child `index` follow m's own and those of the
+         * children before it. Only forward_with pays for this walk. */
+        size_t offset = m->n_params;
+        for (size_t i = 0; i < index; i++)
+            offset += m->children[i]->total_params;
+        params = call->params + offset;
+    }
+    return forward(m->children[index], call->tape, x, params);
+}
+
+ad_tensor *ad_nn_forward(ad_module *m, ad_tape *tape, ad_tensor *x)
+{
+    if (!tape)
+        return NULL;
+    if (!m) {
+        ad_tape_set_error(tape, AD_ERR_ARG, "nn_forward: the module is NULL");
+        return NULL;
+    }
+    return forward(m, tape, x, NULL);
+}
+
+/* Checks params[*at...] against the parameters of m and below, named from
+ * `skip` characters into their full names; advances *at. */
+static bool params_fit_below(const ad_module *m, size_t skip, ad_tape *tape,
+                             ad_tensor *const *params, size_t *at)
+{
+    for (size_t i = 0; i < m->n_params; i++) {
+        const ad_tensor *own = m->params[i].tensor, *p = params[(*at)++];
+        const char *name = m->params[i].full_name + skip;
+        if (!p) {
+            ad_tape_set_error(tape, AD_ERR_NULL, "nn_forward_with: parameter %s is NULL", name);
+            return false;
+        }
+        int nd = ad_tensor_ndim(p);
+        bool same = nd == ad_tensor_ndim(own) &&
+                    (nd == 0 || memcmp(ad_tensor_shape(p), ad_tensor_shape(own),
+                                       (size_t)nd * sizeof(int64_t)) == 0);
+        if (!same || ad_tensor_dtype(p) != ad_tensor_dtype(own)) {
+            char given[96], want[96];
+            ad_shape_string(given, sizeof given, nd, ad_tensor_shape(p));
+            ad_shape_string(want, sizeof want, ad_tensor_ndim(own), ad_tensor_shape(own));
+            ad_tape_set_error(tape, same ? AD_ERR_DTYPE : AD_ERR_SHAPE,
+                              "nn_forward_with: parameter %s given %s %s, expected %s %s", name,
+                              ad_dtype_name(ad_tensor_dtype(p)), given,
+                              ad_dtype_name(ad_tensor_dtype(own)), want);
+            return false;
+        }
+    }
+    for (size_t i = 0; i < m->n_children; i++)
+        if (!params_fit_below(m->children[i], skip, tape, params, at))
+            return false;
+    return true;
+}
+
+/* The length of the prefix ("path.") that makes full names relative to m. */
+static size_t prefix_length(const ad_module *m)
+{
+    return m->path ? m->path_len + 1 : 0;
+}
+
+bool ad__module_params_fit(const ad_module *m, ad_tape *tape, size_t n, ad_tensor *const *params)
+{
+    if (n != m->total_params || (n && !params)) {
+        ad_tape_set_error(tape, AD_ERR_ARG,
+                          "nn_forward_with: %zu parameters given, the module has %zu",
+                          params ? n : 0, m->total_params);
+        return false;
+    }
+    size_t at = 0;
+    return params_fit_below(m, prefix_length(m), tape, params, &at);
+}
+
+ad_tensor *ad_nn_forward_with(ad_module *m, ad_tape *tape, ad_tensor *x, size_t n,
+                              ad_tensor *const *params)
+{
+    if (!tape || ad_tape_status(tape) != AD_OK)
+        return NULL;
+    if (!m) {
+        ad_tape_set_error(tape, AD_ERR_ARG, "nn_forward_with: the module is NULL");
+        return NULL;
+    }
+    if (!ad__module_params_fit(m, tape, n, params))
+        return NULL;
+    return forward(m, tape, x, n ? params : NULL);
+}
+
+void ad_nn_set_training(ad_module *m, bool training)
+{
+    if (!m)
+        return;
+    m->training = training;
+    if (m->type->set_training)
+        m->type->set_training(m, training);
+    for (size_t i = 0; i < m->n_children; i++)
+        ad_nn_set_training(m->children[i], training);
+}
+
+/* ---- Parameters, counts and checkpoints ------------------------------------------------- */
+
+static size_t collect(const ad_module *m, size_t skip, ad_nn_param *out, size_t max, size_t at)
+{
+    for (size_t i = 0; i < m->n_params; i++, at++)
+        if (at < max)
+            out[at] = (ad_nn_param){m->params[i].full_name + skip, m->params[i].tensor};
+    for (size_t i = 0; i < m->n_children; i++)
+        at = collect(m->children[i], skip, out, max, at);
+    return at;
+}
+
+size_t ad_nn_params(const ad_module *m, ad_nn_param *out, size_t max)
+{
+    if (!m)
+        return 0;
+    return out ? collect(m, prefix_length(m), out, max, 0) : m->total_params;
+}
+
+size_t ad_nn_param_count(const ad_module *m)
+{
+    return m ? m->total_params : 0;
+}
+
+int64_t ad_nn_param_numel(const ad_module *m)
+{
+    if (!m)
+        return 0;
+    int64_t total = 0;
+    for (size_t i = 0; i < m->n_params; i++)
+        total += ad_tensor_numel(m->params[i].tensor);
+    for (size_t i = 0; i < m->n_children; i++)
+        total += ad_nn_param_numel(m->children[i]);
+    return total;
+}
+
+/* Runs the safetensors save or load over the parameters as (names, tensors) arrays. */
+static ad_status with_params(const ad_module *m, const char *path, char *err, size_t err_size,
+                             bool save)
+{
+    size_t n = ad_nn_param_count(m);
+    ad_nn_param *p = calloc(n ? n : 1, sizeof *p);
+    const char **names = calloc(n ? n : 1, sizeof *names);
+    ad_tensor **tensors = calloc(n ? n : 1, sizeof *tensors);
+    ad_status st = AD_ERR_NOMEM;
+    if (p && names && tensors) {
+        ad_nn_params(m, p, n);
+        for (size_t i = 0; i < n; i++) {
+            names[i] = p[i].name;
+            tensors[i] = p[i].tensor;
+        }
+        st = save ? ad_safetensors_save(path, n, names, tensors, err, err_size)
+                  : ad_safetensors_load(path, n, names, tensors, err, err_size);
+    } else if (err && err_size) {
+        snprintf(err, err_size, "ad_nn_%s: out of memory for %zu parameter names",
+                 save ? "save" : "load", n);
+    }
+    free(p);
+    free(names);
+    free(tensors);
+    return st;
+}
+
+ad_status ad_nn_save(const ad_module *m, const char *path, char *err, size_t err_size)
+{
+    return m ? with_params(m, path, err, err_size, true) : AD_ERR_ARG;
+}
+
+ad_status ad_nn_load(ad_module *m, const char *path, char *err, size_t err_size)
+{
+    return m ? with_params(m, path, err, err_size, false) : AD_ERR_ARG;
+}
