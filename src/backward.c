@@ -71,6 +71,7 @@ static void mark_last_uses(ad_tape *tape, uint32_t floor, uint32_t max_id)
         if (v->op != AD_OP_view || !v->src[0]->hooks)
             continue;
         ad__hook *head = v->src[0]->hooks;
+        v->flags &= (uint8_t)~AD_TF_LAST_USE; /* left by a sweep that failed midway */
         if (head->stamp != stamp) {
             head->stamp = stamp;
             v->flags |= AD_TF_LAST_USE;
@@ -116,6 +117,16 @@ static ad_status deliver(ad_tape *tape, ad_tensor *x, ad_tensor *g)
     return AD_OK;
 }
 
+/* Under create_graph, a seed that requires grad: then every gradient of the
+ * sweep does too, however constant, and a custom op whose backward cuts its
+ * gradient off the output gradients (raw numbers) is caught at once instead
+ * of giving second derivatives of 0 (ad__custom_backward). */
+static ad_tensor *recorded_copy(ad_tape *tape, const ad_tensor *seed)
+{
+    return ad_requires_grad(
+        ad_tensor_new(tape, (ad_dtype)seed->dtype, seed->ndim, seed->shape, seed->data));
+}
+
 ad_status ad__sweep(ad_tape *tape, const ad__sweep_args *a, ad_tensor ***grads_out)
 {
     *grads_out = NULL;
@@ -144,6 +155,8 @@ ad_status ad__sweep(ad_tape *tape, const ad__sweep_args *a, ad_tensor ***grads_o
     for (size_t k = 0; k < a->n_out && st == AD_OK; k++) {
         ad_tensor *y = a->outputs[k];
         ad_tensor *seed = a->seeds && a->seeds[k] ? a->seeds[k] : ad__const_like(y, 1.0);
+        if (seed && a->create_graph && !(seed->flags & AD_TF_RECORDED))
+            seed = recorded_copy(tape, seed);
         if (!seed)
             st = tape->status;
         else
@@ -165,10 +178,11 @@ ad_status ad__sweep(ad_tape *tape, const ad__sweep_args *a, ad_tensor ***grads_o
             continue;
         const ad__op *op = &ad__ops[y->op];
         if (y->flags & AD_TF_FREED) {
+            bool custom = y->op == AD_OP_custom || y->op == AD_OP_custom_output;
             st = ad__fail(tape, AD_ERR_FREED,
                           "backward: the graph through %s was freed by an earlier backward "
                           "(set retain_graph to go through it twice)",
-                          op->name);
+                          custom ? ad__custom_name(y) : op->name);
             break;
         }
         if (y->op == AD_OP_custom_output) {

@@ -18,6 +18,7 @@ struct ad_custom_ctx {
     ad_tensor **outputs; /* the custom_output nodes; NULL while the forward runs */
     ad_tensor **saved;
     size_t n_saved, cap_saved;
+    void *state; /* ad_custom_set_state */
     /* Per output: the gradient and the tangent handed over by the sweep
      * whose serial is in the stamp. */
     ad_tensor **grads, **tangents;
@@ -134,6 +135,17 @@ void *ad_custom_alloc(ad_custom_ctx *ctx, size_t size)
     return ctx ? ad__alloc(ctx->tape, size) : NULL;
 }
 
+void ad_custom_set_state(ad_custom_ctx *ctx, void *state)
+{
+    if (ctx)
+        ctx->state = state;
+}
+
+void *ad_custom_state(const ad_custom_ctx *ctx)
+{
+    return ctx ? ctx->state : NULL;
+}
+
 /* ---- Applying an op ----------------------------------------------------------------- */
 
 /* Records a failed callback: its own message if it left one. */
@@ -180,6 +192,8 @@ ad_status ad_custom_apply(const ad_custom_op *op, size_t n, ad_tensor *const *in
     size_t n_out = (size_t)op->def.n_outputs;
     for (size_t k = 0; k < n_out; k++)
         outputs[k] = NULL;
+    if (n == 0)
+        return AD_ERR_ARG; /* every op takes at least one input (no tape to name it on) */
     ad_tape *tape = ad__tape_of((int)n, inputs);
     if (!tape) {
         for (size_t k = 0; k < n; k++)
@@ -366,7 +380,8 @@ void ad__custom_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
             ad__fail(tape, AD_ERR_UNSUPPORTED,
                      "custom op %s: under create_graph, its backward returned a gradient for "
                      "input %zu that was not built with library ops from the output gradients "
-                     "(build it with ops, or declare AD_CUSTOM_FIRST_ORDER)",
+                     "(build it with ops, or declare AD_CUSTOM_FIRST_ORDER; return NULL for a "
+                     "zero gradient)",
                      name, k);
             return;
         }
@@ -502,6 +517,10 @@ static ad_tensor *call_flat(ad_tape *tape, size_t n, ad_tensor *const *in, void 
     return n_out == 1 ? out[0] : ad_concat(n_out, out, 0);
 }
 
+static ad_status custom_checks(const ad_custom_op *op, op_call *call, size_t n,
+                               ad_tensor *const *inputs, const ad_gradcheck_opts *opts,
+                               ad_gradcheck_result *result);
+
 ad_status ad_custom_op_check(const ad_custom_op *op, size_t n, ad_tensor *const *inputs, void *args,
                              const ad_gradcheck_opts *opts, ad_gradcheck_result *result)
 {
@@ -513,7 +532,41 @@ ad_status ad_custom_op_check(const ad_custom_op *op, size_t n, ad_tensor *const 
         return AD_ERR_ARG;
     }
     op_call call = {op, args};
-    ad_status st = ad_gradcheck(call_flat, &call, n, inputs, opts, result);
+    /* The checks run in float64: float32 inputs get float64 copies. */
+    ad_tape *scratch = NULL;
+    ad_tensor **in64 = NULL;
+    ad_status st = AD_OK;
+    for (size_t i = 0; i < n && inputs; i++)
+        if (inputs[i] && inputs[i]->dtype == AD_F32 && !in64) {
+            in64 = calloc(n, sizeof *in64);
+            if (!in64 || ad_tape_create(&scratch) != AD_OK) {
+                free(in64);
+                snprintf(result->message, sizeof result->message, "custom_op_check: out of memory");
+                return AD_ERR_NOMEM;
+            }
+            for (size_t k = 0; k < n; k++) {
+                ad_tensor *x = inputs[k];
+                in64[k] = !x || x->dtype == AD_F64
+                              ? x
+                              : ad_tensor_new(scratch, AD_F64, x->ndim, x->shape, NULL);
+                for (int64_t e = 0; in64[k] && in64[k] != x && e < x->numel; e++)
+                    ad__set(in64[k], e, ad__get(x, e));
+            }
+            if (scratch->status != AD_OK)
+                st = AD_ERR_NOMEM;
+        }
+    if (st == AD_OK)
+        st = custom_checks(op, &call, n, in64 ? in64 : inputs, opts, result);
+    free(in64);
+    ad_tape_free(scratch);
+    return st;
+}
+
+static ad_status custom_checks(const ad_custom_op *op, op_call *call, size_t n,
+                               ad_tensor *const *inputs, const ad_gradcheck_opts *opts,
+                               ad_gradcheck_result *result)
+{
+    ad_status st = ad_gradcheck(call_flat, call, n, inputs, opts, result);
     if (st == AD_OK && !result->passed) {
         /* Say which check failed, as the second-order and forward-mode ones do. */
         char msg[sizeof result->message];
@@ -523,12 +576,12 @@ ad_status ad_custom_op_check(const ad_custom_op *op, size_t n, ad_tensor *const 
     if (st != AD_OK || !result->passed)
         return st;
     if (!(op->def.flags & AD_CUSTOM_FIRST_ORDER)) {
-        st = ad_gradgradcheck(call_flat, &call, n, inputs, 0x5eed, opts, result);
+        st = ad_gradgradcheck(call_flat, call, n, inputs, 0x5eed, opts, result);
         if (st != AD_OK || !result->passed)
             return st;
     }
     if (op->def.jvp || !(op->def.flags & AD_CUSTOM_FIRST_ORDER)) {
-        st = ad_jvpcheck(call_flat, &call, n, inputs, opts, result);
+        st = ad_jvpcheck(call_flat, call, n, inputs, opts, result);
         if (st != AD_OK || !result->passed)
             return st;
     }

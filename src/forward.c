@@ -14,7 +14,8 @@ static ad_status check_tangent(ad_tape *tape, const char *what, size_t k, const 
     if (v->tape && v->generation != tape->generation)
         return ad__fail(tape, AD_ERR_FREED, "%s: tangent %zu was freed by ad_tape_reset", what, k);
     if (v->dtype != x->dtype || !ad__same_shape(v, x))
-        return ad__fail(tape, AD_ERR_SHAPE, "%s: tangent %zu is %s %s, its input %s %s", what, k,
+        return ad__fail(tape, v->dtype != x->dtype ? AD_ERR_DTYPE : AD_ERR_SHAPE,
+                        "%s: tangent %zu is %s %s, its input %s %s", what, k,
                         ad_dtype_name((ad_dtype)v->dtype), AD__SHAPE(v, s0),
                         ad_dtype_name((ad_dtype)x->dtype), AD__SHAPE(x, s1));
     return AD_OK;

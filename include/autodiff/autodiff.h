@@ -431,8 +431,9 @@ AD_API ad_status ad_vjp(size_t n_outputs, ad_tensor *const *outputs, ad_tensor *
  * forward sweep over the recorded nodes from the inputs to the outputs, each
  * op pushing the tangent through its own rule: about the cost of the forward
  * pass again (twice for products), against about two forwards for a reverse
- * sweep. Errors: AD_ERR_SHAPE (a v that does not fit), AD_ERR_UNSUPPORTED (a
- * custom op without a jvp callback whose backward is first-order only).
+ * sweep. Errors: AD_ERR_SHAPE, AD_ERR_DTYPE (a v whose shape or dtype is not
+ * its input's), AD_ERR_UNSUPPORTED (a custom op without a jvp callback whose
+ * backward is first-order only).
  */
 AD_API ad_status ad_jvp(size_t n_outputs, ad_tensor *const *outputs, size_t n_inputs,
                         ad_tensor *const *inputs, ad_tensor *const *v, ad_tensor **out,

@@ -105,9 +105,11 @@ AD_API const char *ad_custom_op_name(const ad_custom_op *op);
 
 /*
  * Applies op to inputs[0..n) and returns its outputs in outputs[0..n_outputs),
- * recorded as one node when an input requires grad (and recording is on).
- * args is passed to the callbacks (ad_custom_args) and must live as long as
- * the node; ad_custom_alloc gives memory that does. Returns the tape's status:
+ * recorded when an input requires grad (and recording is on): one node for
+ * the call and one per output. args is passed to the callbacks
+ * (ad_custom_args) and must live as long as the node (until the tape is
+ * reset); to keep values from the forward for the backward, use
+ * ad_custom_save, or ad_custom_alloc and ad_custom_set_state. Returns the tape's status:
  * on error every output is NULL and the tape holds a message naming the op.
  * A NULL input (an earlier error) gives NULL outputs and changes nothing.
  */
@@ -142,6 +144,10 @@ AD_API ad_status ad_custom_save(ad_custom_ctx *ctx, ad_tensor *t);
 AD_API ad_tensor *ad_custom_saved(const ad_custom_ctx *ctx, size_t i);
 /* size bytes (16-byte aligned) of the tape's arena that live as long as the node; NULL on error. */
 AD_API void *ad_custom_alloc(ad_custom_ctx *ctx, size_t size);
+/* A pointer the call keeps for its later callbacks (typically set in the
+ * forward to memory from ad_custom_alloc, read in the backward); NULL until set. */
+AD_API void ad_custom_set_state(ad_custom_ctx *ctx, void *state);
+AD_API void *ad_custom_state(const ad_custom_ctx *ctx);
 
 /* ---- Checking --------------------------------------------------------------- */
 
@@ -150,7 +156,8 @@ AD_API void *ad_custom_alloc(ad_custom_ctx *ctx, size_t size);
  * finite differences (ad_gradcheck), its second derivatives (ad_gradgradcheck,
  * unless AD_CUSTOM_FIRST_ORDER), and its forward mode (ad_jvpcheck: the jvp
  * callback, or what is derived from the backward) on float64 copies of
- * inputs[0..n), with args passed to every call. Every output takes part:
+ * inputs[0..n) (float32 inputs are converted: the op must accept float64),
+ * with args passed to every call. Every output takes part:
  * the checks see the outputs flattened and joined into one vector. result
  * describes the worst element of the first check that failed (its message
  * says which check), or says all passed. Returns AD_OK when the
