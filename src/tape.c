@@ -33,17 +33,74 @@ static void default_free(void *ptr, void *ctx)
     free(ptr);
 }
 
+/* The process-wide allocator (ad_set_allocator); alloc NULL means malloc. */
+static ad_allocator global;
+
+void ad_set_allocator(const ad_allocator *allocator)
+{
+    global = allocator && allocator->alloc && allocator->free ? *allocator : (ad_allocator){0};
+}
+
+ad_allocator ad_get_allocator(void)
+{
+    return global;
+}
+
 void *ad__heap_alloc(const ad_allocator *a, size_t size)
 {
-    return a && a->alloc ? a->alloc(size, a->ctx) : malloc(size);
+    if (!a || !a->alloc)
+        a = &global;
+    return a->alloc ? a->alloc(size, a->ctx) : malloc(size);
 }
 
 void ad__heap_free(const ad_allocator *a, void *p)
 {
-    if (a && a->free)
+    if (!a || !a->alloc)
+        a = &global;
+    if (a->free)
         a->free(p, a->ctx);
     else
         free(p);
+}
+
+void *ad__malloc(size_t size)
+{
+    return ad__heap_alloc(NULL, size ? size : 1);
+}
+
+void *ad__calloc(size_t n, size_t size)
+{
+    if (size && n > SIZE_MAX / size)
+        return NULL;
+    void *p = ad__malloc(n * size);
+    if (p)
+        memset(p, 0, n * size ? n * size : 1);
+    return p;
+}
+
+void *ad__realloc(void *p, size_t old_size, size_t size)
+{
+    void *q = ad__malloc(size);
+    if (q && p)
+        memcpy(q, p, old_size < size ? old_size : size);
+    if (q)
+        ad__heap_free(NULL, p);
+    return q;
+}
+
+char *ad__strdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *c = ad__malloc(n);
+    if (c)
+        memcpy(c, s, n);
+    return c;
+}
+
+void ad__free(void *p)
+{
+    if (p)
+        ad__heap_free(NULL, p);
 }
 
 /* ---- Arena ---------------------------------------------------------------- */
@@ -176,9 +233,13 @@ ad_status ad_tape_create(ad_tape **out)
 
 ad_status ad_tape_create_with(ad_tape **out, const ad_allocator *allocator)
 {
+    /* The tape keeps the allocator it was made with: the given one, else
+     * the process-wide one of the moment, else malloc. */
     ad_allocator a = {default_alloc, default_free, NULL};
     if (allocator && allocator->alloc && allocator->free)
         a = *allocator;
+    else if (global.alloc)
+        a = global;
     *out = NULL;
     ad_tape *tape = a.alloc(sizeof *tape, a.ctx);
     if (!tape)

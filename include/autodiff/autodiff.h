@@ -119,6 +119,20 @@ typedef struct ad_allocator {
 } ad_allocator;
 
 /*
+ * The process-wide allocator: every allocation of the library that is not
+ * given an allocator of its own (a tape's, a persistent tensor's) goes
+ * through it: modules, optimizers, checkpoints, data sets, gradcheck,
+ * custom ops, thread-pool state. NULL restores malloc/free. The allocator is
+ * copied. Set it before anything is allocated with it, and keep it until all
+ * of that is freed: memory is always returned to the allocator that gave it,
+ * so change it only while nothing allocated by the old one is alive. Not for
+ * use while other threads call the library.
+ */
+AD_API void ad_set_allocator(const ad_allocator *allocator);
+/* The current process-wide allocator (a copy; alloc and free NULL for malloc/free). */
+AD_API ad_allocator ad_get_allocator(void);
+
+/*
  * Threads for the heavy kernels: matrix products (through BLAS) and
  * elementwise ops of 2^17 elements or more (a pool of our own, started on
  * first use, that allocates nothing per op). n is clamped to 1..64; the
