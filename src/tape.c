@@ -72,9 +72,10 @@ void *ad__calloc(size_t n, size_t size)
 {
     if (size && n > SIZE_MAX / size)
         return NULL;
-    void *p = ad__malloc(n * size);
-    if (p)
-        memset(p, 0, n * size ? n * size : 1);
+    size_t bytes = n * size;
+    void *p = ad__malloc(bytes);
+    if (p && bytes)
+        memset(p, 0, bytes);
     return p;
 }
 
