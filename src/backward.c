@@ -285,9 +285,12 @@ ad_status ad_grad(size_t n_outputs, ad_tensor *const *outputs, ad_tensor *const 
     ad_tape *tape = ad__tape_of((int)n_outputs, outputs);
     if (!tape)
         return AD_ERR_NULL;
-    for (size_t k = 0; k < n_inputs; k++)
+    for (size_t k = 0; k < n_inputs; k++) {
         if (!inputs[k])
             return ad__fail(tape, AD_ERR_NULL, "grad: input %zu is NULL", k);
+        if (inputs[k]->tape && inputs[k]->generation != inputs[k]->tape->generation)
+            return ad__fail(tape, AD_ERR_FREED, "grad: input %zu was freed by ad_tape_reset", k);
+    }
     ad_backward_opts o = opts ? *opts : (ad_backward_opts){0};
     ad_tensor **G;
     ad__sweep_args a = {.n_out = n_outputs,

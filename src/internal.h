@@ -141,6 +141,8 @@ const char *ad__where_str(const ad_tensor *t, char *buf, size_t size);
 
 /* ---- Arena and tape ------------------------------------------------------- */
 
+#define AD__MAX_CHAINS 8
+
 typedef struct ad__block {
     struct ad__block *next;
     size_t size, used;
@@ -158,7 +160,14 @@ struct ad_tape {
     ad__real_node *reals; /* reals[0] is the constants' sink; nodes from 1 */
     double *adjoints;     /* one per real node, filled by ad_real_backward */
     size_t n_reals, cap_reals, n_adjoints, cap_adjoints;
+    uint32_t real_tag; /* this tape and generation, in every ad_real it records */
     ad__block *first, *current;
+    /* Checked mode (ad_tape_set_checked): generation g allocates from chain
+     * g % n_chains, so the memory of the last n_chains - 1 generations is
+     * never reused and their stale handles still read as stale. first is
+     * the current chain's head; chains[] keeps the heads of the others. */
+    ad__block *chains[AD__MAX_CHAINS];
+    int n_chains, chain;
     size_t reserved, used_before_current;
     ad_tensor **nodes; /* recorded nodes in creation order */
     size_t n_nodes, cap_nodes;
@@ -269,6 +278,8 @@ ad_tensor *ad__apply(int op, int nsrc, ad_tensor *const *src, const ad__param *p
 
 /* A zeroed node of op with room for nsrc inputs, on tape's current generation. */
 ad_tensor *ad__node_new(ad_tape *tape, int op, int nsrc, ad_dtype dtype);
+/* A fresh nonzero tag for a tape's ad_reals (at creation and each reset). */
+uint32_t ad__next_real_tag(void);
 /* A persistent tensor's view on tape (recorded: its gradient reaches it). */
 ad_tensor *ad__view_of(ad_tape *tape, ad_tensor *p, bool recorded);
 
@@ -296,6 +307,14 @@ int64_t *ad__copy_i64(ad_tape *tape, const int64_t *v, size_t n);
 
 /* The tape shared by inputs, NULL (no error recorded) if one is NULL. */
 ad_tape *ad__tape_of(int n, ad_tensor *const *ts);
+/* For an op that found no tape (ad__tape_of NULL): when no input is NULL
+ * (every one is persistent), records the error as the thread's
+ * (ad_thread_status), since no tape can hold it. */
+void ad__no_tape(const char *name, int n, ad_tensor *const *ts);
+/* For a constructor that checks its arguments before ad__apply: x's tape, or
+ * NULL when x is NULL (an earlier error), persistent (the thread's error, as
+ * ad__no_tape), stale (AD_ERR_FREED on its tape) or on an errored tape. */
+ad_tape *ad__input_tape(const ad_tensor *x, const char *op);
 
 /* Normalises a possibly negative axis; returns -1 if out of range. */
 int ad__axis(int axis, int ndim);
@@ -316,6 +335,14 @@ ad_tensor *ad__reduce_to(ad_tensor *g, const ad_tensor *x);
 
 /* Sets y to share src[0]'s shape (unary elementwise shape rule). */
 ad_status ad__same_shape_rule(ad_tensor *y);
+
+/* True for a tape tensor of an earlier generation of its tape (its handle
+ * was kept across ad_tape_reset): reliable while the memory it points to has
+ * not been reused, which checked mode guarantees (ad_tape_set_checked). */
+static inline bool ad__is_stale(const ad_tensor *t)
+{
+    return t->tape && t->generation != t->tape->generation;
+}
 
 /* Reads element i of t as double. */
 static inline double ad__get(const ad_tensor *t, int64_t i)

@@ -112,6 +112,35 @@ ad_tensor *ad__reduce_to(ad_tensor *g, const ad_tensor *x)
 
 /* ---- Making nodes ------------------------------------------------------------ */
 
+void ad__no_tape(const char *name, int n, ad_tensor *const *ts)
+{
+    for (int i = 0; i < n; i++)
+        if (!ts[i])
+            return; /* an earlier error, already on its tape */
+    ad__fail(NULL, AD_ERR_TAPE,
+             "%s: every input is a persistent tensor, so there is no tape to record on "
+             "(bring one onto a tape with ad_tape_use)",
+             name);
+}
+
+ad_tape *ad__input_tape(const ad_tensor *x, const char *op)
+{
+    if (!x)
+        return NULL;
+    ad_tape *tape = x->tape;
+    if (!tape) {
+        ad__no_tape(op, 1, (ad_tensor *const *)&x);
+        return NULL;
+    }
+    if (tape->status != AD_OK)
+        return NULL;
+    if (x->generation != tape->generation) {
+        ad__fail(tape, AD_ERR_FREED, "%s: the input was freed by ad_tape_reset", op);
+        return NULL;
+    }
+    return tape;
+}
+
 ad_tape *ad__tape_of(int n, ad_tensor *const *ts)
 {
     ad_tape *tape = NULL;
@@ -176,8 +205,12 @@ ad_tensor *ad__apply(int op, int nsrc, ad_tensor *const *src, const ad__param *p
 {
     const char *name = ad__ops[op].name;
     ad_tape *tape = ad__tape_of(nsrc, src);
-    if (!tape || tape->status != AD_OK)
-        return NULL; /* a NULL input: the error is already on its tape */
+    if (!tape) {
+        ad__no_tape(name, nsrc, src);
+        return NULL;
+    }
+    if (tape->status != AD_OK)
+        return NULL; /* the error is already on the tape */
     int arity = ad__ops[op].arity;
     if ((arity >= 0 && nsrc != arity) || (arity < 0 && nsrc < 1) || nsrc > UINT8_MAX) {
         ad__fail(tape, AD_ERR_ARG, "%s: %d inputs (the op takes %s%d)", name, nsrc,

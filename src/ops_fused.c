@@ -76,7 +76,7 @@ static double max_and_sum_exp(const double *v, int64_t n, double *sum)
 /* The shared part of softmax and log_softmax: param[0].i is the axis. */
 static ad_tensor *along_axis(int op, ad_tensor *x, int axis)
 {
-    if (!x || !x->tape || x->tape->status != AD_OK)
+    if (!ad__input_tape(x, ad__ops[op].name))
         return NULL;
     int a = ad__axis(axis, x->ndim);
     if (a < 0) {
@@ -236,7 +236,7 @@ ad_tensor *ad__cross_entropy_jvp(ad_tensor *y, ad_tensor *const *t)
 
 ad_tensor *ad_cross_entropy(ad_tensor *logits, size_t n, const int64_t *targets)
 {
-    if (!logits || !logits->tape || logits->tape->status != AD_OK)
+    if (!ad__input_tape(logits, "cross_entropy"))
         return NULL;
     ad_tape *tape = logits->tape;
     char s[AD__SHAPE_BUF];

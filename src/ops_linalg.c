@@ -417,7 +417,7 @@ ad_tensor *ad__permute_jvp(ad_tensor *y, ad_tensor *const *t)
 
 ad_tensor *ad_permute(ad_tensor *x, const int *perm)
 {
-    if (!x || !x->tape || x->tape->status != AD_OK)
+    if (!ad__input_tape(x, "permute"))
         return NULL;
     char s0[AD__SHAPE_BUF], s1[AD__SHAPE_BUF];
     int64_t p[AD_MAX_DIMS];
@@ -449,7 +449,7 @@ ad_tensor *ad_permute(ad_tensor *x, const int *perm)
 
 ad_tensor *ad_transpose(ad_tensor *x, int axis0, int axis1)
 {
-    if (!x || !x->tape || x->tape->status != AD_OK)
+    if (!ad__input_tape(x, "transpose"))
         return NULL;
     int a0 = ad__axis(axis0, x->ndim), a1 = ad__axis(axis1, x->ndim);
     if (a0 < 0 || a1 < 0) {

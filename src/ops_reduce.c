@@ -101,7 +101,7 @@ static ad_status nonempty_rule(ad_tensor *y)
 
 static ad_tensor *reduce(int op, ad_tensor *x, int n_axes, const int *axes, bool keepdim)
 {
-    if (!x || !x->tape || x->tape->status != AD_OK)
+    if (!ad__input_tape(x, ad__ops[op].name))
         return NULL;
     uint32_t mask;
     if (ad__axes_mask(x->tape, ad__ops[op].name, x, n_axes, axes, &mask) != AD_OK)
@@ -232,7 +232,9 @@ void ad__max_forward(ad_tensor *y)
                                 if (m != m) break, Y[o] = (T)m));
 }
 
-/* A constant of x's shape: 1/k at each of the k maxima of a group, 0 elsewhere. */
+/* A constant of x's shape: 1/k at each of the k maxima of a group, 0 elsewhere;
+ * NaN across a group whose maximum is NaN (as PyTorch's amax), so that a NaN
+ * result never trains on a finite zero gradient. */
 static ad_tensor *max_share(ad_tensor *y)
 {
     ad_tensor *x = y->src[0];
@@ -246,6 +248,11 @@ static ad_tensor *max_share(ad_tensor *y)
     for (int64_t o = 0; o < p.n_out; o++) {
         int64_t base = ad__plan_base(&p, o), k = 0;
         double m = ad__get(y, o);
+        if (m != m) {
+            for (int64_t r = 0; r < p.n_red; r++)
+                ad__set(share, base + ad__plan_off(&p, r), NAN);
+            continue;
+        }
         for (int64_t r = 0; r < p.n_red; r++)
             k += ad__get(x, base + ad__plan_off(&p, r)) == m;
         for (int64_t r = 0; r < p.n_red && k; r++)
@@ -343,7 +350,7 @@ static int64_t reduced_count(ad_tensor *x, const char *op, int n_axes, const int
 // mean = sum / N; NaN for an empty tensor (0 * inf)
 ad_tensor *ad_mean(ad_tensor *x, int n_axes, const int *axes, bool keepdim)
 {
-    if (!x || !x->tape)
+    if (!ad__input_tape(x, "mean"))
         return NULL;
     int64_t n = reduced_count(x, "mean", n_axes, axes);
     if (n < 0)
@@ -359,7 +366,7 @@ ad_tensor *ad_mean_all(ad_tensor *x)
 // var = sum((x - mean(x))^2) / (N - correction)
 ad_tensor *ad_var(ad_tensor *x, int n_axes, const int *axes, bool keepdim, int correction)
 {
-    if (!x || !x->tape)
+    if (!ad__input_tape(x, "var"))
         return NULL;
     int64_t n = reduced_count(x, "var", n_axes, axes);
     if (n < 0)

@@ -43,7 +43,7 @@ ad_tensor *ad__reshape_jvp(ad_tensor *y, ad_tensor *const *t)
 
 ad_tensor *ad_reshape(ad_tensor *x, int ndim, const int64_t *shape)
 {
-    if (!x || !x->tape || x->tape->status != AD_OK)
+    if (!ad__input_tape(x, "reshape"))
         return NULL;
     ad_tape *tape = x->tape;
     char s0[AD__SHAPE_BUF], s1[AD__SHAPE_BUF];
@@ -148,7 +148,7 @@ static bool broadcasts_to(int nfrom, const int64_t *from, int nto, const int64_t
 
 ad_tensor *ad_expand(ad_tensor *x, int ndim, const int64_t *shape)
 {
-    if (!x || !x->tape || x->tape->status != AD_OK)
+    if (!ad__input_tape(x, "expand"))
         return NULL;
     char s0[AD__SHAPE_BUF], s1[AD__SHAPE_BUF];
     if (ndim < 0 || ndim > AD_MAX_DIMS || (ndim && !shape) ||
@@ -174,7 +174,7 @@ ad_tensor *ad_expand(ad_tensor *x, int ndim, const int64_t *shape)
 /* ---- sum_to: the adjoint of expand, a composition of sum and reshape ----------------- */
 ad_tensor *ad_sum_to(ad_tensor *x, int ndim, const int64_t *shape)
 {
-    if (!x || !x->tape || x->tape->status != AD_OK)
+    if (!ad__input_tape(x, "sum_to"))
         return NULL;
     char s0[AD__SHAPE_BUF], s1[AD__SHAPE_BUF];
     if (ndim < 0 || ndim > AD_MAX_DIMS || (ndim && !shape) ||
@@ -221,9 +221,9 @@ static int64_t *shape_replacing(ad_tape *tape, const ad_tensor *t, int axis, int
 /* The usual first line of a constructor: NULL for a NULL input or a tape
  * that already has an error (persistent inputs must go through ad_tape_use,
  * as for every unary op). */
-static ad_tape *usable_tape(const ad_tensor *x)
+static ad_tape *usable_tape(const ad_tensor *x, const char *op)
 {
-    if (!x || !x->tape || x->tape->status != AD_OK)
+    if (!ad__input_tape(x, op))
         return NULL;
     return x->tape;
 }
@@ -312,7 +312,7 @@ static int64_t slice_bound(int64_t v, int64_t dim)
 
 ad_tensor *ad_slice(ad_tensor *x, int axis, int64_t start, int64_t stop, int64_t step)
 {
-    ad_tape *tape = usable_tape(x);
+    ad_tape *tape = usable_tape(x, "slice");
     if (!tape)
         return NULL;
     char s[AD__SHAPE_BUF];
@@ -379,7 +379,7 @@ ad_tensor *ad__slice_scatter_jvp(ad_tensor *y, ad_tensor *const *t)
 
 ad_tensor *ad_slice_scatter(ad_tensor *x, int axis, int64_t length, int64_t start, int64_t step)
 {
-    ad_tape *tape = usable_tape(x);
+    ad_tape *tape = usable_tape(x, "slice_scatter");
     if (!tape)
         return NULL;
     char s[AD__SHAPE_BUF];
@@ -656,7 +656,7 @@ static int64_t *checked_indices(ad_tape *tape, const char *op, const ad_tensor *
 
 ad_tensor *ad_index_select(ad_tensor *x, int axis, size_t n, const int64_t *index)
 {
-    ad_tape *tape = usable_tape(x);
+    ad_tape *tape = usable_tape(x, "index_select");
     if (!tape)
         return NULL;
     char s[AD__SHAPE_BUF];
@@ -732,7 +732,7 @@ ad_tensor *ad__index_add_jvp(ad_tensor *y, ad_tensor *const *t)
 
 ad_tensor *ad_index_add(ad_tensor *x, int axis, int64_t length, size_t n, const int64_t *index)
 {
-    ad_tape *tape = usable_tape(x);
+    ad_tape *tape = usable_tape(x, "index_add");
     if (!tape)
         return NULL;
     char s[AD__SHAPE_BUF];
@@ -893,7 +893,7 @@ ad_tensor *ad__gather_jvp(ad_tensor *y, ad_tensor *const *t)
 ad_tensor *ad_gather(ad_tensor *x, int axis, int ndim, const int64_t *index_shape,
                      const int64_t *index)
 {
-    ad_tape *tape = usable_tape(x);
+    ad_tape *tape = usable_tape(x, "gather");
     if (!tape)
         return NULL;
     char s0[AD__SHAPE_BUF];
@@ -968,7 +968,7 @@ ad_tensor *ad__scatter_add_jvp(ad_tensor *y, ad_tensor *const *t)
 ad_tensor *ad_scatter_add(ad_tensor *src, int axis, int ndim, const int64_t *x_shape,
                           const int64_t *index)
 {
-    ad_tape *tape = usable_tape(src);
+    ad_tape *tape = usable_tape(src, "scatter_add");
     if (!tape)
         return NULL;
     char s0[AD__SHAPE_BUF];

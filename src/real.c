@@ -49,7 +49,7 @@ static inline ad_real store(ad_tape *tape, double value, uint32_t a, double da, 
     n->db = db;
     n->a = a;
     n->b = b;
-    ad_real r = {value, (uint32_t)tape->n_reals++};
+    ad_real r = {value, (uint32_t)tape->n_reals++, tape->real_tag};
     return r;
 }
 
@@ -84,18 +84,32 @@ static inline ad_real append(ad_tape *tape, double value, uint32_t a, double da,
     return store(tape, value, a, da, b, db);
 }
 
-/* As append, but a result of constants alone is a constant. */
-static inline ad_real record(ad_tape *tape, double value, uint32_t a, double da, uint32_t b,
+/* An input from another tape, or from this one before a reset: its node
+ * number would index past (or into the wrong part of) the adjoints. */
+static ad_real foreign(ad_tape *tape, double value)
+{
+    if (tape)
+        ad__fail(tape, AD_ERR_ARG,
+                 "real: an input is a node of another tape, or of this tape before "
+                 "ad_tape_reset");
+    return ad_real_const(value);
+}
+
+/* As append, but a result of constants alone is a constant. The tag check is
+ * one compare per input: a constant has node 0 and tag 0. */
+static inline ad_real record(ad_tape *tape, double value, ad_real a, double da, ad_real b,
                              double db)
 {
-    if ((a | b) == 0)
+    if ((a.node | b.node) == 0)
         return ad_real_const(value);
-    return append(tape, value, a, da, b, db);
+    if (!tape || ((a.node && a.tag != tape->real_tag) | (b.node && b.tag != tape->real_tag)))
+        return foreign(tape, value);
+    return append(tape, value, a.node, da, b.node, db);
 }
 
 static inline ad_real unary(ad_tape *tape, double value, ad_real x, double dx)
 {
-    return record(tape, value, x.node, dx, 0, 0);
+    return record(tape, value, x, dx, ad_real_const(0), 0);
 }
 
 ad_real ad_real_var(ad_tape *tape, double value)
@@ -107,24 +121,24 @@ ad_real ad_real_var(ad_tape *tape, double value)
 
 ad_real ad_real_add(ad_tape *tape, ad_real a, ad_real b)
 {
-    return record(tape, a.value + b.value, a.node, 1, b.node, 1);
+    return record(tape, a.value + b.value, a, 1, b, 1);
 }
 
 ad_real ad_real_sub(ad_tape *tape, ad_real a, ad_real b)
 {
-    return record(tape, a.value - b.value, a.node, 1, b.node, -1);
+    return record(tape, a.value - b.value, a, 1, b, -1);
 }
 
 ad_real ad_real_mul(ad_tape *tape, ad_real a, ad_real b)
 {
-    return record(tape, a.value * b.value, a.node, b.value, b.node, a.value);
+    return record(tape, a.value * b.value, a, b.value, b, a.value);
 }
 
 ad_real ad_real_div(ad_tape *tape, ad_real a, ad_real b)
 {
     double inv = 1 / b.value;
     double y = a.value * inv;
-    return record(tape, a.value / b.value, a.node, inv, b.node, -y * inv);
+    return record(tape, a.value / b.value, a, inv, b, -y * inv);
 }
 
 // da = b a^(b-1), 0 where b = 0; db = y log a, 0 where a = 0 and b >= 0 (PyTorch)
@@ -133,7 +147,7 @@ ad_real ad_real_pow(ad_tape *tape, ad_real a, ad_real b)
     double y = pow(a.value, b.value);
     double da = b.value == 0 ? 0 : b.value * pow(a.value, b.value - 1);
     double db = a.value == 0 && b.value >= 0 ? 0 : y * log(a.value);
-    return record(tape, y, a.node, da, b.node, db);
+    return record(tape, y, a, da, b, db);
 }
 
 /* An operand's share of the gradient, PyTorch's rule for maximum and minimum
@@ -149,14 +163,14 @@ ad_real ad_real_maximum(ad_tape *tape, ad_real a, ad_real b)
 {
     double x = a.value, z = b.value;
     double y = (x != x || z != z) ? x + z : (x > z ? x : z);
-    return record(tape, y, a.node, share_unless_less(x, z), b.node, share_unless_less(z, x));
+    return record(tape, y, a, share_unless_less(x, z), b, share_unless_less(z, x));
 }
 
 ad_real ad_real_minimum(ad_tape *tape, ad_real a, ad_real b)
 {
     double x = a.value, z = b.value;
     double y = (x != x || z != z) ? x + z : (x < z ? x : z);
-    return record(tape, y, a.node, share_unless_less(z, x), b.node, share_unless_less(x, z));
+    return record(tape, y, a, share_unless_less(z, x), b, share_unless_less(x, z));
 }
 
 /* ---- Unary ops ------------------------------------------------------------------------- */
@@ -261,7 +275,7 @@ ad_status ad_real_backward(ad_tape *tape, ad_real y)
      * allocation that could fail). */
     if (y.node == 0)
         return AD_OK;
-    if (y.node >= tape->n_reals)
+    if (y.node >= tape->n_reals || y.tag != tape->real_tag)
         return ad__fail(tape, AD_ERR_ARG,
                         "real_backward: node %u is not on this tape (%zu nodes; reset since?)",
                         (unsigned)y.node, tape->n_reals);
@@ -285,6 +299,8 @@ ad_status ad_real_backward(ad_tape *tape, ad_real y)
 
 double ad_real_grad(const ad_tape *tape, ad_real x)
 {
+    if (tape && x.node && x.tag != tape->real_tag)
+        return NAN;
     if (!tape || x.node == 0 || x.node >= tape->n_adjoints)
         return 0;
     return tape->adjoints[x.node];

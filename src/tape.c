@@ -3,10 +3,20 @@
  * free releases it. */
 #include "internal.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #define FIRST_BLOCK_SIZE ((size_t)64 * 1024)
+
+/* Checked mode is on by default in builds with assertions (see
+ * ad_tape_set_checked): one extra chain, so a handle kept across one reset
+ * is always caught. */
+#ifdef NDEBUG
+#define AD__CHECKED_DEFAULT 0
+#else
+#define AD__CHECKED_DEFAULT 1
+#endif
 #define BLOCK_ALIGN ((size_t)64)
 
 static const char *const status_text[] = {
@@ -180,6 +190,15 @@ void *ad__alloc(ad_tape *tape, size_t size)
     return p;
 }
 
+uint32_t ad__next_real_tag(void)
+{
+    static _Atomic uint32_t last;
+    uint32_t tag;
+    while ((tag = ++last) == 0)
+        ; /* 0 is the constants' tag */
+    return tag;
+}
+
 ad__mark ad__arena_mark(const ad_tape *tape)
 {
     ad_hook_id last_hook = 0;
@@ -241,6 +260,8 @@ ad_status ad_tape_create_with(ad_tape **out, const ad_allocator *allocator)
         a = *allocator;
     else if (global.alloc)
         a = global;
+    if (!out)
+        return AD_ERR_ARG;
     *out = NULL;
     ad_tape *tape = a.alloc(sizeof *tape, a.ctx);
     if (!tape)
@@ -248,20 +269,46 @@ ad_status ad_tape_create_with(ad_tape **out, const ad_allocator *allocator)
     memset(tape, 0, sizeof *tape);
     tape->allocator = a;
     tape->grad_enabled = true;
+    tape->real_tag = ad__next_real_tag();
+    tape->n_chains = 1 + AD__CHECKED_DEFAULT;
     *out = tape;
     return AD_OK;
 }
 
-static void free_blocks(ad_tape *tape)
+static void free_chain(ad_tape *tape, ad__block *b)
 {
-    ad__block *b = tape->first;
     while (b) {
         ad__block *next = b->next;
         ad__heap_free(&tape->allocator, b);
         b = next;
     }
+}
+
+static void free_blocks(ad_tape *tape)
+{
+    tape->chains[tape->chain] = tape->first;
+    for (int k = 0; k < AD__MAX_CHAINS; k++) {
+        free_chain(tape, tape->chains[k]);
+        tape->chains[k] = NULL;
+    }
     tape->first = tape->current = NULL;
     tape->reserved = 0;
+}
+
+ad_status ad_tape_set_checked(ad_tape *tape, int generations)
+{
+    if (!tape)
+        return AD_ERR_NULL;
+    if (generations < 0 || generations >= AD__MAX_CHAINS)
+        return ad__fail(tape, AD_ERR_ARG, "set_checked: %d generations (0 to %d)", generations,
+                        AD__MAX_CHAINS - 1);
+    tape->n_chains = generations + 1; /* takes effect at the next reset */
+    return AD_OK;
+}
+
+int ad_tape_checked(const ad_tape *tape)
+{
+    return tape ? tape->n_chains - 1 : 0;
 }
 
 void ad_tape_free(ad_tape *tape)
@@ -288,6 +335,7 @@ void ad_tape_reset(ad_tape *tape)
     tape->peak = 0;
     tape->n_where = 0;
     tape->n_reals = tape->n_reals ? 1 : 0;
+    tape->real_tag = ad__next_real_tag();
     tape->n_adjoints = 0;
     tape->generation++;
     tape->status = AD_OK;
@@ -295,7 +343,14 @@ void ad_tape_reset(ad_tape *tape)
     tape->used_before_current = 0;
     /* Keep the chain: the next step reuses the blocks in order, so a step
      * like the last one lands every piece where it was and allocates (and
-     * frees) nothing, from the second step on. */
+     * frees) nothing, from the second step on. In checked mode the next
+     * generation takes the next chain instead, and the one it leaves keeps
+     * its tensors' generation stamps: stale handles into it stay stale. */
+    int n = tape->anomaly && tape->n_chains < 2 ? 2 : tape->n_chains;
+    tape->chains[tape->chain] = tape->first;
+    tape->chain = (int)(tape->generation % (uint32_t)n);
+    tape->first = tape->chains[tape->chain];
+    tape->chains[tape->chain] = NULL;
     tape->current = tape->first;
     if (tape->first)
         tape->first->used = 0;
@@ -355,14 +410,40 @@ size_t ad_tape_bytes_peak(const ad_tape *tape)
     return tape ? tape->peak : 0;
 }
 
+/* Errors with no tape to hold them (an op whose inputs are all persistent,
+ * ad_tape_set_error(NULL, ...)): sticky per thread, like a tape's. */
+static _Thread_local struct {
+    ad_status status;
+    char message[512];
+} orphan;
+
+ad_status ad_thread_status(void)
+{
+    return orphan.status;
+}
+
+const char *ad_thread_message(void)
+{
+    return orphan.message;
+}
+
+void ad_thread_clear_error(void)
+{
+    orphan.status = AD_OK;
+    orphan.message[0] = '\0';
+}
+
 ad_status ad_tape_set_error(ad_tape *tape, ad_status code, const char *format, ...)
 {
-    if (!tape || tape->status != AD_OK)
+    ad_status *status = tape ? &tape->status : &orphan.status;
+    char *message = tape ? tape->message : orphan.message;
+    size_t size = tape ? sizeof tape->message : sizeof orphan.message;
+    if (*status != AD_OK || code == AD_OK)
         return code;
-    tape->status = code;
+    *status = code;
     va_list ap;
     va_start(ap, format);
-    vsnprintf(tape->message, sizeof tape->message, format, ap);
+    vsnprintf(message, size, format, ap);
     va_end(ap);
     return code;
 }

@@ -192,6 +192,10 @@ ad_tensor *ad_requires_grad(ad_tensor *t)
 {
     if (!t || !t->tape || t->tape->status != AD_OK)
         return t;
+    if (ad__is_stale(t)) {
+        ad__fail(t->tape, AD_ERR_FREED, "requires_grad: the tensor was freed by ad_tape_reset");
+        return NULL;
+    }
     if (t->flags & AD_TF_REQUIRES_GRAD)
         return t;
     /* A tensor that needs no grad is a constant, whatever made it: it can
@@ -248,6 +252,8 @@ static ad_tensor *persistent_new(ad_dtype dtype, int ndim, const int64_t *shape,
 ad_status ad_tensor_create_with(ad_tensor **out, ad_dtype dtype, int ndim, const int64_t *shape,
                                 bool requires_grad, const ad_allocator *allocator)
 {
+    if (!out)
+        return AD_ERR_ARG;
     *out = NULL;
     if (dtype != AD_F32 && dtype != AD_F64)
         return AD_ERR_DTYPE;
@@ -343,7 +349,7 @@ int64_t ad_tensor_numel(const ad_tensor *t)
 
 void *ad_tensor_data(const ad_tensor *t)
 {
-    return t ? t->data : NULL;
+    return t && !ad__is_stale(t) ? t->data : NULL;
 }
 
 ad_tape *ad_tensor_tape(const ad_tensor *t)
@@ -358,7 +364,7 @@ bool ad_tensor_requires_grad(const ad_tensor *t)
 
 ad_tensor *ad_tensor_grad(const ad_tensor *t)
 {
-    return t ? t->grad : NULL;
+    return t && !ad__is_stale(t) ? t->grad : NULL;
 }
 
 void ad_zero_grad(ad_tensor *t)
@@ -373,7 +379,7 @@ void ad_zero_grad(ad_tensor *t)
 
 double ad_tensor_get(const ad_tensor *t, int64_t i)
 {
-    if (!t || i < 0 || i >= t->numel)
+    if (!t || i < 0 || i >= t->numel || ad__is_stale(t))
         return NAN;
     return ad__get(t, i);
 }
@@ -390,6 +396,10 @@ ad_status ad_tensor_copy_to_doubles(const ad_tensor *t, double *out)
 {
     if (!t)
         return AD_ERR_NULL;
+    if (!out && t->numel)
+        return AD_ERR_ARG;
+    if (ad__is_stale(t))
+        return AD_ERR_FREED;
     for (int64_t i = 0; i < t->numel; i++)
         out[i] = ad__get(t, i);
     return AD_OK;
@@ -399,6 +409,8 @@ ad_status ad_tensor_copy_from_doubles(ad_tensor *t, const double *values)
 {
     if (!t)
         return AD_ERR_NULL;
+    if (!values && t->numel)
+        return AD_ERR_ARG;
     if (!(t->flags & AD_TF_PERSISTENT))
         return AD_ERR_ARG;
     for (int64_t i = 0; i < t->numel; i++)
@@ -408,12 +420,12 @@ ad_status ad_tensor_copy_from_doubles(ad_tensor *t, const double *values)
 
 double ad_value(const ad_tensor *t)
 {
-    return t && t->numel ? ad__get(t, 0) : NAN;
+    return t && t->numel && !ad__is_stale(t) ? ad__get(t, 0) : NAN;
 }
 
 double ad_grad_value(const ad_tensor *t)
 {
-    return t && t->grad && t->grad->numel ? ad__get(t->grad, 0) : NAN;
+    return t && !ad__is_stale(t) && t->grad && t->grad->numel ? ad__get(t->grad, 0) : NAN;
 }
 
 int ad_tensor_op(const ad_tensor *t)

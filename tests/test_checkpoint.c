@@ -671,6 +671,7 @@ static void test_an_accumulate_hook_on_a_checkpointed_parameter_sees_its_full_gr
 static void test_a_second_identical_checkpointed_step_reserves_no_more_memory(void **state)
 {
     ad_tape *tape = *state;
+    assert_int_equal(ad_tape_set_checked(tape, 0), AD_OK); /* one arena chain */
     mlp m;
     mlp_create(&m, 8, 16, AD_F32, 5);
     outcome first = mlp_step(tape, &m, 4, 2);

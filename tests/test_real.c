@@ -629,6 +629,45 @@ static ad_real record_sum(ad_tape *tape, size_t n, ad_real *first)
     return sum;
 }
 
+/* Regression (issue 9): a node of another tape, or kept across a reset, was
+ * recorded unchecked, and the sweep then wrote past its adjoints. */
+static void test_real_op_on_a_node_of_another_tape_is_an_argument_error(void **state)
+{
+    (void)state;
+    ad_tape *a = test_tape(), *b = test_tape();
+    ad_real big = ad_real_const(0);
+    for (int i = 0; i < 1000; i++)
+        big = ad_real_add(a, big, ad_real_var(a, 1.0)); /* node ~2000 on a */
+    ad_real x = ad_real_var(b, 2.0);
+    ad_real y = ad_real_mul(b, x, big); /* big's node number is past b's adjoints */
+    assert_int_equal(ad_tape_status(b), AD_ERR_ARG);
+    assert_non_null(strstr(ad_tape_message(b), "another tape"));
+    assert_int_equal(ad_real_backward(b, y), AD_ERR_ARG);
+    assert_true(isnan(ad_real_grad(b, big)));
+    ad_tape_free(a);
+    ad_tape_free(b);
+}
+
+static void test_real_op_on_a_node_kept_across_a_reset_is_an_argument_error(void **state)
+{
+    (void)state;
+    ad_tape *tape = test_tape();
+    ad_real old = ad_real_var(tape, 3.0);
+    for (int i = 0; i < 10; i++)
+        old = ad_real_mul(tape, old, old);
+    ad_tape_reset(tape);
+    ad_real x = ad_real_var(tape, 1.0);
+    ad_real y = ad_real_add(tape, x, old);
+    assert_int_equal(ad_tape_status(tape), AD_ERR_ARG);
+    assert_int_equal(ad_real_backward(tape, y), AD_ERR_ARG);
+    /* Cleared, the tape works again. */
+    ad_tape_reset(tape);
+    x = ad_real_var(tape, 1.0);
+    assert_int_equal(ad_real_backward(tape, ad_real_mul(tape, x, x)), AD_OK);
+    assert_close(2.0, ad_real_grad(tape, x), 0, 0);
+    ad_tape_free(tape);
+}
+
 static void test_real_reset_makes_a_stale_handle_an_argument_error_with_a_message(void **state)
 {
     (void)state;
@@ -639,7 +678,7 @@ static void test_real_reset_makes_a_stale_handle_an_argument_error_with_a_messag
     assert_true(ad_real_count(tape) > 100);
     ad_tape_reset(tape);
     assert_int_equal(ad_real_count(tape), 0);
-    assert_true(ad_real_grad(tape, first) == 0); /* no sweep since the reset */
+    assert_true(isnan(ad_real_grad(tape, first))); /* a node of the last generation */
 
     ad_real x = ad_real_var(tape, 1.0);
     ad_real z = ad_real_exp(tape, x);
@@ -950,6 +989,8 @@ int main(void)
         cmocka_unit_test(test_real_backward_from_an_intermediate_node_gives_its_gradients),
         cmocka_unit_test(test_real_functions_accept_null_tapes_and_constants),
         cmocka_unit_test(test_real_reset_makes_a_stale_handle_an_argument_error_with_a_message),
+        cmocka_unit_test(test_real_op_on_a_node_of_another_tape_is_an_argument_error),
+        cmocka_unit_test(test_real_op_on_a_node_kept_across_a_reset_is_an_argument_error),
         cmocka_unit_test(test_real_reset_keeps_memory_so_equal_steps_allocate_nothing),
         cmocka_unit_test(
             test_real_out_of_memory_is_a_sticky_error_at_backward_for_every_allocation),

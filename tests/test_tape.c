@@ -87,6 +87,8 @@ static void test_reset_keeps_memory_so_later_steps_of_equal_size_allocate_nothin
     ad_tensor *w, *b;
     int64_t sw[2] = {1, 64}, sb[1] = {64};
     assert_int_equal(ad_tape_create_with(&tape, &a), AD_OK);
+    /* The release-build promise; checked mode adds a step (test below). */
+    assert_int_equal(ad_tape_set_checked(tape, 0), AD_OK);
     assert_int_equal(ad_tensor_create(&w, AD_F64, 2, sw, true), AD_OK);
     assert_int_equal(ad_tensor_create(&b, AD_F64, 1, sb, true), AD_OK);
     assert_int_equal(ad_tensor_copy_from_doubles(w, d.w), AD_OK);
@@ -108,6 +110,42 @@ static void test_reset_keeps_memory_so_later_steps_of_equal_size_allocate_nothin
         if (step == 2)
             used2 = ad_tape_bytes_used(tape);
         assert_int_equal(ad_tape_bytes_used(tape), used2);
+        ad_tape_reset(tape);
+        assert_int_equal(ad_tape_bytes_reserved(tape), reserved);
+        if (c.allocs != allocs)
+            fail_msg("step %d allocated %zu times", step, c.allocs - allocs);
+    }
+    ad_tape_free(tape);
+    assert_int_equal(c.live, 0);
+    ad_tensor_free(w);
+    ad_tensor_free(b);
+}
+
+/* Checked mode (the default with assertions) gives each of its chains one
+ * step to grow; from then on a step of the same size allocates nothing. */
+static void test_checked_mode_reaches_a_steady_state_once_every_chain_has_grown(void **state)
+{
+    (void)state;
+    static model_data d;
+    model_data_fill(&d);
+    counting_allocator c = {0};
+    ad_allocator a = allocator_of(&c);
+    ad_tape *tape;
+    ad_tensor *w, *b;
+    int64_t sw[2] = {1, 64}, sb[1] = {64};
+    assert_int_equal(ad_tape_create_with(&tape, &a), AD_OK);
+    assert_int_equal(ad_tape_set_checked(tape, 2), AD_OK);
+    assert_int_equal(ad_tensor_create(&w, AD_F64, 2, sw, true), AD_OK);
+    assert_int_equal(ad_tensor_create(&b, AD_F64, 1, sb, true), AD_OK);
+    assert_int_equal(ad_tensor_copy_from_doubles(w, d.w), AD_OK);
+    assert_int_equal(ad_tensor_copy_from_doubles(b, d.b), AD_OK);
+    for (int step = 1; step <= 3; step++) { /* one step per chain */
+        assert_int_equal(model_step(tape, w, b, d.x, d.target), AD_OK);
+        ad_tape_reset(tape);
+    }
+    size_t allocs = c.allocs, reserved = ad_tape_bytes_reserved(tape);
+    for (int step = 4; step <= 9; step++) {
+        assert_int_equal(model_step(tape, w, b, d.x, d.target), AD_OK);
         ad_tape_reset(tape);
         assert_int_equal(ad_tape_bytes_reserved(tape), reserved);
         if (c.allocs != allocs)
@@ -640,6 +678,7 @@ int main(void)
         cmocka_unit_test(test_tape_create_and_free_with_no_error_and_free_accepts_null),
         cmocka_unit_test(test_tape_with_an_allocator_frees_all_it_allocated),
         cmocka_unit_test(test_reset_keeps_memory_so_later_steps_of_equal_size_allocate_nothing),
+        cmocka_unit_test(test_checked_mode_reaches_a_steady_state_once_every_chain_has_grown),
         cmocka_unit_test(test_persistent_tensors_survive_resets_and_accumulate_gradients),
         cmocka_unit_test(test_zero_grad_forgets_the_gradient_of_a_tape_leaf),
         cmocka_unit_test(test_no_grad_mode_records_nothing),

@@ -21,8 +21,9 @@
  * once, where convenient: ad_tape_status() and ad_tape_message(), or the status
  * returned by ad_backward(). The library never aborts, exits or prints.
  * An op needs a tape to record on: one whose inputs are all persistent
- * returns NULL with nothing recorded anywhere (wrap one input in
- * ad_tape_use first).
+ * returns NULL and records AD_ERR_TAPE as the calling thread's error
+ * (ad_thread_status, ad_thread_message), the one place for errors that have
+ * no tape; wrap one input in ad_tape_use first.
  *
  * Ten lines
  * ---------
@@ -157,9 +158,26 @@ AD_API void ad_tape_free(ad_tape *tape);
 /*
  * Forgets every tensor on the tape and clears its error, keeping the memory for
  * reuse: once a step has run, later steps of the same size allocate nothing.
- * Handles of the old tensors become invalid; persistent tensors are untouched.
+ * Handles of the old tensors become stale; persistent tensors are untouched.
+ * A stale handle given to an op, to backward or to an accessor is an error
+ * (AD_ERR_FREED; accessors give NaN or NULL) as long as its memory has not
+ * been reused: checked mode (below) makes sure of that for the last few
+ * generations. Using a handle after ad_tape_free, or older than checked mode
+ * keeps, is undefined.
  */
 AD_API void ad_tape_reset(ad_tape *tape);
+/*
+ * Checked mode: the memory of the last `generations` generations (0 to 7)
+ * is not reused, so handles kept across that many resets are always caught
+ * as stale. Costs memory, not time: the tape holds generations + 1 step's
+ * worth of arena instead of one (it still allocates nothing in a steady
+ * state once each chain has grown). Takes effect at the next reset. The
+ * default is 1 in builds with assertions (no NDEBUG, as Meson's debug and
+ * debugoptimized builds) and 0 in release builds; anomaly mode uses at least
+ * 1. Returns AD_OK, AD_ERR_NULL, AD_ERR_ARG.
+ */
+AD_API ad_status ad_tape_set_checked(ad_tape *tape, int generations);
+AD_API int ad_tape_checked(const ad_tape *tape);
 /* The first error recorded on the tape, or AD_OK. */
 AD_API ad_status ad_tape_status(const ad_tape *tape);
 /* A message naming the op and shapes of the first error ("" when none). */
@@ -168,7 +186,8 @@ AD_API const char *ad_tape_message(const ad_tape *tape);
  * Records an error on the tape, as an op would (the first error wins), so
  * user-written layers and functions can report bad input the same way:
  * printf-style message, which should name the function and the shapes.
- * Returns code.
+ * A NULL tape records it as the thread's error (ad_thread_status); AD_OK
+ * records nothing. Returns code.
  */
 AD_API ad_status ad_tape_set_error(ad_tape *tape, ad_status code, const char *format, ...)
 #if defined(__GNUC__)
@@ -179,6 +198,15 @@ AD_API ad_status ad_tape_set_error(ad_tape *tape, ad_status code, const char *fo
 AD_API const char *ad_shape_string(char *buf, size_t size, int ndim, const int64_t *shape);
 /* Clears the sticky error so the tape can be used again. */
 AD_API void ad_tape_clear_error(ad_tape *tape);
+/*
+ * Errors that no tape can hold: an op whose inputs are all persistent
+ * tensors, or ad_tape_set_error with a NULL tape. Sticky per thread like a
+ * tape's status (the first error stays until cleared): check it when an op
+ * returned NULL and its tape's status is AD_OK.
+ */
+AD_API ad_status ad_thread_status(void);
+AD_API const char *ad_thread_message(void); /* "" when none */
+AD_API void ad_thread_clear_error(void);
 /*
  * Turns recording on or off (no-grad mode) and returns the previous setting.
  * With recording off, ops compute values only: results do not require grad.

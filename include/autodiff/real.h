@@ -36,18 +36,22 @@ extern "C" {
 #endif
 
 /*
- * A recorded scalar: its value and its node on the tape (0 for a constant).
- * Passed by value; valid until the tape is reset or freed.
+ * A recorded scalar: its value, its node on the tape (0 for a constant) and a
+ * tag naming the tape and its generation. Passed by value; valid until the
+ * tape is reset or freed. An op given a node of another tape, or one kept
+ * across ad_tape_reset, fails with AD_ERR_ARG on the tape (the tag tells it);
+ * after ad_tape_free, using it is undefined.
  */
 typedef struct ad_real {
     double value;
     uint32_t node;
+    uint32_t tag;
 } ad_real;
 
 /* A constant: never recorded, its gradient is 0. */
 static inline ad_real ad_real_const(double value)
 {
-    ad_real r = {value, 0};
+    ad_real r = {value, 0, 0};
     return r;
 }
 
@@ -86,13 +90,15 @@ AD_API ad_real ad_real_pow_scalar(ad_tape *tape, ad_real x, double p);
  * Reverse sweep from y: afterwards ad_real_grad(tape, x) is dy/dx for every
  * ad_real x recorded before y. Each call starts from zero (gradients of an
  * earlier call are replaced, not added to). Returns the tape's error if it
- * has one (AD_ERR_NOMEM when a node could not be recorded), AD_ERR_NULL for
- * a NULL tape, AD_ERR_ARG for a node that is not on this tape (as after a
+ * has one (AD_ERR_NOMEM when a node could not be recorded, AD_ERR_ARG when an
+ * op was given a node of another tape or of an earlier generation), AD_ERR_NULL
+ * for a NULL tape, AD_ERR_ARG for a y that is not on this tape (as after a
  * reset), else AD_OK. A constant y gives all gradients 0.
  */
 AD_API ad_status ad_real_backward(ad_tape *tape, ad_real y);
 /* dy/dx from the last ad_real_backward; 0 for constants, for nodes the
- * sweep did not reach, and after a sweep that returned an error. */
+ * sweep did not reach, and after a sweep that returned an error; NaN for a
+ * node of another tape or of this tape before a reset. */
 AD_API double ad_real_grad(const ad_tape *tape, ad_real x);
 /* Nodes recorded on the tape since its last reset (constants excluded). */
 AD_API size_t ad_real_count(const ad_tape *tape);
