@@ -259,16 +259,20 @@ ad_tensor *ad__apply(int op, int nsrc, ad_tensor *const *src, const ad__param *p
     y->numel = ad__numel(y->ndim, y->shape);
     if (y->numel < 0) {
         char s[AD__SHAPE_BUF];
-        ad__fail(tape, AD_ERR_NOMEM, "%s: result shape %s has too many elements", ad__ops[op].name,
-                 AD__SHAPE(y, s));
+        ad__fail(tape, AD_ERR_SHAPE, "%s: result shape %s is too large (2^60 elements at most)",
+                 ad__ops[op].name, AD__SHAPE(y, s));
         return NULL;
     }
-    if (!(ad__ops[op].flags & AD_OPF_ALIAS)) {
+    bool alias = (ad__ops[op].flags & AD_OPF_ALIAS) != 0;
+    if (!alias) {
         y->data = ad__alloc(tape, (size_t)y->numel * ad_dtype_size((ad_dtype)y->dtype));
         if (!y->data)
             return NULL;
     }
-    ad__ops[op].forward(y);
+    /* An empty result has nothing to compute, and its kernel's loops over
+     * the other dims (up to 2^60 of them) would run for nothing. */
+    if (y->numel || alias)
+        ad__ops[op].forward(y);
     if (tape->status != AD_OK)
         return NULL; /* a forward that needed scratch memory and had none */
     if (tape->anomaly && ad__check_finite(y, y, false, 0) != AD_OK)

@@ -16,11 +16,19 @@ const char *ad_dtype_name(ad_dtype dtype)
 
 int64_t ad__numel(int ndim, const int64_t *shape)
 {
-    /* At most 2^60 elements, so that numel * 8 bytes fits every size type. */
-    int64_t n = 1;
-    for (int i = 0; i < ndim; i++)
-        if (__builtin_mul_overflow(n, shape[i], &n) || n > ((int64_t)1 << 60))
+    /* At most 2^60 elements, so that numel * 8 bytes fits every size type.
+     * The bound holds for the product with each 0 counted as 1, so an empty
+     * shape such as [0, 2^62] is refused too: its strides and the loops over
+     * its other dims would overflow or run for hours. */
+    int64_t n = 1, span = 1;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0)
             return -1;
+        if (__builtin_mul_overflow(span, shape[i] ? shape[i] : 1, &span) ||
+            span > ((int64_t)1 << 60))
+            return -1;
+        n *= shape[i];
+    }
     return n;
 }
 
@@ -44,18 +52,18 @@ int64_t *ad__copy_i64(ad_tape *tape, const int64_t *v, size_t n)
 /* Validates a shape: ndim in range, no negative dims, numel fits. */
 static ad_status check_shape(ad_tape *tape, const char *op, int ndim, const int64_t *shape)
 {
+    char s[AD__SHAPE_BUF];
     if (ndim < 0 || ndim > AD_MAX_DIMS)
         return ad__fail(tape, AD_ERR_SHAPE, "%s: %d dims (at most %d)", op, ndim, AD_MAX_DIMS);
     if (ndim > 0 && !shape)
         return ad__fail(tape, AD_ERR_ARG, "%s: shape is NULL for %d dims", op, ndim);
-    int64_t n = 1;
-    for (int i = 0; i < ndim; i++) {
+    for (int i = 0; i < ndim; i++)
         if (shape[i] < 0)
-            return ad__fail(tape, AD_ERR_SHAPE, "%s: negative dim %lld", op, (long long)shape[i]);
-        if (shape[i] && n > INT64_MAX / 16 / shape[i])
-            return ad__fail(tape, AD_ERR_SHAPE, "%s: too many elements", op);
-        n *= shape[i];
-    }
+            return ad__fail(tape, AD_ERR_SHAPE, "%s: negative dim %lld in %s", op,
+                            (long long)shape[i], ad__shape_str(s, ndim, shape));
+    if (ad__numel(ndim, shape) < 0)
+        return ad__fail(tape, AD_ERR_SHAPE, "%s: shape %s is too large (2^60 elements at most)",
+                        op, ad__shape_str(s, ndim, shape));
     return AD_OK;
 }
 
@@ -257,11 +265,8 @@ ad_status ad_tensor_create_with(ad_tensor **out, ad_dtype dtype, int ndim, const
     *out = NULL;
     if (dtype != AD_F32 && dtype != AD_F64)
         return AD_ERR_DTYPE;
-    if (ndim < 0 || ndim > AD_MAX_DIMS || (ndim && !shape))
-        return AD_ERR_SHAPE;
-    for (int i = 0; i < ndim; i++)
-        if (shape[i] < 0)
-            return AD_ERR_SHAPE;
+    if (ndim < 0 || ndim > AD_MAX_DIMS || (ndim && !shape) || ad__numel(ndim, shape) < 0)
+        return AD_ERR_SHAPE; /* including a shape of more than 2^60 elements */
     /* The tensor keeps the allocator it was made with (its own, else the
      * process-wide one of the moment), so it is freed where it came from. */
     ad_allocator current = ad_get_allocator();

@@ -164,6 +164,60 @@ static void test_max_over_a_group_holding_nan_gives_nan_gradients_to_the_group(v
     assert_close(1.0, ad_tensor_get(g, 3), 0, 0);
 }
 
+/* ---- Huge shapes, empty or not -------------------------------------------------------------- */
+
+static void test_shapes_beyond_2_to_the_60_are_shape_errors_even_when_empty(void **state)
+{
+    ad_tape *tape = *state;
+    ad_tensor *p = NULL;
+    int64_t huge[2] = {(int64_t)1 << 32, (int64_t)1 << 32};
+    assert_int_equal(ad_tensor_create(&p, AD_F32, 2, huge, false), AD_ERR_SHAPE);
+    assert_null(p);
+    int64_t empty_huge[2] = {0, INT64_MAX};
+    assert_int_equal(ad_tensor_create(&p, AD_F32, 2, empty_huge, false), AD_ERR_SHAPE);
+    assert_null(ad_tensor_new(tape, AD_F32, 2, empty_huge, NULL));
+    assert_int_equal(ad_tape_status(tape), AD_ERR_SHAPE);
+    assert_non_null(strstr(ad_tape_message(tape), "too large"));
+    ad_tape_clear_error(tape);
+    /* A result shape past the bound, from shapes within it. */
+    int64_t half = (int64_t)1 << 31;
+    ad_tensor *a = ad_tensor_new(tape, AD_F32, 3, (int64_t[]){half, 1, 0}, NULL);
+    ad_tensor *b = ad_tensor_new(tape, AD_F32, 3, (int64_t[]){1, half, 0}, NULL);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_null(ad_add(a, b)); /* [2^31, 2^31, 0]: empty, but 2^62 counting the 0 as 1 */
+    assert_int_equal(ad_tape_status(tape), AD_ERR_SHAPE);
+    assert_non_null(strstr(ad_tape_message(tape), "add"));
+}
+
+/* Empty tensors whose other dims are huge: each op used to loop over those
+ * dims (2^40 iterations: hours); now an empty result computes nothing. */
+static void test_ops_on_empty_tensors_with_huge_dims_finish_at_once(void **state)
+{
+    ad_tape *tape = *state;
+    int64_t big = (int64_t)1 << 40;
+    ad_tensor *a = ad_requires_grad(ad_tensor_new(tape, AD_F32, 3, (int64_t[]){big, 0, 3}, NULL));
+    ad_tensor *b = ad_requires_grad(ad_tensor_new(tape, AD_F32, 2, (int64_t[]){3, 4}, NULL));
+    ad_tensor *y = ad_matmul(a, b);
+    assert_non_null(y);
+    assert_int_equal(ad_tensor_dim(y, 0), big);
+    assert_int_equal(ad_tensor_numel(y), 0);
+    ad_tensor *x = ad_requires_grad(ad_tensor_new(tape, AD_F32, 2, (int64_t[]){big, 0}, NULL));
+    ad_tensor *s = ad_index_select(x, 1, 0, NULL);
+    assert_non_null(s);
+    ad_tensor *t = ad_index_select(x, 0, 2, (int64_t[]){0, big - 1});
+    assert_non_null(t);
+    assert_int_equal(ad_tensor_numel(t), 0);
+    ad_tensor *loss = ad_add(ad_add(ad_sum_all(y), ad_sum_all(s)), ad_sum_all(t));
+    if (ad_backward(loss, NULL) != AD_OK)
+        fail_msg("%s", ad_tape_message(tape));
+    assert_close(0.0, ad_value(loss), 0, 0);
+    assert_int_equal(ad_tensor_numel(ad_tensor_grad(a)), 0);
+    /* b's gradient is a real [3,4] zero: the sum over 2^40 empty batches. */
+    assert_int_equal(ad_tensor_numel(ad_tensor_grad(b)), 12);
+    assert_close(0.0, ad_tensor_get(ad_tensor_grad(b), 5), 0, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -177,6 +231,8 @@ int main(void)
         cmocka_unit_test(test_an_op_on_persistent_tensors_only_leaves_a_thread_error),
         cmocka_unit_test(test_a_null_input_does_not_set_the_thread_error),
         TAPE_TEST(test_max_over_a_group_holding_nan_gives_nan_gradients_to_the_group),
+        TAPE_TEST(test_shapes_beyond_2_to_the_60_are_shape_errors_even_when_empty),
+        TAPE_TEST(test_ops_on_empty_tensors_with_huge_dims_finish_at_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
