@@ -344,6 +344,10 @@ static inline bool ad__is_stale(const ad_tensor *t)
     return t->tape && t->generation != t->tape->generation;
 }
 
+/* True while persistent tensor t is allocated (not yet ad_tensor_free'd);
+ * safe to call with any pointer. */
+bool ad__persistent_live(const ad_tensor *t);
+
 /* Reads element i of t as double. */
 static inline double ad__get(const ad_tensor *t, int64_t i)
 {

@@ -3,6 +3,7 @@
 #include "internal.h"
 
 #include <math.h>
+#include <pthread.h>
 
 size_t ad_dtype_size(ad_dtype dtype)
 {
@@ -62,8 +63,8 @@ static ad_status check_shape(ad_tape *tape, const char *op, int ndim, const int6
             return ad__fail(tape, AD_ERR_SHAPE, "%s: negative dim %lld in %s", op,
                             (long long)shape[i], ad__shape_str(s, ndim, shape));
     if (ad__numel(ndim, shape) < 0)
-        return ad__fail(tape, AD_ERR_SHAPE, "%s: shape %s is too large (2^60 elements at most)",
-                        op, ad__shape_str(s, ndim, shape));
+        return ad__fail(tape, AD_ERR_SHAPE, "%s: shape %s is too large (2^60 elements at most)", op,
+                        ad__shape_str(s, ndim, shape));
     return AD_OK;
 }
 
@@ -219,6 +220,96 @@ ad_tensor *ad_requires_grad(ad_tensor *t)
 
 /* ---- Persistent tensors --------------------------------------------------- */
 
+/* ---- The live persistent tensors ---------------------------------------------
+ * A set of every persistent tensor not yet freed, so that ad_tensor_free of
+ * one already freed (or of a pointer that never was one) does nothing
+ * instead of freeing twice, and checked mode can refuse a freed tensor given
+ * to an op. Open addressing with linear probing, deletion by shifting back;
+ * its storage is freed when the last tensor is. */
+static struct {
+    pthread_mutex_t lock;
+    const ad_tensor **slot;
+    size_t cap, n;
+} live = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static size_t live_hash(const ad_tensor *t, size_t cap)
+{
+    uint64_t h = (uint64_t)(uintptr_t)t * 0x9e3779b97f4a7c15ull;
+    return (size_t)(h >> 17) & (cap - 1);
+}
+
+/* Index of t's slot, or of the empty slot where it would go. Lock held. */
+static size_t live_find(const ad_tensor *t)
+{
+    size_t i = live_hash(t, live.cap);
+    while (live.slot[i] && live.slot[i] != t)
+        i = (i + 1) & (live.cap - 1);
+    return i;
+}
+
+static ad_status live_add(const ad_tensor *t)
+{
+    ad_status st = AD_OK;
+    pthread_mutex_lock(&live.lock);
+    if (2 * (live.n + 1) > live.cap) {
+        size_t cap = live.cap ? 2 * live.cap : 64;
+        const ad_tensor **slot = ad__calloc(cap, sizeof *slot);
+        if (!slot) {
+            st = AD_ERR_NOMEM;
+            goto done;
+        }
+        const ad_tensor **old = live.slot;
+        size_t old_cap = live.cap;
+        live.slot = slot;
+        live.cap = cap;
+        for (size_t i = 0; i < old_cap; i++)
+            if (old[i])
+                live.slot[live_find(old[i])] = old[i];
+        ad__free(old);
+    }
+    live.slot[live_find(t)] = t;
+    live.n++;
+done:
+    pthread_mutex_unlock(&live.lock);
+    return st;
+}
+
+/* Removes t; false if it was not there. */
+static bool live_remove(const ad_tensor *t)
+{
+    bool found = false;
+    pthread_mutex_lock(&live.lock);
+    if (live.cap) {
+        size_t i = live_find(t);
+        if (live.slot[i]) {
+            found = true;
+            live.slot[i] = NULL;
+            live.n--;
+            /* Shift back the run after i so that every entry stays reachable. */
+            for (size_t j = (i + 1) & (live.cap - 1); live.slot[j]; j = (j + 1) & (live.cap - 1)) {
+                const ad_tensor *e = live.slot[j];
+                live.slot[j] = NULL;
+                live.slot[live_find(e)] = e;
+            }
+            if (live.n == 0) {
+                ad__free(live.slot);
+                live.slot = NULL;
+                live.cap = 0;
+            }
+        }
+    }
+    pthread_mutex_unlock(&live.lock);
+    return found;
+}
+
+bool ad__persistent_live(const ad_tensor *t)
+{
+    pthread_mutex_lock(&live.lock);
+    bool found = live.cap && live.slot[live_find(t)] == t;
+    pthread_mutex_unlock(&live.lock);
+    return found;
+}
+
 ad_status ad_tensor_create(ad_tensor **out, ad_dtype dtype, int ndim, const int64_t *shape,
                            bool requires_grad)
 {
@@ -285,6 +376,12 @@ ad_status ad_tensor_create_with(ad_tensor **out, ad_dtype dtype, int ndim, const
         }
         t->flags |= AD_TF_REQUIRES_GRAD;
     }
+    if (live_add(t) != AD_OK) {
+        if (t->grad)
+            ad__heap_free(allocator, t->grad);
+        ad__heap_free(allocator, t);
+        return AD_ERR_NOMEM;
+    }
     *out = t;
     return AD_OK;
 }
@@ -314,7 +411,8 @@ static const ad_allocator *allocator_of(const ad_tensor *t)
 
 void ad_tensor_free(ad_tensor *t)
 {
-    if (!t || !(t->flags & AD_TF_PERSISTENT))
+    /* Not a live persistent tensor (NULL, freed already, a tape tensor): nothing to do. */
+    if (!t || !live_remove(t))
         return;
     ad__free_hooks(t);
     if (t->grad)

@@ -29,6 +29,23 @@ static void test_copy_and_grad_refuse_null_destinations(void **state)
     ad_tensor_free(p);
 }
 
+static void test_freeing_a_persistent_tensor_twice_does_nothing_the_second_time(void **state)
+{
+    (void)state;
+    int64_t n = 4;
+    ad_tensor *a, *b[100];
+    assert_int_equal(ad_tensor_create(&a, AD_F32, 1, &n, true), AD_OK);
+    for (int i = 0; i < 100; i++) /* enough to grow the set of live tensors */
+        assert_int_equal(ad_tensor_create(&b[i], AD_F64, 1, &n, i % 2), AD_OK);
+    ad_tensor_free(a);
+    ad_tensor_free(a); /* crashed: a double free */
+    for (int i = 0; i < 100; i += 2)
+        ad_tensor_free(b[i]);
+    for (int i = 0; i < 100; i++) /* every other one twice */
+        ad_tensor_free(b[i]);
+    ad_tensor_free(a);
+}
+
 /* ---- Stale handles ---------------------------------------------------------------------- */
 
 static void test_reshape_to_the_same_shape_of_a_stale_handle_is_freed(void **state)
@@ -223,6 +240,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_create_functions_refuse_a_null_out_pointer),
         TAPE_TEST(test_copy_and_grad_refuse_null_destinations),
+        cmocka_unit_test(test_freeing_a_persistent_tensor_twice_does_nothing_the_second_time),
         TAPE_TEST(test_reshape_to_the_same_shape_of_a_stale_handle_is_freed),
         TAPE_TEST(test_grad_with_a_stale_input_is_freed_not_another_gradient),
         TAPE_TEST(test_accessors_of_a_stale_handle_give_nan_and_null),

@@ -311,7 +311,11 @@ AD_API ad_status ad_tensor_create_with(ad_tensor **out, ad_dtype dtype, int ndim
  * AD_ERR_NOMEM. Do not call it while a tape that uses t is recording.
  */
 AD_API ad_status ad_tensor_set_requires_grad(ad_tensor *t, bool requires_grad);
-/* Frees a persistent tensor and its gradient. Accepts NULL; ignores tape tensors. */
+/*
+ * Frees a persistent tensor and its gradient. Accepts NULL, and does nothing
+ * for a tape tensor or a tensor already freed (the library keeps a set of
+ * the live persistent tensors). Any other use of a freed tensor is undefined.
+ */
 AD_API void ad_tensor_free(ad_tensor *t);
 
 AD_API ad_dtype ad_tensor_dtype(const ad_tensor *t);
