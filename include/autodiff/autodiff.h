@@ -134,14 +134,18 @@ AD_API void ad_set_allocator(const ad_allocator *allocator);
 AD_API ad_allocator ad_get_allocator(void);
 
 /*
- * Threads for the heavy kernels: matrix products (through BLAS) and
- * elementwise ops of 2^17 elements or more (a pool of our own, started on
- * first use, that allocates nothing per op). n is clamped to 1..64; the
- * default is 1 for our loops, while BLAS keeps its own default until this
- * is called. Results are bit-identical for every thread count. Process-wide,
- * like the BLAS's own setting: call it before training starts, not while
- * ops run in other threads. Tapes used from several user threads at once
- * share the pool: one op at a time gets it, the others run alone.
+ * Threads for the heavy kernels: matrix products (through BLAS) and large
+ * elementwise ops (a pool of our own, started on first use, that allocates
+ * nothing per op). n is clamped to 1..64; the default is 1 for our loops,
+ * while BLAS keeps its own default until this is called. Process-wide, like
+ * the BLAS's own setting: call it before training starts, not while ops run
+ * in other threads. Tapes used from several user threads at once share the
+ * pool: one op at a time gets it, the others run alone.
+ * Reproducibility: the same program on the same inputs gives the same bits
+ * run after run at a given thread count, and our own kernels give the same
+ * bits at every thread count; matrix products through OpenBLAS may differ
+ * in the last bits between thread counts (it splits its sums differently).
+ * docs/design.md ("Threads") has every threading rule.
  */
 AD_API void ad_set_num_threads(int n);
 /* The current thread count for heavy kernels. */
