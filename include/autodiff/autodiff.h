@@ -161,7 +161,8 @@ AD_API ad_status ad_tape_create_with(ad_tape **out, const ad_allocator *allocato
 AD_API void ad_tape_free(ad_tape *tape);
 /*
  * Forgets every tensor on the tape and clears its error, keeping the memory for
- * reuse: once a step has run, later steps of the same size allocate nothing.
+ * reuse: once a step has run (one per chain in checked mode, below), later
+ * steps of the same size allocate nothing.
  * Handles of the old tensors become stale; persistent tensors are untouched.
  * A stale handle given to an op, to backward or to an accessor is an error
  * (AD_ERR_FREED; accessors give NaN or NULL) as long as its memory has not
