@@ -57,13 +57,21 @@ typedef struct kept {
     ad_tensor **t;
 } kept;
 
+/* The bytes of t's data, rounded up to 8 so that the shape packed after it
+ * stays aligned for int64_t (a float32 tensor of odd size left the next
+ * shape 4 bytes off: a misaligned load, undefined behaviour). */
+static size_t kept_data_bytes(const ad_tensor *t)
+{
+    size_t db = (size_t)t->numel * ad_dtype_size((ad_dtype)t->dtype);
+    return (db + 7) & ~(size_t)7;
+}
+
 static ad_status keep(ad_tape *tape, kept *k, size_t n, ad_tensor **t)
 {
     size_t bytes = n * sizeof(ad_tensor);
     for (size_t i = 0; i < n; i++)
         if (t[i])
-            bytes += (size_t)t[i]->ndim * sizeof(int64_t) +
-                     (size_t)t[i]->numel * ad_dtype_size((ad_dtype)t[i]->dtype);
+            bytes += (size_t)t[i]->ndim * sizeof(int64_t) + kept_data_bytes(t[i]);
     unsigned char *p = ad__heap_alloc(&tape->allocator, bytes ? bytes : 1);
     if (!p)
         return ad__fail(tape, AD_ERR_NOMEM, "checkpoint: out of memory keeping %zu bytes", bytes);
@@ -85,7 +93,7 @@ static ad_status keep(ad_tape *tape, kept *k, size_t n, ad_tensor **t)
         if (db)
             memcpy(p, t[i]->data, db);
         heads[i].data = p;
-        p += db;
+        p += kept_data_bytes(t[i]);
     }
     return AD_OK;
 }
@@ -196,11 +204,21 @@ static const ad_custom_op checkpoint_op = {
 
 ad_tensor *ad_checkpoint(ad_function f, void *ctx, size_t n, ad_tensor *const *inputs)
 {
-    ad_tape *tape = inputs ? ad__tape_of((int)n, inputs) : NULL;
+    if (!inputs || n == 0) { /* no tape to name it on: the thread's error */
+        ad__fail(NULL, AD_ERR_ARG, "checkpoint: no inputs (%zu tensors%s)", n,
+                 inputs ? "" : ", NULL list");
+        return NULL;
+    }
+    ad_tape *tape = ad__tape_of((int)n, inputs);
+    if (!tape)
+        ad__no_tape("checkpoint", (int)n, inputs); /* all persistent, unless one is NULL */
     if (!tape || tape->status != AD_OK)
         return NULL;
-    if (!f || n == 0) {
-        ad__fail(tape, AD_ERR_ARG, "checkpoint: no function or no inputs");
+    if (!f) {
+        char s[AD__SHAPE_BUF];
+        ad__fail(tape, AD_ERR_ARG,
+                 "checkpoint: the function is NULL (%zu inputs, the first of shape %s)", n,
+                 AD__SHAPE(inputs[0], s));
         return NULL;
     }
     if (!tape->grad_enabled)

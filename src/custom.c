@@ -187,19 +187,33 @@ static ad_status check_fit(ad_custom_ctx *c, const char *what, size_t i, const a
 ad_status ad_custom_apply(const ad_custom_op *op, size_t n, ad_tensor *const *inputs, void *args,
                           ad_tensor **outputs)
 {
-    if (!op || !outputs || (n && !inputs))
+    if (!op || !outputs || (n && !inputs)) {
+        /* A NULL op is said on the inputs' tape too, for ad_custom, which
+         * has only NULL to return (not when an input is NULL: an earlier
+         * error, already on its tape). */
+        ad_tape *tape = !op && n && inputs && n <= UINT8_MAX ? ad__tape_of((int)n, inputs) : NULL;
+        if (tape) {
+            char s[AD__SHAPE_BUF];
+            ad__fail(tape, AD_ERR_ARG, "custom: the op is NULL (%zu inputs, the first of shape %s)",
+                     n, AD__SHAPE(inputs[0], s));
+        }
         return AD_ERR_ARG;
+    }
     size_t n_out = (size_t)op->def.n_outputs;
     for (size_t k = 0; k < n_out; k++)
         outputs[k] = NULL;
-    if (n == 0)
-        return AD_ERR_ARG; /* every op takes at least one input (no tape to name it on) */
+    if (n == 0) /* every op takes at least one input: no tape to name it on */
+        return ad__fail(NULL, AD_ERR_ARG, "custom op %s: no inputs", op->name);
     ad_tape *tape = ad__tape_of((int)n, inputs);
     if (!tape) {
         for (size_t k = 0; k < n; k++)
             if (!inputs[k])
                 return AD_ERR_NULL; /* an earlier error, already on its tape */
-        return AD_ERR_TAPE;         /* every input persistent: no tape to record on */
+        /* Every input persistent: no tape to record on, so the thread's error. */
+        char label[96];
+        snprintf(label, sizeof label, "custom op %s", op->name);
+        ad__no_tape(label, 1, inputs);
+        return AD_ERR_TAPE;
     }
     if (tape->status != AD_OK)
         return tape->status;

@@ -55,7 +55,8 @@ ad_status ad__axes_mask(ad_tape *tape, const char *op, const ad_tensor *x, int n
         return AD_OK;
     }
     if (n_axes < 0 || !axes)
-        return ad__fail(tape, AD_ERR_AXIS, "%s: bad axis list (%d axes)", op, n_axes);
+        return ad__fail(tape, AD_ERR_AXIS, "%s: bad axis list (%d axes%s) for shape %s", op, n_axes,
+                        axes ? "" : ", NULL", AD__SHAPE(x, s));
     for (int i = 0; i < n_axes; i++) {
         int a = ad__axis(axes[i], x->ndim);
         if (a < 0)

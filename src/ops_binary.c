@@ -419,52 +419,57 @@ ad_tensor *ad_minimum(ad_tensor *a, ad_tensor *b)
 
 /* ---- Tensor-with-scalar forms: the scalar becomes a 0-d constant of x's dtype. ---- */
 
-static ad_tensor *scalar_for(ad_tensor *x, double s)
+/* NULL for a persistent x, whose op has no tape to record on: then the
+ * thread's error names the op (the binary op would see the NULL constant as
+ * an earlier error and record nothing). */
+static ad_tensor *scalar_for(ad_tensor *x, double s, const char *op)
 {
+    if (x && !x->tape)
+        ad__no_tape(op, 1, &x);
     return x && x->tape ? ad__scalar_const(x, s) : NULL;
 }
 
 ad_tensor *ad_add_scalar(ad_tensor *x, double s)
 {
-    return ad_add(x, scalar_for(x, s));
+    return ad_add(x, scalar_for(x, s, "add_scalar"));
 }
 
 ad_tensor *ad_sub_scalar(ad_tensor *x, double s)
 {
-    return ad_sub(x, scalar_for(x, s));
+    return ad_sub(x, scalar_for(x, s, "sub_scalar"));
 }
 
 ad_tensor *ad_rsub_scalar(ad_tensor *x, double s)
 {
-    return ad_sub(scalar_for(x, s), x);
+    return ad_sub(scalar_for(x, s, "rsub_scalar"), x);
 }
 
 ad_tensor *ad_mul_scalar(ad_tensor *x, double s)
 {
-    return ad_mul(x, scalar_for(x, s));
+    return ad_mul(x, scalar_for(x, s, "mul_scalar"));
 }
 
 ad_tensor *ad_div_scalar(ad_tensor *x, double s)
 {
-    return ad_div(x, scalar_for(x, s));
+    return ad_div(x, scalar_for(x, s, "div_scalar"));
 }
 
 ad_tensor *ad_rdiv_scalar(ad_tensor *x, double s)
 {
-    return ad_div(scalar_for(x, s), x);
+    return ad_div(scalar_for(x, s, "rdiv_scalar"), x);
 }
 
 ad_tensor *ad_rpow_scalar(ad_tensor *x, double s)
 {
-    return ad_pow(scalar_for(x, s), x);
+    return ad_pow(scalar_for(x, s, "rpow_scalar"), x);
 }
 
 ad_tensor *ad_maximum_scalar(ad_tensor *x, double s)
 {
-    return ad_maximum(x, scalar_for(x, s));
+    return ad_maximum(x, scalar_for(x, s, "maximum_scalar"));
 }
 
 ad_tensor *ad_minimum_scalar(ad_tensor *x, double s)
 {
-    return ad_minimum(x, scalar_for(x, s));
+    return ad_minimum(x, scalar_for(x, s, "minimum_scalar"));
 }

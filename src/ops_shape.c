@@ -489,27 +489,35 @@ ad_tensor *ad__concat_jvp(ad_tensor *y, ad_tensor *const *t)
     return ad__apply(AD_OP_concat, y->nsrc, ts, y->param);
 }
 
-/* The tape of a list of inputs, or NULL (nothing recorded) when one is NULL,
- * none is on a tape, or the tape already has an error. */
-static ad_tape *list_tape(size_t n, ad_tensor *const *xs)
+/* The tape of a list of inputs, or NULL: when one is NULL (an earlier error;
+ * nothing recorded), when the tape already has an error, and when there is
+ * no tape to report on, for no inputs or only persistent ones (then the
+ * thread's error names op). */
+static ad_tape *list_tape(const char *op, size_t n, ad_tensor *const *xs)
 {
     ad_tape *tape = NULL;
-    if (!xs)
+    if (!xs || n == 0) {
+        ad__fail(NULL, AD_ERR_ARG, "%s: no inputs (%zu tensors%s)", op, n, xs ? "" : ", NULL list");
         return NULL;
+    }
     for (size_t i = 0; i < n; i++) {
         if (!xs[i])
             return NULL;
         if (!tape)
             tape = xs[i]->tape;
     }
-    return tape && tape->status == AD_OK ? tape : NULL;
+    if (!tape) {
+        ad__no_tape(op, 1, xs); /* every input persistent (none is NULL) */
+        return NULL;
+    }
+    return tape->status == AD_OK ? tape : NULL;
 }
 
 ad_tensor *ad_concat(size_t n, ad_tensor *const *xs, int axis)
 {
-    ad_tape *tape = list_tape(n, xs);
+    ad_tape *tape = list_tape("concat", n, xs);
     if (!tape)
-        return NULL; /* n = 0 lands here too: there is no tape to report on */
+        return NULL;
     char s[AD__SHAPE_BUF];
     if (n > MAX_JOINED) {
         ad__fail(tape, AD_ERR_ARG, "concat: %zu inputs (at most %d; concat in groups)", n,
@@ -529,7 +537,7 @@ ad_tensor *ad_concat(size_t n, ad_tensor *const *xs, int axis)
 /* stack: each input reshaped with a size-1 dim at axis, then concat. */
 ad_tensor *ad_stack(size_t n, ad_tensor *const *xs, int axis)
 {
-    ad_tape *tape = list_tape(n, xs);
+    ad_tape *tape = list_tape("stack", n, xs);
     if (!tape)
         return NULL;
     char s0[AD__SHAPE_BUF], s1[AD__SHAPE_BUF];
@@ -555,6 +563,14 @@ ad_tensor *ad_stack(size_t n, ad_tensor *const *xs, int axis)
         if (!ad__same_shape(xs[i], x0)) {
             ad__fail(tape, AD_ERR_SHAPE, "stack: input %zu has shape %s but input 0 has %s", i,
                      AD__SHAPE(xs[i], s1), AD__SHAPE(x0, s0));
+            return NULL;
+        }
+        /* Here, so that the message names stack and the shapes as given,
+         * not the concat of reshaped inputs that stack is made of. */
+        if (xs[i]->dtype != x0->dtype) {
+            ad__fail(tape, AD_ERR_DTYPE, "stack: dtypes %s %s and %s %s differ (use ad_cast)",
+                     ad_dtype_name((ad_dtype)x0->dtype), AD__SHAPE(x0, s0),
+                     ad_dtype_name((ad_dtype)xs[i]->dtype), AD__SHAPE(xs[i], s1));
             return NULL;
         }
     }
@@ -832,15 +848,17 @@ static int64_t *checked_index_tensor(ad_tape *tape, const char *op, int axis, in
 
 /* Validates a caller's shape array of ndim dims for op. */
 static bool checked_shape(ad_tape *tape, const char *op, const char *what, int ndim,
-                          const int64_t *shape)
+                          const int64_t *shape, const char *input_name, const ad_tensor *input)
 {
-    char s[AD__SHAPE_BUF];
+    char s[AD__SHAPE_BUF], s1[AD__SHAPE_BUF];
     if (ndim > 0 && !shape) {
-        ad__fail(tape, AD_ERR_ARG, "%s: %s is NULL for %d dims", op, what, ndim);
+        ad__fail(tape, AD_ERR_ARG, "%s: %s is NULL for %d dims (%s of shape %s)", op, what, ndim,
+                 input_name, AD__SHAPE(input, s1));
         return false;
     }
     if (!shape_fits(ndim, shape)) {
-        ad__fail(tape, AD_ERR_SHAPE, "%s: bad %s %s", op, what, ad__shape_str(s, ndim, shape));
+        ad__fail(tape, AD_ERR_SHAPE, "%s: bad %s %s for %s of shape %s", op, what,
+                 ad__shape_str(s, ndim, shape), input_name, AD__SHAPE(input, s1));
         return false;
     }
     return true;
@@ -908,7 +926,7 @@ ad_tensor *ad_gather(ad_tensor *x, int axis, int ndim, const int64_t *index_shap
                  AD__SHAPE(x, s0));
         return NULL;
     }
-    if (!checked_shape(tape, "gather", "index shape", ndim, index_shape))
+    if (!checked_shape(tape, "gather", "index shape", ndim, index_shape, "x", x))
         return NULL;
     int64_t *copy =
         checked_index_tensor(tape, "gather", a, ndim, index_shape, "index", x->shape, "x", index);
@@ -983,7 +1001,7 @@ ad_tensor *ad_scatter_add(ad_tensor *src, int axis, int ndim, const int64_t *x_s
                  AD__SHAPE(src, s0));
         return NULL;
     }
-    if (!checked_shape(tape, "scatter_add", "x_shape", ndim, x_shape))
+    if (!checked_shape(tape, "scatter_add", "x_shape", ndim, x_shape, "src", src))
         return NULL;
     int64_t *copy =
         checked_index_tensor(tape, "scatter_add", a, ndim, src->shape, "src", x_shape, "x", index);

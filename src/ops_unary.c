@@ -466,7 +466,9 @@ ad_tensor *ad_gelu(ad_tensor *x)
 
 /* ---- pow_scalar: y = x^p ------------------------------------------------------------ */
 // dx = dy p x^(p-1); exactly 0 when p = 0, even at x = 0
-UNARY_OP(pow_scalar, AD__GRAIN_COSTLY, pow(x, p))
+// p = 1/2 is sqrt and p = -1/2 is 1 / sqrt, as PyTorch computes them: NaN at -inf
+// and -0 at -0 where C's pow gives +inf and +0.
+UNARY_OP(pow_scalar, AD__GRAIN_COSTLY, p == 0.5 ? sqrt(x) : p == -0.5 ? 1 / sqrt(x) : pow(x, p))
 
 void ad__pow_scalar_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
@@ -530,10 +532,18 @@ ad_tensor *ad__cast_jvp(ad_tensor *y, ad_tensor *const *t)
 
 ad_tensor *ad_cast(ad_tensor *x, ad_dtype dtype)
 {
-    if (!x || x->dtype == dtype)
+    if (!x)
+        return NULL;
+    /* Before the same-dtype shortcut, so that it cannot hand back a stale
+     * handle, or a tensor of an errored tape. */
+    if (x->tape && !ad__input_tape(x, "cast"))
+        return NULL;
+    if (x->dtype == dtype)
         return x;
     if (dtype != AD_F32 && dtype != AD_F64) {
-        ad__fail(x->tape, AD_ERR_DTYPE, "cast: unknown dtype %d", (int)dtype);
+        char s[AD__SHAPE_BUF];
+        ad__fail(x->tape, AD_ERR_DTYPE, "cast: unknown dtype %d for %s %s", (int)dtype,
+                 ad_dtype_name((ad_dtype)x->dtype), AD__SHAPE(x, s));
         return NULL;
     }
     ad__param params[AD_NPARAM] = {{.i = dtype}};

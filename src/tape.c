@@ -458,6 +458,11 @@ const char *ad_shape_string(char *buf, size_t cap, int ndim, const int64_t *shap
     size_t n = 0;
     if (!buf || cap < 3)
         return buf;
+    if (ndim > 0 && !shape) {
+        /* A caller's NULL shape array, as in an error message about it. */
+        snprintf(buf, cap, "NULL");
+        return buf;
+    }
     n += (size_t)snprintf(buf + n, cap - n, "[");
     for (int i = 0; i < ndim && n < cap; i++)
         n += (size_t)snprintf(buf + n, cap - n, i ? ",%lld" : "%lld", (long long)shape[i]);
