@@ -33,6 +33,8 @@ static void default_free(void *ptr, void *ctx)
     free(ptr);
 }
 
+const ad_allocator ad__malloc_allocator = {default_alloc, default_free, NULL};
+
 /* The process-wide allocator (ad_set_allocator); alloc NULL means malloc. */
 static ad_allocator global;
 
@@ -236,7 +238,7 @@ ad_status ad_tape_create_with(ad_tape **out, const ad_allocator *allocator)
 {
     /* The tape keeps the allocator it was made with: the given one, else
      * the process-wide one of the moment, else malloc. */
-    ad_allocator a = {default_alloc, default_free, NULL};
+    ad_allocator a = ad__malloc_allocator;
     if (allocator && allocator->alloc && allocator->free)
         a = *allocator;
     else if (global.alloc)
