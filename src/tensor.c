@@ -257,12 +257,13 @@ ad_status ad_tensor_create_with(ad_tensor **out, ad_dtype dtype, int ndim, const
         if (shape[i] < 0)
             return AD_ERR_SHAPE;
     /* The tensor keeps the allocator it was made with (its own, else the
-     * process-wide one of the moment), so it is freed where it came from. */
+     * process-wide one of the moment, malloc included), so it is freed where
+     * it came from even if the process-wide allocator changes meanwhile. */
     ad_allocator current = ad_get_allocator();
     if (allocator && (!allocator->alloc || !allocator->free))
         allocator = NULL;
-    if (!allocator && current.alloc)
-        allocator = &current;
+    if (!allocator)
+        allocator = current.alloc ? &current : &ad__malloc_allocator;
     ad_tensor *t = persistent_new(dtype, ndim, shape, allocator);
     if (!t)
         return AD_ERR_NOMEM;

@@ -42,6 +42,74 @@ static void test_tape_with_an_allocator_frees_all_it_allocated(void **state)
     assert_int_equal(c.frees, c.allocs);
 }
 
+/* ---- The process-wide allocator -------------------------------------------------------- */
+
+/* Restores malloc even when a test fails midway, so that the next tests do
+ * not allocate through a counting allocator left on a dead stack frame. */
+static int restore_malloc(void **state)
+{
+    (void)state;
+    ad_set_allocator(NULL);
+    return 0;
+}
+
+#define ALLOCATOR_TEST(f) cmocka_unit_test_teardown(f, restore_malloc)
+
+static void test_set_allocator_is_copied_and_null_or_half_given_restores_malloc(void **state)
+{
+    (void)state;
+    counting_allocator c = {0};
+    ad_allocator a = allocator_of(&c);
+    ad_set_allocator(&a);
+    a.ctx = NULL; /* the library holds a copy */
+    ad_allocator got = ad_get_allocator();
+    assert_ptr_equal(got.alloc, counting_alloc);
+    assert_ptr_equal(got.free, counting_free);
+    assert_ptr_equal(got.ctx, &c);
+    ad_set_allocator(&(ad_allocator){counting_alloc, NULL, &c}); /* no free: refused */
+    assert_null(ad_get_allocator().alloc);
+    ad_set_allocator(&a);
+    ad_set_allocator(NULL);
+    got = ad_get_allocator();
+    assert_null(got.alloc);
+    assert_null(got.free);
+    assert_int_equal(c.allocs, 0);
+}
+
+/* Tapes and persistent tensors keep the allocator they were made with, so
+ * each block goes back where it came from whatever the process-wide
+ * allocator is when it is freed. */
+static void test_tapes_and_tensors_return_memory_to_the_allocator_they_were_made_with(void **state)
+{
+    (void)state;
+    counting_allocator c = {0};
+    ad_allocator a = allocator_of(&c);
+    int64_t n = 4;
+
+    /* Made under malloc, freed while the counting allocator is set. */
+    ad_tape *tape;
+    ad_tensor *t;
+    assert_int_equal(ad_tape_create(&tape), AD_OK);
+    assert_non_null(ad_full(tape, AD_F64, 1, &n, 1.0));
+    assert_int_equal(ad_tensor_create(&t, AD_F64, 1, &n, true), AD_OK);
+    ad_set_allocator(&a);
+    ad_tensor_free(t);
+    ad_tape_free(tape);
+    assert_int_equal(c.frees, 0);
+
+    /* Made under the counting allocator, freed after it was unset. */
+    assert_int_equal(ad_tape_create(&tape), AD_OK);
+    assert_non_null(ad_full(tape, AD_F64, 1, &n, 1.0));
+    assert_int_equal(ad_tensor_create(&t, AD_F64, 1, &n, false), AD_OK);
+    ad_set_allocator(NULL);
+    assert_int_equal(ad_tensor_set_requires_grad(t, true), AD_OK); /* its gradient too */
+    assert_true(c.allocs >= 4);                                    /* tape, block, tensor, grad */
+    ad_tensor_free(t);
+    ad_tape_free(tape);
+    assert_int_equal(c.live, 0);
+    assert_int_equal(c.frees, c.allocs);
+}
+
 /* One step of a small model: big enough to need several arena blocks. */
 static ad_status model_step(ad_tape *tape, ad_tensor *w, ad_tensor *b, const double *xdata,
                             const double *target)
@@ -639,6 +707,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tape_create_and_free_with_no_error_and_free_accepts_null),
         cmocka_unit_test(test_tape_with_an_allocator_frees_all_it_allocated),
+        ALLOCATOR_TEST(test_set_allocator_is_copied_and_null_or_half_given_restores_malloc),
+        ALLOCATOR_TEST(test_tapes_and_tensors_return_memory_to_the_allocator_they_were_made_with),
         cmocka_unit_test(test_reset_keeps_memory_so_later_steps_of_equal_size_allocate_nothing),
         cmocka_unit_test(test_persistent_tensors_survive_resets_and_accumulate_gradients),
         cmocka_unit_test(test_zero_grad_forgets_the_gradient_of_a_tape_leaf),
