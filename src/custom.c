@@ -7,7 +7,6 @@
 #include "internal.h"
 
 #include <stdio.h>
-#include <stdlib.h>
 
 struct ad_custom_ctx {
     const ad_custom_op *op;
@@ -36,7 +35,7 @@ ad_status ad_custom_op_create(ad_custom_op **out, const ad_custom_op_def *def)
         def->n_outputs < 1 || def->n_outputs > 64 || def->n_inputs < -1 || def->n_inputs == 0 ||
         def->n_inputs > UINT8_MAX || (def->flags & ~(unsigned)AD_CUSTOM_FIRST_ORDER))
         return AD_ERR_ARG;
-    ad_custom_op *op = calloc(1, sizeof *op);
+    ad_custom_op *op = ad__calloc(1, sizeof *op);
     if (!op)
         return AD_ERR_NOMEM;
     op->def = *def;
@@ -48,7 +47,7 @@ ad_status ad_custom_op_create(ad_custom_op **out, const ad_custom_op_def *def)
 
 void ad_custom_op_free(ad_custom_op *op)
 {
-    free(op);
+    ad__free(op);
 }
 
 const char *ad_custom_op_name(const ad_custom_op *op)
@@ -552,9 +551,9 @@ ad_status ad_custom_op_check(const ad_custom_op *op, size_t n, ad_tensor *const 
     ad_status st = AD_OK;
     for (size_t i = 0; i < n && inputs; i++)
         if (inputs[i] && inputs[i]->dtype == AD_F32 && !in64) {
-            in64 = calloc(n, sizeof *in64);
+            in64 = ad__calloc(n, sizeof *in64);
             if (!in64 || ad_tape_create(&scratch) != AD_OK) {
-                free(in64);
+                ad__free(in64);
                 snprintf(result->message, sizeof result->message, "custom_op_check: out of memory");
                 return AD_ERR_NOMEM;
             }
@@ -566,12 +565,16 @@ ad_status ad_custom_op_check(const ad_custom_op *op, size_t n, ad_tensor *const 
                 for (int64_t e = 0; in64[k] && in64[k] != x && e < x->numel; e++)
                     ad__set(in64[k], e, ad__get(x, e));
             }
-            if (scratch->status != AD_OK)
-                st = AD_ERR_NOMEM;
+            if (scratch->status != AD_OK) {
+                st = scratch->status;
+                snprintf(result->message, sizeof result->message,
+                         "custom_op_check: converting the inputs to float64: %.200s",
+                         scratch->message);
+            }
         }
     if (st == AD_OK)
         st = custom_checks(op, &call, n, in64 ? in64 : inputs, opts, result);
-    free(in64);
+    ad__free(in64);
     ad_tape_free(scratch);
     return st;
 }

@@ -4,7 +4,6 @@
 
 #include <math.h>
 #include <stdio.h>
-#include <stdlib.h>
 
 typedef struct check {
     ad_function f;
@@ -33,6 +32,13 @@ static void fail_message(ad_gradcheck_result *r, ad_tape *tape, const char *what
              tape && tape->message[0] ? tape->message : "function returned NULL");
 }
 
+/* Out of memory outside a tape: says for what, and returns AD_ERR_NOMEM. */
+static ad_status no_memory(ad_gradcheck_result *r, const char *what)
+{
+    snprintf(r->message, sizeof r->message, "gradcheck: out of memory for %s", what);
+    return AD_ERR_NOMEM;
+}
+
 static ad_status run_check(const check *c, const ad_gradcheck_opts *opts, ad_gradcheck_result *r)
 {
     double eps = opts && opts->eps > 0 ? opts->eps : 1e-6;
@@ -42,18 +48,16 @@ static ad_status run_check(const check *c, const ad_gradcheck_opts *opts, ad_gra
     r->passed = true;
     r->error = -INFINITY;
 
-    ad_tape *tape;
-    if (ad_tape_create(&tape) != AD_OK)
-        return AD_ERR_NOMEM;
+    ad_tape *tape = NULL;
     ad_status st = AD_OK;
-    ad_tensor **leaves = calloc(c->n ? c->n : 1, sizeof *leaves);
-    ad_tensor **grads = calloc(c->n ? c->n : 1, sizeof *grads);
+    ad_tensor **leaves = ad__calloc(c->n, sizeof *leaves);
+    ad_tensor **grads = ad__calloc(c->n, sizeof *grads);
     double *jac = NULL;
     size_t total = 0;
     for (size_t i = 0; i < c->n; i++)
         total += (size_t)c->shapes[i]->numel;
-    if (!leaves || !grads) {
-        st = AD_ERR_NOMEM;
+    if (!leaves || !grads || ad_tape_create(&tape) != AD_OK) {
+        st = no_memory(r, "its tape");
         goto done;
     }
 
@@ -70,9 +74,9 @@ static ad_status run_check(const check *c, const ad_gradcheck_opts *opts, ad_gra
         goto done;
     }
     size_t m = (size_t)y->numel;
-    jac = calloc(m * total + 1, sizeof *jac);
+    jac = ad__calloc(m * total + 1, sizeof *jac);
     if (!jac) {
-        st = AD_ERR_NOMEM;
+        st = no_memory(r, "the Jacobian");
         goto done;
     }
     bool connected = (y->flags & AD_TF_RECORDED) != 0;
@@ -80,6 +84,7 @@ static ad_status run_check(const check *c, const ad_gradcheck_opts *opts, ad_gra
         ad_tensor *seed = ad_full(tape, AD_F64, y->ndim, y->shape, 0.0);
         if (!seed) {
             st = tape->status;
+            fail_message(r, tape, "making a seed");
             goto done;
         }
         ad__set(seed, (int64_t)j, 1.0);
@@ -102,6 +107,7 @@ static ad_status run_check(const check *c, const ad_gradcheck_opts *opts, ad_gra
             grads[i] = ad_full(tape, AD_F64, leaves[i]->ndim, leaves[i]->shape, 0.0);
             if (!grads[i]) {
                 st = tape->status;
+                fail_message(r, tape, "making a tangent");
                 goto done;
             }
             ad__set(grads[i], e, 1.0);
@@ -122,9 +128,9 @@ static ad_status run_check(const check *c, const ad_gradcheck_opts *opts, ad_gra
         for (int64_t e = 0; e < c->shapes[i]->numel; e++, col++) {
             double saved = c->values[i][e];
             double out[2][64], *plus = NULL, *minus = NULL;
-            double *buf = m > 64 ? malloc(2 * m * sizeof *buf) : NULL;
+            double *buf = m > 64 ? ad__malloc(2 * m * sizeof *buf) : NULL;
             if (m > 64 && !buf) {
-                st = AD_ERR_NOMEM;
+                st = no_memory(r, "the finite differences");
                 goto done;
             }
             plus = buf ? buf : out[0];
@@ -137,7 +143,7 @@ static ad_status run_check(const check *c, const ad_gradcheck_opts *opts, ad_gra
                     st = tape->status != AD_OK ? tape->status : AD_ERR_SHAPE;
                     fail_message(r, tape, "function failed at a perturbed point");
                     c->values[i][e] = saved;
-                    free(buf);
+                    ad__free(buf);
                     goto done;
                 }
                 for (size_t j = 0; j < m; j++)
@@ -160,7 +166,7 @@ static ad_status run_check(const check *c, const ad_gradcheck_opts *opts, ad_gra
                     r->numeric = numeric;
                 }
             }
-            free(buf);
+            ad__free(buf);
         }
     }
     r->passed = !(r->error > 1);
@@ -171,9 +177,9 @@ static ad_status run_check(const check *c, const ad_gradcheck_opts *opts, ad_gra
              r->passed ? "passed" : "FAILED", r->input, (long long)r->index, (long long)r->output,
              r->analytic, r->numeric);
 done:
-    free(jac);
-    free(grads);
-    free(leaves);
+    ad__free(jac);
+    ad__free(grads);
+    ad__free(leaves);
     ad_tape_free(tape);
     if (st != AD_OK)
         r->passed = false;
@@ -184,10 +190,12 @@ done:
 static double **copy_values(size_t n, ad_tensor *const *inputs, ad_gradcheck_result *r,
                             ad_status *st)
 {
-    double **v = calloc(n ? n : 1, sizeof *v);
+    double **v = ad__calloc(n, sizeof *v);
     *st = AD_ERR_NOMEM;
-    if (!v)
+    if (!v) {
+        *st = no_memory(r, "a copy of the inputs");
         return NULL;
+    }
     for (size_t i = 0; i < n; i++) {
         if (!inputs[i] || inputs[i]->dtype != AD_F64) {
             snprintf(r->message, sizeof r->message,
@@ -196,25 +204,27 @@ static double **copy_values(size_t n, ad_tensor *const *inputs, ad_gradcheck_res
             *st = inputs[i] ? AD_ERR_DTYPE : AD_ERR_NULL;
             goto fail;
         }
-        v[i] = malloc(((size_t)inputs[i]->numel + 1) * sizeof **v);
-        if (!v[i])
+        v[i] = ad__malloc(((size_t)inputs[i]->numel + 1) * sizeof **v);
+        if (!v[i]) {
+            *st = no_memory(r, "a copy of the inputs");
             goto fail;
+        }
         ad_tensor_copy_to_doubles(inputs[i], v[i]);
     }
     *st = AD_OK;
     return v;
 fail:
     for (size_t i = 0; i < n; i++)
-        free(v[i]);
-    free(v);
+        ad__free(v[i]);
+    ad__free(v);
     return NULL;
 }
 
 static void free_values(size_t n, double **v)
 {
     for (size_t i = 0; v && i < n; i++)
-        free(v[i]);
-    free(v);
+        ad__free(v[i]);
+    ad__free(v);
 }
 
 /* First order, by rows (reverse mode) or by columns (forward mode). */
@@ -304,10 +314,10 @@ ad_status ad_gradgradcheck(ad_function f, void *ctx, size_t n, ad_tensor *const 
         return st;
     /* One evaluation to learn the output's shape, for v. */
     ad_tape *tape = NULL;
-    ad_tensor **args = calloc(n + 1, sizeof *args);
-    double **all = calloc(n + 1, sizeof *all);
+    ad_tensor **args = ad__calloc(n + 1, sizeof *args);
+    double **all = ad__calloc(n + 1, sizeof *all);
     if (!args || !all || ad_tape_create(&tape) != AD_OK) {
-        st = AD_ERR_NOMEM;
+        st = no_memory(result, "its tape");
         goto done;
     }
     check probe = {f, ctx, n, values, inputs, false};
@@ -323,9 +333,9 @@ ad_status ad_gradgradcheck(ad_function f, void *ctx, size_t n, ad_tensor *const 
     }
     /* v: a persistent-free stand-in, a tape tensor holding random values. */
     args[n] = ad_tensor_new(tape, AD_F64, y->ndim, y->shape, NULL);
-    all[n] = malloc(((size_t)y->numel + 1) * sizeof **all);
+    all[n] = ad__malloc(((size_t)y->numel + 1) * sizeof **all);
     if (!args[n] || !all[n]) {
-        st = AD_ERR_NOMEM;
+        st = no_memory(result, "the random direction");
         goto done;
     }
     uint64_t s = seed;
@@ -347,9 +357,9 @@ ad_status ad_gradgradcheck(ad_function f, void *ctx, size_t n, ad_tensor *const 
     }
 done:
     if (all)
-        free(all[n]);
-    free(all);
-    free(args);
+        ad__free(all[n]);
+    ad__free(all);
+    ad__free(args);
     ad_tape_free(tape);
     free_values(n, values);
     if (st != AD_OK)

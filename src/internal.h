@@ -3,6 +3,7 @@
 #define AD_INTERNAL_H
 
 #include "autodiff/autodiff.h"
+#include "heap.h"
 
 #include <assert.h>
 #include <stdarg.h>
@@ -224,20 +225,7 @@ void ad__arena_release(ad_tape *tape, const ad__mark *mark);
 
 void *ad__alloc(ad_tape *tape, size_t size); /* 64-byte aligned; NULL + error on OOM */
 void *ad__alloc_zero(ad_tape *tape, size_t size);
-/* Heap memory from allocator a, or from the process-wide allocator
- * (ad_set_allocator) when a is NULL or has no alloc. */
-void *ad__heap_alloc(const ad_allocator *a, size_t size);
-void ad__heap_free(const ad_allocator *a, void *p);
-/* malloc, calloc, realloc, strdup and free through the process-wide
- * allocator: the library's only way to heap memory without an allocator of
- * its own. ad__malloc(0) gives a distinct pointer; ad__realloc needs the old
- * size (allocators have no realloc) and leaves p alone on failure;
- * ad__free(NULL) does nothing. */
-void *ad__malloc(size_t size);
-void *ad__calloc(size_t n, size_t size);
-void *ad__realloc(void *p, size_t old_size, size_t size);
-char *ad__strdup(const char *s);
-void ad__free(void *p);
+/* Heap memory (ad__heap_alloc, ad__malloc and company) is declared in heap.h. */
 
 /* Runs fn(ctx, begin, end) over [0, n) in parts on the thread pool
  * (threads.c) when n >= grain and ad_set_num_threads asked for more than

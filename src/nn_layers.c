@@ -1,24 +1,28 @@
 /* Layers: each a module type (layers.h) whose forward is a composition of
  * public core ops. No layer has a hand-written gradient; the engine
  * differentiates what the forward records. They are built with the public
- * module interface, as a user's layer would be; the one internal call is the
+ * module interface, as a user's layer would be; the internal calls are the
  * stand-in check of ad_nn_embedding_lookup_with, which takes indices and so
- * cannot go through ad_nn_forward_with. */
+ * cannot go through ad_nn_forward_with, and the heap functions (heap.h), so
+ * that contexts and scratch come from the process-wide allocator. */
 #include "nn_module.h"
+
+#include "heap.h"
 
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 /* Makes a module of type whose context is a copy of the size bytes at
- * config (heap memory the module frees). */
+ * config (heap memory the module frees, with ad__free or a free_context that
+ * ends with it). */
 static ad_status module_with(ad_module **out, const ad_module_type *type, const void *config,
                              size_t size)
 {
     *out = NULL;
-    void *context = malloc(size);
+    void *context = ad__malloc(size);
     if (!context)
         return AD_ERR_NOMEM;
     memcpy(context, config, size);
@@ -46,9 +50,11 @@ static int64_t *scratch_get(scratch *s, size_t n)
     if (n == 0)
         n = 1; /* an empty batch still gets a buffer, not a false out-of-memory */
     if (n > s->cap) {
-        int64_t *d = realloc(s->data, n * sizeof *d);
+        /* Nothing to keep: a new size means new contents (cached_h below). */
+        int64_t *d = n <= SIZE_MAX / sizeof *d ? ad__malloc(n * sizeof *d) : NULL;
         if (!d)
             return NULL;
+        ad__free(s->data);
         s->data = d;
         s->cap = n;
         s->cached_h = s->cached_w = -1;
@@ -127,7 +133,7 @@ static ad_tensor *linear_forward(ad_module_call *call, ad_tensor *x)
 }
 
 static const ad_module_type linear_type = {
-    .name = "linear", .forward = linear_forward, .free_context = free};
+    .name = "linear", .forward = linear_forward, .free_context = ad__free};
 
 ad_status ad_nn_linear(ad_module **out, int64_t in_features, int64_t out_features, bool bias,
                        ad_dtype dtype, ad_rng *rng)
@@ -160,8 +166,8 @@ static void conv2d_free(void *context)
 {
     conv2d *c = context;
     if (c)
-        free(c->index.data);
-    free(c);
+        ad__free(c->index.data);
+    ad__free(c);
 }
 
 /* Output size of a window op along one dim, or -1 if the window does not fit. */
@@ -326,8 +332,8 @@ static void maxpool2d_free(void *context)
 {
     maxpool2d *m = context;
     if (m)
-        free(m->index.data);
-    free(m);
+        ad__free(m->index.data);
+    ad__free(m);
 }
 
 static const ad_module_type maxpool2d_type = {
@@ -393,7 +399,7 @@ static ad_tensor *dropout_forward(ad_module_call *call, ad_tensor *x)
 }
 
 static const ad_module_type dropout_type = {
-    .name = "dropout", .forward = dropout_forward, .free_context = free};
+    .name = "dropout", .forward = dropout_forward, .free_context = ad__free};
 
 ad_status ad_nn_dropout(ad_module **out, double p, uint64_t seed)
 {
@@ -485,7 +491,7 @@ static ad_tensor *layer_norm_forward(ad_module_call *call, ad_tensor *x)
 }
 
 static const ad_module_type layer_norm_type = {
-    .name = "layer_norm", .forward = layer_norm_forward, .free_context = free};
+    .name = "layer_norm", .forward = layer_norm_forward, .free_context = ad__free};
 
 ad_status ad_nn_layer_norm(ad_module **out, int64_t dim, double eps, ad_dtype dtype)
 {
@@ -520,7 +526,7 @@ static ad_tensor *embedding_forward(ad_module_call *call, ad_tensor *x)
 }
 
 static const ad_module_type embedding_type = {
-    .name = "embedding", .forward = embedding_forward, .free_context = free};
+    .name = "embedding", .forward = embedding_forward, .free_context = ad__free};
 
 ad_status ad_nn_embedding(ad_module **out, int64_t num, int64_t dim, ad_dtype dtype, ad_rng *rng)
 {

@@ -3,8 +3,9 @@
  * (nn_layers.c) and users' layers go through the same code. */
 #include "nn_module.h"
 
+#include "heap.h"
+
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 typedef struct param {
@@ -41,22 +42,13 @@ struct ad_module_call {
     ad_tensor *const *params;
 };
 
-static char *copy_string(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *c = malloc(n);
-    if (c)
-        memcpy(c, s, n);
-    return c;
-}
-
 /* "path.name", or "name" at a root (path NULL). */
 static char *join(const char *path, const char *name)
 {
     if (!path)
-        return copy_string(name);
+        return ad__strdup(name);
     size_t a = strlen(path), b = strlen(name);
-    char *s = malloc(a + b + 2);
+    char *s = ad__malloc(a + b + 2);
     if (s) {
         memcpy(s, path, a);
         s[a] = '.';
@@ -71,7 +63,7 @@ static bool reserve(void **array, size_t *cap, size_t n, size_t size)
     if (n < *cap)
         return true;
     size_t want = *cap ? 2 * *cap : 4;
-    void *a = realloc(*array, want * size);
+    void *a = ad__realloc(*array, *cap * size, want * size);
     if (!a)
         return false;
     *array = a;
@@ -90,7 +82,7 @@ ad_status ad_module_create(ad_module **out, const ad_module_type *type, void *co
             type->free_context(context);
         return AD_ERR_ARG;
     }
-    ad_module *m = calloc(1, sizeof *m);
+    ad_module *m = ad__calloc(1, sizeof *m);
     if (!m) {
         if (type->free_context)
             type->free_context(context);
@@ -113,14 +105,14 @@ static void destroy(ad_module *m)
         destroy(m->children[i]);
     for (size_t i = 0; i < m->n_params; i++) {
         ad_tensor_free(m->params[i].tensor);
-        free(m->params[i].name);
-        free(m->params[i].full_name);
+        ad__free(m->params[i].name);
+        ad__free(m->params[i].full_name);
     }
-    free(m->params);
-    free(m->children);
-    free(m->name);
-    free(m->path);
-    free(m);
+    ad__free(m->params);
+    ad__free(m->children);
+    ad__free(m->name);
+    ad__free(m->path);
+    ad__free(m);
 }
 
 void ad_nn_free(ad_module *m)
@@ -187,10 +179,10 @@ ad_status ad_module_add_param(ad_module *m, const char *name, ad_tensor *tensor)
         return AD_ERR_ARG;
     if (!reserve((void **)&m->params, &m->params_cap, m->n_params, sizeof *m->params))
         return AD_ERR_NOMEM;
-    char *local = copy_string(name), *full = join(m->path, name);
+    char *local = ad__strdup(name), *full = join(m->path, name);
     if (!local || !full) {
-        free(local);
-        free(full);
+        ad__free(local);
+        ad__free(full);
         return AD_ERR_NOMEM;
     }
     m->params[m->n_params++] = (param){tensor, local, full};
@@ -247,11 +239,11 @@ static bool make_names(const ad_module *u, char *path, char **fresh, size_t *at)
 /* Puts the names of make_names in place, in the same order, freeing the old. */
 static void apply_names(ad_module *u, char **fresh, size_t *at)
 {
-    free(u->path);
+    ad__free(u->path);
     u->path = fresh[(*at)++];
     u->path_len = strlen(u->path);
     for (size_t i = 0; i < u->n_params; i++) {
-        free(u->params[i].full_name);
+        ad__free(u->params[i].full_name);
         u->params[i].full_name = fresh[(*at)++];
     }
     for (size_t i = 0; i < u->n_children; i++)
@@ -277,19 +269,19 @@ ad_status ad_module_add_child(ad_module *m, const char *name, ad_module *child)
     /* Every new string is made before anything changes, so running out of
      * memory half way leaves both trees as they were. */
     size_t n = count_names(child), at = 0;
-    char **fresh = calloc(n, sizeof *fresh);
-    char *local = copy_string(name);
+    char **fresh = ad__calloc(n, sizeof *fresh);
+    char *local = ad__strdup(name);
     bool made = fresh && local && make_names(child, join(m->path, name), fresh, &at);
     if (!made) {
         for (size_t i = 0; fresh && i < at; i++)
-            free(fresh[i]);
-        free(fresh);
-        free(local);
+            ad__free(fresh[i]);
+        ad__free(fresh);
+        ad__free(local);
         return AD_ERR_NOMEM;
     }
     at = 0;
     apply_names(child, fresh, &at);
-    free(fresh);
+    ad__free(fresh);
     child->name = local;
     child->parent = m;
     m->children[m->n_children++] = child;
@@ -533,9 +525,9 @@ static ad_status with_params(const ad_module *m, const char *path, char *err, si
                              bool save)
 {
     size_t n = ad_nn_param_count(m);
-    ad_nn_param *p = calloc(n ? n : 1, sizeof *p);
-    const char **names = calloc(n ? n : 1, sizeof *names);
-    ad_tensor **tensors = calloc(n ? n : 1, sizeof *tensors);
+    ad_nn_param *p = ad__calloc(n, sizeof *p);
+    const char **names = ad__calloc(n, sizeof *names);
+    ad_tensor **tensors = ad__calloc(n, sizeof *tensors);
     ad_status st = AD_ERR_NOMEM;
     if (p && names && tensors) {
         ad_nn_params(m, p, n);
@@ -549,9 +541,9 @@ static ad_status with_params(const ad_module *m, const char *path, char *err, si
         snprintf(err, err_size, "ad_nn_%s: out of memory for %zu parameter names",
                  save ? "save" : "load", n);
     }
-    free(p);
-    free(names);
-    free(tensors);
+    ad__free(p);
+    ad__free(names);
+    ad__free(tensors);
     return st;
 }
 

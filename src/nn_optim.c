@@ -2,9 +2,10 @@
  * allocated when the optimizer is made; a step allocates nothing. */
 #include "autodiff/layers.h"
 
+#include "heap.h"
+
 #include <math.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 typedef enum { OPT_SGD, OPT_ADAM } optim_kind;
@@ -30,23 +31,23 @@ void ad_optim_free(ad_optim *opt)
         for (size_t i = 0; opt->state[s] && i < opt->n; i++) {
             ad_tensor_free(opt->state[s][i]);
             if (opt->state_name[s])
-                free(opt->state_name[s][i]);
+                ad__free(opt->state_name[s][i]);
         }
-        free(opt->state[s]);
-        free(opt->state_name[s]);
+        ad__free(opt->state[s]);
+        ad__free(opt->state_name[s]);
     }
     ad_tensor_free(opt->step);
-    free(opt->step_name);
-    free(opt->params);
-    free(opt);
+    ad__free(opt->step_name);
+    ad__free(opt->params);
+    ad__free(opt);
 }
 
 static ad_status make_state(ad_optim *opt, int slots, const char *const *slot_names,
                             const ad_nn_param *named)
 {
     for (int s = 0; s < slots; s++) {
-        opt->state[s] = calloc(opt->n ? opt->n : 1, sizeof *opt->state[s]);
-        opt->state_name[s] = calloc(opt->n ? opt->n : 1, sizeof *opt->state_name[s]);
+        opt->state[s] = ad__calloc(opt->n, sizeof *opt->state[s]);
+        opt->state_name[s] = ad__calloc(opt->n, sizeof *opt->state_name[s]);
         if (!opt->state[s] || !opt->state_name[s])
             return AD_ERR_NOMEM;
         for (size_t i = 0; i < opt->n; i++) {
@@ -60,16 +61,14 @@ static ad_status make_state(ad_optim *opt, int slots, const char *const *slot_na
             snprintf(index, sizeof index, "%zu", i);
             const char *param = named ? named[i].name : index;
             size_t len = strlen("state.") + strlen(param) + 1 + strlen(slot_names[s]) + 1;
-            if (!(opt->state_name[s][i] = malloc(len)))
+            if (!(opt->state_name[s][i] = ad__malloc(len)))
                 return AD_ERR_NOMEM;
             snprintf(opt->state_name[s][i], len, "state.%s.%s", param, slot_names[s]);
         }
     }
-    static const char step_name[] = "state.step";
     if (ad_tensor_create(&opt->step, AD_F64, 0, NULL, false) != AD_OK ||
-        !(opt->step_name = malloc(sizeof step_name)))
+        !(opt->step_name = ad__strdup("state.step")))
         return AD_ERR_NOMEM;
-    memcpy(opt->step_name, step_name, sizeof step_name);
     return AD_OK;
 }
 
@@ -80,12 +79,12 @@ static ad_status optim_new(ad_optim **out, optim_kind kind, size_t n, ad_tensor 
     for (size_t i = 0; i < n; i++)
         if (!params[i] || ad_tensor_tape(params[i]))
             return AD_ERR_ARG; /* persistent tensors only (frozen ones are skipped) */
-    ad_optim *opt = calloc(1, sizeof *opt);
+    ad_optim *opt = ad__calloc(1, sizeof *opt);
     if (!opt)
         return AD_ERR_NOMEM;
     opt->kind = kind;
     opt->n = n;
-    opt->params = calloc(n ? n : 1, sizeof *opt->params);
+    opt->params = ad__calloc(n, sizeof *opt->params);
     if (!opt->params) {
         ad_optim_free(opt);
         return AD_ERR_NOMEM;
@@ -110,8 +109,8 @@ static ad_status from_module(ad_optim **out, optim_kind kind, ad_module *m)
     if (!m)
         return AD_ERR_ARG;
     size_t n = ad_nn_param_count(m);
-    ad_nn_param *named = calloc(n ? n : 1, sizeof *named);
-    ad_tensor **params = calloc(n ? n : 1, sizeof *params);
+    ad_nn_param *named = ad__calloc(n, sizeof *named);
+    ad_tensor **params = ad__calloc(n, sizeof *params);
     ad_status st = AD_ERR_NOMEM;
     if (named && params) {
         ad_nn_params(m, named, n);
@@ -119,8 +118,8 @@ static ad_status from_module(ad_optim **out, optim_kind kind, ad_module *m)
             params[i] = named[i].tensor;
         st = optim_new(out, kind, n, params, named);
     }
-    free(named);
-    free(params);
+    ad__free(named);
+    ad__free(params);
     return st;
 }
 

@@ -17,6 +17,7 @@
 #else
 #define AD__CHECKED_DEFAULT 1
 #endif
+#define MIN_BLOCK_SIZE ((size_t)4096) /* after out of memory (ad__alloc) */
 #define BLOCK_ALIGN ((size_t)64)
 
 static const char *const status_text[] = {
@@ -42,6 +43,8 @@ static void default_free(void *ptr, void *ctx)
     (void)ctx;
     free(ptr);
 }
+
+const ad_allocator ad__malloc_allocator = {default_alloc, default_free, NULL};
 
 /* The process-wide allocator (ad_set_allocator); alloc NULL means malloc. */
 static ad_allocator global;
@@ -153,7 +156,8 @@ void *ad__alloc(ad_tape *tape, size_t size)
     size = (size + 15) & ~(size_t)15;
     if (size == 0)
         size = 16;
-    ad__block *b = tape->current;
+    ad__block *b = tape->current, *was = b;
+    size_t was_before = tape->used_before_current;
     while (b && ((b->used + align - 1) & ~(align - 1)) + size > b->size) {
         /* The current block is full: move on to the next one, kept from an
          * earlier step, or (below) to a new one at the end of the chain. */
@@ -164,11 +168,25 @@ void *ad__alloc(ad_tape *tape, size_t size)
             b->used = 0;
     }
     if (!b) {
+        /* A new block at the end of the chain, as large as all the arena
+         * holds, so that a growing tape needs few of them; when that cannot
+         * be had, one of the size this piece needs (and not less than a
+         * page), so that one buffer too big for the memory left does not
+         * leave the tape unable to hold even a scalar. */
         size_t want = tape->reserved > FIRST_BLOCK_SIZE ? tape->reserved : FIRST_BLOCK_SIZE;
+        size_t least = size > MIN_BLOCK_SIZE ? size : MIN_BLOCK_SIZE;
         if (want < size)
             want = size;
         b = block_new(tape, want);
+        if (!b && want > least)
+            b = block_new(tape, least);
         if (!b) {
+            /* The arena stays where it was: walked off its end it would
+             * have no current block, and a mark taken then (a checkpoint's)
+             * would look like an empty arena, so that releasing to it would
+             * give back every tensor on the tape. */
+            tape->current = was;
+            tape->used_before_current = was_before;
             ad__fail(tape, AD_ERR_NOMEM, "tape: out of memory allocating %zu bytes", size);
             return NULL;
         }
@@ -255,7 +273,7 @@ ad_status ad_tape_create_with(ad_tape **out, const ad_allocator *allocator)
 {
     /* The tape keeps the allocator it was made with: the given one, else
      * the process-wide one of the moment, else malloc. */
-    ad_allocator a = {default_alloc, default_free, NULL};
+    ad_allocator a = ad__malloc_allocator;
     if (allocator && allocator->alloc && allocator->free)
         a = *allocator;
     else if (global.alloc)

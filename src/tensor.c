@@ -230,6 +230,7 @@ static struct {
     pthread_mutex_t lock;
     const ad_tensor **slot;
     size_t cap, n;
+    ad_allocator allocator; /* the process-wide allocator that gave slot */
 } live = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static size_t live_hash(const ad_tensor *t, size_t cap)
@@ -253,19 +254,28 @@ static ad_status live_add(const ad_tensor *t)
     pthread_mutex_lock(&live.lock);
     if (2 * (live.n + 1) > live.cap) {
         size_t cap = live.cap ? 2 * live.cap : 64;
-        const ad_tensor **slot = ad__calloc(cap, sizeof *slot);
+        /* The storage goes back to the allocator that gave it, whatever the
+         * process-wide one is by then. */
+        ad_allocator now = ad_get_allocator();
+        if (!now.alloc)
+            now = ad__malloc_allocator;
+        const ad_tensor **slot = ad__heap_alloc(&now, cap * sizeof *slot);
         if (!slot) {
             st = AD_ERR_NOMEM;
             goto done;
         }
+        memset(slot, 0, cap * sizeof *slot);
         const ad_tensor **old = live.slot;
         size_t old_cap = live.cap;
+        ad_allocator old_allocator = live.allocator;
         live.slot = slot;
         live.cap = cap;
+        live.allocator = now;
         for (size_t i = 0; i < old_cap; i++)
             if (old[i])
                 live.slot[live_find(old[i])] = old[i];
-        ad__free(old);
+        if (old)
+            ad__heap_free(&old_allocator, old);
     }
     live.slot[live_find(t)] = t;
     live.n++;
@@ -292,7 +302,7 @@ static bool live_remove(const ad_tensor *t)
                 live.slot[live_find(e)] = e;
             }
             if (live.n == 0) {
-                ad__free(live.slot);
+                ad__heap_free(&live.allocator, live.slot);
                 live.slot = NULL;
                 live.cap = 0;
             }
@@ -359,12 +369,13 @@ ad_status ad_tensor_create_with(ad_tensor **out, ad_dtype dtype, int ndim, const
     if (ndim < 0 || ndim > AD_MAX_DIMS || (ndim && !shape) || ad__numel(ndim, shape) < 0)
         return AD_ERR_SHAPE; /* including a shape of more than 2^60 elements */
     /* The tensor keeps the allocator it was made with (its own, else the
-     * process-wide one of the moment), so it is freed where it came from. */
+     * process-wide one of the moment, malloc included), so it is freed where
+     * it came from even if the process-wide allocator changes meanwhile. */
     ad_allocator current = ad_get_allocator();
     if (allocator && (!allocator->alloc || !allocator->free))
         allocator = NULL;
-    if (!allocator && current.alloc)
-        allocator = &current;
+    if (!allocator)
+        allocator = current.alloc ? &current : &ad__malloc_allocator;
     ad_tensor *t = persistent_new(dtype, ndim, shape, allocator);
     if (!t)
         return AD_ERR_NOMEM;

@@ -42,6 +42,74 @@ static void test_tape_with_an_allocator_frees_all_it_allocated(void **state)
     assert_int_equal(c.frees, c.allocs);
 }
 
+/* ---- The process-wide allocator -------------------------------------------------------- */
+
+/* Restores malloc even when a test fails midway, so that the next tests do
+ * not allocate through a counting allocator left on a dead stack frame. */
+static int restore_malloc(void **state)
+{
+    (void)state;
+    ad_set_allocator(NULL);
+    return 0;
+}
+
+#define ALLOCATOR_TEST(f) cmocka_unit_test_teardown(f, restore_malloc)
+
+static void test_set_allocator_is_copied_and_null_or_half_given_restores_malloc(void **state)
+{
+    (void)state;
+    counting_allocator c = {0};
+    ad_allocator a = allocator_of(&c);
+    ad_set_allocator(&a);
+    a.ctx = NULL; /* the library holds a copy */
+    ad_allocator got = ad_get_allocator();
+    assert_ptr_equal(got.alloc, counting_alloc);
+    assert_ptr_equal(got.free, counting_free);
+    assert_ptr_equal(got.ctx, &c);
+    ad_set_allocator(&(ad_allocator){counting_alloc, NULL, &c}); /* no free: refused */
+    assert_null(ad_get_allocator().alloc);
+    ad_set_allocator(&a);
+    ad_set_allocator(NULL);
+    got = ad_get_allocator();
+    assert_null(got.alloc);
+    assert_null(got.free);
+    assert_int_equal(c.allocs, 0);
+}
+
+/* Tapes and persistent tensors keep the allocator they were made with, so
+ * each block goes back where it came from whatever the process-wide
+ * allocator is when it is freed. */
+static void test_tapes_and_tensors_return_memory_to_the_allocator_they_were_made_with(void **state)
+{
+    (void)state;
+    counting_allocator c = {0};
+    ad_allocator a = allocator_of(&c);
+    int64_t n = 4;
+
+    /* Made under malloc, freed while the counting allocator is set. */
+    ad_tape *tape;
+    ad_tensor *t;
+    assert_int_equal(ad_tape_create(&tape), AD_OK);
+    assert_non_null(ad_full(tape, AD_F64, 1, &n, 1.0));
+    assert_int_equal(ad_tensor_create(&t, AD_F64, 1, &n, true), AD_OK);
+    ad_set_allocator(&a);
+    ad_tensor_free(t);
+    ad_tape_free(tape);
+    assert_int_equal(c.frees, 0);
+
+    /* Made under the counting allocator, freed after it was unset. */
+    assert_int_equal(ad_tape_create(&tape), AD_OK);
+    assert_non_null(ad_full(tape, AD_F64, 1, &n, 1.0));
+    assert_int_equal(ad_tensor_create(&t, AD_F64, 1, &n, false), AD_OK);
+    ad_set_allocator(NULL);
+    assert_int_equal(ad_tensor_set_requires_grad(t, true), AD_OK); /* its gradient too */
+    assert_true(c.allocs >= 4);                                    /* tape, block, tensor, grad */
+    ad_tensor_free(t);
+    ad_tape_free(tape);
+    assert_int_equal(c.live, 0);
+    assert_int_equal(c.frees, c.allocs);
+}
+
 /* One step of a small model: big enough to need several arena blocks. */
 static ad_status model_step(ad_tape *tape, ad_tensor *w, ad_tensor *b, const double *xdata,
                             const double *target)
@@ -660,6 +728,85 @@ static void allocation_sweep(bool fail_after)
     }
 }
 
+/* x [10000] float64, 0.5 everywhere, on a tape of allocator c whose arena is
+ * two blocks (the first 64 KiB, the second exactly x's 80000 bytes, full);
+ * then requests of more than 100 KiB start to fail, so the arena's next
+ * block (as large as all it holds, 140 KiB) cannot be had, and a 160 KB
+ * tensor fails even at its own size. */
+static ad_tensor *arena_out_of_memory(ad_tape **tape, counting_allocator *c, ad_allocator *a)
+{
+    *a = allocator_of(c);
+    assert_int_equal(ad_tape_create_with(tape, a), AD_OK);
+    int64_t n = 10000, huge = 20000;
+    ad_tensor *x = ad_requires_grad(ad_full(*tape, AD_F64, 1, &n, 0.5));
+    assert_non_null(x);
+    assert_true(ad_tape_bytes_reserved(*tape) > 100 * 1024);
+    c->max_size = 100 * 1024;
+    assert_null(ad_full(*tape, AD_F64, 1, &huge, 1.0));
+    assert_int_equal(ad_tape_status(*tape), AD_ERR_NOMEM);
+    assert_message_has(*tape, "out of memory");
+    ad_tape_clear_error(*tape);
+    return x;
+}
+
+/* After an out-of-memory error the arena used to ask again for a block as
+ * large as all it holds, and only for that: even a scalar failed until the
+ * tape was reset. */
+static void
+test_after_running_out_of_memory_a_small_op_works_once_the_error_is_cleared(void **state)
+{
+    (void)state;
+    counting_allocator c = {0};
+    ad_allocator a;
+    ad_tape *tape;
+    ad_tensor *x = arena_out_of_memory(&tape, &c, &a);
+    size_t reserved = ad_tape_bytes_reserved(tape);
+
+    ad_tensor *s = ad_requires_grad(ad_scalar(tape, 3.0));
+    assert_non_null(s);
+    /* What the scalar needed, not another arena's worth. */
+    assert_true(ad_tape_bytes_reserved(tape) - reserved <= 16 * 1024);
+    ad_tensor *y = ad_add(ad_mul(s, s), ad_sum_all(x));
+    assert_non_null(y);
+    assert_int_equal(ad_backward(y, NULL), AD_OK);
+    assert_close(6.0, ad_grad_value(s), 0, 0);
+    assert_close(1.0, ad_tensor_get(ad_tensor_grad(x), 9999), 0, 0);
+    assert_close(5000.0 + 9.0, ad_value(y), 0, 0);
+    ad_tape_free(tape);
+    assert_int_equal(c.live, 0);
+}
+
+static ad_tensor *square(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    (void)tape, (void)n, (void)ctx;
+    return ad_mul(in[0], in[0]);
+}
+
+/* A failed allocation changes nothing in the arena: it used to leave the
+ * tape with no current block, so that a mark taken next (a checkpoint's)
+ * looked like an empty arena, and giving back to it gave back x as well. */
+static void
+test_a_checkpoint_after_running_out_of_memory_keeps_the_tensors_made_before(void **state)
+{
+    (void)state;
+    counting_allocator c = {0};
+    ad_allocator a;
+    ad_tape *tape;
+    ad_tensor *x = arena_out_of_memory(&tape, &c, &a);
+    ad_tensor *y = ad_checkpoint(square, NULL, 1, &x);
+    if (!y)
+        fail_msg("checkpoint: %s: %s", ad_status_string(ad_tape_status(tape)),
+                 ad_tape_message(tape));
+    for (int64_t i = 0; i < 10000; i += 999) {
+        assert_close(0.5, ad_tensor_get(x, i), 0, 0);
+        assert_close(0.25, ad_tensor_get(y, i), 0, 0);
+    }
+    assert_int_equal(ad_backward(ad_sum_all(y), NULL), AD_OK);
+    assert_close(1.0, ad_tensor_get(ad_tensor_grad(x), 1234), 0, 0);
+    ad_tape_free(tape);
+    assert_int_equal(c.live, 0);
+}
+
 static void test_every_failing_allocation_gives_nomem_or_success_and_frees_all(void **state)
 {
     (void)state;
@@ -677,6 +824,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tape_create_and_free_with_no_error_and_free_accepts_null),
         cmocka_unit_test(test_tape_with_an_allocator_frees_all_it_allocated),
+        ALLOCATOR_TEST(test_set_allocator_is_copied_and_null_or_half_given_restores_malloc),
+        ALLOCATOR_TEST(test_tapes_and_tensors_return_memory_to_the_allocator_they_were_made_with),
         cmocka_unit_test(test_reset_keeps_memory_so_later_steps_of_equal_size_allocate_nothing),
         cmocka_unit_test(test_checked_mode_reaches_a_steady_state_once_every_chain_has_grown),
         cmocka_unit_test(test_persistent_tensors_survive_resets_and_accumulate_gradients),
@@ -694,6 +843,10 @@ int main(void)
         cmocka_unit_test(test_tapes_in_several_threads_give_the_single_threaded_results),
         cmocka_unit_test(test_six_dimensional_tensors_broadcast_reduce_and_differentiate),
         cmocka_unit_test(test_max_dims_work_and_one_more_is_a_shape_error),
+        cmocka_unit_test(
+            test_after_running_out_of_memory_a_small_op_works_once_the_error_is_cleared),
+        cmocka_unit_test(
+            test_a_checkpoint_after_running_out_of_memory_keeps_the_tensors_made_before),
         cmocka_unit_test(test_every_failing_allocation_gives_nomem_or_success_and_frees_all),
         cmocka_unit_test(test_running_out_of_memory_for_good_gives_nomem_and_frees_all),
     };

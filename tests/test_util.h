@@ -154,19 +154,22 @@ static inline void assert_message_has(const ad_tape *tape, const char *part)
 /* ---- A counting, failing allocator -------------------------------------------------------- */
 
 /* An allocator that counts, and can fail: allocation number fail_at (1-based)
- * fails, and with fail_after every later one too. */
+ * fails, and with fail_after every later one too; with max_size, so does
+ * every request of more than max_size bytes (a system short of memory). */
 typedef struct counting_allocator {
     size_t allocs, frees, failures;
     long live;
     size_t fail_at;
     bool fail_after;
+    size_t max_size;
 } counting_allocator;
 
 static inline void *counting_alloc(size_t size, void *ctx)
 {
     counting_allocator *c = ctx;
     c->allocs++;
-    if (c->fail_at && (c->allocs == c->fail_at || (c->fail_after && c->allocs > c->fail_at))) {
+    if ((c->fail_at && (c->allocs == c->fail_at || (c->fail_after && c->allocs > c->fail_at))) ||
+        (c->max_size && size > c->max_size)) {
         c->failures++;
         return NULL;
     }

@@ -110,8 +110,9 @@ AD_API const char *ad_dtype_name(ad_dtype dtype);
 
 /*
  * Memory comes from an allocator given per object, so tests can count
- * allocations and inject failures. A NULL allocator means malloc/free.
- * alloc(size, ctx) returns NULL on failure; free(ptr, ctx) accepts NULL.
+ * allocations and inject failures. A NULL allocator means the process-wide
+ * one (below), which is malloc/free unless set. alloc(size, ctx) returns
+ * memory aligned as malloc's, or NULL on failure; free(ptr, ctx) accepts NULL.
  */
 typedef struct ad_allocator {
     void *(*alloc)(size_t size, void *ctx);
@@ -122,12 +123,15 @@ typedef struct ad_allocator {
 /*
  * The process-wide allocator: every allocation of the library that is not
  * given an allocator of its own (a tape's, a persistent tensor's) goes
- * through it: modules, optimizers, checkpoints, data sets, gradcheck,
- * custom ops, thread-pool state. NULL restores malloc/free. The allocator is
- * copied. Set it before anything is allocated with it, and keep it until all
- * of that is freed: memory is always returned to the allocator that gave it,
- * so change it only while nothing allocated by the old one is alive. Not for
- * use while other threads call the library.
+ * through it: modules, layers, optimizers, safetensors files, data sets,
+ * gradient checks, custom ops (the thread pool allocates nothing). A tape or
+ * persistent tensor made without an allocator takes this one and keeps it.
+ * NULL restores malloc/free. The allocator is copied (ctx must outlive what
+ * it allocates). Set it before anything is allocated with it, and keep it
+ * until all of that is freed: tapes and persistent tensors return memory to
+ * the allocator they were made with, everything else to the current one, so
+ * change it only while nothing else allocated by the old one is alive. Not
+ * for use while other threads call the library. docs/memory.md has a table.
  */
 AD_API void ad_set_allocator(const ad_allocator *allocator);
 /* The current process-wide allocator (a copy; alloc and free NULL for malloc/free). */
@@ -155,7 +159,7 @@ AD_API int ad_num_threads(void);
 
 /* Creates an empty tape. Returns AD_OK or AD_ERR_NOMEM; *out is NULL on error. */
 AD_API ad_status ad_tape_create(ad_tape **out);
-/* As ad_tape_create, with an allocator (copied; NULL means malloc/free). */
+/* As ad_tape_create, with an allocator (copied; NULL means the process-wide one). */
 AD_API ad_status ad_tape_create_with(ad_tape **out, const ad_allocator *allocator);
 /* Frees the tape and every tensor on it. Accepts NULL. */
 AD_API void ad_tape_free(ad_tape *tape);
