@@ -186,6 +186,13 @@ struct ad_safetensors {
     entry **by_name; /* entries sorted by name, for duplicates and lookup */
 };
 
+/* The dims of e, NULL for a 0-d entry: when every entry is 0-d, st->shapes is
+ * NULL, and even NULL + 0 is undefined behaviour. */
+static const int64_t *entry_shape(const ad_safetensors *st, const entry *e)
+{
+    return e->ndim ? st->shapes + e->shape_at : NULL;
+}
+
 void ad_safetensors_close(ad_safetensors *st)
 {
     if (!st)
@@ -680,7 +687,7 @@ static ad_status check_entries(ad_safetensors *st, const char *fn, char *err, si
 {
     for (size_t i = 0; i < st->n_entries; i++) {
         entry *e = &st->entries[i];
-        const int64_t *shape = st->shapes + e->shape_at;
+        const int64_t *shape = entry_shape(st, e);
         bool zero = false;
         for (int d = 0; d < e->ndim; d++)
             zero |= shape[d] == 0;
@@ -890,7 +897,7 @@ bool ad_safetensors_entry_at(const ad_safetensors *st, size_t i, ad_safetensors_
     out->name = e->name;
     out->dtype = dtypes[e->dtype].name;
     out->ndim = e->ndim;
-    out->shape = e->ndim ? st->shapes + e->shape_at : NULL;
+    out->shape = entry_shape(st, e);
     out->numel = e->numel;
     out->begin = e->begin;
     out->end = e->end;
@@ -936,7 +943,7 @@ static ad_status check_target(const ad_safetensors *st, const char *fn, const ch
             err, err_size, AD_ERR_DTYPE,
             "%s: '%s': tensor '%s' is %s in the file but the destination is %s", fn, st->path, name,
             dtypes[e->dtype].name, ad_tensor_dtype(t) == AD_F64 ? "F64" : "F32");
-    const int64_t *file_shape = st->shapes + e->shape_at;
+    const int64_t *file_shape = entry_shape(st, e);
     const int64_t *shape = ad_tensor_shape(t);
     bool same = e->ndim == ad_tensor_ndim(t);
     for (int d = 0; same && d < e->ndim; d++)

@@ -731,6 +731,58 @@ static void test_unrequested_entries_of_other_dtypes_and_metadata_load_fine(void
     ad_tensor_free(a);
 }
 
+/* Every entry 0-d: the reader holds no dims at all, and must not compute
+ * NULL + 0 from its empty dim list (clang's UBSan: pointer-overflow). */
+static void test_a_file_whose_entries_are_all_0d_loads(void **state)
+{
+    (void)state;
+    unsigned char buf[12];
+    double pi = 3.141592653589793;
+    float e = 2.7182817f;
+    memcpy(buf, &pi, 8);
+    memcpy(buf + 8, &e, 4);
+    char path[300], err[512];
+    make_file(path, sizeof path,
+              "{\"pi\":{\"dtype\":\"F64\",\"shape\":[],\"data_offsets\":[0,8]},"
+              "\"e\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[8,12]}}",
+              buf, sizeof buf);
+    ad_tensor *ts[2] = {persistent(AD_F64, 0, NULL), persistent(AD_F32, 0, NULL)};
+    const char *names[2] = {"pi", "e"};
+    assert_int_equal(ad_safetensors_load(path, 2, names, ts, err, sizeof err), AD_OK);
+    assert_true(ad_tensor_get(ts[0], 0) == pi);
+    assert_true(ad_tensor_get(ts[1], 0) == (double)e);
+
+    /* A 0-d entry against a destination with dims names both shapes. */
+    ad_tensor *v = persistent(AD_F64, 1, (int64_t[]){1});
+    assert_int_equal(ad_safetensors_load(path, 1, names, &v, err, sizeof err), AD_ERR_SHAPE);
+    assert_non_null(strstr(err, "expected shape [1] (destination), found []"));
+    assert_true(ad_tensor_get(v, 0) == 0.0);
+
+    ad_safetensors *st;
+    assert_int_equal(ad_safetensors_open(&st, path, err, sizeof err), AD_OK);
+    ad_safetensors_entry entry;
+    assert_true(ad_safetensors_entry_at(st, 1, &entry));
+    assert_int_equal(entry.ndim, 0);
+    assert_null(entry.shape);
+    assert_int_equal(entry.numel, 1);
+    fill_value(ts[0], 0.0);
+    assert_int_equal(ad_safetensors_read(st, "pi", ts[0], err, sizeof err), AD_OK);
+    assert_true(ad_tensor_get(ts[0], 0) == pi);
+    ad_safetensors_close(st);
+
+    /* And the writer's output of such tensors reads back. */
+    new_path(path, sizeof path);
+    assert_int_equal(ad_safetensors_save(path, 2, names, ts, err, sizeof err), AD_OK);
+    fill_value(ts[0], 0.0);
+    fill_value(ts[1], 0.0);
+    assert_int_equal(ad_safetensors_load(path, 2, names, ts, err, sizeof err), AD_OK);
+    assert_true(ad_tensor_get(ts[0], 0) == pi);
+    assert_true(ad_tensor_get(ts[1], 0) == (double)e);
+    ad_tensor_free(v);
+    ad_tensor_free(ts[0]);
+    ad_tensor_free(ts[1]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -749,6 +801,7 @@ int main(void)
         cmocka_unit_test(test_requested_tensors_must_match_dtype_and_shape),
         cmocka_unit_test(test_a_failing_load_of_several_tensors_changes_none),
         cmocka_unit_test(test_unrequested_entries_of_other_dtypes_and_metadata_load_fine),
+        cmocka_unit_test(test_a_file_whose_entries_are_all_0d_loads),
     };
     return cmocka_run_group_tests(tests, temp_dir_create, temp_dir_remove);
 }
