@@ -85,19 +85,24 @@ ad_status ad_idx_load(const char *path, ad_idx *out, char *err, size_t err_size)
         err[0] = '\0';
     if (!out)
         return ad__error_message(err, err_size, AD_ERR_ARG, "ad_idx_load: out is NULL");
-    memset(out, 0, sizeof *out);
     if (!path)
         return ad__error_message(err, err_size, AD_ERR_ARG, "ad_idx_load: path is NULL");
     errno = 0;
     gzFile g = gzopen(path, "rb");
-    if (!g)
-        return ad__error_message(err, err_size, errno ? AD_ERR_IO : AD_ERR_NOMEM,
+    if (!g) {
+        /* zlib's own allocations fail with errno ENOMEM (from malloc) or,
+         * with another allocator, with errno untouched. */
+        bool nomem = errno == 0 || errno == ENOMEM;
+        return ad__error_message(err, err_size, nomem ? AD_ERR_NOMEM : AD_ERR_IO,
                                  "ad_idx_load: cannot open '%s': %s", path,
-                                 errno ? strerror(errno) : "out of memory");
+                                 nomem ? "out of memory" : strerror(errno));
+    }
     gzbuffer(g, 1u << 17);
 
+    /* *out is written only once everything has succeeded. */
     ad_status s = AD_OK;
     unsigned char *data = NULL;
+    int64_t dims[4] = {0};
     unsigned char head[4 + 4 * 4];
     size_t got = 0;
     int code = read_some(g, head, 4, &got);
@@ -142,18 +147,24 @@ ad_status ad_idx_load(const char *path, ad_idx *out, char *err, size_t err_size)
         goto done;
     }
     /* Each dim is a big-endian uint32, so a product of two fits in 64 bits;
-     * guard the rest. */
-    uint64_t total = 1;
+     * guard the rest. The item size is checked on its own: with no items the
+     * total is 0 whatever the other dims are, but item_size must still be
+     * representable. */
+    uint64_t total = 1, item = 1;
     for (unsigned d = 0; d < ndim; d++) {
         const unsigned char *p = head + 4 + 4 * d;
         uint64_t dim = (uint64_t)p[0] << 24 | (uint64_t)p[1] << 16 | (uint64_t)p[2] << 8 | p[3];
-        out->dims[d] = (int64_t)dim;
-        if (dim && total > (uint64_t)INT64_MAX / dim) {
-            s = ad__error_message(err, err_size, AD_ERR_FORMAT, "ad_idx_load: '%s': dims too large",
-                                  path);
+        dims[d] = (int64_t)dim;
+        if (dim && (total > (uint64_t)INT64_MAX / dim || item > (uint64_t)INT64_MAX / dim)) {
+            s = ad__error_message(err, err_size, AD_ERR_FORMAT,
+                                  "ad_idx_load: '%s': dims too large: the %s does not fit in "
+                                  "63 bits",
+                                  path, total > (uint64_t)INT64_MAX / dim ? "size" : "item size");
             goto done;
         }
         total *= dim;
+        if (d)
+            item *= dim;
     }
     if (total > SIZE_MAX - head_size) {
         s = ad__error_message(err, err_size, AD_ERR_NOMEM,
@@ -214,18 +225,16 @@ ad_status ad_idx_load(const char *path, ad_idx *out, char *err, size_t err_size)
             head_size + want + n_extra - (n_extra == sizeof extra));
         goto done;
     }
+    memset(out, 0, sizeof *out);
     out->data = data;
     data = NULL;
     out->ndim = (int)ndim;
-    out->count = out->dims[0];
-    out->item_size = 1;
-    for (unsigned d = 1; d < ndim; d++)
-        out->item_size *= out->dims[d];
+    memcpy(out->dims, dims, sizeof dims);
+    out->count = dims[0];
+    out->item_size = (int64_t)item;
 done:
     free(data);
     gzclose_r(g);
-    if (s != AD_OK)
-        memset(out, 0, sizeof *out);
     return s;
 }
 

@@ -49,6 +49,13 @@ static const char *shape_text(char *buf, size_t size, int ndim, const int64_t *s
     return buf;
 }
 
+/* The status of a failed open: fopen and fdopen allocate their FILE, so they
+ * can fail for lack of memory (errno ENOMEM), which is not an I/O error. */
+static ad_status open_status(int error)
+{
+    return error == ENOMEM ? AD_ERR_NOMEM : AD_ERR_IO;
+}
+
 /* ---- Byte order ----------------------------------------------------------- */
 
 static bool host_little_endian(void)
@@ -784,8 +791,8 @@ static ad_status open_file(ad_safetensors **out, const char *fn, const char *pat
     st->file = fopen(path, "rb");
     struct stat info;
     if (!st->file) {
-        s = ad__error_message(err, err_size, AD_ERR_IO, "%s: cannot open '%s': %s", fn, path,
-                              strerror(errno));
+        s = ad__error_message(err, err_size, open_status(errno), "%s: cannot open '%s': %s", fn,
+                              path, strerror(errno));
         goto done;
     }
     if (fstat(fileno(st->file), &info) != 0) {
@@ -1279,7 +1286,7 @@ ad_status ad_safetensors_save(const char *path, size_t n, const char *const *nam
     memcpy(tmp_path + path_len, ".XXXXXX", 8);
     int fd = mkstemp(tmp_path);
     if (fd < 0) {
-        s = ad__error_message(err, err_size, AD_ERR_IO,
+        s = ad__error_message(err, err_size, open_status(errno),
                               "%s: cannot create a temporary file for '%s': %s", fn, path,
                               strerror(errno));
         goto done;
@@ -1287,8 +1294,8 @@ ad_status ad_safetensors_save(const char *path, size_t n, const char *const *nam
     created = true;
     f = fdopen(fd, "wb");
     if (!f) {
-        s = ad__error_message(err, err_size, AD_ERR_IO, "%s: cannot write '%s': %s", fn, tmp_path,
-                              strerror(errno));
+        s = ad__error_message(err, err_size, open_status(errno), "%s: cannot write '%s': %s", fn,
+                              tmp_path, strerror(errno));
         close(fd);
         goto done;
     }

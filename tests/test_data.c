@@ -11,6 +11,34 @@
 
 #include "autodiff/nn.h"
 
+#include <errno.h>
+
+/* gzopen allocates its state, so it can fail for lack of memory (errno
+ * ENOMEM from malloc). tests/meson.build links this test with -Wl,--wrap for
+ * gzopen (and its 64-bit name), which sends the library's calls here: while
+ * fail_open is set they fail with errno ENOMEM. */
+static bool fail_open;
+gzFile __real_gzopen(const char *path, const char *mode);
+gzFile __real_gzopen64(const char *path, const char *mode);
+gzFile __wrap_gzopen(const char *path, const char *mode);
+gzFile __wrap_gzopen64(const char *path, const char *mode);
+gzFile __wrap_gzopen(const char *path, const char *mode)
+{
+    if (fail_open) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return __real_gzopen(path, mode);
+}
+gzFile __wrap_gzopen64(const char *path, const char *mode)
+{
+    if (fail_open) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return __real_gzopen64(path, mode);
+}
+
 #define FASHION_DIR "/usr/share/datasets/fashion-mnist"
 
 /* Writes bytes to a new file in the temporary dir, gzip-compressed or not. */
@@ -129,12 +157,27 @@ static void test_generic_unsigned_byte_idx_with_four_dims_and_empty_sets_load(vo
     free(bytes);
 }
 
-/* Loads path expecting code, a message containing needle, and a zeroed out. */
+/* A set of 3 labels loaded from a file of its own, for a destination that
+ * already holds data. */
+static void load_three_labels(ad_idx *idx)
+{
+    unsigned char *bytes;
+    size_t len = idx_bytes(&bytes, 0x08, 1, (uint32_t[]){3});
+    char path[300], err[512];
+    write_file(path, sizeof path, false, bytes, len);
+    free(bytes);
+    assert_int_equal(ad_idx_load(path, idx, err, sizeof err), AD_OK);
+}
+
+/* Loads path expecting code and a message containing needle, into a
+ * destination that holds a loaded set: a failed load leaves it exactly as it
+ * was (the set stays valid). */
 static void expect_refused_at(const char *path, ad_status code, const char *needle,
                               const char *file, int line)
 {
-    ad_idx idx;
-    memset(&idx, 0xAB, sizeof idx);
+    ad_idx idx, before;
+    load_three_labels(&idx);
+    before = idx;
     char err[512] = "unset";
     ad_status s = ad_idx_load(path, &idx, err, sizeof err);
     if (s != code || (needle && !strstr(err, needle)) || !strstr(err, "ad_idx_load")) {
@@ -143,10 +186,16 @@ static void expect_refused_at(const char *path, ad_status code, const char *need
                     needle ? needle : "");
         if (s == AD_OK)
             ad_idx_free(&idx);
+        ad_idx_free(&before);
         _fail(file, line);
     }
-    assert_null(idx.data);
-    assert_int_equal(idx.count, 0);
+    if (memcmp(&idx, &before, sizeof idx) != 0) {
+        print_error("%s:%d: the failed load changed its destination\n", file, line);
+        ad_idx_free(&before);
+        _fail(file, line);
+    }
+    check_pattern(&idx, 3);
+    ad_idx_free(&idx);
 }
 #define expect_refused(path, code, needle)                                                         \
     expect_refused_at((path), (code), (needle), __FILE__, __LINE__)
@@ -244,6 +293,63 @@ static void test_missing_files_and_bad_arguments_are_reported(void **state)
     assert_int_equal(ad_idx_load(NULL, &idx, err, sizeof err), AD_ERR_ARG);
     assert_int_equal(ad_idx_load(path, NULL, err, sizeof err), AD_ERR_ARG);
     assert_int_equal(ad_idx_load(path, &idx, NULL, 0), AD_ERR_IO);
+}
+
+/* No items, but items of more than 2^63 bytes: the item size cannot be
+ * represented, so the file is refused (it used to load with a negative
+ * item_size). Huge items that still fit are fine when there are none. */
+static void test_an_empty_set_of_items_too_large_to_count_is_refused(void **state)
+{
+    (void)state;
+    char path[300];
+    for (int gz = 0; gz < 2; gz++) {
+        unsigned char four[20] = {0, 0, 0x08, 0x04, 0, 0, 0, 0, /* 0 items */
+                                  0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+                                  0xFF};
+        expect_refused(write_file(path, sizeof path, gz, four, sizeof four), AD_ERR_FORMAT,
+                       "too large");
+        unsigned char three[16] = {0, 0, 0x08, 0x03, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF,
+                                   0xFF, 0xFF, 0xFF, 0xFF}; /* 2^64 - 2^33 + 1 > INT64_MAX */
+        expect_refused(write_file(path, sizeof path, gz, three, sizeof three), AD_ERR_FORMAT,
+                       "too large");
+    }
+    unsigned char fits[20] = {0, 0, 0x08, 0x04, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0};
+    char err[512];
+    ad_idx idx;
+    assert_int_equal(ad_idx_load(write_file(path, sizeof path, false, fits, sizeof fits), &idx,
+                                 err, sizeof err),
+                     AD_OK);
+    assert_int_equal(idx.count, 0);
+    assert_int_equal(idx.item_size, (int64_t)1 << 48);
+    ad_idx_free(&idx);
+}
+
+/* gzopen failing with ENOMEM is out of memory, not an I/O error. */
+static void test_running_out_of_memory_in_gzopen_is_nomem_not_io(void **state)
+{
+    (void)state;
+    unsigned char *bytes;
+    size_t len = idx_bytes(&bytes, 0x08, 1, (uint32_t[]){4});
+    char path[300];
+    write_file(path, sizeof path, true, bytes, len);
+    free(bytes);
+    ad_idx idx, before;
+    load_three_labels(&idx);
+    before = idx;
+    char err[512];
+    fail_open = true;
+    ad_status s = ad_idx_load(path, &idx, err, sizeof err);
+    fail_open = false;
+    assert_int_equal(s, AD_ERR_NOMEM);
+    assert_non_null(strstr(err, "ad_idx_load: cannot open"));
+    assert_non_null(strstr(err, "out of memory"));
+    assert_non_null(strstr(err, path));
+    assert_memory_equal(&idx, &before, sizeof idx);
+    ad_idx_free(&idx);
+    /* Without the failure the same file loads. */
+    assert_int_equal(ad_idx_load(path, &idx, err, sizeof err), AD_OK);
+    assert_int_equal(idx.count, 4);
+    ad_idx_free(&idx);
 }
 
 /* ---- Gathering ------------------------------------------------------------ */
@@ -532,7 +638,9 @@ int main(void)
         cmocka_unit_test(test_generic_unsigned_byte_idx_with_four_dims_and_empty_sets_load),
         cmocka_unit_test(test_truncated_or_overlong_files_are_refused_with_both_sizes),
         cmocka_unit_test(test_bad_magic_is_refused),
+        cmocka_unit_test(test_an_empty_set_of_items_too_large_to_count_is_refused),
         cmocka_unit_test(test_missing_files_and_bad_arguments_are_reported),
+        cmocka_unit_test(test_running_out_of_memory_in_gzopen_is_nomem_not_io),
         cmocka_unit_test(test_gather_images_scales_bytes_to_unit_range),
         cmocka_unit_test(test_gather_labels_copies_bytes_as_int64),
         cmocka_unit_test(test_batches_in_order_deliver_the_last_partial_batch),

@@ -11,6 +11,44 @@
 
 #include "autodiff/nn.h"
 
+#include <errno.h>
+
+/* Opening a file allocates (fopen and fdopen malloc their FILE), so it can
+ * fail for lack of memory. tests/meson.build links this test with
+ * -Wl,--wrap for fopen and fdopen (and their 64-bit names), which sends the
+ * library's calls here: while fail_open is set they fail with errno ENOMEM. */
+static bool fail_open;
+FILE *__real_fopen(const char *path, const char *mode);
+FILE *__real_fopen64(const char *path, const char *mode);
+FILE *__real_fdopen(int fd, const char *mode);
+FILE *__wrap_fopen(const char *path, const char *mode);
+FILE *__wrap_fopen64(const char *path, const char *mode);
+FILE *__wrap_fdopen(int fd, const char *mode);
+FILE *__wrap_fopen(const char *path, const char *mode)
+{
+    if (fail_open) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return __real_fopen(path, mode);
+}
+FILE *__wrap_fopen64(const char *path, const char *mode)
+{
+    if (fail_open) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return __real_fopen64(path, mode);
+}
+FILE *__wrap_fdopen(int fd, const char *mode)
+{
+    if (fail_open) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return __real_fdopen(fd, mode);
+}
+
 /* Number of files in the temporary dir (to see that no temp file is left). */
 static int files_in_dir(void)
 {
@@ -783,6 +821,49 @@ static void test_a_file_whose_entries_are_all_0d_loads(void **state)
     ad_tensor_free(ts[1]);
 }
 
+/* fopen failing with ENOMEM is out of memory, not an I/O error; nothing is
+ * changed, and a failed save leaves no temporary file. */
+static void test_running_out_of_memory_in_fopen_is_nomem_not_io(void **state)
+{
+    (void)state;
+    char path[300], err[512];
+    make_file(path, sizeof path, "{" GOOD_A "}", two_floats, 8);
+    ad_tensor *a = persistent(AD_F32, 1, (int64_t[]){2});
+    fill_value(a, 7.0);
+    const char *name = "a";
+    fail_open = true;
+    ad_status load = ad_safetensors_load(path, 1, &name, &a, err, sizeof err);
+    fail_open = false;
+    assert_int_equal(load, AD_ERR_NOMEM);
+    assert_non_null(strstr(err, "ad_safetensors_load: cannot open"));
+    assert_non_null(strstr(err, path));
+    assert_all(a, 7.0);
+
+    ad_safetensors *st = (ad_safetensors *)&st;
+    fail_open = true;
+    ad_status open = ad_safetensors_open(&st, path, err, sizeof err);
+    fail_open = false;
+    assert_int_equal(open, AD_ERR_NOMEM);
+    assert_null(st);
+    assert_non_null(strstr(err, "cannot open"));
+
+    char other[300];
+    new_path(other, sizeof other);
+    int before = files_in_dir();
+    fail_open = true;
+    ad_status save = ad_safetensors_save(other, 1, &name, &a, err, sizeof err);
+    fail_open = false;
+    assert_int_equal(save, AD_ERR_NOMEM);
+    assert_non_null(strstr(err, "ad_safetensors_save"));
+    assert_int_equal(files_in_dir(), before);
+
+    /* Other open failures stay I/O errors. */
+    char missing[400];
+    snprintf(missing, sizeof missing, "%s/missing.safetensors", temp_dir);
+    assert_int_equal(ad_safetensors_load(missing, 1, &name, &a, err, sizeof err), AD_ERR_IO);
+    ad_tensor_free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -802,6 +883,7 @@ int main(void)
         cmocka_unit_test(test_a_failing_load_of_several_tensors_changes_none),
         cmocka_unit_test(test_unrequested_entries_of_other_dtypes_and_metadata_load_fine),
         cmocka_unit_test(test_a_file_whose_entries_are_all_0d_loads),
+        cmocka_unit_test(test_running_out_of_memory_in_fopen_is_nomem_not_io),
     };
     return cmocka_run_group_tests(tests, temp_dir_create, temp_dir_remove);
 }
