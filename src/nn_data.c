@@ -1,8 +1,10 @@
 /* IDX data sets (MNIST, Fashion-MNIST) through zlib, which reads gzip and
  * plain files alike, and a shuffling minibatch iterator. Uses only the public
- * API and ad__error_message. */
+ * API, ad__error_message and the process-wide allocator (ad__malloc and
+ * friends; zlib's own state still comes from malloc: gzopen takes no
+ * allocator). */
 #include "autodiff/nn.h"
-#include "internal.h" /* ad__error_message */
+#include "internal.h" /* ad__error_message, ad__malloc */
 
 #include <errno.h>
 #include <inttypes.h>
@@ -177,7 +179,7 @@ ad_status ad_idx_load(const char *path, ad_idx *out, char *err, size_t err_size)
      * promise: a short file claiming terabytes is a format error, not an
      * allocation failure. */
     size_t want = (size_t)total, cap = want < (1u << 20) ? want : (1u << 20), have = 0;
-    data = malloc(cap ? cap : 1);
+    data = ad__malloc(cap ? cap : 1);
     if (!data) {
         s = ad__error_message(err, err_size, AD_ERR_NOMEM, "ad_idx_load: '%s': out of memory",
                               path);
@@ -191,7 +193,7 @@ ad_status ad_idx_load(const char *path, ad_idx *out, char *err, size_t err_size)
         if (have < cap || have == want)
             break;
         size_t grown = cap > want / 2 ? want : cap * 2;
-        unsigned char *bigger = realloc(data, grown);
+        unsigned char *bigger = ad__realloc(data, cap, grown);
         if (!bigger) {
             s = ad__error_message(err, err_size, AD_ERR_NOMEM,
                                   "ad_idx_load: '%s': out of memory for %zu "
@@ -233,7 +235,7 @@ ad_status ad_idx_load(const char *path, ad_idx *out, char *err, size_t err_size)
     out->count = dims[0];
     out->item_size = (int64_t)item;
 done:
-    free(data);
+    ad__free(data);
     gzclose_r(g);
     return s;
 }
@@ -242,7 +244,7 @@ void ad_idx_free(ad_idx *idx)
 {
     if (!idx)
         return;
-    free(idx->data);
+    ad__free(idx->data);
     memset(idx, 0, sizeof *idx);
 }
 
@@ -322,12 +324,12 @@ ad_status ad_batches_create(ad_batches **out, int64_t n_examples, int64_t batch_
         return AD_ERR_ARG;
     if ((uint64_t)n_examples > SIZE_MAX / sizeof(int64_t))
         return AD_ERR_NOMEM;
-    ad_batches *b = calloc(1, sizeof *b);
+    ad_batches *b = ad__calloc(1, sizeof *b);
     if (!b)
         return AD_ERR_NOMEM;
-    b->order = malloc(n_examples ? (size_t)n_examples * sizeof *b->order : 1);
+    b->order = ad__malloc(n_examples ? (size_t)n_examples * sizeof *b->order : 1);
     if (!b->order) {
-        free(b);
+        ad__free(b);
         return AD_ERR_NOMEM;
     }
     b->n = n_examples;
@@ -380,6 +382,6 @@ void ad_batches_free(ad_batches *b)
 {
     if (!b)
         return;
-    free(b->order);
-    free(b);
+    ad__free(b->order);
+    ad__free(b);
 }

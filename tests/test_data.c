@@ -10,6 +10,7 @@
 #include <zlib.h>
 
 #include "autodiff/nn.h"
+#include "fail_each_alloc.h"
 
 #include <errno.h>
 
@@ -303,22 +304,23 @@ static void test_an_empty_set_of_items_too_large_to_count_is_refused(void **stat
     (void)state;
     char path[300];
     for (int gz = 0; gz < 2; gz++) {
-        unsigned char four[20] = {0, 0, 0x08, 0x04, 0, 0, 0, 0, /* 0 items */
-                                  0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
-                                  0xFF};
+        unsigned char four[20] = {0,    0,    0x08, 0x04, 0,    0,    0,    0, /* 0 items */
+                                  0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+                                  0xFF, 0xFF, 0xFF, 0xFF};
         expect_refused(write_file(path, sizeof path, gz, four, sizeof four), AD_ERR_FORMAT,
                        "too large");
-        unsigned char three[16] = {0, 0, 0x08, 0x03, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF,
-                                   0xFF, 0xFF, 0xFF, 0xFF}; /* 2^64 - 2^33 + 1 > INT64_MAX */
+        unsigned char three[16] = {
+            0,    0,    0x08, 0x03, 0,    0,    0,    0,
+            0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF}; /* 2^64 - 2^33 + 1 > INT64_MAX */
         expect_refused(write_file(path, sizeof path, gz, three, sizeof three), AD_ERR_FORMAT,
                        "too large");
     }
     unsigned char fits[20] = {0, 0, 0x08, 0x04, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0};
     char err[512];
     ad_idx idx;
-    assert_int_equal(ad_idx_load(write_file(path, sizeof path, false, fits, sizeof fits), &idx,
-                                 err, sizeof err),
-                     AD_OK);
+    assert_int_equal(
+        ad_idx_load(write_file(path, sizeof path, false, fits, sizeof fits), &idx, err, sizeof err),
+        AD_OK);
     assert_int_equal(idx.count, 0);
     assert_int_equal(idx.item_size, (int64_t)1 << 48);
     ad_idx_free(&idx);
@@ -350,6 +352,85 @@ static void test_running_out_of_memory_in_gzopen_is_nomem_not_io(void **state)
     assert_int_equal(ad_idx_load(path, &idx, err, sizeof err), AD_OK);
     assert_int_equal(idx.count, 4);
     ad_idx_free(&idx);
+}
+
+/* ---- Out of memory -------------------------------------------------------- */
+
+typedef struct idx_sweep {
+    const char *path;
+    ad_idx idx, before;
+    size_t bytes;
+} idx_sweep;
+
+static ad_status run_idx_load(void *ctx, char *err, size_t err_size)
+{
+    idx_sweep *x = ctx;
+    return ad_idx_load(x->path, &x->idx, err, err_size);
+}
+
+static void idx_unchanged(void *ctx)
+{
+    idx_sweep *x = ctx;
+    assert_memory_equal(&x->idx, &x->before, sizeof x->idx);
+}
+
+/* Checks the loaded set, then frees it through the sweep's allocator. */
+static void idx_release(void *ctx)
+{
+    idx_sweep *x = ctx;
+    check_pattern(&x->idx, x->bytes);
+    ad_idx_free(&x->idx);
+    x->idx = x->before;
+}
+
+static void test_every_allocation_failure_of_an_idx_load_is_nomem_and_changes_nothing(void **state)
+{
+    (void)state;
+    /* More than the loader's first 1 MiB block, so the buffer grows. */
+    unsigned char *bytes;
+    size_t len = idx_bytes(&bytes, 0x08, 3, (uint32_t[]){3, 600, 600});
+    for (int gz = 0; gz < 2; gz++) {
+        char path[300];
+        write_file(path, sizeof path, gz, bytes, len);
+        idx_sweep x = {.path = path, .bytes = 3 * 600 * 600};
+        load_three_labels(&x.idx); /* with malloc, before the sweep */
+        x.before = x.idx;
+        fail_each_alloc load = {run_idx_load, idx_unchanged, idx_release, &x};
+        assert_true(fail_each_alloc_run(&load) >= 2); /* the data, and its growth */
+        ad_idx_free(&x.idx);
+    }
+    free(bytes);
+}
+
+static ad_status run_batches_create(void *ctx, char *err, size_t err_size)
+{
+    ad_batches **b = ctx;
+    ad_rng rng;
+    ad_rng_seed(&rng, 1);
+    ad_status s = ad_batches_create(b, 10, 3, true, &rng);
+    if (s == AD_ERR_NOMEM)
+        snprintf(err, err_size, "out of memory"); /* ad_batches_create has no message buffer */
+    return s;
+}
+
+static void batches_free(void *ctx)
+{
+    ad_batches **b = ctx;
+    assert_int_equal(ad_batches_count(*b), 4);
+    ad_batches_free(*b);
+}
+
+static void batches_none(void *ctx)
+{
+    assert_null(*(ad_batches **)ctx);
+}
+
+static void test_every_allocation_failure_of_a_batch_iterator_is_nomem(void **state)
+{
+    (void)state;
+    ad_batches *b = NULL;
+    fail_each_alloc create = {run_batches_create, batches_none, batches_free, &b};
+    assert_int_equal(fail_each_alloc_run(&create), 2);
 }
 
 /* ---- Gathering ------------------------------------------------------------ */
@@ -641,6 +722,8 @@ int main(void)
         cmocka_unit_test(test_an_empty_set_of_items_too_large_to_count_is_refused),
         cmocka_unit_test(test_missing_files_and_bad_arguments_are_reported),
         cmocka_unit_test(test_running_out_of_memory_in_gzopen_is_nomem_not_io),
+        cmocka_unit_test(test_every_allocation_failure_of_an_idx_load_is_nomem_and_changes_nothing),
+        cmocka_unit_test(test_every_allocation_failure_of_a_batch_iterator_is_nomem),
         cmocka_unit_test(test_gather_images_scales_bytes_to_unit_range),
         cmocka_unit_test(test_gather_labels_copies_bytes_as_int64),
         cmocka_unit_test(test_batches_in_order_deliver_the_last_partial_batch),

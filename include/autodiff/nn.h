@@ -200,8 +200,9 @@ AD_API void ad_safetensors_close(ad_safetensors *st);
 /* ==== IDX data sets (MNIST, Fashion-MNIST) ================================ */
 
 /*
- * An IDX file of unsigned bytes held in memory. The loader owns data (malloc);
- * free it with ad_idx_free. A zero-initialised ad_idx is empty and may be
+ * An IDX file of unsigned bytes held in memory. The loader allocates data
+ * from the process-wide allocator (ad_set_allocator); free it with
+ * ad_idx_free. A zero-initialised ad_idx is empty and may be
  * freed. Items are the slices along the first dim: images [n, rows, cols] have
  * count = n and item_size = rows * cols; labels [n] have item_size 1.
  */
