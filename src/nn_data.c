@@ -1,8 +1,10 @@
 /* IDX data sets (MNIST, Fashion-MNIST) through zlib, which reads gzip and
  * plain files alike, and a shuffling minibatch iterator. Uses only the public
- * API and ad__error_message. */
+ * API, ad__error_message and the process-wide allocator (ad__malloc and
+ * friends; zlib's own state still comes from malloc: gzopen takes no
+ * allocator). */
 #include "autodiff/nn.h"
-#include "internal.h" /* ad__error_message */
+#include "internal.h" /* ad__error_message, ad__malloc */
 
 #include <errno.h>
 #include <inttypes.h>
@@ -85,19 +87,24 @@ ad_status ad_idx_load(const char *path, ad_idx *out, char *err, size_t err_size)
         err[0] = '\0';
     if (!out)
         return ad__error_message(err, err_size, AD_ERR_ARG, "ad_idx_load: out is NULL");
-    memset(out, 0, sizeof *out);
     if (!path)
         return ad__error_message(err, err_size, AD_ERR_ARG, "ad_idx_load: path is NULL");
     errno = 0;
     gzFile g = gzopen(path, "rb");
-    if (!g)
-        return ad__error_message(err, err_size, errno ? AD_ERR_IO : AD_ERR_NOMEM,
+    if (!g) {
+        /* zlib's own allocations fail with errno ENOMEM (from malloc) or,
+         * with another allocator, with errno untouched. */
+        bool nomem = errno == 0 || errno == ENOMEM;
+        return ad__error_message(err, err_size, nomem ? AD_ERR_NOMEM : AD_ERR_IO,
                                  "ad_idx_load: cannot open '%s': %s", path,
-                                 errno ? strerror(errno) : "out of memory");
+                                 nomem ? "out of memory" : strerror(errno));
+    }
     gzbuffer(g, 1u << 17);
 
+    /* *out is written only once everything has succeeded. */
     ad_status s = AD_OK;
     unsigned char *data = NULL;
+    int64_t dims[4] = {0};
     unsigned char head[4 + 4 * 4];
     size_t got = 0;
     int code = read_some(g, head, 4, &got);
@@ -142,18 +149,24 @@ ad_status ad_idx_load(const char *path, ad_idx *out, char *err, size_t err_size)
         goto done;
     }
     /* Each dim is a big-endian uint32, so a product of two fits in 64 bits;
-     * guard the rest. */
-    uint64_t total = 1;
+     * guard the rest. The item size is checked on its own: with no items the
+     * total is 0 whatever the other dims are, but item_size must still be
+     * representable. */
+    uint64_t total = 1, item = 1;
     for (unsigned d = 0; d < ndim; d++) {
         const unsigned char *p = head + 4 + 4 * d;
         uint64_t dim = (uint64_t)p[0] << 24 | (uint64_t)p[1] << 16 | (uint64_t)p[2] << 8 | p[3];
-        out->dims[d] = (int64_t)dim;
-        if (dim && total > (uint64_t)INT64_MAX / dim) {
-            s = ad__error_message(err, err_size, AD_ERR_FORMAT, "ad_idx_load: '%s': dims too large",
-                                  path);
+        dims[d] = (int64_t)dim;
+        if (dim && (total > (uint64_t)INT64_MAX / dim || item > (uint64_t)INT64_MAX / dim)) {
+            s = ad__error_message(err, err_size, AD_ERR_FORMAT,
+                                  "ad_idx_load: '%s': dims too large: the %s does not fit in "
+                                  "63 bits",
+                                  path, total > (uint64_t)INT64_MAX / dim ? "size" : "item size");
             goto done;
         }
         total *= dim;
+        if (d)
+            item *= dim;
     }
     if (total > SIZE_MAX - head_size) {
         s = ad__error_message(err, err_size, AD_ERR_NOMEM,
@@ -166,7 +179,7 @@ ad_status ad_idx_load(const char *path, ad_idx *out, char *err, size_t err_size)
      * promise: a short file claiming terabytes is a format error, not an
      * allocation failure. */
     size_t want = (size_t)total, cap = want < (1u << 20) ? want : (1u << 20), have = 0;
-    data = malloc(cap ? cap : 1);
+    data = ad__malloc(cap ? cap : 1);
     if (!data) {
         s = ad__error_message(err, err_size, AD_ERR_NOMEM, "ad_idx_load: '%s': out of memory",
                               path);
@@ -180,7 +193,7 @@ ad_status ad_idx_load(const char *path, ad_idx *out, char *err, size_t err_size)
         if (have < cap || have == want)
             break;
         size_t grown = cap > want / 2 ? want : cap * 2;
-        unsigned char *bigger = realloc(data, grown);
+        unsigned char *bigger = ad__realloc(data, cap, grown);
         if (!bigger) {
             s = ad__error_message(err, err_size, AD_ERR_NOMEM,
                                   "ad_idx_load: '%s': out of memory for %zu "
@@ -214,18 +227,16 @@ ad_status ad_idx_load(const char *path, ad_idx *out, char *err, size_t err_size)
             head_size + want + n_extra - (n_extra == sizeof extra));
         goto done;
     }
+    memset(out, 0, sizeof *out);
     out->data = data;
     data = NULL;
     out->ndim = (int)ndim;
-    out->count = out->dims[0];
-    out->item_size = 1;
-    for (unsigned d = 1; d < ndim; d++)
-        out->item_size *= out->dims[d];
+    memcpy(out->dims, dims, sizeof dims);
+    out->count = dims[0];
+    out->item_size = (int64_t)item;
 done:
-    free(data);
+    ad__free(data);
     gzclose_r(g);
-    if (s != AD_OK)
-        memset(out, 0, sizeof *out);
     return s;
 }
 
@@ -233,7 +244,7 @@ void ad_idx_free(ad_idx *idx)
 {
     if (!idx)
         return;
-    free(idx->data);
+    ad__free(idx->data);
     memset(idx, 0, sizeof *idx);
 }
 
@@ -313,12 +324,12 @@ ad_status ad_batches_create(ad_batches **out, int64_t n_examples, int64_t batch_
         return AD_ERR_ARG;
     if ((uint64_t)n_examples > SIZE_MAX / sizeof(int64_t))
         return AD_ERR_NOMEM;
-    ad_batches *b = calloc(1, sizeof *b);
+    ad_batches *b = ad__calloc(1, sizeof *b);
     if (!b)
         return AD_ERR_NOMEM;
-    b->order = malloc(n_examples ? (size_t)n_examples * sizeof *b->order : 1);
+    b->order = ad__malloc(n_examples ? (size_t)n_examples * sizeof *b->order : 1);
     if (!b->order) {
-        free(b);
+        ad__free(b);
         return AD_ERR_NOMEM;
     }
     b->n = n_examples;
@@ -371,6 +382,6 @@ void ad_batches_free(ad_batches *b)
 {
     if (!b)
         return;
-    free(b->order);
-    free(b);
+    ad__free(b->order);
+    ad__free(b);
 }

@@ -1,6 +1,7 @@
 /* safetensors checkpoints: a strict reader with its own small JSON parser for
- * the header, and an atomic writer. Uses only the public API and
- * ad__error_message.
+ * the header, and an atomic writer. Uses only the public API,
+ * ad__error_message and the process-wide allocator (ad__malloc and friends,
+ * so that ad_set_allocator sees every allocation and tests can fail each).
  *
  * Why a dedicated parser: the header is a fixed shape (an object of entries
  * plus an optional "__metadata__"), and the checks that matter (duplicate keys,
@@ -8,7 +9,7 @@
  * wrong or hide. Nothing is trusted: every length is checked against what was
  * actually read, and the destinations are written only after every check. */
 #include "autodiff/nn.h"
-#include "internal.h" /* ad__error_message */
+#include "internal.h" /* ad__error_message, ad__malloc */
 
 #include <errno.h>
 #include <inttypes.h>
@@ -47,6 +48,13 @@ static const char *shape_text(char *buf, size_t size, int ndim, const int64_t *s
     buf[n++] = ']';
     buf[n] = '\0';
     return buf;
+}
+
+/* The status of a failed open: fopen and fdopen allocate their FILE, so they
+ * can fail for lack of memory (errno ENOMEM), which is not an I/O error. */
+static ad_status open_status(int error)
+{
+    return error == ENOMEM ? AD_ERR_NOMEM : AD_ERR_IO;
 }
 
 /* ---- Byte order ----------------------------------------------------------- */
@@ -186,6 +194,13 @@ struct ad_safetensors {
     entry **by_name; /* entries sorted by name, for duplicates and lookup */
 };
 
+/* The dims of e, NULL for a 0-d entry: when every entry is 0-d, st->shapes is
+ * NULL, and even NULL + 0 is undefined behaviour. */
+static const int64_t *entry_shape(const ad_safetensors *st, const entry *e)
+{
+    return e->ndim ? st->shapes + e->shape_at : NULL;
+}
+
 void ad_safetensors_close(ad_safetensors *st)
 {
     if (!st)
@@ -193,12 +208,12 @@ void ad_safetensors_close(ad_safetensors *st)
     if (st->file)
         fclose(st->file);
     for (size_t i = 0; i < st->n_entries; i++)
-        free(st->entries[i].name);
-    free(st->entries);
-    free(st->shapes);
-    free(st->by_name);
-    free(st->path);
-    free(st);
+        ad__free(st->entries[i].name);
+    ad__free(st->entries);
+    ad__free(st->shapes);
+    ad__free(st->by_name);
+    ad__free(st->path);
+    ad__free(st);
 }
 
 static int name_cmp(const entry *a, const entry *b)
@@ -342,7 +357,7 @@ static ad_status parse_string(parser *ps, char **out, size_t *len)
     if (q >= ps->end || *q != '"')
         return bad(ps, "unterminated string");
     const unsigned char *close = q;
-    char *buf = malloc((size_t)(close - s) + 1);
+    char *buf = ad__malloc((size_t)(close - s) + 1);
     if (!buf)
         return ad__error_message(ps->err, ps->err_size, AD_ERR_NOMEM,
                                  "%s: '%s': out of memory for the header", ps->fn, ps->st->path);
@@ -359,23 +374,23 @@ static ad_status parse_string(parser *ps, char **out, size_t *len)
                 continue;
             }
             if (c != 'u') {
-                free(buf);
+                ad__free(buf);
                 return bad(ps, "bad escape in string: %s after '\\'", describe(found, c));
             }
             int32_t cp = close - q >= 6 ? hex4(q + 2) : -1;
             if (cp < 0) {
-                free(buf);
+                ad__free(buf);
                 return bad(ps, "bad \\u escape in string");
             }
             q += 6;
             if (cp >= 0xDC00 && cp <= 0xDFFF) {
-                free(buf);
+                ad__free(buf);
                 return bad(ps, "unpaired low surrogate \\u%04" PRIX32 " in string", (uint32_t)cp);
             }
             if (cp >= 0xD800 && cp <= 0xDBFF) {
                 int32_t low = close - q >= 6 && q[0] == '\\' && q[1] == 'u' ? hex4(q + 2) : -1;
                 if (low < 0xDC00 || low > 0xDFFF) {
-                    free(buf);
+                    ad__free(buf);
                     return bad(ps, "unpaired high surrogate \\u%04" PRIX32 " in string",
                                (uint32_t)cp);
                 }
@@ -384,12 +399,12 @@ static ad_status parse_string(parser *ps, char **out, size_t *len)
             }
             n += utf8_encode((uint32_t)cp, buf + n);
         } else if (*q < 0x20) {
-            free(buf);
+            ad__free(buf);
             return bad(ps, "control character 0x%02x in string", *q);
         } else {
             size_t len_here = utf8_sequence(q, (size_t)(close - q));
             if (!len_here) {
-                free(buf);
+                ad__free(buf);
                 return bad(ps, "invalid UTF-8 in string");
             }
             memcpy(buf + n, q, len_here);
@@ -434,7 +449,8 @@ static ad_status push_dim(parser *ps, int64_t dim)
     ad_safetensors *st = ps->st;
     if (st->n_shapes == st->cap_shapes) {
         size_t cap = st->cap_shapes ? st->cap_shapes * 2 : 64;
-        int64_t *shapes = realloc(st->shapes, cap * sizeof *shapes);
+        int64_t *shapes =
+            ad__realloc(st->shapes, st->cap_shapes * sizeof *shapes, cap * sizeof *shapes);
         if (!shapes)
             return ad__error_message(ps->err, ps->err_size, AD_ERR_NOMEM,
                                      "%s: '%s': out of memory for the header", ps->fn, st->path);
@@ -472,10 +488,10 @@ static ad_status parse_entry(parser *ps, entry *e)
         if (!seen || *seen) {
             ps->p = key_at;
             s = bad(ps, "tensor '%s': %s key \"%s\"", e->name, seen ? "duplicate" : "unknown", key);
-            free(key);
+            ad__free(key);
             return s;
         }
-        free(key);
+        ad__free(key);
         *seen = true;
         if ((s = expect(ps, ':')) != AD_OK)
             return s;
@@ -490,7 +506,7 @@ static ad_status parse_entry(parser *ps, entry *e)
                 ps->p = value_at;
                 s = bad(ps, "tensor '%s': unknown dtype \"%s\"", e->name, dtype);
             }
-            free(dtype);
+            ad__free(dtype);
             if (s != AD_OK)
                 return s;
         } else if (which == 2) {
@@ -546,8 +562,8 @@ typedef struct key_list {
 static void key_list_free(key_list *k)
 {
     for (size_t i = 0; i < k->n; i++)
-        free(k->keys[i].name);
-    free(k->keys);
+        ad__free(k->keys[i].name);
+    ad__free(k->keys);
 }
 
 /* "__metadata__": null, or an object of string values with unique keys. */
@@ -567,7 +583,7 @@ static ad_status parse_metadata(parser *ps)
     do {
         if (k.n == k.cap) {
             size_t cap = k.cap ? k.cap * 2 : 16;
-            entry *keys = realloc(k.keys, cap * sizeof *keys);
+            entry *keys = ad__realloc(k.keys, k.cap * sizeof *keys, cap * sizeof *keys);
             if (!keys) {
                 s = ad__error_message(ps->err, ps->err_size, AD_ERR_NOMEM,
                                       "%s: '%s': out of memory for the header", ps->fn,
@@ -593,12 +609,12 @@ static ad_status parse_metadata(parser *ps)
         }
         if ((s = parse_string(ps, &value, &value_len)) != AD_OK)
             break;
-        free(value);
+        ad__free(value);
     } while (accept(ps, ','));
     if (s == AD_OK)
         s = expect(ps, '}');
     if (s == AD_OK && k.n > 1) {
-        entry **sorted = malloc(k.n * sizeof *sorted);
+        entry **sorted = ad__malloc(k.n * sizeof *sorted);
         if (!sorted) {
             s = ad__error_message(ps->err, ps->err_size, AD_ERR_NOMEM,
                                   "%s: '%s': out of memory for the header", ps->fn, ps->st->path);
@@ -611,7 +627,7 @@ static ad_status parse_metadata(parser *ps)
                     s = ad__error_message(ps->err, ps->err_size, AD_ERR_FORMAT,
                                           "%s: '%s': duplicate __metadata__ key \"%s\"", ps->fn,
                                           ps->st->path, sorted[i]->name);
-            free(sorted);
+            ad__free(sorted);
         }
     }
     key_list_free(&k);
@@ -633,7 +649,7 @@ static ad_status parse_header(parser *ps)
             if ((s = parse_string(ps, &name, &name_len)) != AD_OK)
                 return s;
             if (name_len == 12 && strcmp(name, "__metadata__") == 0) {
-                free(name);
+                ad__free(name);
                 if (seen_metadata) {
                     ps->p = key_at;
                     return bad(ps, "duplicate key \"__metadata__\"");
@@ -645,9 +661,10 @@ static ad_status parse_header(parser *ps)
             }
             if (st->n_entries == st->cap_entries) {
                 size_t cap = st->cap_entries ? st->cap_entries * 2 : 16;
-                entry *entries = realloc(st->entries, cap * sizeof *entries);
+                entry *entries = ad__realloc(st->entries, st->cap_entries * sizeof *entries,
+                                             cap * sizeof *entries);
                 if (!entries) {
-                    free(name);
+                    ad__free(name);
                     return ad__error_message(ps->err, ps->err_size, AD_ERR_NOMEM,
                                              "%s: '%s': out of memory for the header", ps->fn,
                                              st->path);
@@ -680,7 +697,7 @@ static ad_status check_entries(ad_safetensors *st, const char *fn, char *err, si
 {
     for (size_t i = 0; i < st->n_entries; i++) {
         entry *e = &st->entries[i];
-        const int64_t *shape = st->shapes + e->shape_at;
+        const int64_t *shape = entry_shape(st, e);
         bool zero = false;
         for (int d = 0; d < e->ndim; d++)
             zero |= shape[d] == 0;
@@ -718,10 +735,10 @@ static ad_status check_entries(ad_safetensors *st, const char *fn, char *err, si
         st->buffer_size = 0;
         return AD_OK;
     }
-    st->by_name = malloc(st->n_entries * sizeof *st->by_name);
-    entry **by_offset = malloc(st->n_entries * sizeof *by_offset);
+    st->by_name = ad__malloc(st->n_entries * sizeof *st->by_name);
+    entry **by_offset = ad__malloc(st->n_entries * sizeof *by_offset);
     if (!st->by_name || !by_offset) {
-        free(by_offset);
+        ad__free(by_offset);
         return ad__error_message(err, err_size, AD_ERR_NOMEM,
                                  "%s: '%s': out of memory for the header", fn, st->path);
     }
@@ -754,7 +771,7 @@ static ad_status check_entries(ad_safetensors *st, const char *fn, char *err, si
         at = e->end;
         previous = e;
     }
-    free(by_offset);
+    ad__free(by_offset);
     st->buffer_size = at;
     return s;
 }
@@ -763,22 +780,21 @@ static ad_status open_file(ad_safetensors **out, const char *fn, const char *pat
                            size_t err_size)
 {
     *out = NULL;
-    ad_safetensors *st = calloc(1, sizeof *st);
+    ad_safetensors *st = ad__calloc(1, sizeof *st);
     if (!st)
         return ad__error_message(err, err_size, AD_ERR_NOMEM, "%s: out of memory", fn);
-    st->path = malloc(strlen(path) + 1);
+    st->path = ad__strdup(path);
     if (!st->path) {
-        free(st);
+        ad__free(st);
         return ad__error_message(err, err_size, AD_ERR_NOMEM, "%s: out of memory", fn);
     }
-    strcpy(st->path, path);
     ad_status s = AD_OK;
     unsigned char *header = NULL;
     st->file = fopen(path, "rb");
     struct stat info;
     if (!st->file) {
-        s = ad__error_message(err, err_size, AD_ERR_IO, "%s: cannot open '%s': %s", fn, path,
-                              strerror(errno));
+        s = ad__error_message(err, err_size, open_status(errno), "%s: cannot open '%s': %s", fn,
+                              path, strerror(errno));
         goto done;
     }
     if (fstat(fileno(st->file), &info) != 0) {
@@ -820,7 +836,7 @@ static ad_status open_file(ad_safetensors **out, const char *fn, const char *pat
                               fn, path, n, file_size);
         goto done;
     }
-    header = malloc(n ? (size_t)n : 1);
+    header = ad__malloc(n ? (size_t)n : 1);
     if (!header) {
         s = ad__error_message(err, err_size, AD_ERR_NOMEM,
                               "%s: '%s': out of memory for a %" PRIu64 "-byte header", fn, path, n);
@@ -857,7 +873,7 @@ static ad_status open_file(ad_safetensors **out, const char *fn, const char *pat
         goto done;
     }
 done:
-    free(header);
+    ad__free(header);
     if (s != AD_OK) {
         ad_safetensors_close(st);
         return s;
@@ -890,7 +906,7 @@ bool ad_safetensors_entry_at(const ad_safetensors *st, size_t i, ad_safetensors_
     out->name = e->name;
     out->dtype = dtypes[e->dtype].name;
     out->ndim = e->ndim;
-    out->shape = e->ndim ? st->shapes + e->shape_at : NULL;
+    out->shape = entry_shape(st, e);
     out->numel = e->numel;
     out->begin = e->begin;
     out->end = e->end;
@@ -936,7 +952,7 @@ static ad_status check_target(const ad_safetensors *st, const char *fn, const ch
             err, err_size, AD_ERR_DTYPE,
             "%s: '%s': tensor '%s' is %s in the file but the destination is %s", fn, st->path, name,
             dtypes[e->dtype].name, ad_tensor_dtype(t) == AD_F64 ? "F64" : "F32");
-    const int64_t *file_shape = st->shapes + e->shape_at;
+    const int64_t *file_shape = entry_shape(st, e);
     const int64_t *shape = ad_tensor_shape(t);
     bool same = e->ndim == ad_tensor_ndim(t);
     for (int d = 0; same && d < e->ndim; d++)
@@ -1002,14 +1018,14 @@ ad_status ad_safetensors_read(ad_safetensors *st, const char *name, ad_tensor *t
     if (s != AD_OK)
         return s;
     size_t bytes = (size_t)(e->end - e->begin);
-    void *tmp = malloc(bytes ? bytes : 1);
+    void *tmp = ad__malloc(bytes ? bytes : 1);
     if (!tmp)
         return ad__error_message(err, err_size, AD_ERR_NOMEM,
                                  "%s: out of memory for tensor '%s' (%zu bytes)", fn, name, bytes);
     s = read_entry(st, fn, e, tmp, err, err_size);
     if (s == AD_OK && bytes)
         memcpy(ad_tensor_data(t), tmp, bytes);
-    free(tmp);
+    ad__free(tmp);
     return s;
 }
 
@@ -1050,8 +1066,8 @@ ad_status ad_safetensors_load(const char *path, size_t n, const char *const *nam
     ad_safetensors *st;
     if ((s = open_file(&st, fn, path, err, err_size)) != AD_OK)
         return s;
-    const entry **found = calloc(n ? n : 1, sizeof *found);
-    void **data = calloc(n ? n : 1, sizeof *data);
+    const entry **found = ad__calloc(n ? n : 1, sizeof *found);
+    void **data = ad__calloc(n ? n : 1, sizeof *data);
     if (!found || !data)
         s = ad__error_message(err, err_size, AD_ERR_NOMEM, "%s: '%s': out of memory", fn, path);
     /* Every check first, then every read, then every copy. */
@@ -1061,7 +1077,7 @@ ad_status ad_safetensors_load(const char *path, size_t n, const char *const *nam
         size_t bytes = (size_t)(found[i]->end - found[i]->begin);
         if (!bytes)
             continue;
-        data[i] = malloc(bytes);
+        data[i] = ad__malloc(bytes);
         if (!data[i])
             s = ad__error_message(err, err_size, AD_ERR_NOMEM,
                                   "%s: '%s': out of memory for tensor '%s' (%zu bytes)", fn, path,
@@ -1076,9 +1092,9 @@ ad_status ad_safetensors_load(const char *path, size_t n, const char *const *nam
                        (size_t)(found[i]->end - found[i]->begin));
     if (data)
         for (size_t i = 0; i < n; i++)
-            free(data[i]);
-    free(data);
-    free(found);
+            ad__free(data[i]);
+    ad__free(data);
+    ad__free(found);
     ad_safetensors_close(st);
     return s;
 }
@@ -1099,7 +1115,7 @@ static void put(text *t, const char *s, size_t n)
         size_t cap = t->cap ? t->cap : 256;
         while (cap < t->len + n + 1)
             cap *= 2;
-        char *d = realloc(t->d, cap);
+        char *d = ad__realloc(t->d, t->cap, cap);
         if (!d) {
             t->nomem = true;
             return;
@@ -1202,8 +1218,8 @@ ad_status ad_safetensors_save(const char *path, size_t n, const char *const *nam
             return ad__error_message(err, err_size, AD_ERR_DTYPE,
                                      "%s: '%s': tensor '%s' is not F32/F64", fn, path, names[i]);
     }
-    uint64_t *begin = malloc((n ? n : 1) * sizeof *begin);
-    const char **sorted = malloc((n ? n : 1) * sizeof *sorted);
+    uint64_t *begin = ad__malloc((n ? n : 1) * sizeof *begin);
+    const char **sorted = ad__malloc((n ? n : 1) * sizeof *sorted);
     text h = {0};
     char *tmp_path = NULL;
     FILE *f = NULL;
@@ -1263,7 +1279,7 @@ ad_status ad_safetensors_save(const char *path, size_t n, const char *const *nam
 
     /* Write next to path and rename over it: a failed save keeps the old file. */
     size_t path_len = strlen(path);
-    tmp_path = malloc(path_len + 8);
+    tmp_path = ad__malloc(path_len + 8);
     if (!tmp_path) {
         s = ad__error_message(err, err_size, AD_ERR_NOMEM, "%s: '%s': out of memory", fn, path);
         goto done;
@@ -1272,7 +1288,7 @@ ad_status ad_safetensors_save(const char *path, size_t n, const char *const *nam
     memcpy(tmp_path + path_len, ".XXXXXX", 8);
     int fd = mkstemp(tmp_path);
     if (fd < 0) {
-        s = ad__error_message(err, err_size, AD_ERR_IO,
+        s = ad__error_message(err, err_size, open_status(errno),
                               "%s: cannot create a temporary file for '%s': %s", fn, path,
                               strerror(errno));
         goto done;
@@ -1280,8 +1296,8 @@ ad_status ad_safetensors_save(const char *path, size_t n, const char *const *nam
     created = true;
     f = fdopen(fd, "wb");
     if (!f) {
-        s = ad__error_message(err, err_size, AD_ERR_IO, "%s: cannot write '%s': %s", fn, tmp_path,
-                              strerror(errno));
+        s = ad__error_message(err, err_size, open_status(errno), "%s: cannot write '%s': %s", fn,
+                              tmp_path, strerror(errno));
         close(fd);
         goto done;
     }
@@ -1318,9 +1334,9 @@ ad_status ad_safetensors_save(const char *path, size_t n, const char *const *nam
 done:
     if (created)
         remove(tmp_path);
-    free(tmp_path);
-    free(h.d);
-    free(sorted);
-    free(begin);
+    ad__free(tmp_path);
+    ad__free(h.d);
+    ad__free(sorted);
+    ad__free(begin);
     return s;
 }

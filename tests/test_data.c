@@ -10,6 +10,35 @@
 #include <zlib.h>
 
 #include "autodiff/nn.h"
+#include "fail_each_alloc.h"
+
+#include <errno.h>
+
+/* gzopen allocates its state, so it can fail for lack of memory (errno
+ * ENOMEM from malloc). tests/meson.build links this test with -Wl,--wrap for
+ * gzopen (and its 64-bit name), which sends the library's calls here: while
+ * fail_open is set they fail with errno ENOMEM. */
+static bool fail_open;
+gzFile __real_gzopen(const char *path, const char *mode);
+gzFile __real_gzopen64(const char *path, const char *mode);
+gzFile __wrap_gzopen(const char *path, const char *mode);
+gzFile __wrap_gzopen64(const char *path, const char *mode);
+gzFile __wrap_gzopen(const char *path, const char *mode)
+{
+    if (fail_open) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return __real_gzopen(path, mode);
+}
+gzFile __wrap_gzopen64(const char *path, const char *mode)
+{
+    if (fail_open) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return __real_gzopen64(path, mode);
+}
 
 #define FASHION_DIR "/usr/share/datasets/fashion-mnist"
 
@@ -129,12 +158,27 @@ static void test_generic_unsigned_byte_idx_with_four_dims_and_empty_sets_load(vo
     free(bytes);
 }
 
-/* Loads path expecting code, a message containing needle, and a zeroed out. */
+/* A set of 3 labels loaded from a file of its own, for a destination that
+ * already holds data. */
+static void load_three_labels(ad_idx *idx)
+{
+    unsigned char *bytes;
+    size_t len = idx_bytes(&bytes, 0x08, 1, (uint32_t[]){3});
+    char path[300], err[512];
+    write_file(path, sizeof path, false, bytes, len);
+    free(bytes);
+    assert_int_equal(ad_idx_load(path, idx, err, sizeof err), AD_OK);
+}
+
+/* Loads path expecting code and a message containing needle, into a
+ * destination that holds a loaded set: a failed load leaves it exactly as it
+ * was (the set stays valid). */
 static void expect_refused_at(const char *path, ad_status code, const char *needle,
                               const char *file, int line)
 {
-    ad_idx idx;
-    memset(&idx, 0xAB, sizeof idx);
+    ad_idx idx, before;
+    load_three_labels(&idx);
+    before = idx;
     char err[512] = "unset";
     ad_status s = ad_idx_load(path, &idx, err, sizeof err);
     if (s != code || (needle && !strstr(err, needle)) || !strstr(err, "ad_idx_load")) {
@@ -143,10 +187,16 @@ static void expect_refused_at(const char *path, ad_status code, const char *need
                     needle ? needle : "");
         if (s == AD_OK)
             ad_idx_free(&idx);
+        ad_idx_free(&before);
         _fail(file, line);
     }
-    assert_null(idx.data);
-    assert_int_equal(idx.count, 0);
+    if (memcmp(&idx, &before, sizeof idx) != 0) {
+        print_error("%s:%d: the failed load changed its destination\n", file, line);
+        ad_idx_free(&before);
+        _fail(file, line);
+    }
+    check_pattern(&idx, 3);
+    ad_idx_free(&idx);
 }
 #define expect_refused(path, code, needle)                                                         \
     expect_refused_at((path), (code), (needle), __FILE__, __LINE__)
@@ -244,6 +294,143 @@ static void test_missing_files_and_bad_arguments_are_reported(void **state)
     assert_int_equal(ad_idx_load(NULL, &idx, err, sizeof err), AD_ERR_ARG);
     assert_int_equal(ad_idx_load(path, NULL, err, sizeof err), AD_ERR_ARG);
     assert_int_equal(ad_idx_load(path, &idx, NULL, 0), AD_ERR_IO);
+}
+
+/* No items, but items of more than 2^63 bytes: the item size cannot be
+ * represented, so the file is refused (it used to load with a negative
+ * item_size). Huge items that still fit are fine when there are none. */
+static void test_an_empty_set_of_items_too_large_to_count_is_refused(void **state)
+{
+    (void)state;
+    char path[300];
+    for (int gz = 0; gz < 2; gz++) {
+        unsigned char four[20] = {0,    0,    0x08, 0x04, 0,    0,    0,    0, /* 0 items */
+                                  0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+                                  0xFF, 0xFF, 0xFF, 0xFF};
+        expect_refused(write_file(path, sizeof path, gz, four, sizeof four), AD_ERR_FORMAT,
+                       "too large");
+        unsigned char three[16] = {
+            0,    0,    0x08, 0x03, 0,    0,    0,    0,
+            0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF}; /* 2^64 - 2^33 + 1 > INT64_MAX */
+        expect_refused(write_file(path, sizeof path, gz, three, sizeof three), AD_ERR_FORMAT,
+                       "too large");
+    }
+    unsigned char fits[20] = {0, 0, 0x08, 0x04, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0};
+    char err[512];
+    ad_idx idx;
+    assert_int_equal(
+        ad_idx_load(write_file(path, sizeof path, false, fits, sizeof fits), &idx, err, sizeof err),
+        AD_OK);
+    assert_int_equal(idx.count, 0);
+    assert_int_equal(idx.item_size, (int64_t)1 << 48);
+    ad_idx_free(&idx);
+}
+
+/* gzopen failing with ENOMEM is out of memory, not an I/O error. */
+static void test_running_out_of_memory_in_gzopen_is_nomem_not_io(void **state)
+{
+    (void)state;
+    unsigned char *bytes;
+    size_t len = idx_bytes(&bytes, 0x08, 1, (uint32_t[]){4});
+    char path[300];
+    write_file(path, sizeof path, true, bytes, len);
+    free(bytes);
+    ad_idx idx, before;
+    load_three_labels(&idx);
+    before = idx;
+    char err[512];
+    fail_open = true;
+    ad_status s = ad_idx_load(path, &idx, err, sizeof err);
+    fail_open = false;
+    assert_int_equal(s, AD_ERR_NOMEM);
+    assert_non_null(strstr(err, "ad_idx_load: cannot open"));
+    assert_non_null(strstr(err, "out of memory"));
+    assert_non_null(strstr(err, path));
+    assert_memory_equal(&idx, &before, sizeof idx);
+    ad_idx_free(&idx);
+    /* Without the failure the same file loads. */
+    assert_int_equal(ad_idx_load(path, &idx, err, sizeof err), AD_OK);
+    assert_int_equal(idx.count, 4);
+    ad_idx_free(&idx);
+}
+
+/* ---- Out of memory -------------------------------------------------------- */
+
+typedef struct idx_sweep {
+    const char *path;
+    ad_idx idx, before;
+    size_t bytes;
+} idx_sweep;
+
+static ad_status run_idx_load(void *ctx, char *err, size_t err_size)
+{
+    idx_sweep *x = ctx;
+    return ad_idx_load(x->path, &x->idx, err, err_size);
+}
+
+static void idx_unchanged(void *ctx)
+{
+    idx_sweep *x = ctx;
+    assert_memory_equal(&x->idx, &x->before, sizeof x->idx);
+}
+
+/* Checks the loaded set, then frees it through the sweep's allocator. */
+static void idx_release(void *ctx)
+{
+    idx_sweep *x = ctx;
+    check_pattern(&x->idx, x->bytes);
+    ad_idx_free(&x->idx);
+    x->idx = x->before;
+}
+
+static void test_every_allocation_failure_of_an_idx_load_is_nomem_and_changes_nothing(void **state)
+{
+    (void)state;
+    /* More than the loader's first 1 MiB block, so the buffer grows. */
+    unsigned char *bytes;
+    size_t len = idx_bytes(&bytes, 0x08, 3, (uint32_t[]){3, 600, 600});
+    for (int gz = 0; gz < 2; gz++) {
+        char path[300];
+        write_file(path, sizeof path, gz, bytes, len);
+        idx_sweep x = {.path = path, .bytes = 3 * 600 * 600};
+        load_three_labels(&x.idx); /* with malloc, before the sweep */
+        x.before = x.idx;
+        fail_each_alloc load = {run_idx_load, idx_unchanged, idx_release, &x};
+        assert_true(fail_each_alloc_run(&load) >= 2); /* the data, and its growth */
+        ad_idx_free(&x.idx);
+    }
+    free(bytes);
+}
+
+static ad_status run_batches_create(void *ctx, char *err, size_t err_size)
+{
+    ad_batches **b = ctx;
+    ad_rng rng;
+    ad_rng_seed(&rng, 1);
+    ad_status s = ad_batches_create(b, 10, 3, true, &rng);
+    if (s == AD_ERR_NOMEM)
+        snprintf(err, err_size, "out of memory"); /* ad_batches_create has no message buffer */
+    return s;
+}
+
+static void batches_free(void *ctx)
+{
+    ad_batches **b = ctx;
+    assert_int_equal(ad_batches_count(*b), 4);
+    ad_batches_free(*b);
+}
+
+static void batches_none(void *ctx)
+{
+    assert_null(*(ad_batches **)ctx);
+}
+
+static void test_every_allocation_failure_of_a_batch_iterator_is_nomem(void **state)
+{
+    (void)state;
+    ad_batches *b = NULL;
+    fail_each_alloc create = {run_batches_create, batches_none, batches_free, &b};
+    assert_int_equal(fail_each_alloc_run(&create), 2);
 }
 
 /* ---- Gathering ------------------------------------------------------------ */
@@ -532,7 +719,11 @@ int main(void)
         cmocka_unit_test(test_generic_unsigned_byte_idx_with_four_dims_and_empty_sets_load),
         cmocka_unit_test(test_truncated_or_overlong_files_are_refused_with_both_sizes),
         cmocka_unit_test(test_bad_magic_is_refused),
+        cmocka_unit_test(test_an_empty_set_of_items_too_large_to_count_is_refused),
         cmocka_unit_test(test_missing_files_and_bad_arguments_are_reported),
+        cmocka_unit_test(test_running_out_of_memory_in_gzopen_is_nomem_not_io),
+        cmocka_unit_test(test_every_allocation_failure_of_an_idx_load_is_nomem_and_changes_nothing),
+        cmocka_unit_test(test_every_allocation_failure_of_a_batch_iterator_is_nomem),
         cmocka_unit_test(test_gather_images_scales_bytes_to_unit_range),
         cmocka_unit_test(test_gather_labels_copies_bytes_as_int64),
         cmocka_unit_test(test_batches_in_order_deliver_the_last_partial_batch),

@@ -10,6 +10,45 @@
 #include <unistd.h>
 
 #include "autodiff/nn.h"
+#include "fail_each_alloc.h"
+
+#include <errno.h>
+
+/* Opening a file allocates (fopen and fdopen malloc their FILE), so it can
+ * fail for lack of memory. tests/meson.build links this test with
+ * -Wl,--wrap for fopen and fdopen (and their 64-bit names), which sends the
+ * library's calls here: while fail_open is set they fail with errno ENOMEM. */
+static bool fail_open;
+FILE *__real_fopen(const char *path, const char *mode);
+FILE *__real_fopen64(const char *path, const char *mode);
+FILE *__real_fdopen(int fd, const char *mode);
+FILE *__wrap_fopen(const char *path, const char *mode);
+FILE *__wrap_fopen64(const char *path, const char *mode);
+FILE *__wrap_fdopen(int fd, const char *mode);
+FILE *__wrap_fopen(const char *path, const char *mode)
+{
+    if (fail_open) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return __real_fopen(path, mode);
+}
+FILE *__wrap_fopen64(const char *path, const char *mode)
+{
+    if (fail_open) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return __real_fopen64(path, mode);
+}
+FILE *__wrap_fdopen(int fd, const char *mode)
+{
+    if (fail_open) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return __real_fdopen(fd, mode);
+}
 
 /* Number of files in the temporary dir (to see that no temp file is left). */
 static int files_in_dir(void)
@@ -731,6 +770,249 @@ static void test_unrequested_entries_of_other_dtypes_and_metadata_load_fine(void
     ad_tensor_free(a);
 }
 
+/* Every entry 0-d: the reader holds no dims at all, and must not compute
+ * NULL + 0 from its empty dim list (clang's UBSan: pointer-overflow). */
+static void test_a_file_whose_entries_are_all_0d_loads(void **state)
+{
+    (void)state;
+    unsigned char buf[12];
+    double pi = 3.141592653589793;
+    float e = 2.7182817f;
+    memcpy(buf, &pi, 8);
+    memcpy(buf + 8, &e, 4);
+    char path[300], err[512];
+    make_file(path, sizeof path,
+              "{\"pi\":{\"dtype\":\"F64\",\"shape\":[],\"data_offsets\":[0,8]},"
+              "\"e\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[8,12]}}",
+              buf, sizeof buf);
+    ad_tensor *ts[2] = {persistent(AD_F64, 0, NULL), persistent(AD_F32, 0, NULL)};
+    const char *names[2] = {"pi", "e"};
+    assert_int_equal(ad_safetensors_load(path, 2, names, ts, err, sizeof err), AD_OK);
+    assert_true(ad_tensor_get(ts[0], 0) == pi);
+    assert_true(ad_tensor_get(ts[1], 0) == (double)e);
+
+    /* A 0-d entry against a destination with dims names both shapes. */
+    ad_tensor *v = persistent(AD_F64, 1, (int64_t[]){1});
+    assert_int_equal(ad_safetensors_load(path, 1, names, &v, err, sizeof err), AD_ERR_SHAPE);
+    assert_non_null(strstr(err, "expected shape [1] (destination), found []"));
+    assert_true(ad_tensor_get(v, 0) == 0.0);
+
+    ad_safetensors *st;
+    assert_int_equal(ad_safetensors_open(&st, path, err, sizeof err), AD_OK);
+    ad_safetensors_entry entry;
+    assert_true(ad_safetensors_entry_at(st, 1, &entry));
+    assert_int_equal(entry.ndim, 0);
+    assert_null(entry.shape);
+    assert_int_equal(entry.numel, 1);
+    fill_value(ts[0], 0.0);
+    assert_int_equal(ad_safetensors_read(st, "pi", ts[0], err, sizeof err), AD_OK);
+    assert_true(ad_tensor_get(ts[0], 0) == pi);
+    ad_safetensors_close(st);
+
+    /* And the writer's output of such tensors reads back. */
+    new_path(path, sizeof path);
+    assert_int_equal(ad_safetensors_save(path, 2, names, ts, err, sizeof err), AD_OK);
+    fill_value(ts[0], 0.0);
+    fill_value(ts[1], 0.0);
+    assert_int_equal(ad_safetensors_load(path, 2, names, ts, err, sizeof err), AD_OK);
+    assert_true(ad_tensor_get(ts[0], 0) == pi);
+    assert_true(ad_tensor_get(ts[1], 0) == (double)e);
+    ad_tensor_free(v);
+    ad_tensor_free(ts[0]);
+    ad_tensor_free(ts[1]);
+}
+
+/* fopen failing with ENOMEM is out of memory, not an I/O error; nothing is
+ * changed, and a failed save leaves no temporary file. */
+static void test_running_out_of_memory_in_fopen_is_nomem_not_io(void **state)
+{
+    (void)state;
+    char path[300], err[512];
+    make_file(path, sizeof path, "{" GOOD_A "}", two_floats, 8);
+    ad_tensor *a = persistent(AD_F32, 1, (int64_t[]){2});
+    fill_value(a, 7.0);
+    const char *name = "a";
+    fail_open = true;
+    ad_status load = ad_safetensors_load(path, 1, &name, &a, err, sizeof err);
+    fail_open = false;
+    assert_int_equal(load, AD_ERR_NOMEM);
+    assert_non_null(strstr(err, "ad_safetensors_load: cannot open"));
+    assert_non_null(strstr(err, path));
+    assert_all(a, 7.0);
+
+    ad_safetensors *st = (ad_safetensors *)&st;
+    fail_open = true;
+    ad_status open = ad_safetensors_open(&st, path, err, sizeof err);
+    fail_open = false;
+    assert_int_equal(open, AD_ERR_NOMEM);
+    assert_null(st);
+    assert_non_null(strstr(err, "cannot open"));
+
+    char other[300];
+    new_path(other, sizeof other);
+    int before = files_in_dir();
+    fail_open = true;
+    ad_status save = ad_safetensors_save(other, 1, &name, &a, err, sizeof err);
+    fail_open = false;
+    assert_int_equal(save, AD_ERR_NOMEM);
+    assert_non_null(strstr(err, "ad_safetensors_save"));
+    assert_int_equal(files_in_dir(), before);
+
+    /* Other open failures stay I/O errors. */
+    char missing[400];
+    snprintf(missing, sizeof missing, "%s/missing.safetensors", temp_dir);
+    assert_int_equal(ad_safetensors_load(missing, 1, &name, &a, err, sizeof err), AD_ERR_IO);
+    ad_tensor_free(a);
+}
+
+/* ---- Out of memory -------------------------------------------------------- */
+
+enum { SWEEP_N = 20 }; /* more entries, dims and metadata keys than the first capacities */
+
+/* A file of SWEEP_N F32 tensors "t0".."t19" of shape [1,1,1,k+1] (more dims
+ * than the reader's first block) and as many metadata keys. */
+static void make_sweep_file(char *path, size_t size, ad_tensor **t, const char **names,
+                            char (*name_buf)[8])
+{
+    for (int i = 0; i < SWEEP_N; i++) {
+        snprintf(name_buf[i], 8, "t%d", i);
+        names[i] = name_buf[i];
+        t[i] = persistent(AD_F32, 4, (int64_t[]){1, 1, 1, i + 1});
+        fill_pattern(t[i], i + 1.0);
+    }
+    new_path(path, size);
+    char err[512];
+    assert_int_equal(ad_safetensors_save(path, SWEEP_N, names, t, err, sizeof err), AD_OK);
+}
+
+typedef struct sweep_ctx {
+    const char *path;
+    const char **names;
+    ad_tensor **src, **dst;
+    ad_safetensors *st;
+    unsigned char *old_file;
+    size_t old_len;
+    int files;
+} sweep_ctx;
+
+static ad_status run_load(void *ctx, char *err, size_t err_size)
+{
+    sweep_ctx *x = ctx;
+    return ad_safetensors_load(x->path, SWEEP_N, x->names, x->dst, err, err_size);
+}
+
+static ad_status run_open(void *ctx, char *err, size_t err_size)
+{
+    sweep_ctx *x = ctx;
+    ad_status s = ad_safetensors_open(&x->st, x->path, err, err_size);
+    assert_true((s == AD_OK) == (x->st != NULL));
+    return s;
+}
+
+static void close_handle(void *ctx)
+{
+    sweep_ctx *x = ctx;
+    ad_safetensors_close(x->st);
+    x->st = NULL;
+}
+
+/* Opens with the sweep's allocator, reads an entry, closes. */
+static ad_status run_open_read(void *ctx, char *err, size_t err_size)
+{
+    sweep_ctx *x = ctx;
+    ad_status s = ad_safetensors_open(&x->st, x->path, err, err_size);
+    if (s == AD_OK)
+        s = ad_safetensors_read(x->st, "t19", x->dst[19], err, err_size);
+    ad_safetensors_close(x->st);
+    x->st = NULL;
+    return s;
+}
+
+static void dst_unchanged(void *ctx)
+{
+    sweep_ctx *x = ctx;
+    for (int i = 0; i < SWEEP_N; i++)
+        assert_all(x->dst[i], 7.0);
+}
+
+static void dst_loaded(sweep_ctx *x)
+{
+    for (int i = 0; i < SWEEP_N; i++)
+        assert_memory_equal(ad_tensor_data(x->dst[i]), ad_tensor_data(x->src[i]),
+                            bytes_of(x->src[i]));
+}
+
+static void test_every_allocation_failure_of_a_load_is_nomem_and_changes_nothing(void **state)
+{
+    (void)state;
+    ad_tensor *t[SWEEP_N], *u[SWEEP_N];
+    const char *names[SWEEP_N];
+    char name_buf[SWEEP_N][8], path[300];
+    make_sweep_file(path, sizeof path, t, names, name_buf);
+    /* Destinations made before the allocator is set keep malloc. */
+    for (int i = 0; i < SWEEP_N; i++) {
+        u[i] = persistent(AD_F32, 4, (int64_t[]){1, 1, 1, i + 1});
+        fill_value(u[i], 7.0);
+    }
+    sweep_ctx x = {.path = path, .names = names, .src = t, .dst = u};
+    fail_each_alloc load = {run_load, dst_unchanged, NULL, &x};
+    assert_true(fail_each_alloc_run(&load) > 3); /* the allocator sees the reader's allocations */
+    dst_loaded(&x);
+
+    /* The open-and-read API. */
+    fail_each_alloc open = {run_open, NULL, close_handle, &x};
+    assert_true(fail_each_alloc_run(&open) > 3);
+    for (int i = 0; i < SWEEP_N; i++)
+        fill_value(u[i], 7.0);
+    fail_each_alloc read = {run_open_read, dst_unchanged, NULL, &x};
+    fail_each_alloc_run(&read);
+    assert_memory_equal(ad_tensor_data(u[19]), ad_tensor_data(t[19]), bytes_of(t[19]));
+    for (int i = 0; i < SWEEP_N; i++) {
+        ad_tensor_free(t[i]);
+        ad_tensor_free(u[i]);
+    }
+}
+
+static ad_status run_save(void *ctx, char *err, size_t err_size)
+{
+    sweep_ctx *x = ctx;
+    return ad_safetensors_save(x->path, SWEEP_N, x->names, x->src, err, err_size);
+}
+
+static void old_file_kept(void *ctx)
+{
+    sweep_ctx *x = ctx;
+    size_t len;
+    unsigned char *now = read_all(x->path, &len);
+    assert_int_equal(len, x->old_len);
+    assert_memory_equal(now, x->old_file, len);
+    free(now);
+    assert_int_equal(files_in_dir(), x->files); /* no temporary file left */
+}
+
+static void test_every_allocation_failure_of_a_save_is_nomem_and_keeps_the_old_file(void **state)
+{
+    (void)state;
+    ad_tensor *t[SWEEP_N];
+    const char *names[SWEEP_N];
+    char name_buf[SWEEP_N][8], path[300], err[512];
+    make_sweep_file(path, sizeof path, t, names, name_buf);
+    sweep_ctx x = {.path = path, .names = names, .src = t, .files = files_in_dir()};
+    x.old_file = read_all(path, &x.old_len);
+    for (int i = 0; i < SWEEP_N; i++)
+        fill_value(t[i], -1.0);
+    fail_each_alloc save = {run_save, old_file_kept, NULL, &x};
+    assert_true(fail_each_alloc_run(&save) > 3);
+    assert_int_equal(files_in_dir(), x.files);
+    ad_tensor *u = persistent(AD_F32, 4, (int64_t[]){1, 1, 1, 20});
+    assert_int_equal(ad_safetensors_load(path, 1, &names[19], &u, err, sizeof err), AD_OK);
+    assert_all(u, -1.0);
+    ad_tensor_free(u);
+    free(x.old_file);
+    for (int i = 0; i < SWEEP_N; i++)
+        ad_tensor_free(t[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -749,6 +1031,10 @@ int main(void)
         cmocka_unit_test(test_requested_tensors_must_match_dtype_and_shape),
         cmocka_unit_test(test_a_failing_load_of_several_tensors_changes_none),
         cmocka_unit_test(test_unrequested_entries_of_other_dtypes_and_metadata_load_fine),
+        cmocka_unit_test(test_a_file_whose_entries_are_all_0d_loads),
+        cmocka_unit_test(test_running_out_of_memory_in_fopen_is_nomem_not_io),
+        cmocka_unit_test(test_every_allocation_failure_of_a_load_is_nomem_and_changes_nothing),
+        cmocka_unit_test(test_every_allocation_failure_of_a_save_is_nomem_and_keeps_the_old_file),
     };
     return cmocka_run_group_tests(tests, temp_dir_create, temp_dir_remove);
 }

@@ -126,7 +126,8 @@ AD_API ad_status ad_init_kaiming_normal(ad_tensor *t, ad_rng *rng);
  * strerror), AD_ERR_FORMAT (malformed or truncated file, or a requested name
  * that is not in it), AD_ERR_UNSUPPORTED (a requested tensor has a dtype
  * other than F32/F64), AD_ERR_SHAPE and AD_ERR_DTYPE (a requested tensor does
- * not match its destination), AD_ERR_ARG (bad arguments), AD_ERR_NOMEM.
+ * not match its destination), AD_ERR_ARG (bad arguments), AD_ERR_NOMEM (also
+ * when opening the file fails for lack of memory).
  */
 
 /*
@@ -199,8 +200,9 @@ AD_API void ad_safetensors_close(ad_safetensors *st);
 /* ==== IDX data sets (MNIST, Fashion-MNIST) ================================ */
 
 /*
- * An IDX file of unsigned bytes held in memory. The loader owns data (malloc);
- * free it with ad_idx_free. A zero-initialised ad_idx is empty and may be
+ * An IDX file of unsigned bytes held in memory. The loader allocates data
+ * from the process-wide allocator (ad_set_allocator); free it with
+ * ad_idx_free. A zero-initialised ad_idx is empty and may be
  * freed. Items are the slices along the first dim: images [n, rows, cols] have
  * count = n and item_size = rows * cols; labels [n] have item_size 1.
  */
@@ -218,11 +220,13 @@ typedef struct ad_idx {
  * byte) and ndim 1..4 (0x00000801 labels, 0x00000803 images); the dims follow
  * as big-endian uint32. The file must hold exactly the promised bytes.
  * On success *out owns the data (any earlier content of *out is overwritten,
- * not freed). On error *out is zeroed. Errors: AD_ERR_IO (cannot open or
- * read), AD_ERR_FORMAT (bad magic, truncated or longer than promised, corrupt
- * gzip; the message has the path and the expected and found sizes),
+ * not freed). On error *out is left exactly as it was, so a set loaded into
+ * it earlier stays valid (and is still yours to free). Errors: AD_ERR_IO
+ * (cannot open or read), AD_ERR_FORMAT (bad magic, truncated or longer than
+ * promised, corrupt gzip, dims whose product or item size does not fit in
+ * 63 bits; the message has the path and the expected and found sizes),
  * AD_ERR_UNSUPPORTED (an IDX element type other than unsigned byte),
- * AD_ERR_NOMEM, AD_ERR_ARG.
+ * AD_ERR_NOMEM (also when opening fails for lack of memory), AD_ERR_ARG.
  */
 AD_API ad_status ad_idx_load(const char *path, ad_idx *out, char *err, size_t err_size);
 /* Frees the data and zeroes *idx. Accepts NULL and an already freed idx. */
