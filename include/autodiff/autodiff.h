@@ -203,7 +203,8 @@ AD_API ad_status ad_tape_set_error(ad_tape *tape, ad_status code, const char *fo
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
-/* Writes a shape as "[2,3]" into buf (size bytes) and returns buf. */
+/* Writes a shape as "[2,3]" into buf (size bytes) and returns buf; "NULL" for a
+ * NULL shape with ndim > 0. */
 AD_API const char *ad_shape_string(char *buf, size_t size, int ndim, const int64_t *shape);
 /* Clears the sticky error so the tape can be used again. */
 AD_API void ad_tape_clear_error(ad_tape *tape);
@@ -601,7 +602,8 @@ ad_softplus(ad_tensor *x);               /* log1p(exp x), exactly x above 20; dx
 AD_API ad_tensor *ad_gelu(ad_tensor *x); /* tanh approximation, exact derivative of it */
 /* x > 0 ? x : slope x; dx = dy (x > 0 ? 1 : slope), slope at 0 */
 AD_API ad_tensor *ad_leaky_relu(ad_tensor *x, double slope);
-/* x^p; dx = dy p x^(p-1), exactly 0 when p = 0 */
+/* x^p; dx = dy p x^(p-1), exactly 0 when p = 0; p = 0.5 and -0.5 are computed
+ * as sqrt and 1/sqrt, as PyTorch does (so (-inf)^0.5 is NaN and (-0)^0.5 is -0) */
 AD_API ad_tensor *ad_pow_scalar(ad_tensor *x, double p);
 /* A copy of x that does not require grad (gradient stops here). */
 AD_API ad_tensor *ad_detach(ad_tensor *x);
