@@ -38,8 +38,13 @@ static ad_status check_output(ad_tape *tape, const ad_tensor *y, const ad_tensor
 /* G[id] += g, recorded when grad is enabled (create_graph). */
 static ad_status accumulate(ad_tensor **slot, ad_tensor *g)
 {
+    ad_tape *tape = (*slot ? *slot : g)->tape;
     *slot = *slot ? ad_add(*slot, g) : g;
-    return *slot ? AD_OK : AD_ERR_NOMEM;
+    if (*slot)
+        return AD_OK;
+    return tape && tape->status != AD_OK
+               ? tape->status
+               : ad__fail(tape, AD_ERR_NOMEM, "backward: could not add two gradients");
 }
 
 /* dst += src elementwise; both of one dtype and size. */
@@ -155,6 +160,8 @@ ad_status ad__sweep(ad_tape *tape, const ad__sweep_args *a, ad_tensor ***grads_o
     for (size_t k = 0; k < a->n_out && st == AD_OK; k++) {
         ad_tensor *y = a->outputs[k];
         ad_tensor *seed = a->seeds && a->seeds[k] ? a->seeds[k] : ad__const_like(y, 1.0);
+        if (seed && !seed->tape)
+            seed = ad__view_of(tape, seed, false); /* a persistent seed, as a constant */
         if (seed && a->create_graph && !(seed->flags & AD_TF_RECORDED))
             seed = recorded_copy(tape, seed);
         if (!seed)
@@ -255,7 +262,8 @@ ad_status ad_backward(ad_tensor *y, const ad_backward_opts *opts)
         return AD_ERR_NULL;
     ad_tape *tape = y->tape;
     if (!tape)
-        return AD_ERR_NO_GRAD;
+        return ad__misuse(0, NULL, AD_ERR_NO_GRAD,
+                          "backward: the output is a persistent tensor (no graph leads to it)");
     ad_backward_opts o = opts ? *opts : (ad_backward_opts){0};
     ad_tensor **G;
     ad_tensor *seeds[1] = {o.seed};
@@ -276,12 +284,14 @@ ad_status ad_grad(size_t n_outputs, ad_tensor *const *outputs, ad_tensor *const 
                   size_t n_inputs, ad_tensor *const *inputs, ad_tensor **grads,
                   const ad_backward_opts *opts)
 {
-    if (n_inputs && !grads)
-        return AD_ERR_ARG;
+    if ((n_inputs && !grads) || n_outputs == 0 || !outputs || (n_inputs && !inputs)) {
+        for (size_t k = 0; grads && k < n_inputs; k++)
+            grads[k] = NULL;
+        return ad__misuse(n_outputs, outputs, AD_ERR_ARG, "grad: %zu outputs, %zu inputs, %s",
+                          n_outputs, n_inputs, grads ? "a NULL list" : "grads is NULL");
+    }
     for (size_t k = 0; k < n_inputs; k++)
         grads[k] = NULL;
-    if (n_outputs == 0 || !outputs || (n_inputs && !inputs))
-        return AD_ERR_ARG;
     ad_tape *tape = ad__tape_of((int)n_outputs, outputs);
     if (!tape)
         return AD_ERR_NULL;

@@ -221,8 +221,13 @@ ad_tensor *ad_checkpoint(ad_function f, void *ctx, size_t n, ad_tensor *const *i
                  AD__SHAPE(inputs[0], s));
         return NULL;
     }
-    if (!tape->grad_enabled)
-        return f(tape, n, inputs, ctx); /* nothing is recorded anyway */
+    if (!tape->grad_enabled) {
+        /* Nothing is recorded anyway: f just runs. */
+        ad_tensor *y = f(tape, n, inputs, ctx);
+        if (!y && tape->status == AD_OK)
+            ad__fail(tape, AD_ERR_NULL, "checkpoint: the function returned NULL");
+        return y;
+    }
     /* The first run: unrecorded, noting the persistent tensors it uses. */
     ad__collect used = {.allocator = &tape->allocator};
     ad__collect *outer = tape->collect;

@@ -153,7 +153,10 @@ ad_status ad_jvp(size_t n_outputs, ad_tensor *const *outputs, size_t n_inputs,
                  const ad_backward_opts *opts)
 {
     if (n_outputs == 0 || !outputs || !out || (n_inputs && !inputs))
-        return AD_ERR_ARG;
+        return ad__misuse(n_outputs, outputs, AD_ERR_ARG, "jvp: %zu outputs, %zu inputs, %s, %s",
+                          n_outputs, n_inputs,
+                          outputs && n_outputs ? "outputs given" : "no outputs",
+                          out ? "with room for the tangents" : "out is NULL");
     for (size_t k = 0; k < n_outputs; k++)
         out[k] = NULL;
     ad_tape *tape = ad__tape_of((int)n_outputs, outputs);
@@ -307,7 +310,8 @@ ad_status ad_jacobian(size_t n_outputs, ad_tensor *const *outputs, size_t n_inpu
                       const ad_backward_opts *opts)
 {
     if (n_outputs == 0 || !outputs || !jac || (n_inputs && !inputs))
-        return AD_ERR_ARG;
+        return ad__misuse(n_outputs, outputs, AD_ERR_ARG, "jacobian: %zu outputs, %zu inputs, %s",
+                          n_outputs, n_inputs, jac ? "a NULL list" : "jac is NULL");
     for (size_t k = 0; k < n_outputs * n_inputs; k++)
         jac[k] = NULL;
     ad_tape *tape = ad__tape_of((int)n_outputs, outputs);
@@ -377,7 +381,8 @@ ad_status ad_hessian(ad_tensor *y, size_t n_inputs, ad_tensor *const *inputs, ad
                      ad_jacobian_mode mode, const ad_backward_opts *opts)
 {
     if (!hess || n_inputs == 0 || !inputs)
-        return AD_ERR_ARG;
+        return ad__misuse(y ? 1 : 0, &y, AD_ERR_ARG, "hessian: %zu inputs, %s", n_inputs,
+                          hess ? "a NULL list" : "hess is NULL");
     for (size_t k = 0; k < n_inputs * n_inputs; k++)
         hess[k] = NULL;
     if (!y || !y->tape)
@@ -395,7 +400,8 @@ ad_status ad_hvp(ad_tensor *y, size_t n_inputs, ad_tensor *const *inputs, ad_ten
                  ad_tensor **out, const ad_backward_opts *opts)
 {
     if (!out || n_inputs == 0 || !inputs)
-        return AD_ERR_ARG;
+        return ad__misuse(y ? 1 : 0, &y, AD_ERR_ARG, "hvp: %zu inputs, %s", n_inputs,
+                          out ? "a NULL list" : "out is NULL");
     for (size_t k = 0; k < n_inputs; k++)
         out[k] = NULL;
     if (!y || !y->tape)

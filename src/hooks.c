@@ -12,14 +12,22 @@ ad_status ad_tensor_register_hook(ad_tensor *t, ad_grad_hook fn, void *ctx, ad_h
     if (id)
         *id = 0;
     if (!t)
-        return AD_ERR_NULL;
-    if (!fn || !t->tape)
-        return AD_ERR_ARG;
+        return ad__misuse(0, NULL, AD_ERR_NULL, "register_hook: the tensor is NULL");
+    if (!t->tape)
+        return ad__misuse(0, NULL, AD_ERR_ARG,
+                          "register_hook: a persistent tensor (use an accumulate hook)");
     ad_tape *tape = t->tape;
+    /* A hook that cannot be registered is not the tape's error: the graph
+     * is fine. The message goes to the thread (ad_thread_message). */
+    if (!fn)
+        return ad__misuse(0, NULL, AD_ERR_ARG, "register_hook: the hook function is NULL");
     if (t->generation != tape->generation)
         return ad__fail(tape, AD_ERR_FREED, "register_hook: the tensor was freed by ad_tape_reset");
-    if (!(t->flags & AD_TF_RECORDED))
-        return AD_ERR_NO_GRAD;
+    if (!(t->flags & AD_TF_RECORDED)) {
+        char s[AD__SHAPE_BUF];
+        return ad__misuse(0, NULL, AD_ERR_NO_GRAD,
+                          "register_hook: the tensor %s does not require grad", AD__SHAPE(t, s));
+    }
     ad__hook *h = ad__alloc(tape, sizeof *h);
     if (!h)
         return tape->status;
@@ -41,15 +49,18 @@ ad_status ad_tensor_register_accumulate_hook(ad_tensor *t, ad_accumulate_hook fn
     if (id)
         *id = 0;
     if (!t)
-        return AD_ERR_NULL;
+        return ad__misuse(0, NULL, AD_ERR_NULL, "register_accumulate_hook: the tensor is NULL");
     if (!fn || t->tape || !(t->flags & AD_TF_PERSISTENT))
-        return AD_ERR_ARG;
+        return ad__misuse(0, NULL, AD_ERR_ARG, "register_accumulate_hook: %s",
+                          !fn ? "the hook function is NULL"
+                              : "a tape tensor (use ad_tensor_register_hook)");
     if (!(t->flags & AD_TF_REQUIRES_GRAD))
-        return AD_ERR_NO_GRAD;
+        return ad__misuse(0, NULL, AD_ERR_NO_GRAD,
+                          "register_accumulate_hook: the tensor does not require grad (frozen)");
     const ad_allocator *a = t->allocator->alloc ? t->allocator : NULL;
     ad__hook *h = ad__heap_alloc(a, sizeof *h);
     if (!h)
-        return AD_ERR_NOMEM;
+        return ad__misuse(0, NULL, AD_ERR_NOMEM, "register_accumulate_hook: out of memory");
     *h = (ad__hook){.tensor = t, .accumulate_fn = fn, .ctx = ctx, .id = next_id++};
     ad__hook **end = &t->hooks;
     while (*end)
@@ -64,7 +75,7 @@ ad_status ad_tensor_register_accumulate_hook(ad_tensor *t, ad_accumulate_hook fn
 ad_status ad_tensor_remove_hook(ad_tensor *t, ad_hook_id id)
 {
     if (!t)
-        return AD_ERR_NULL;
+        return ad__misuse(0, NULL, AD_ERR_NULL, "remove_hook: the tensor is NULL");
     bool persistent = (t->flags & AD_TF_PERSISTENT) != 0;
     ad__hook **link = persistent ? &t->hooks : &t->tape->hooks;
     bool others = false;
@@ -79,8 +90,9 @@ ad_status ad_tensor_remove_hook(ad_tensor *t, ad_hook_id id)
         others |= h->tensor == t;
         l = &h->next;
     }
-    if (!found)
-        return AD_ERR_ARG;
+    if (!found) /* not the tape's error: the tape is fine */
+        return ad__misuse(0, NULL, AD_ERR_ARG, "remove_hook: the tensor has no hook %llu",
+                          (unsigned long long)id);
     if (persistent) {
         /* The head carries the sweep stamp: keep it on the new head. */
         if (t->hooks)

@@ -299,6 +299,14 @@ ad_tape *ad__tape_of(int n, ad_tensor *const *ts);
  * (every one is persistent), records the error as the thread's
  * (ad_thread_status), since no tape can hold it. */
 void ad__no_tape(const char *name, int n, ad_tensor *const *ts);
+/* Records a caller's mistake that is not an op's: on the tape of ts[0..n)
+ * when they have one (and none is NULL), else as the thread's error.
+ * Returns code. */
+#if defined(__GNUC__)
+__attribute__((format(printf, 4, 5)))
+#endif
+ad_status
+ad__misuse(size_t n, ad_tensor *const *ts, ad_status code, const char *format, ...);
 /* For a constructor that checks its arguments before ad__apply: x's tape, or
  * NULL when x is NULL (an earlier error), persistent (the thread's error, as
  * ad__no_tape), stale (AD_ERR_FREED on its tape) or on an errored tape. */

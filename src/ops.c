@@ -2,6 +2,8 @@
  * shape helpers every family shares. */
 #include "internal.h"
 
+#include <stdio.h>
+
 const ad__op ad__ops[AD_OP_COUNT] = {
 #define AD_OP(name, arity, flags)                                                                  \
     {                                                                                              \
@@ -122,6 +124,17 @@ void ad__no_tape(const char *name, int n, ad_tensor *const *ts)
              "%s: every input is a persistent tensor, so there is no tape to record on "
              "(bring one onto a tape with ad_tape_use)",
              name);
+}
+
+ad_status ad__misuse(size_t n, ad_tensor *const *ts, ad_status code, const char *format, ...)
+{
+    char message[400];
+    va_list ap;
+    va_start(ap, format);
+    vsnprintf(message, sizeof message, format, ap);
+    va_end(ap);
+    ad_tape *tape = ts && n && n <= INT32_MAX ? ad__tape_of((int)n, ts) : NULL;
+    return ad__fail(tape, code, "%s", message);
 }
 
 ad_tape *ad__input_tape(const ad_tensor *x, const char *op)

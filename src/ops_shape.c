@@ -52,8 +52,8 @@ ad_tensor *ad_reshape(ad_tensor *x, int ndim, const int64_t *shape)
         return NULL;
     }
     int64_t *out = ad__copy_i64(tape, shape, (size_t)ndim);
-    if (ndim && !out)
-        return NULL;
+    if (!out)
+        return NULL; /* out of memory, even for a 0-d target (on the tape) */
     int infer = -1;
     int64_t known = 1;
     for (int d = 0; d < ndim; d++) {

@@ -235,6 +235,96 @@ static void test_ops_on_empty_tensors_with_huge_dims_finish_at_once(void **state
     assert_close(0.0, ad_tensor_get(ad_tensor_grad(b), 5), 0, 0);
 }
 
+/* ---- Found by fuzz/fuzz_ops.c (fuzz/findings/) ------------------------------------------ */
+
+static int fail_from_now;
+static void *maybe_alloc(size_t n, void *ctx)
+{
+    (void)ctx;
+    return fail_from_now ? NULL : malloc(n);
+}
+static void plain_free(void *p, void *ctx)
+{
+    (void)ctx;
+    free(p);
+}
+
+static void test_a_0d_reshape_that_runs_out_of_memory_returns_null(void **state)
+{
+    (void)state;
+    ad_tape *tape;
+    ad_allocator a = {maybe_alloc, plain_free, NULL};
+    assert_int_equal(ad_tape_create_with(&tape, &a), AD_OK);
+    ad_tensor *x = ad_scalar(tape, 1.0), *y;
+    fail_from_now = 1;
+    do /* each reshape takes 16 bytes of the arena until the block is full */
+        y = ad_reshape(x, 0, NULL);
+    while (ad_tape_status(tape) == AD_OK);
+    fail_from_now = 0;
+    assert_null(y); /* it returned x although the tape had the error */
+    assert_int_equal(ad_tape_status(tape), AD_ERR_NOMEM);
+    ad_tape_free(tape);
+}
+
+static ad_tensor *tanh_of_first(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    (void)tape, (void)n, (void)ctx;
+    return ad_tanh(in[0]);
+}
+
+static void test_a_checkpoint_without_grad_whose_function_fails_says_so_on_the_tape(void **state)
+{
+    ad_tape *tape = *state;
+    ad_tensor *p;
+    assert_int_equal(ad_tensor_create(&p, AD_F64, 0, NULL, true), AD_OK);
+    ad_tensor *in[2] = {p, ad_scalar(tape, 1.0)}; /* tanh of a persistent: NULL */
+    ad_tape_set_grad_enabled(tape, false);
+    assert_null(ad_checkpoint(tanh_of_first, NULL, 2, in));
+    assert_int_equal(ad_tape_status(tape), AD_ERR_NULL);
+    assert_non_null(strstr(ad_tape_message(tape), "checkpoint"));
+    ad_thread_clear_error();
+    ad_tensor_free(p);
+}
+
+static void test_grad_with_persistent_seeds_for_one_output_given_twice_works(void **state)
+{
+    ad_tape *tape = *state;
+    ad_tensor *p;
+    assert_int_equal(ad_tensor_create(&p, AD_F64, 0, NULL, true), AD_OK);
+    assert_int_equal(ad_tensor_set(p, 0, 3.0), AD_OK);
+    ad_tensor *x = ad_tape_use(tape, p);
+    ad_tensor *y = ad_square(x);
+    ad_tensor *out[2] = {y, y}, *seed[2] = {p, p}, *g;
+    assert_int_equal(ad_grad(2, out, seed, 1, &x, &g, NULL), AD_OK);
+    assert_close(36.0, ad_value(g), 0, 0); /* (3 + 3) 2x */
+    ad_tape_reset(tape);
+    ad_tensor_free(p);
+}
+
+static ad_tensor *keep(ad_tensor *t, ad_tensor *g, void *ctx)
+{
+    (void)t, (void)ctx;
+    return g;
+}
+
+static void test_refused_hooks_and_null_results_leave_a_message(void **state)
+{
+    ad_tape *tape = *state;
+    ad_thread_clear_error();
+    ad_tensor *c = ad_scalar(tape, 1.0); /* does not require grad */
+    assert_int_equal(ad_tensor_register_hook(c, keep, NULL, NULL), AD_ERR_NO_GRAD);
+    assert_non_null(strstr(ad_thread_message(), "register_hook"));
+    assert_int_equal(ad_tape_status(tape), AD_OK); /* the graph is fine */
+    ad_thread_clear_error();
+    ad_tensor *x = ad_requires_grad(ad_scalar(tape, 1.0)), *y = ad_exp(x),
+              *one = ad_scalar(tape, 1);
+    assert_int_equal(ad_jvp(1, &y, 1, &x, &one, NULL, NULL), AD_ERR_ARG);
+    assert_non_null(strstr(ad_tape_message(tape), "jvp"));
+    ad_tape_clear_error(tape);
+    assert_int_equal(ad_grad(1, &y, NULL, 1, &x, NULL, NULL), AD_ERR_ARG);
+    assert_non_null(strstr(ad_tape_message(tape), "grad"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -251,6 +341,10 @@ int main(void)
         TAPE_TEST(test_max_over_a_group_holding_nan_gives_nan_gradients_to_the_group),
         TAPE_TEST(test_shapes_beyond_2_to_the_60_are_shape_errors_even_when_empty),
         TAPE_TEST(test_ops_on_empty_tensors_with_huge_dims_finish_at_once),
+        cmocka_unit_test(test_a_0d_reshape_that_runs_out_of_memory_returns_null),
+        TAPE_TEST(test_a_checkpoint_without_grad_whose_function_fails_says_so_on_the_tape),
+        TAPE_TEST(test_grad_with_persistent_seeds_for_one_output_given_twice_works),
+        TAPE_TEST(test_refused_hooks_and_null_results_leave_a_message),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -431,6 +431,8 @@ typedef void (*ad_accumulate_hook)(ad_tensor *param, void *ctx);
  * ad_backward, ad_grad and the transforms). *id (may be NULL) receives its id.
  * Errors: AD_ERR_NULL, AD_ERR_ARG (fn NULL, or a persistent tensor: use an
  * accumulate hook), AD_ERR_NO_GRAD (t does not require grad), AD_ERR_NOMEM.
+ * A hook that cannot be registered leaves the tape as it was: the message is
+ * the thread's (ad_thread_message), as for every hook function below.
  */
 AD_API ad_status ad_tensor_register_hook(ad_tensor *t, ad_grad_hook fn, void *ctx, ad_hook_id *id);
 /*
