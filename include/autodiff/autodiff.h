@@ -140,7 +140,9 @@ AD_API ad_allocator ad_get_allocator(void);
  * is called. Results are bit-identical for every thread count. Process-wide,
  * like the BLAS's own setting: call it before training starts, not while
  * ops run in other threads. Tapes used from several user threads at once
- * share the pool: one op at a time gets it, the others run alone.
+ * share the pool: one op at a time gets it, the others run alone. The
+ * pool's threads are stopped and joined at exit (or when the shared library
+ * is unloaded); a forked child starts threads of its own.
  */
 AD_API void ad_set_num_threads(int n);
 /* The current thread count for heavy kernels. */
