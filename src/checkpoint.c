@@ -57,21 +57,21 @@ typedef struct kept {
     ad_tensor **t;
 } kept;
 
-/* The bytes of t's data, rounded up to 8 so that the shape packed after it
- * stays aligned for int64_t (a float32 tensor of odd size left the next
- * shape 4 bytes off: a misaligned load, undefined behaviour). */
-static size_t kept_data_bytes(const ad_tensor *t)
+/* Each shape and each data array in the block starts on an 8-byte boundary:
+ * after a float32 array of odd length, the next shape (int64_t) or float64
+ * array would be misaligned, which C does not allow (UBSan reports it). */
+static size_t round8(size_t bytes)
 {
-    size_t db = (size_t)t->numel * ad_dtype_size((ad_dtype)t->dtype);
-    return (db + 7) & ~(size_t)7;
+    return (bytes + 7) & ~(size_t)7;
 }
 
 static ad_status keep(ad_tape *tape, kept *k, size_t n, ad_tensor **t)
 {
-    size_t bytes = n * sizeof(ad_tensor);
+    size_t bytes = round8(n * sizeof(ad_tensor));
     for (size_t i = 0; i < n; i++)
         if (t[i])
-            bytes += (size_t)t[i]->ndim * sizeof(int64_t) + kept_data_bytes(t[i]);
+            bytes += round8((size_t)t[i]->ndim * sizeof(int64_t)) +
+                     round8((size_t)t[i]->numel * ad_dtype_size((ad_dtype)t[i]->dtype));
     unsigned char *p = ad__heap_alloc(&tape->allocator, bytes ? bytes : 1);
     if (!p)
         return ad__fail(tape, AD_ERR_NOMEM, "checkpoint: out of memory keeping %zu bytes", bytes);
@@ -79,7 +79,7 @@ static ad_status keep(ad_tape *tape, kept *k, size_t n, ad_tensor **t)
     k->n = n;
     k->t = t;
     ad_tensor *heads = (ad_tensor *)p;
-    p += n * sizeof(ad_tensor);
+    p += round8(n * sizeof(ad_tensor));
     for (size_t i = 0; i < n; i++) {
         if (!t[i])
             continue;
@@ -88,12 +88,12 @@ static ad_status keep(ad_tape *tape, kept *k, size_t n, ad_tensor **t)
         if (sb)
             memcpy(p, t[i]->shape, sb);
         heads[i].shape = (int64_t *)p;
-        p += sb;
+        p += round8(sb);
         size_t db = (size_t)t[i]->numel * ad_dtype_size((ad_dtype)t[i]->dtype);
         if (db)
             memcpy(p, t[i]->data, db);
         heads[i].data = p;
-        p += kept_data_bytes(t[i]);
+        p += round8(db);
     }
     return AD_OK;
 }

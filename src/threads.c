@@ -9,7 +9,12 @@
  * user threads recording on two tapes may both reach a parallel loop: the
  * pool serves one at a time and the other runs its loop alone, so results
  * never depend on who got the pool (each element is computed by the same
- * code either way, and elementwise loops have no reductions). */
+ * code either way, and elementwise loops have no reductions).
+ *
+ * At exit the workers are stopped and joined (stop_workers), so a program
+ * ends with no thread of ours running and nothing of ours allocated, as
+ * valgrind checks. A forked child has none of its parent's workers: it
+ * forgets them and starts its own on its first parallel loop. */
 #include "internal.h"
 
 #include <pthread.h>
@@ -28,7 +33,8 @@ static struct {
     pthread_cond_t done;   /* pending reached 0 */
     pthread_mutex_t owner; /* held by the one caller using the pool */
     pthread_t thread[MAX_THREADS];
-    int started;         /* workers running */
+    int started;         /* workers running (joinable: stop_workers joins them) */
+    bool stopped;        /* by stop_workers: no more workers, loops run in the caller */
     _Atomic int wanted;  /* the thread count, caller included (read unlocked) */
     uint64_t generation; /* job number */
     ad__range_fn fn;
@@ -59,8 +65,10 @@ static void *worker(void *arg)
     uint64_t seen = 0;
     pthread_mutex_lock(&pool.lock);
     for (;;) {
-        while (pool.generation == seen)
+        while (pool.generation == seen && !pool.stopped)
             pthread_cond_wait(&pool.wake, &pool.lock);
+        if (pool.stopped)
+            break; /* set only between jobs: no part is left undone */
         seen = pool.generation;
         if (id >= pool.parts)
             continue; /* this job uses fewer threads */
@@ -75,20 +83,80 @@ static void *worker(void *arg)
         if (--pool.pending == 0)
             pthread_cond_signal(&pool.done);
     }
+    pthread_mutex_unlock(&pool.lock);
     return NULL;
+}
+
+/* fork() while workers wait: the child gets only the thread that forked.
+ * Both locks are held across the fork (prepare waits for a loop running in
+ * another thread to finish), so the child inherits them from its own thread,
+ * free and with no job half done. The child's condition variables still
+ * count the parent's workers as waiters, and a broadcast would wait for
+ * them forever: they are made anew. The job count starts again at 0, where
+ * a new worker starts (seen = 0): else the child's first worker would take
+ * the parent's last job for a new one and run it on memory long gone. */
+static void fork_prepare(void)
+{
+    pthread_mutex_lock(&pool.owner);
+    pthread_mutex_lock(&pool.lock);
+}
+
+static void fork_parent(void)
+{
+    pthread_mutex_unlock(&pool.lock);
+    pthread_mutex_unlock(&pool.owner);
+}
+
+static void fork_child(void)
+{
+    pthread_cond_init(&pool.wake, NULL);
+    pthread_cond_init(&pool.done, NULL);
+    pool.started = 0;
+    pool.generation = 0;
+    pthread_mutex_unlock(&pool.lock);
+    pthread_mutex_unlock(&pool.owner);
+}
+
+static void register_fork_handlers(void)
+{
+    /* If this fails, a child that forks while workers wait and then uses the
+     * pool may hang; nothing else changes. */
+    (void)pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
+/* At exit (or when the shared library is unloaded): stop the workers and
+ * join them. A destructor, not atexit, so that it runs after the program's
+ * own atexit handlers, which may still use the library; loops after it run
+ * in the caller. It never waits on a loop: if one is running in another
+ * thread, its workers are left to the end of the process. Does nothing when
+ * the pool never started. */
+__attribute__((destructor)) static void stop_workers(void)
+{
+    if (pthread_mutex_trylock(&pool.owner) != 0)
+        return;
+    pthread_mutex_lock(&pool.lock);
+    pool.stopped = true;
+    int started = pool.started;
+    pool.started = 0;
+    pthread_cond_broadcast(&pool.wake);
+    pthread_mutex_unlock(&pool.lock);
+    for (int i = 0; i < started; i++)
+        pthread_join(pool.thread[i], NULL);
+    pthread_mutex_unlock(&pool.owner);
 }
 
 /* Starts workers up to wanted - 1; called with pool.owner held. Returns how
  * many parts a job may use (1 if no worker could start). */
 static int ensure_workers(void)
 {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, register_fork_handlers);
     pthread_mutex_lock(&pool.lock);
-    int wanted = atomic_load(&pool.wanted);
+    int wanted = pool.stopped ? 1 : atomic_load(&pool.wanted);
     while (pool.started < wanted - 1) {
         if (pthread_create(&pool.thread[pool.started], NULL, worker,
                            (void *)(intptr_t)(pool.started + 1)) != 0)
             break; /* no thread: run with the workers we have */
-        pthread_detach(pool.thread[pool.started]);
         pool.started++;
     }
     int parts = pool.started + 1 < wanted ? pool.started + 1 : wanted;

@@ -13,7 +13,11 @@ Two kinds of ```c block are checked:
 Other blocks (short fragments inside prose) are not checked; the count is
 printed.
 
-usage: check_docs.py CC SOURCE_ROOT INCLUDE_DIR LIBRARY_DIR MARKDOWN...
+Each --cflag=FLAG is passed to CC too (a sanitizer build's -fsanitize=...).
+When AD_TEST_WRAPPER names a program (meson test --setup valgrind sets it),
+the programs run through it, with ten times the time.
+
+usage: check_docs.py [--cflag=FLAG]... CC SOURCE_ROOT INCLUDE_DIR LIBRARY_DIR MARKDOWN...
 """
 import os
 import re
@@ -40,14 +44,19 @@ def quoted_in(block, text):
 
 
 def main():
-    if len(sys.argv) < 6:
+    args = sys.argv[1:]
+    cflags = [a[len("--cflag="):] for a in args if a.startswith("--cflag=")]
+    args = [a for a in args if not a.startswith("--cflag=")]
+    if len(args) < 5:
         print(__doc__)
         return 2
-    cc, root, include, libdir = sys.argv[1:5]
+    cc, root, include, libdir = args[:4]
     libdir = os.path.abspath(libdir)
+    wrapper = [os.environ["AD_TEST_WRAPPER"]] if os.environ.get("AD_TEST_WRAPPER") else []
+    timeout = 600 if wrapper else 60
     failures = programs = quotes = fragments = 0
     with tempfile.TemporaryDirectory() as tmp:
-        for doc in sys.argv[5:]:
+        for doc in args[4:]:
             with open(doc, encoding="utf-8") as f:
                 text = f.read()
             for n, m in enumerate(BLOCK.finditer(text)):
@@ -65,8 +74,8 @@ def main():
                     src = os.path.join(tmp, f"snippet{programs}.c")
                     with open(src, "w", encoding="utf-8") as f:
                         f.write(code)
-                    cmd = [cc, "-std=c11", "-D_POSIX_C_SOURCE=200809L", "-Wall", "-Wextra",
-                           "-Werror", "-Wno-unused-parameter", "-I", include, src,
+                    cmd = [cc, *cflags, "-std=c11", "-D_POSIX_C_SOURCE=200809L", "-Wall",
+                           "-Wextra", "-Werror", "-Wno-unused-parameter", "-I", include, src,
                            "-o", src + ".out", "-L", libdir, "-lautodiff", "-lm",
                            "-Wl,-rpath," + libdir]
                     r = subprocess.run(cmd, capture_output=True, text=True)
@@ -77,13 +86,13 @@ def main():
                     if "/usr/share/datasets" in code:
                         continue
                     try:
-                        r = subprocess.run([src + ".out"], capture_output=True, text=True,
-                                           timeout=60, cwd=tmp)
+                        r = subprocess.run(wrapper + [src + ".out"], capture_output=True,
+                                           text=True, timeout=timeout, cwd=tmp)
                         if r.returncode != 0:
                             print(f"{where}: exits {r.returncode}:\n{r.stdout}{r.stderr}")
                             failures += 1
                     except subprocess.TimeoutExpired:
-                        print(f"{where}: still running after 60 s")
+                        print(f"{where}: still running after {timeout} s")
                         failures += 1
                 else:
                     fragments += 1

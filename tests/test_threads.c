@@ -5,8 +5,11 @@
 #include "test_util.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "autodiff/autodiff.h"
 
@@ -18,7 +21,8 @@ enum { N = 300007 };
 static ad_tensor *input(ad_tape *tape, ad_dtype dtype, unsigned seed)
 {
     double *values = malloc(N * sizeof *values); /* per call: user threads run this at once */
-    assert_non_null(values);
+    if (!values)
+        return NULL; /* the ops pass it on: compute_into fails */
     uint64_t s = seed * 2654435761u + 1;
     for (int i = 0; i < N; i++) {
         s = s * 6364136223846793005u + 1442695040888963407u;
@@ -30,21 +34,34 @@ static ad_tensor *input(ad_tape *tape, ad_dtype dtype, unsigned seed)
 }
 
 /* A chain of unary and binary ops (flat, scalar and broadcast operands) and
- * its gradient; writes value and gradient as doubles. */
-static void compute(ad_dtype dtype, unsigned seed, double *value, double *grad)
+ * its gradient; writes value and gradient as doubles. Returns false, having
+ * printed why, if anything failed. No CMocka assertion: a forked child runs
+ * it too. */
+static bool compute_into(ad_dtype dtype, unsigned seed, double *value, double *grad)
 {
     ad_tape *tape;
-    assert_int_equal(ad_tape_create(&tape), AD_OK);
+    if (ad_tape_create(&tape) != AD_OK) {
+        fprintf(stderr, "compute: no tape\n");
+        return false;
+    }
     ad_tensor *x = input(tape, dtype, seed);
     ad_tensor *y = ad_add(ad_relu(x), ad_mul(ad_tanh(x), ad_exp(ad_neg(ad_square(x)))));
     y = ad_mul_scalar(ad_add(y, ad_sigmoid(ad_sub(x, y))), 0.5);
     y = ad_div(y, ad_add_scalar(ad_abs(x), 1.0));
     ad_tensor *loss = ad_sum_all(ad_mul(y, ad_sin(x)));
-    assert_non_null(loss);
-    assert_int_equal(ad_backward(loss, NULL), AD_OK);
-    assert_int_equal(ad_tensor_copy_to_doubles(y, value), AD_OK);
-    assert_int_equal(ad_tensor_copy_to_doubles(ad_tensor_grad(x), grad), AD_OK);
+    bool ok = loss && ad_backward(loss, NULL) == AD_OK &&
+              ad_tensor_copy_to_doubles(y, value) == AD_OK &&
+              ad_tensor_copy_to_doubles(ad_tensor_grad(x), grad) == AD_OK;
+    if (!ok)
+        fprintf(stderr, "compute: %s\n",
+                ad_tape_status(tape) != AD_OK ? ad_tape_message(tape) : "out of memory");
     ad_tape_free(tape);
+    return ok;
+}
+
+static void compute(ad_dtype dtype, unsigned seed, double *value, double *grad)
+{
+    assert_true(compute_into(dtype, seed, value, grad));
 }
 
 static double serial_value[2][N], serial_grad[2][N];
@@ -155,6 +172,65 @@ static void test_cheap_ops_on_large_tensors_give_the_same_bits(void **state)
     free(two);
 }
 
+/* A child forked while the workers wait has none of them (only the forking
+ * thread is copied): its first parallel op must start workers of its own and
+ * give the same bits, and its exit must stop and join those, not wait for the
+ * parent's. main runs this check before CMocka starts, and the test below
+ * reports it: a child forked inside a CMocka test would exit with the test
+ * runner's memory still allocated, which valgrind (following the child, with
+ * still-reachable blocks counted as errors) would report. */
+static const char *fork_failure; /* why the check failed; NULL if it passed */
+
+static void run_fork_check(void)
+{
+    static double serial_value64[N], serial_grad64[N], value[N], grad[N];
+    ad_set_num_threads(1);
+    if (!compute_into(AD_F64, 1, serial_value64, serial_grad64)) {
+        fork_failure = "computing with one thread failed";
+        return;
+    }
+    ad_set_num_threads(2);
+    if (!compute_into(AD_F64, 1, value, grad)) { /* the parent's worker now waits */
+        fork_failure = "computing with two threads failed";
+        goto out;
+    }
+    fflush(NULL); /* or the child would print our buffers again */
+    pid_t pid = fork();
+    if (pid < 0) {
+        fork_failure = "fork failed";
+        goto out;
+    }
+    if (pid == 0) {
+        alarm(120); /* a hang, such as a wait for the parent's workers, ends here */
+        bool same = compute_into(AD_F64, 1, value, grad) &&
+                    memcmp(value, serial_value64, sizeof value) == 0 &&
+                    memcmp(grad, serial_grad64, sizeof grad) == 0;
+        if (!same)
+            fprintf(stderr, "forked child: not the bits of one thread\n");
+        exit(same ? 0 : 1);
+    }
+    int status;
+    if (waitpid(pid, &status, 0) != pid)
+        fork_failure = "waitpid failed";
+    else if (WIFSIGNALED(status))
+        fork_failure = WTERMSIG(status) == SIGALRM ? "the forked child hung (SIGALRM)"
+                                                   : "the forked child died of a signal";
+    else if (WEXITSTATUS(status) != 0)
+        fork_failure = "the forked child failed (its message, or valgrind's, is above)";
+    else if (!compute_into(AD_F64, 1, value, grad) ||
+             memcmp(value, serial_value64, sizeof value) != 0)
+        fork_failure = "after the fork, the parent's pool gave other bits";
+out:
+    ad_set_num_threads(1);
+}
+
+static void test_a_forked_child_starts_workers_of_its_own_and_exits(void **state)
+{
+    (void)state;
+    if (fork_failure)
+        fail_msg("%s", fork_failure);
+}
+
 static void test_thread_count_is_clamped_to_at_least_one(void **state)
 {
     (void)state;
@@ -169,10 +245,12 @@ static void test_thread_count_is_clamped_to_at_least_one(void **state)
 
 int main(void)
 {
+    run_fork_check();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_two_threads_give_the_same_bits_as_one),
         cmocka_unit_test(test_two_user_threads_share_the_pool_and_agree),
         cmocka_unit_test(test_cheap_ops_on_large_tensors_give_the_same_bits),
+        cmocka_unit_test(test_a_forked_child_starts_workers_of_its_own_and_exits),
         cmocka_unit_test(test_thread_count_is_clamped_to_at_least_one),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -144,7 +144,9 @@ AD_API ad_allocator ad_get_allocator(void);
  * while BLAS keeps its own default until this is called. Process-wide, like
  * the BLAS's own setting: call it before training starts, not while ops run
  * in other threads. Tapes used from several user threads at once share the
- * pool: one op at a time gets it, the others run alone.
+ * pool: one op at a time gets it, the others run alone. The pool's threads
+ * are stopped and joined at exit (or when the shared library is unloaded);
+ * a forked child starts threads of its own.
  * Reproducibility: the same program on the same inputs gives the same bits
  * run after run at a given thread count, and our own kernels give the same
  * bits at every thread count; matrix products through OpenBLAS may differ
