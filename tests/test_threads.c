@@ -216,7 +216,7 @@ static void run_fork_check(void)
         fork_failure = WTERMSIG(status) == SIGALRM ? "the forked child hung (SIGALRM)"
                                                    : "the forked child died of a signal";
     else if (WEXITSTATUS(status) != 0)
-        fork_failure = "the forked child failed (its message, or valgrind's, is above)";
+        fork_failure = "the forked child failed (see its message above)";
     else if (!compute_into(AD_F64, 1, value, grad) ||
              memcmp(value, serial_value64, sizeof value) != 0)
         fork_failure = "after the fork, the parent's pool gave other bits";
