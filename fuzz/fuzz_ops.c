@@ -4,15 +4,16 @@
  * end read as 0, so every input is a program):
  *
  *     byte 0       flags: bit 0 anomaly mode, bit 1 start in no-grad mode,
- *                  bit 2 allow stale handles (after a reset), bit 3 allow
- *                  NULL out-pointers
- *     then         up to MAX_STEPS instructions: an opcode byte (mod N_CODES)
- *                  and its operands: slots (a byte mod the number of live
- *                  tensors), dtypes, dims, axes, indices and values, each a
- *                  byte looked up in a small table of edge cases (empty dims,
- *                  0-d, size 1 for broadcasting, dims of 2^31 and 2^40 whose
- *                  product is 0 beside a 0, negative and out-of-range axes
- *                  and indices, NaN, infinities, -0, huge and tiny values)
+ *                  bit 2 allow stale handles (after a reset; strict mode
+ *                  only, see below), bit 3 allow NULL out-pointers
+ *     then         up to MAX_STEPS instructions: an opcode byte (mod N_CODES,
+ *                  the enum below) and its operands: slots (a byte mod the
+ *                  number of live tensors), dtypes, dims, axes, indices and
+ *                  values, each a byte looked up in a small table of edge
+ *                  cases (empty dims, 0-d, size 1 for broadcasting, large
+ *                  dims whose product is 0 beside a 0, negative and
+ *                  out-of-range axes and indices, NaN, infinities, -0, huge
+ *                  and tiny values)
  *
  * Instructions make tape and persistent tensors, apply every public op of
  * autodiff.h (with good and bad axes, indices, shapes and dtypes), run
@@ -229,6 +230,9 @@ static bool allocation_failed(const program *p)
     return p->alloc->failures > p->failures_before;
 }
 
+/* Where check_tensor's reads go, so that they are not optimised away. */
+volatile unsigned fuzz_ops_sink;
+
 /* A tensor is well formed: its fields agree and its data can be read. */
 static void check_tensor(const program *p, const ad_tensor *t, const char *what)
 {
@@ -250,12 +254,13 @@ static void check_tensor(const program *p, const ad_tensor *t, const char *what)
     if (n) {
         const unsigned char *bytes = ad_tensor_data(t);
         CHECK(bytes, "%s: %lld elements and no data", what, (long long)n);
+        /* Touch every 8th byte and the last, for ASan (the sum goes to a
+         * volatile so that the reads are kept). */
         unsigned sum = 0;
         size_t size = (size_t)n * ad_dtype_size(d);
         for (size_t i = 0; i < size; i += 8)
             sum += bytes[i];
-        sum += bytes[size - 1];
-        (void)sum;
+        fuzz_ops_sink = sum + bytes[size - 1];
     }
 }
 
