@@ -89,9 +89,9 @@ static const double value_table[] = {
  * that are known and left to the engine's owners (see docs/fuzzing.md):
  * that a transform given NULL for its results, ad_tensor_register_hook on a
  * tensor that does not require grad, and an op or backward given a handle
- * that ad_tape_reset made stale, and ad_grad given persistent seeds (two for
- * one output add up to NULL: AD_ERR_NOMEM), explain their error in the
- * tape's message;
+ * that ad_tape_reset made stale, and ad_grad or ad_backward given persistent
+ * seeds (added to themselves they give NULL: AD_ERR_NOMEM), explain their
+ * error in the tape's message;
  * that ad_tensor_create of a shape with a 0 among dims whose product passes
  * 2^60 does not say AD_ERR_NOMEM; that a reshape that returns its input
  * sets no error; and it lets programs checkpoint after the tape ran out of
@@ -645,7 +645,9 @@ static void backward(program *p)
     if (!y)
         return;
     p->no_tape = is_persistent(p, y);
-    p->lenient = is_stale(p, y) || is_stale(p, opts.seed);
+    /* (a persistent seed: see ad_grad in transform()) */
+    p->lenient =
+        is_stale(p, y) || is_stale(p, opts.seed) || (opts.seed && is_persistent(p, opts.seed));
     ad_status s = ad_backward(y, b & 8 ? &opts : NULL);
     check_status(p, s, "ad_backward");
     if (s != AD_OK)
