@@ -86,18 +86,19 @@ static const double value_table[] = {
     NAN, 1e-45, 700.0, -700.0, 20.0, 1000.0, 0.1, -0.5, 1e-8,   4.0,   -1e300,   1e-310};
 
 /* AD_FUZZ_STRICT=1 in the environment also checks the classes of findings
- * that are known and left to the engine's owners (see docs/fuzzing.md):
- * that a transform given NULL for its results, ad_tensor_register_hook on a
- * tensor that does not require grad, and an op or backward given a handle
- * that ad_tape_reset made stale, and ad_grad or ad_backward given persistent
- * seeds (added to themselves they give NULL: AD_ERR_NOMEM), explain their
- * error in the tape's message;
- * that ad_tensor_create of a shape with a 0 among dims whose product passes
- * 2^60 does not say AD_ERR_NOMEM; that a reshape that returns its input
- * sets no error; and it lets programs checkpoint after the tape ran out of
- * memory, multiply matrices in more than 4096 batches, use dims of 2^31 and
- * 2^40, handles made stale by ad_tape_reset, and float32 tensors through
- * ad_checkpoint, which crash the engine or upset UBSan today. */
+ * that are known and left to the engine's owners (docs/fuzzing.md,
+ * fuzz/findings/). It requires a message on the tape when a transform is
+ * given NULL for its results, when ad_tensor_register_hook is given a tensor
+ * that does not require grad, when an op or backward is given a handle that
+ * ad_tape_reset made stale, and when ad_grad or ad_backward is given
+ * persistent seeds (added to themselves they give NULL: AD_ERR_NOMEM); it
+ * requires ad_tensor_create of a shape with a 0 among dims whose product
+ * passes 2^60 not to say AD_ERR_NOMEM, and a reshape that returns its input
+ * to set no error. And it lets programs do what crashes the engine or upsets
+ * UBSan today: dims of 2^31 and 2^40 and lengths of INT64_MAX beside an
+ * empty dim, matrix products of more than 4096 batches, handles made stale by
+ * ad_tape_reset, float32 tensors through ad_checkpoint, and checkpoints after
+ * the tape ran out of memory. */
 static bool strict;
 
 /* A dim. The table's 2^31 and 2^40 (beside a 0, a huge shape of no
@@ -115,6 +116,15 @@ static int64_t dim(program *p)
 static int64_t index_value(program *p)
 {
     return index_table[next(p) % (sizeof index_table / sizeof index_table[0])];
+}
+
+/* A length for slice_scatter or index_add: an index, but outside strict mode
+ * not beyond 4096 (INT64_MAX beside an empty dim makes a shape whose strides
+ * overflow: the same finding as the huge dims). */
+static int64_t length_value(program *p)
+{
+    int64_t v = index_value(p);
+    return !strict && v > 4096 ? 1000 : v;
 }
 
 static double value(program *p)
@@ -533,7 +543,7 @@ static void slice(program *p)
     ad_tensor *x = pick(p);
     uint8_t b = next(p);
     int ax = axis(p);
-    int64_t a = index_value(p), c = index_value(p), step = index_value(p);
+    int64_t a = index_value(p), c = b & 1 ? length_value(p) : index_value(p), step = index_value(p);
     ad_tensor *y = b & 1 ? ad_slice_scatter(x, ax, c, a, step) : ad_slice(x, ax, a, c, step);
     result(p, y, 1, &x, b & 1 ? "ad_slice_scatter" : "ad_slice");
 }
@@ -565,7 +575,7 @@ static void index_ops(program *p)
     for (size_t i = 0; i < n; i++)
         index[i] = index_value(p);
     if (b & 1) {
-        int64_t length = index_value(p);
+        int64_t length = length_value(p);
         result(p, ad_index_add(x, ax, length, n, n ? index : NULL), 1, &x, "ad_index_add");
     } else {
         result(p, ad_index_select(x, ax, n, n ? index : NULL), 1, &x, "ad_index_select");
