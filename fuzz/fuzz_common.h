@@ -24,7 +24,7 @@
 #define CHECK(cond, ...)                                                                           \
     do {                                                                                           \
         if (!(cond)) {                                                                             \
-            fprintf(stderr, "\n%s:%d: invariant broken: %s\n    ", __FILE__, __LINE__, #cond);      \
+            fprintf(stderr, "\n%s:%d: invariant broken: %s\n    ", __FILE__, __LINE__, #cond);     \
             fprintf(stderr, __VA_ARGS__);                                                          \
             fprintf(stderr, "\n");                                                                 \
             abort();                                                                               \
@@ -55,14 +55,22 @@ typedef struct fuzz_allocator {
     size_t allocs, failures;
     long live;
     size_t fail_at;
+    size_t max_block; /* 0: FUZZ_MAX_BLOCK */
+    bool trace;       /* print where each failing allocation comes from */
 } fuzz_allocator;
+
+void __sanitizer_print_stack_trace(void);
 
 static inline void *fuzz_alloc(size_t size, void *ctx)
 {
     fuzz_allocator *c = ctx;
     c->allocs++;
-    if (c->allocs == c->fail_at || size > FUZZ_MAX_BLOCK) {
+    if (c->allocs == c->fail_at || size > (c->max_block ? c->max_block : FUZZ_MAX_BLOCK)) {
         c->failures++;
+        if (c->trace) {
+            fprintf(stderr, "  allocation %zu (%zu bytes) fails here:\n", c->allocs, size);
+            __sanitizer_print_stack_trace();
+        }
         return NULL;
     }
     void *p = malloc(size);

@@ -31,7 +31,8 @@ static int header_dims(const uint8_t *data, size_t size, int64_t *dims)
         return 0;
     for (int d = 0; d < data[3]; d++) {
         const uint8_t *p = data + 4 + 4 * d;
-        dims[d] = (int64_t)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]);
+        dims[d] =
+            (int64_t)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]);
     }
     return data[3];
 }
@@ -65,8 +66,8 @@ static void gather(const ad_idx *idx)
         CHECK(ad_idx_gather_labels(idx, in_range, 2, labels) == AD_OK, "gather of labels");
         CHECK(labels[0] == idx->data[idx->count - 1] && labels[1] == idx->data[0], "labels");
         labels[0] = labels[1] = -1;
-        CHECK(ad_idx_gather_labels(idx, out_of_range, 2, labels) == AD_ERR_ARG &&
-                  labels[0] == -1 && labels[1] == -1,
+        CHECK(ad_idx_gather_labels(idx, out_of_range, 2, labels) == AD_ERR_ARG && labels[0] == -1 &&
+                  labels[1] == -1,
               "labels out of range");
     }
 }
@@ -140,8 +141,8 @@ static void load(const char *path, const uint8_t *content, size_t size, size_t f
 }
 
 /* Loads path twice: plainly, then with one allocation failing. */
-static ad_status load_both_ways(const char *path, const uint8_t *content, size_t size, uint64_t hash,
-                                ad_idx *out)
+static ad_status load_both_ways(const char *path, const uint8_t *content, size_t size,
+                                uint64_t hash, ad_idx *out)
 {
     ad_status s, again;
     size_t allocs, ignored;

@@ -22,7 +22,7 @@ enum { MAX_PICK = 8 };
 #define SENTINEL 0xA5
 
 typedef struct picked {
-    char *name;       /* malloc'd copy (the handle's names die with it) */
+    char *name; /* malloc'd copy (the handle's names die with it) */
     ad_dtype dtype;
     int ndim;
     int64_t shape[AD_MAX_DIMS];
@@ -78,8 +78,7 @@ static bool holds(const ad_tensor *t, const picked *p)
 }
 
 /* Checks every entry of a valid file and picks up to MAX_PICK loadable ones. */
-static size_t check_entries(ad_safetensors *st, const uint8_t *data, size_t size,
-                            picked *pick)
+static size_t check_entries(ad_safetensors *st, const uint8_t *data, size_t size, picked *pick)
 {
     uint64_t header = 0;
     for (int i = 7; i >= 0; i--)
@@ -113,7 +112,8 @@ static size_t check_entries(ad_safetensors *st, const uint8_t *data, size_t size
         int64_t found = ad_safetensors_find(st, e.name);
         if (found >= 0) {
             ad_safetensors_entry f;
-            CHECK(ad_safetensors_entry_at(st, (size_t)found, &f), "find gave %lld", (long long)found);
+            CHECK(ad_safetensors_entry_at(st, (size_t)found, &f), "find gave %lld",
+                  (long long)found);
             CHECK(strcmp(f.name, e.name) == 0, "find('%s') gave '%s'", e.name, f.name);
         } else {
             /* Only a name with an escaped NUL can be missed by its C string. */
@@ -257,8 +257,8 @@ static size_t run(const uint8_t *data, size_t size, const char *path, size_t fai
         /* A load of nothing validates the same way. */
         char err2[512];
         ad_status s2 = ad_safetensors_load(path, 0, NULL, NULL, err2, sizeof err2);
-        CHECK(s2 == s, "open gave %s (%s) but a load of nothing %s (%s)", ad_status_string(s),
-              err, ad_status_string(s2), err2);
+        CHECK(s2 == s, "open gave %s (%s) but a load of nothing %s (%s)", ad_status_string(s), err,
+              ad_status_string(s2), err2);
     }
     if (s == AD_OK) {
         picked pick[MAX_PICK];
@@ -270,8 +270,8 @@ static size_t run(const uint8_t *data, size_t size, const char *path, size_t fai
             s = ad_safetensors_read(st, pick[i].name, t, err, sizeof err);
             check_outcome(s, err, &c, before, "ad_safetensors_read");
             CHECK(s == AD_OK || s == AD_ERR_NOMEM, "reading '%s' failed: %s", pick[i].name, err);
-            CHECK(s == AD_OK ? holds(t, &pick[i]) : untouched(t), "read of '%s' (%s)",
-                  pick[i].name, ad_status_string(s));
+            CHECK(s == AD_OK ? holds(t, &pick[i]) : untouched(t), "read of '%s' (%s)", pick[i].name,
+                  ad_status_string(s));
             ad_tensor_free(t);
             t = sentinel_tensor(pick[i].dtype == AD_F32 ? AD_F64 : AD_F32, pick[i].ndim,
                                 pick[i].shape);

@@ -865,6 +865,35 @@ static void test_running_out_of_memory_in_fopen_is_nomem_not_io(void **state)
     ad_tensor_free(a);
 }
 
+/* A read that fails midway (the file was cut after it was opened) writes
+ * nothing into its destination. */
+static void test_a_read_cut_short_by_a_changed_file_changes_nothing(void **state)
+{
+    (void)state;
+    float six[6] = {1, 2, 3, 4, 5, 6};
+    char path[300], err[512];
+    make_file(path, sizeof path,
+              "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+              "\"b\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[8,24]}}",
+              six, 24);
+    ad_safetensors *st;
+    assert_int_equal(ad_safetensors_open(&st, path, err, sizeof err), AD_OK);
+    struct stat info;
+    assert_int_equal(stat(path, &info), 0);
+    assert_int_equal(truncate(path, info.st_size - 6), 0); /* half of b's data */
+    ad_tensor *b = persistent(AD_F32, 1, (int64_t[]){4});
+    fill_value(b, 7.0);
+    assert_int_equal(ad_safetensors_read(st, "b", b, err, sizeof err), AD_ERR_FORMAT);
+    assert_non_null(strstr(err, "truncated"));
+    assert_all(b, 7.0);
+    ad_tensor *a = persistent(AD_F32, 1, (int64_t[]){2});
+    assert_int_equal(ad_safetensors_read(st, "a", a, err, sizeof err), AD_OK);
+    assert_true(ad_tensor_get(a, 1) == 2.0);
+    ad_safetensors_close(st);
+    ad_tensor_free(a);
+    ad_tensor_free(b);
+}
+
 /* ---- Out of memory -------------------------------------------------------- */
 
 enum { SWEEP_N = 20 }; /* more entries, dims and metadata keys than the first capacities */
@@ -1033,6 +1062,7 @@ int main(void)
         cmocka_unit_test(test_unrequested_entries_of_other_dtypes_and_metadata_load_fine),
         cmocka_unit_test(test_a_file_whose_entries_are_all_0d_loads),
         cmocka_unit_test(test_running_out_of_memory_in_fopen_is_nomem_not_io),
+        cmocka_unit_test(test_a_read_cut_short_by_a_changed_file_changes_nothing),
         cmocka_unit_test(test_every_allocation_failure_of_a_load_is_nomem_and_changes_nothing),
         cmocka_unit_test(test_every_allocation_failure_of_a_save_is_nomem_and_keeps_the_old_file),
     };
