@@ -316,7 +316,8 @@ static ad_tensor *result(program *p, ad_tensor *y, size_t n, ad_tensor *const *i
           ad_status_string(p->before));
     CHECK(ad_tape_status(p->tape) == AD_OK, "%s returned a tensor but set error %s: %s", what,
           ad_status_string(ad_tape_status(p->tape)), ad_tape_message(p->tape));
-    CHECK(!allocation_failed(p), "%s succeeded although an allocation failed", what);
+    /* An op may succeed although an allocation failed: the arena, refused
+     * a block as large as all it holds, retries with just what is needed. */
     check_tensor(p, y, what);
     keep(p, y);
     return y;
@@ -333,8 +334,7 @@ static void check_status(program *p, ad_status s, const char *what)
     if (s == AD_OK) {
         CHECK(ad_tape_status(p->tape) == AD_OK, "%s gave OK, the tape %s", what,
               ad_status_string(ad_tape_status(p->tape)));
-        CHECK(!allocation_failed(p), "%s succeeded although an allocation failed", what);
-        return;
+        return; /* possibly after a failed allocation the arena retried smaller */
     }
     CHECK(ad_tape_status(p->tape) != AD_OK, "%s returned %s with the tape's status OK", what,
           ad_status_string(s));
@@ -355,7 +355,8 @@ static void check_usable(program *p, const char *after)
     ad_tensor *y = ad_add_scalar(ad_mul(x, x), 3.0);
     ad_status s = y ? ad_backward(y, NULL) : ad_tape_status(p->tape);
     ad_tape_set_grad_enabled(p->tape, grad);
-    if (p->alloc->failures > failures) {
+    if (p->alloc->failures > failures && s != AD_OK) {
+        /* (It may also succeed: the arena retries smaller after a refusal.) */
         CHECK(s == AD_ERR_NOMEM, "after %s, with an allocation failing: %s (%s)", after,
               ad_status_string(s), ad_tape_message(p->tape));
         p->nomem_seen = true;

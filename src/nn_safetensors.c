@@ -701,15 +701,20 @@ static ad_status check_entries(ad_safetensors *st, const char *fn, char *err, si
         bool zero = false;
         for (int d = 0; d < e->ndim; d++)
             zero |= shape[d] == 0;
-        int64_t numel = 1;
-        for (int d = 0; d < e->ndim && !zero; d++) {
-            if (numel > INT64_MAX / shape[d])
+        /* The library's bound on shapes (ad_tensor_create): 2^60 elements,
+         * counting each 0 as 1, so that an empty [0, 2^63-1] is refused as
+         * no tensor could take it. */
+        int64_t span = 1;
+        for (int d = 0; d < e->ndim; d++) {
+            int64_t dim = shape[d] ? shape[d] : 1;
+            if (span > ((int64_t)1 << 60) / dim)
                 return ad__error_message(err, err_size, AD_ERR_FORMAT,
-                                         "%s: '%s': tensor '%s': shape product overflows", fn,
-                                         st->path, e->name);
-            numel *= shape[d];
+                                         "%s: '%s': tensor '%s': shape product overflows 2^60 "
+                                         "elements (each 0 counted as 1)",
+                                         fn, st->path, e->name);
+            span *= dim;
         }
-        e->numel = zero ? 0 : numel;
+        e->numel = zero ? 0 : span;
         uint64_t bits = (uint64_t)dtypes[e->dtype].bits;
         if ((uint64_t)e->numel > UINT64_MAX / bits)
             return ad__error_message(err, err_size, AD_ERR_FORMAT,

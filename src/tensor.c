@@ -248,7 +248,9 @@ static size_t live_find(const ad_tensor *t)
     return i;
 }
 
-static ad_status live_add(const ad_tensor *t)
+/* Adds t, growing the set with t's own allocator a (a tensor made with an
+ * allocator of its own takes no memory from any other). */
+static ad_status live_add(const ad_tensor *t, const ad_allocator *a)
 {
     ad_status st = AD_OK;
     pthread_mutex_lock(&live.lock);
@@ -256,9 +258,7 @@ static ad_status live_add(const ad_tensor *t)
         size_t cap = live.cap ? 2 * live.cap : 64;
         /* The storage goes back to the allocator that gave it, whatever the
          * process-wide one is by then. */
-        ad_allocator now = ad_get_allocator();
-        if (!now.alloc)
-            now = ad__malloc_allocator;
+        ad_allocator now = *a;
         const ad_tensor **slot = ad__heap_alloc(&now, cap * sizeof *slot);
         if (!slot) {
             st = AD_ERR_NOMEM;
@@ -387,7 +387,7 @@ ad_status ad_tensor_create_with(ad_tensor **out, ad_dtype dtype, int ndim, const
         }
         t->flags |= AD_TF_REQUIRES_GRAD;
     }
-    if (live_add(t) != AD_OK) {
+    if (live_add(t, allocator) != AD_OK) {
         if (t->grad)
             ad__heap_free(allocator, t->grad);
         ad__heap_free(allocator, t);
