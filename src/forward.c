@@ -365,16 +365,20 @@ ad_status ad_jacobian(size_t n_outputs, ad_tensor *const *outputs, size_t n_inpu
 
 /* ---- Hessians ------------------------------------------------------------------- */
 
-/* The gradient of y in inputs, recorded so that it can be differentiated. */
-static ad_status recorded_grad(ad_tensor *y, size_t n_in, ad_tensor *const *inputs, ad_tensor **g)
+/* The gradient of y in inputs, recorded so that it can be differentiated:
+ * *g receives n_in tensors on y's tape (the shared first half of ad_hessian
+ * and ad_hvp). */
+static ad_status recorded_grad(ad_tensor *y, size_t n_in, ad_tensor *const *inputs, ad_tensor ***g)
 {
-    if (!y)
+    if (!y || !y->tape)
         return AD_ERR_NULL;
-    if (y->numel != 1 && y->tape)
+    if (y->numel != 1)
         return ad__fail(y->tape, AD_ERR_SHAPE, "hessian: the output has %lld elements, not one",
                         (long long)y->numel);
+    if (!(*g = ad__alloc(y->tape, n_in * sizeof **g)))
+        return y->tape->status;
     ad_backward_opts o = {.create_graph = true, .retain_graph = true};
-    return ad_grad(1, &y, NULL, n_in, inputs, g, &o);
+    return ad_grad(1, &y, NULL, n_in, inputs, *g, &o);
 }
 
 ad_status ad_hessian(ad_tensor *y, size_t n_inputs, ad_tensor *const *inputs, ad_tensor **hess,
@@ -385,12 +389,8 @@ ad_status ad_hessian(ad_tensor *y, size_t n_inputs, ad_tensor *const *inputs, ad
                           hess ? "a NULL list" : "hess is NULL");
     for (size_t k = 0; k < n_inputs * n_inputs; k++)
         hess[k] = NULL;
-    if (!y || !y->tape)
-        return AD_ERR_NULL;
-    ad_tensor **g = ad__alloc(y->tape, n_inputs * sizeof *g);
-    if (!g)
-        return y->tape->status;
-    ad_status st = recorded_grad(y, n_inputs, inputs, g);
+    ad_tensor **g;
+    ad_status st = recorded_grad(y, n_inputs, inputs, &g);
     if (st != AD_OK)
         return st;
     return ad_jacobian(n_inputs, g, n_inputs, inputs, hess, mode, opts);
@@ -404,12 +404,8 @@ ad_status ad_hvp(ad_tensor *y, size_t n_inputs, ad_tensor *const *inputs, ad_ten
                           out ? "a NULL list" : "out is NULL");
     for (size_t k = 0; k < n_inputs; k++)
         out[k] = NULL;
-    if (!y || !y->tape)
-        return AD_ERR_NULL;
-    ad_tensor **g = ad__alloc(y->tape, n_inputs * sizeof *g);
-    if (!g)
-        return y->tape->status;
-    ad_status st = recorded_grad(y, n_inputs, inputs, g);
+    ad_tensor **g;
+    ad_status st = recorded_grad(y, n_inputs, inputs, &g);
     if (st != AD_OK)
         return st;
     /* Forward over reverse: the tangent of the gradient along v. */
