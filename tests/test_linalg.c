@@ -6,7 +6,7 @@
 
 #include <string.h>
 
-#include "../src/internal.h" /* ad__gemm, ad__gemm_reference */
+#include "../src/ops/ops.h" /* ad__gemm, ad__gemm_reference */
 
 /* ---- Helpers -------------------------------------------------------------------------------- */
 

@@ -1,7 +1,7 @@
 /* Elementwise ops of one input. Each op: derivative comment, shape rule,
  * forward, backward, constructor. Kernels are written once for both dtypes:
  * <tgmath.h> makes exp(x) call expf for a float x. */
-#include "internal.h"
+#include "ops.h"
 
 #include <tgmath.h>
 

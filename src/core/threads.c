@@ -15,7 +15,7 @@
  * ends with no thread of ours running and nothing of ours allocated, as
  * valgrind checks. A forked child has none of its parent's workers: it
  * forgets them and starts its own on its first parallel loop. */
-#include "internal.h"
+#include "core.h"
 
 #include <pthread.h>
 #include <stdatomic.h>

@@ -1,6 +1,6 @@
-/* What the layers need from the module tree beyond layers.h. */
-#ifndef AD_NN_MODULE_H
-#define AD_NN_MODULE_H
+/* What the layers need from the module tree beyond layers.h (src/nn/ only). */
+#ifndef AD_NN_NN_H
+#define AD_NN_NN_H
 
 #include "autodiff/layers.h"
 

@@ -2,7 +2,7 @@
  * recorded nodes in creation order, from the inputs to the outputs, and asks
  * each op's jvp rule for the tangent of its result; Jacobians, Hessians and
  * Hessian-vector products are built from it and from the reverse sweep. */
-#include "internal.h"
+#include "core.h"
 
 /* The tangent's fit with its input: same dtype and shape. */
 static ad_status check_tangent(ad_tape *tape, const char *what, size_t k, const ad_tensor *x,

@@ -1,9 +1,9 @@
 /* Modules: a tree of named parameters and children, the names derived from
  * it, and the forward dispatch through each module's type. Built-in layers
- * (nn_layers.c) and users' layers go through the same code. */
-#include "nn_module.h"
+ * (layers.c) and users' layers go through the same code. */
+#include "nn.h"
 
-#include "heap.h"
+#include "../core/util.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -4,7 +4,7 @@
  * `custom_output` node per output, which shares its output's data. The
  * sweeps hand each output's gradient (or tangent) to the custom node, which
  * calls the user's rule once with all of them. */
-#include "internal.h"
+#include "core.h"
 
 #include <stdio.h>
 

@@ -1,6 +1,6 @@
 /* Tensors: creation on a tape, persistent tensors, accessors, and the two ops
  * that start a graph (leaf, view). */
-#include "internal.h"
+#include "core.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -33,14 +33,6 @@ int64_t ad__numel(int ndim, const int64_t *shape)
     return n;
 }
 
-void ad__strides(int ndim, const int64_t *shape, int64_t *strides)
-{
-    int64_t s = 1;
-    for (int i = ndim - 1; i >= 0; i--) {
-        strides[i] = s;
-        s *= shape[i];
-    }
-}
 
 int64_t *ad__copy_i64(ad_tape *tape, const int64_t *v, size_t n)
 {

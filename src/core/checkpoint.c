@@ -4,7 +4,7 @@
  * tape, and (without create_graph) gives the arena back again, keeping only
  * the input gradients. The persistent tensors the function uses become extra
  * inputs of the node, so their gradients flow as usual. */
-#include "internal.h"
+#include "core.h"
 
 #include <stdlib.h>
 

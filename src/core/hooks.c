@@ -1,6 +1,6 @@
 /* Gradient hooks on tape tensors (kept in the tape's arena, ended by a reset)
  * and accumulate hooks on persistent tensors (heap, ended by free). */
-#include "internal.h"
+#include "core.h"
 
 #include <stdatomic.h>
 

@@ -3,7 +3,7 @@
  * Transposes inside matmul are never materialised as tensors: BLAS reads a
  * transposed operand through its flags, our blocked kernel through swapped
  * strides (copying at most a small panel of B at a time). */
-#include "internal.h"
+#include "ops.h"
 
 #include <limits.h>
 
@@ -217,24 +217,6 @@ void ad__matmul_forward(ad_tensor *y)
     }
 }
 
-/* The buffer b's gradient may be added into directly, or NULL: during
- * ad_backward, unrecorded, for b a view of a persistent tensor that requires
- * grad. Then the weight gradient of a linear layer is one GEMM with beta = 1
- * into p->grad, as hand-written code does, not a GEMM into a tape buffer and
- * a second pass adding it in. */
-static ad_tensor *grad_sink(const ad_tensor *y, const ad_tensor *b)
-{
-    const ad_tape *tape = y->tape;
-    if (!tape->grads_in_place || tape->grad_enabled || b->op != AD_OP_view ||
-        (b->flags & AD_TF_HOOKED))
-        return NULL;
-    const ad_tensor *p = b->src[0];
-    ad_tensor *g = p->grad;
-    if (!(p->flags & AD_TF_REQUIRES_GRAD) || !g || g->dtype != b->dtype || g->numel != b->numel)
-        return NULL;
-    return g;
-}
-
 void ad__matmul_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
     ad_tensor *a = y->src[0], *b = y->src[1];
@@ -245,7 +227,7 @@ void ad__matmul_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
     }
     if (!(b->flags & AD_TF_RECORDED))
         return;
-    ad_tensor *sink = b->ndim == 2 && !ta ? grad_sink(y, b) : NULL;
+    ad_tensor *sink = b->ndim == 2 && !ta ? ad__grad_sink(b) : NULL;
     if (sink) {
         /* a [rows, k] (batch dims folded into rows), gy [rows, n]:
          * tb: b [n, k] += gy^T a; else b [k, n] += a^T gy. gin[1] stays NULL. */

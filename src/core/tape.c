@@ -1,7 +1,7 @@
 /* The tape: an arena of chained blocks, the list of recorded nodes, and the
  * sticky error. Nothing on a tape is freed alone: reset recycles the arena,
  * free releases it. */
-#include "internal.h"
+#include "core.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -208,15 +208,6 @@ void *ad__alloc(ad_tape *tape, size_t size)
     return p;
 }
 
-uint32_t ad__next_real_tag(void)
-{
-    static _Atomic uint32_t last;
-    uint32_t tag;
-    while ((tag = ++last) == 0)
-        ; /* 0 is the constants' tag */
-    return tag;
-}
-
 ad__mark ad__arena_mark(const ad_tape *tape)
 {
     ad_hook_id last_hook = 0;
@@ -287,7 +278,6 @@ ad_status ad_tape_create_with(ad_tape **out, const ad_allocator *allocator)
     memset(tape, 0, sizeof *tape);
     tape->allocator = a;
     tape->grad_enabled = true;
-    tape->real_tag = ad__next_real_tag();
     tape->n_chains = 1 + AD__CHECKED_DEFAULT;
     *out = tape;
     return AD_OK;
@@ -336,8 +326,8 @@ void ad_tape_free(ad_tape *tape)
     free_blocks(tape);
     ad__heap_free(&tape->allocator, tape->nodes);
     ad__heap_free(&tape->allocator, tape->where);
-    ad__heap_free(&tape->allocator, tape->reals);
-    ad__heap_free(&tape->allocator, tape->adjoints);
+    if (tape->ext.free)
+        tape->ext.free(tape, tape->ext.data);
     ad__heap_free(&tape->allocator, tape);
 }
 
@@ -352,9 +342,8 @@ void ad_tape_reset(ad_tape *tape)
     tape->hooks = NULL;
     tape->peak = 0;
     tape->n_where = 0;
-    tape->n_reals = tape->n_reals ? 1 : 0;
-    tape->real_tag = ad__next_real_tag();
-    tape->n_adjoints = 0;
+    if (tape->ext.reset)
+        tape->ext.reset(tape, tape->ext.data);
     tape->generation++;
     tape->status = AD_OK;
     tape->message[0] = '\0';

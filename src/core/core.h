@@ -3,7 +3,7 @@
 #define AD_INTERNAL_H
 
 #include "autodiff/autodiff.h"
-#include "heap.h"
+#include "util.h"
 
 #include <assert.h>
 #include <stdarg.h>
@@ -11,7 +11,7 @@
 #include <string.h>
 
 /* ---- Op table --------------------------------------------------------------
- * src/ops.def lists every op once: AD_OP(name, arity, flags). Each row needs
+ * src/core/ops.def lists every op once: AD_OP(name, arity, flags). Each row needs
  * ad__<name>_shape, _forward, _backward and _jvp, defined in the op's family
  * file; a row without one fails at link time. */
 
@@ -150,18 +150,18 @@ typedef struct ad__block {
     /* data follows, aligned */
 } ad__block;
 
-/* A recorded ad_real (real.c): y's local partials and its inputs' node numbers. */
-typedef struct ad__real_node {
-    double da, db;
-    uint32_t a, b;
-} ad__real_node;
+/* What a layer above the core keeps per tape without the core knowing its
+ * layout (the fast scalars' store, src/real/): reset is called by
+ * ad_tape_reset, free by ad_tape_free; both get the tape and data. */
+typedef struct ad__tape_ext {
+    void *data;
+    void (*reset)(ad_tape *tape, void *data);
+    void (*free)(ad_tape *tape, void *data);
+} ad__tape_ext;
 
 struct ad_tape {
     ad_allocator allocator;
-    ad__real_node *reals; /* reals[0] is the constants' sink; nodes from 1 */
-    double *adjoints;     /* one per real node, filled by ad_real_backward */
-    size_t n_reals, cap_reals, n_adjoints, cap_adjoints;
-    uint32_t real_tag; /* this tape and generation, in every ad_real it records */
+    ad__tape_ext ext; /* used by src/real/ */
     ad__block *first, *current;
     /* Checked mode (ad_tape_set_checked): generation g allocates from chain
      * g % n_chains, so the memory of the last n_chains - 1 generations is
@@ -174,9 +174,8 @@ struct ad_tape {
     size_t n_nodes, cap_nodes;
     uint32_t generation;
     bool grad_enabled;
-    /* Set by ad_backward (not ad_grad, not create_graph) during its sweep: a
-     * backward rule may add a persistent leaf's gradient straight into its
-     * grad buffer instead of returning it (ad__grad_sink). */
+    /* Set by ad_backward (not ad_grad, not create_graph) during its sweep;
+     * read only through ad__grad_sink. */
     bool grads_in_place;
     ad_status status;
     char message[512];
@@ -225,7 +224,7 @@ void ad__arena_release(ad_tape *tape, const ad__mark *mark);
 
 void *ad__alloc(ad_tape *tape, size_t size); /* 64-byte aligned; NULL + error on OOM */
 void *ad__alloc_zero(ad_tape *tape, size_t size);
-/* Heap memory (ad__heap_alloc, ad__malloc and company) is declared in heap.h. */
+/* Heap memory (ad__heap_alloc, ad__malloc and company) is declared in util.h. */
 
 /* Runs fn(ctx, begin, end) over [0, n) in parts on the thread pool
  * (threads.c) when n >= grain and ad_set_num_threads asked for more than
@@ -242,18 +241,6 @@ void ad__parallel_for(int64_t n, int64_t grain, ad__range_fn fn, void *ctx);
 /* Records an error on the tape (first one wins) and returns code. */
 #define ad__fail ad_tape_set_error
 
-/* Writes the formatted message into err (when err is not NULL and err_size is
- * not 0) and returns code: the error reports of the functions that take an
- * err buffer instead of a tape (nn_data.c, nn_safetensors.c). */
-#if defined(__GNUC__)
-__attribute__((format(printf, 4, 5)))
-#endif
-ad_status
-ad__error_message(char *err, size_t err_size, ad_status code, const char *format, ...);
-
-/* Writes "[2,3]" into buf (at least AD__SHAPE_BUF bytes) and returns buf. */
-#define AD__SHAPE_BUF 96
-const char *ad__shape_str(char *buf, int ndim, const int64_t *shape);
 #define AD__SHAPE(t, buf) ad__shape_str((buf), (t)->ndim, (t)->shape)
 
 /*
@@ -266,8 +253,6 @@ ad_tensor *ad__apply(int op, int nsrc, ad_tensor *const *src, const ad__param *p
 
 /* A zeroed node of op with room for nsrc inputs, on tape's current generation. */
 ad_tensor *ad__node_new(ad_tape *tape, int op, int nsrc, ad_dtype dtype);
-/* A fresh nonzero tag for a tape's ad_reals (at creation and each reset). */
-uint32_t ad__next_real_tag(void);
 /* A persistent tensor's view on tape (recorded: its gradient reaches it). */
 ad_tensor *ad__view_of(ad_tape *tape, ad_tensor *p, bool recorded);
 
@@ -314,23 +299,12 @@ ad_tape *ad__input_tape(const ad_tensor *x, const char *op);
 
 /* Normalises a possibly negative axis; returns -1 if out of range. */
 int ad__axis(int axis, int ndim);
-/* Normalises an axis list into a bitmask; 0 axes means all. Reports errors as op. */
-ad_status ad__axes_mask(ad_tape *tape, const char *op, const ad_tensor *x, int n_axes,
-                        const int *axes, uint32_t *mask);
-/* Broadcast shape of a and b into out (AD_MAX_DIMS); returns ndim or -1. */
-int ad__broadcast_shape(int na, const int64_t *a, int nb, const int64_t *b, int64_t *out);
 bool ad__same_shape(const ad_tensor *a, const ad_tensor *b);
 int64_t ad__numel(int ndim, const int64_t *shape);
 
 /* Internal constant tensors (never recorded), on the tape of like. */
 ad_tensor *ad__const_like(const ad_tensor *like, double value);
 ad_tensor *ad__scalar_const(const ad_tensor *like, double value); /* 0-d, like's dtype */
-
-/* Gradient of a broadcast operand: g summed back to x's shape (g itself if equal). */
-ad_tensor *ad__reduce_to(ad_tensor *g, const ad_tensor *x);
-
-/* Sets y to share src[0]'s shape (unary elementwise shape rule). */
-ad_status ad__same_shape_rule(ad_tensor *y);
 
 /* True for a tape tensor of an earlier generation of its tape (its handle
  * was kept across ad_tape_reset): reliable while the memory it points to has
@@ -357,43 +331,6 @@ static inline void ad__set(ad_tensor *t, int64_t i, double v)
         ((double *)t->data)[i] = v;
 }
 
-/* Broadcast iteration over up to 3 operands against an output shape: the
- * output is walked as `outer` rows of `inner` contiguous elements; operand k
- * advances by inner_stride[k] (0 or 1) inside a row, and its offset at the
- * start of row o comes from ad__bcast_row. */
-typedef struct ad__bcast {
-    int ndim, n;
-    int64_t shape[AD_MAX_DIMS];
-    int64_t stride[3][AD_MAX_DIMS];
-    int64_t inner, outer;
-    int64_t inner_stride[3];
-} ad__bcast;
-void ad__bcast_init(ad__bcast *b, const ad_tensor *y, int n, ad_tensor *const *src);
-void ad__bcast_row(const ad__bcast *b, int64_t row, int64_t *offsets);
-
-/* A reduction of x over the axes in mask, as n_out groups of n_red elements:
- * element r of group o is at base[o] + off[r]; base/off NULL mean o * n_red
- * and r (the reduced axes are the trailing ones). */
-typedef struct ad__reduce_plan {
-    int64_t n_out, n_red;
-    int64_t *base, *off;
-} ad__reduce_plan;
-ad_status ad__reduce_plan_make(ad_tape *tape, const ad_tensor *x, uint32_t mask,
-                               ad__reduce_plan *plan);
-static inline int64_t ad__plan_base(const ad__reduce_plan *p, int64_t o)
-{
-    return p->base ? p->base[o] : o * p->n_red;
-}
-static inline int64_t ad__plan_off(const ad__reduce_plan *p, int64_t r)
-{
-    return p->off ? p->off[r] : r;
-}
-/* The shape of x reduced over mask with keepdim (size-1 dims), into out. */
-void ad__keepdim_shape(const ad_tensor *x, uint32_t mask, int64_t *out);
-
-/* Row-major strides of a shape. */
-void ad__strides(int ndim, const int64_t *shape, int64_t *strides);
-
 /* The reverse sweep shared by ad_backward, ad_grad and the checkpoint. */
 typedef struct ad__sweep_args {
     size_t n_out;
@@ -416,6 +353,12 @@ typedef struct ad__sweep_args {
 /* On success *grads_out[id - floor] is the gradient of node id (NULL: none),
  * for ids up to the largest output id. */
 ad_status ad__sweep(ad_tape *tape, const ad__sweep_args *args, ad_tensor ***grads_out);
+/* For a backward rule: the grad buffer of the persistent tensor that b views,
+ * when the running sweep lets the rule add b's gradient into it directly
+ * instead of returning it (ad_backward, unrecorded; then the rule leaves its
+ * gin entry NULL), else NULL. A linear layer's weight gradient is then one
+ * GEMM with beta = 1 into the buffer, as hand-written code does. */
+ad_tensor *ad__grad_sink(const ad_tensor *b);
 /* Sums the gradients g[id - floor] of the views of persistent p with ids in
  * [floor, max_id]; NULL when none. */
 ad_tensor *ad__persistent_grad(ad_tape *tape, ad_tensor **g, uint32_t floor, uint32_t max_id,
@@ -441,21 +384,5 @@ ad_tensor *ad__reapply(const ad_tensor *y, int i, ad_tensor *x);
 ad_tensor *ad__add_tangents(ad_tensor *a, ad_tensor *b);
 /* For ops without a gradient (never recorded, so never asked). */
 ad_tensor *ad__jvp_none(ad_tensor *y, ad_tensor *const *t);
-
-/* ---- GEMM (ops_linalg.c) ---------------------------------------------------------
- * C[m,n] = op(A)[m,k] op(B)[k,n] for row-major A, B, C with leading dims lda,
- * ldb, ldc, where op(A) = A^T (A stored [k,m]) when ta is set, likewise B; C is
- * overwritten. ad__gemm uses BLAS when built with it; ad__gemm_reference is our
- * blocked C kernel, used otherwise and kept callable so tests can compare. */
-void ad__gemm(ad_dtype dtype, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void *a,
-              int64_t lda, const void *b, int64_t ldb, void *c, int64_t ldc);
-void ad__gemm_reference(ad_dtype dtype, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
-                        const void *a, int64_t lda, const void *b, int64_t ldb, void *c,
-                        int64_t ldc, bool accumulate);
-/* As ad__gemm, but C += op(A) op(B) (BLAS's beta = 1); the reference kernel
- * does the same with accumulate set. */
-void ad__gemm_accumulate(ad_dtype dtype, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
-                         const void *a, int64_t lda, const void *b, int64_t ldb, void *c,
-                         int64_t ldc);
 
 #endif

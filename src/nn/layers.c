@@ -3,11 +3,11 @@
  * differentiates what the forward records. They are built with the public
  * module interface, as a user's layer would be; the internal calls are the
  * stand-in check of ad_nn_embedding_lookup_with, which takes indices and so
- * cannot go through ad_nn_forward_with, and the heap functions (heap.h), so
+ * cannot go through ad_nn_forward_with, and the heap functions (core/util.h), so
  * that contexts and scratch come from the process-wide allocator. */
-#include "nn_module.h"
+#include "nn.h"
 
-#include "heap.h"
+#include "../core/util.h"
 
 #include <math.h>
 #include <stdarg.h>

@@ -1,7 +1,7 @@
 /* Elementwise ops of two inputs with NumPy/PyTorch broadcasting, and their
  * tensor-with-scalar forms. A broadcast operand's gradient is summed back to
  * its own shape in one place, ad__reduce_to. */
-#include "internal.h"
+#include "ops.h"
 
 #include <tgmath.h>
 

@@ -1,6 +1,6 @@
 /* Reductions over all elements or chosen axes, with keepdim. Primitives: sum,
  * max, logsumexp. mean and var are compositions of them. */
-#include "internal.h"
+#include "ops.h"
 
 #include <math.h>
 

@@ -9,7 +9,7 @@
  * wrong or hide. Nothing is trusted: every length is checked against what was
  * actually read, and the destinations are written only after every check. */
 #include "autodiff/nn.h"
-#include "internal.h" /* ad__error_message, ad__malloc */
+#include "../core/util.h"
 
 #include <errno.h>
 #include <inttypes.h>

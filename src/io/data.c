@@ -4,7 +4,7 @@
  * friends; zlib's own state still comes from malloc: gzopen takes no
  * allocator). */
 #include "autodiff/nn.h"
-#include "internal.h" /* ad__error_message, ad__malloc */
+#include "../core/util.h"
 
 #include <errno.h>
 #include <inttypes.h>

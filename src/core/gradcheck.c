@@ -1,6 +1,6 @@
 /* Gradient checking: the analytic Jacobian (one backward per output element)
  * against central finite differences, in float64, element by element. */
-#include "internal.h"
+#include "core.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -2,7 +2,7 @@
  * own kernels, stable for logits of any magnitude (the max is subtracted
  * before exp, so exp never sees a large positive number), and backward rules
  * written with ops; mse is a composition. Both dtypes compute in double. */
-#include "internal.h"
+#include "ops.h"
 
 #include <math.h>
 

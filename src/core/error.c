@@ -1,5 +1,5 @@
 /* Helpers shared by the layers' source files (nn_*.c). */
-#include "internal.h"
+#include "core.h"
 
 #include <stdio.h>
 

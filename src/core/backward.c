@@ -2,7 +2,7 @@
  * topological order, so no sort and no recursion. Each node's gradient is
  * complete when the loop reaches it, because every consumer was created later
  * and has already passed its contribution down. */
-#include "internal.h"
+#include "core.h"
 
 static ad_status check_output(ad_tape *tape, const ad_tensor *y, const ad_tensor *seed,
                               uint32_t floor)
@@ -254,6 +254,23 @@ ad_tensor *ad__persistent_grad(ad_tape *tape, ad_tensor **g, uint32_t floor, uin
             sum = sum ? ad_add(sum, g[i - floor]) : g[i - floor];
     }
     return sum;
+}
+
+/* See core.h. Only ad_backward sets grads_in_place, and only for its own
+ * sweep: not under create_graph (the gradient must be recorded), not in
+ * anomaly mode (which checks every gradient), not for a hooked view (its
+ * hooks must see the gradient). */
+ad_tensor *ad__grad_sink(const ad_tensor *b)
+{
+    const ad_tape *tape = b->tape;
+    if (!tape->grads_in_place || tape->grad_enabled || b->op != AD_OP_view ||
+        (b->flags & AD_TF_HOOKED))
+        return NULL;
+    const ad_tensor *p = b->src[0];
+    ad_tensor *g = p->grad;
+    if (!(p->flags & AD_TF_REQUIRES_GRAD) || !g || g->dtype != b->dtype || g->numel != b->numel)
+        return NULL;
+    return g;
 }
 
 ad_status ad_backward(ad_tensor *y, const ad_backward_opts *opts)

@@ -1,6 +1,6 @@
 /* Anomaly mode: where nodes were made, and the first NaN or infinity in a
  * value or a gradient, reported as an error that names both. */
-#include "internal.h"
+#include "core.h"
 
 #include <math.h>
 #include <stdio.h>

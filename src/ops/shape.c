@@ -1,6 +1,6 @@
 /* Shape and indexing ops. reshape shares its input's data (values on a tape
  * never change); the others copy. */
-#include "internal.h"
+#include "ops.h"
 
 /* True if every dim is >= 0 and the element count stays far from overflow
  * (the same bound as tensor creation). */

@@ -1,10 +1,10 @@
-/* Heap memory for the library's own files. Not installed.
- *
- * Separate from internal.h so that the layers, modules and optimizers
- * (nn_*.c), which use only the public API, can allocate like the engine
- * without seeing its internals. */
-#ifndef AD_HEAP_H
-#define AD_HEAP_H
+/* What the core offers the layers above it that is not public: heap memory
+ * through the process-wide allocator, error messages into a caller's buffer
+ * and shape formatting. Not installed. src/nn/ and src/io/, which otherwise
+ * use only the public API, include this and not core.h, so they cannot see
+ * the tensor or tape structs. */
+#ifndef AD_UTIL_H
+#define AD_UTIL_H
 
 #include "autodiff/autodiff.h"
 
@@ -30,5 +30,18 @@ void *ad__calloc(size_t n, size_t size);
 void *ad__realloc(void *p, size_t old_size, size_t size);
 char *ad__strdup(const char *s);
 void ad__free(void *p);
+
+/* Writes the formatted message into err (when err is not NULL and err_size is
+ * not 0) and returns code: the error reports of the functions that take an
+ * err buffer instead of a tape (src/io/). */
+#if defined(__GNUC__)
+__attribute__((format(printf, 4, 5)))
+#endif
+ad_status
+ad__error_message(char *err, size_t err_size, ad_status code, const char *format, ...);
+
+/* Writes "[2,3]" into buf (at least AD__SHAPE_BUF bytes) and returns buf. */
+#define AD__SHAPE_BUF 96
+const char *ad__shape_str(char *buf, int ndim, const int64_t *shape);
 
 #endif

@@ -2,7 +2,7 @@
  * allocated when the optimizer is made; a step allocates nothing. */
 #include "autodiff/layers.h"
 
-#include "heap.h"
+#include "../core/util.h"
 
 #include <math.h>
 #include <stdio.h>

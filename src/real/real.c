@@ -6,7 +6,7 @@
  * a sink that stands for every constant: partials sent to it are never read,
  * which spares a branch per input. An op whose inputs are all constants
  * records nothing, as a tensor op on constants does. */
-#include "internal.h"
+#include "../core/core.h"
 
 #include "autodiff/real.h"
 
@@ -15,6 +15,62 @@
 
 /* 2^32 - 1 node numbers; 0 is the sink. */
 #define MAX_REALS ((size_t)UINT32_MAX)
+
+/* A recorded ad_real: y's local partials and its inputs' node numbers. */
+typedef struct real_node {
+    double da, db;
+    uint32_t a, b;
+} real_node;
+
+/* A tape's fast scalars, kept in its extension slot (tape->ext): made on the
+ * first ad_real_var, told of resets, freed with the tape. */
+typedef struct real_store {
+    real_node *nodes; /* nodes[0] is the constants' sink; nodes from 1 */
+    double *adjoints; /* one per node, filled by ad_real_backward */
+    size_t n, cap, n_adjoints, cap_adjoints;
+    uint32_t tag; /* this tape and generation, in every ad_real it records */
+} real_store;
+
+/* A fresh nonzero tag (at the store's creation and each reset). */
+static uint32_t next_tag(void)
+{
+    static _Atomic uint32_t last;
+    uint32_t tag;
+    while ((tag = ++last) == 0)
+        ;
+    return tag;
+}
+
+static void store_reset(ad_tape *tape, void *data)
+{
+    (void)tape;
+    real_store *s = data;
+    s->n = s->n ? 1 : 0;
+    s->n_adjoints = 0;
+    s->tag = next_tag();
+}
+
+static void store_free(ad_tape *tape, void *data)
+{
+    real_store *s = data;
+    ad__heap_free(&tape->allocator, s->nodes);
+    ad__heap_free(&tape->allocator, s->adjoints);
+    ad__heap_free(&tape->allocator, s);
+}
+
+/* The tape's store, made on first use; NULL when out of memory. */
+static real_store *store_get(ad_tape *tape)
+{
+    if (tape->ext.data)
+        return tape->ext.data;
+    real_store *s = ad__heap_alloc(&tape->allocator, sizeof *s);
+    if (!s)
+        return NULL;
+    memset(s, 0, sizeof *s);
+    s->tag = next_tag();
+    tape->ext = (ad__tape_ext){s, store_reset, store_free};
+    return s;
+}
 
 /* Grows an array of `size`-byte items to hold at least need (doubling). */
 static bool grow(ad_tape *tape, void **array, size_t *cap, size_t need, size_t size, size_t keep)
@@ -33,23 +89,23 @@ static bool grow(ad_tape *tape, void **array, size_t *cap, size_t need, size_t s
     return true;
 }
 
-static ad_real no_memory(ad_tape *tape, double value)
+static ad_real no_memory(ad_tape *tape, size_t n, double value)
 {
-    ad__fail(tape, AD_ERR_NOMEM, "real: out of memory recording node %zu", tape->n_reals);
+    ad__fail(tape, AD_ERR_NOMEM, "real: out of memory recording node %zu", n);
     return ad_real_const(value);
 }
 
 /* Stores node {da, db, a, b} in the next free slot (the caller made room)
  * and returns its handle. */
-static inline ad_real store(ad_tape *tape, double value, uint32_t a, double da, uint32_t b,
+static inline ad_real store(real_store *s, double value, uint32_t a, double da, uint32_t b,
                             double db)
 {
-    ad__real_node *n = &tape->reals[tape->n_reals];
+    real_node *n = &s->nodes[s->n];
     n->da = da;
     n->db = db;
     n->a = a;
     n->b = b;
-    ad_real r = {value, (uint32_t)tape->n_reals++, tape->real_tag};
+    ad_real r = {value, (uint32_t)s->n++, s->tag};
     return r;
 }
 
@@ -57,19 +113,21 @@ static inline ad_real store(ad_tape *tape, double value, uint32_t a, double da, 
 static ad_real record_grow(ad_tape *tape, double value, uint32_t a, double da, uint32_t b,
                            double db)
 {
-    if (tape->n_reals >= MAX_REALS)
-        return no_memory(tape, value);
-    if (tape->n_reals == 0) {
-        if (!grow(tape, (void **)&tape->reals, &tape->cap_reals, 2, sizeof *tape->reals, 0))
-            return no_memory(tape, value);
-        memset(&tape->reals[0], 0, sizeof tape->reals[0]);
-        tape->n_reals = 1;
+    real_store *s = store_get(tape);
+    if (!s)
+        return no_memory(tape, 1, value);
+    if (s->n >= MAX_REALS)
+        return no_memory(tape, s->n, value);
+    if (s->n == 0) {
+        if (!grow(tape, (void **)&s->nodes, &s->cap, 2, sizeof *s->nodes, 0))
+            return no_memory(tape, s->n, value);
+        memset(&s->nodes[0], 0, sizeof s->nodes[0]);
+        s->n = 1;
     }
-    if (tape->n_reals == tape->cap_reals &&
-        !grow(tape, (void **)&tape->reals, &tape->cap_reals, tape->n_reals + 1, sizeof *tape->reals,
-              tape->n_reals))
-        return no_memory(tape, value);
-    return store(tape, value, a, da, b, db);
+    if (s->n == s->cap &&
+        !grow(tape, (void **)&s->nodes, &s->cap, s->n + 1, sizeof *s->nodes, s->n))
+        return no_memory(tape, s->n, value);
+    return store(s, value, a, da, b, db);
 }
 
 /* Appends y = value with partials (da, db) to inputs a, b, unless recording
@@ -79,9 +137,10 @@ static inline ad_real append(ad_tape *tape, double value, uint32_t a, double da,
 {
     if (!tape || !tape->grad_enabled || tape->status != AD_OK)
         return ad_real_const(value);
-    if (tape->n_reals == 0 || tape->n_reals == tape->cap_reals)
+    real_store *s = tape->ext.data;
+    if (!s || s->n == 0 || s->n == s->cap)
         return record_grow(tape, value, a, da, b, db);
-    return store(tape, value, a, da, b, db);
+    return store(s, value, a, da, b, db);
 }
 
 /* An input from another tape, or from this one before a reset: its node
@@ -102,7 +161,8 @@ static inline ad_real record(ad_tape *tape, double value, ad_real a, double da, 
 {
     if ((a.node | b.node) == 0)
         return ad_real_const(value);
-    if (!tape || ((a.node && a.tag != tape->real_tag) | (b.node && b.tag != tape->real_tag)))
+    const real_store *s = tape ? tape->ext.data : NULL;
+    if (!s || ((a.node && a.tag != s->tag) | (b.node && b.tag != s->tag)))
         return foreign(tape, value);
     return append(tape, value, a.node, da, b.node, db);
 }
@@ -267,26 +327,28 @@ ad_status ad_real_backward(ad_tape *tape, ad_real y)
 {
     if (!tape)
         return AD_ERR_NULL;
+    real_store *s = tape->ext.data;
     /* Until this sweep succeeds every gradient reads 0, not an earlier sweep's. */
-    tape->n_adjoints = 0;
+    if (s)
+        s->n_adjoints = 0;
     if (tape->status != AD_OK)
         return tape->status;
     /* A constant: every gradient is 0, which needs no adjoints (nor an
      * allocation that could fail). */
     if (y.node == 0)
         return AD_OK;
-    if (y.node >= tape->n_reals || y.tag != tape->real_tag)
+    if (!s || y.node >= s->n || y.tag != s->tag)
         return ad__fail(tape, AD_ERR_ARG,
                         "real_backward: node %u is not on this tape (%zu nodes; reset since?)",
-                        (unsigned)y.node, tape->n_reals);
+                        (unsigned)y.node, s ? s->n : 0);
     size_t n = (size_t)y.node + 1;
-    if (n > tape->cap_adjoints &&
-        !grow(tape, (void **)&tape->adjoints, &tape->cap_adjoints, n, sizeof(double), 0))
+    if (n > s->cap_adjoints &&
+        !grow(tape, (void **)&s->adjoints, &s->cap_adjoints, n, sizeof(double), 0))
         return ad__fail(tape, AD_ERR_NOMEM, "real_backward: out of memory for %zu adjoints", n);
-    double *restrict adj = tape->adjoints;
-    const ad__real_node *restrict node = tape->reals;
+    double *restrict adj = s->adjoints;
+    const real_node *restrict node = s->nodes;
     memset(adj, 0, n * sizeof *adj);
-    tape->n_adjoints = n;
+    s->n_adjoints = n;
     adj[y.node] = 1;
     for (size_t i = y.node; i > 0; i--) {
         double g = adj[i];
@@ -299,21 +361,24 @@ ad_status ad_real_backward(ad_tape *tape, ad_real y)
 
 double ad_real_grad(const ad_tape *tape, ad_real x)
 {
-    if (tape && x.node && x.tag != tape->real_tag)
+    const real_store *s = tape ? tape->ext.data : NULL;
+    if (tape && x.node && (!s || x.tag != s->tag))
         return NAN;
-    if (!tape || x.node == 0 || x.node >= tape->n_adjoints)
+    if (!s || x.node == 0 || x.node >= s->n_adjoints)
         return 0;
-    return tape->adjoints[x.node];
+    return s->adjoints[x.node];
 }
 
 size_t ad_real_count(const ad_tape *tape)
 {
-    return tape && tape->n_reals ? tape->n_reals - 1 : 0;
+    const real_store *s = tape ? tape->ext.data : NULL;
+    return s && s->n ? s->n - 1 : 0;
 }
 
 size_t ad_real_bytes(const ad_tape *tape)
 {
-    if (!tape)
+    const real_store *s = tape ? tape->ext.data : NULL;
+    if (!s)
         return 0;
-    return tape->cap_reals * sizeof(ad__real_node) + tape->cap_adjoints * sizeof(double);
+    return s->cap * sizeof(real_node) + s->cap_adjoints * sizeof(double);
 }

@@ -1,6 +1,6 @@
 /* The op table and the one function that makes op nodes (ad__apply), with the
  * shape helpers every family shares. */
-#include "internal.h"
+#include "core.h"
 
 #include <stdio.h>
 
@@ -47,43 +47,7 @@ int ad__axis(int axis, int ndim)
     return axis < 0 ? axis + ndim : axis;
 }
 
-ad_status ad__axes_mask(ad_tape *tape, const char *op, const ad_tensor *x, int n_axes,
-                        const int *axes, uint32_t *mask)
-{
-    char s[AD__SHAPE_BUF];
-    *mask = 0;
-    if (n_axes == 0) {
-        *mask = (uint32_t)((1u << x->ndim) - 1u);
-        return AD_OK;
-    }
-    if (n_axes < 0 || !axes)
-        return ad__fail(tape, AD_ERR_AXIS, "%s: bad axis list (%d axes%s) for shape %s", op, n_axes,
-                        axes ? "" : ", NULL", AD__SHAPE(x, s));
-    for (int i = 0; i < n_axes; i++) {
-        int a = ad__axis(axes[i], x->ndim);
-        if (a < 0)
-            return ad__fail(tape, AD_ERR_AXIS, "%s: axis %d out of range for shape %s", op, axes[i],
-                            AD__SHAPE(x, s));
-        if (*mask & (1u << a))
-            return ad__fail(tape, AD_ERR_AXIS, "%s: axis %d repeated for shape %s", op, axes[i],
-                            AD__SHAPE(x, s));
-        *mask |= 1u << a;
-    }
-    return AD_OK;
-}
 
-int ad__broadcast_shape(int na, const int64_t *a, int nb, const int64_t *b, int64_t *out)
-{
-    int n = na > nb ? na : nb;
-    for (int i = 0; i < n; i++) {
-        int64_t da = i < n - na ? 1 : a[i - (n - na)];
-        int64_t db = i < n - nb ? 1 : b[i - (n - nb)];
-        if (da != db && da != 1 && db != 1)
-            return -1;
-        out[i] = da == 1 ? db : da;
-    }
-    return n;
-}
 
 bool ad__same_shape(const ad_tensor *a, const ad_tensor *b)
 {
@@ -97,21 +61,7 @@ bool ad__same_shape(const ad_tensor *a, const ad_tensor *b)
     return true;
 }
 
-ad_status ad__same_shape_rule(ad_tensor *y)
-{
-    y->ndim = y->src[0]->ndim;
-    y->shape = y->src[0]->shape;
-    return AD_OK;
-}
 
-ad_tensor *ad__reduce_to(ad_tensor *g, const ad_tensor *x)
-{
-    if (!g)
-        return NULL;
-    if (ad__same_shape(g, x))
-        return g;
-    return ad_sum_to(g, x->ndim, x->shape);
-}
 
 /* ---- Making nodes ------------------------------------------------------------ */
 
