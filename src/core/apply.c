@@ -47,7 +47,27 @@ int ad__axis(int axis, int ndim)
     return axis < 0 ? axis + ndim : axis;
 }
 
+int ad__check_axis(ad_tape *tape, const char *op, const ad_tensor *x, int axis)
+{
+    int a = ad__axis(axis, x->ndim);
+    if (a < 0) {
+        char s[AD__SHAPE_BUF];
+        ad__fail(tape, AD_ERR_AXIS, "%s: axis %d out of range for shape %s", op, axis,
+                 AD__SHAPE(x, s));
+    }
+    return a;
+}
 
+bool ad__same_dtype(ad_tape *tape, const char *op, const ad_tensor *a, const ad_tensor *b)
+{
+    if (a->dtype == b->dtype)
+        return true;
+    char s0[AD__SHAPE_BUF], s1[AD__SHAPE_BUF];
+    ad__fail(tape, AD_ERR_DTYPE, "%s: dtypes %s %s and %s %s differ (use ad_cast)", op,
+             ad_dtype_name((ad_dtype)a->dtype), AD__SHAPE(a, s0), ad_dtype_name((ad_dtype)b->dtype),
+             AD__SHAPE(b, s1));
+    return false;
+}
 
 bool ad__same_shape(const ad_tensor *a, const ad_tensor *b)
 {
@@ -60,8 +80,6 @@ bool ad__same_shape(const ad_tensor *a, const ad_tensor *b)
             return false;
     return true;
 }
-
-
 
 /* ---- Making nodes ------------------------------------------------------------ */
 
@@ -182,7 +200,6 @@ ad_tensor *ad__apply(int op, int nsrc, ad_tensor *const *src, const ad__param *p
         return NULL;
     }
     const bool differentiable = !(ad__ops[op].flags & AD_OPF_NONDIFF);
-    char s0[AD__SHAPE_BUF], s1[AD__SHAPE_BUF];
     for (int i = 0; i < nsrc; i++) {
         const ad_tensor *x = src[i];
         if (x->tape && x->tape != tape) {
@@ -193,12 +210,8 @@ ad_tensor *ad__apply(int op, int nsrc, ad_tensor *const *src, const ad__param *p
             ad__fail(tape, AD_ERR_FREED, "%s: input %d was freed by ad_tape_reset", name, i);
             return NULL;
         }
-        if (x->dtype != src[0]->dtype) {
-            ad__fail(tape, AD_ERR_DTYPE, "%s: dtypes %s %s and %s %s differ (use ad_cast)", name,
-                     ad_dtype_name((ad_dtype)src[0]->dtype), AD__SHAPE(src[0], s0),
-                     ad_dtype_name((ad_dtype)x->dtype), AD__SHAPE(x, s1));
+        if (!ad__same_dtype(tape, name, src[0], x))
             return NULL;
-        }
     }
     ad_tensor *y = ad__node_new(tape, op, nsrc, (ad_dtype)src[0]->dtype);
     if (!y)

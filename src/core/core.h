@@ -299,8 +299,17 @@ ad_tape *ad__input_tape(const ad_tensor *x, const char *op);
 
 /* Normalises a possibly negative axis; returns -1 if out of range. */
 int ad__axis(int axis, int ndim);
+/* As ad__axis for an axis of x, but an axis out of range also fails on tape
+ * with AD_ERR_AXIS: "op: axis 3 out of range for shape [2,3]". */
+int ad__check_axis(ad_tape *tape, const char *op, const ad_tensor *x, int axis);
+/* True when a and b have one dtype; else fails on tape with AD_ERR_DTYPE:
+ * "op: dtypes float32 [2] and float64 [2] differ (use ad_cast)". */
+bool ad__same_dtype(ad_tape *tape, const char *op, const ad_tensor *a, const ad_tensor *b);
+/* Checks a shape given by a caller: ndim in [0, AD_MAX_DIMS], shape not NULL
+ * when ndim > 0, no negative dim, and at most AD__MAX_NUMEL elements
+ * (ad__numel); fails on tape naming op. */
+ad_status ad__check_shape(ad_tape *tape, const char *op, int ndim, const int64_t *shape);
 bool ad__same_shape(const ad_tensor *a, const ad_tensor *b);
-int64_t ad__numel(int ndim, const int64_t *shape);
 
 /* Internal constant tensors (never recorded), on the tape of like. */
 ad_tensor *ad__const_like(const ad_tensor *like, double value);

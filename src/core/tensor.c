@@ -17,22 +17,17 @@ const char *ad_dtype_name(ad_dtype dtype)
 
 int64_t ad__numel(int ndim, const int64_t *shape)
 {
-    /* At most 2^60 elements, so that numel * 8 bytes fits every size type.
-     * The bound holds for the product with each 0 counted as 1, so an empty
-     * shape such as [0, 2^62] is refused too: its strides and the loops over
-     * its other dims would overflow or run for hours. */
+    /* The bound (util.h) holds for the product with each 0 counted as 1. */
     int64_t n = 1, span = 1;
     for (int i = 0; i < ndim; i++) {
         if (shape[i] < 0)
             return -1;
-        if (__builtin_mul_overflow(span, shape[i] ? shape[i] : 1, &span) ||
-            span > ((int64_t)1 << 60))
+        if (__builtin_mul_overflow(span, shape[i] ? shape[i] : 1, &span) || span > AD__MAX_NUMEL)
             return -1;
         n *= shape[i];
     }
     return n;
 }
-
 
 int64_t *ad__copy_i64(ad_tape *tape, const int64_t *v, size_t n)
 {
@@ -42,8 +37,7 @@ int64_t *ad__copy_i64(ad_tape *tape, const int64_t *v, size_t n)
     return p;
 }
 
-/* Validates a shape: ndim in range, no negative dims, numel fits. */
-static ad_status check_shape(ad_tape *tape, const char *op, int ndim, const int64_t *shape)
+ad_status ad__check_shape(ad_tape *tape, const char *op, int ndim, const int64_t *shape)
 {
     char s[AD__SHAPE_BUF];
     if (ndim < 0 || ndim > AD_MAX_DIMS)
@@ -62,15 +56,10 @@ static ad_status check_shape(ad_tape *tape, const char *op, int ndim, const int6
 
 ad_tensor *ad__new(ad_tape *tape, ad_dtype dtype, int ndim, const int64_t *shape)
 {
-    ad_tensor *t = ad__alloc(tape, sizeof *t);
+    ad_tensor *t = ad__node_new(tape, AD_OP_leaf, 0, dtype);
     if (!t)
         return NULL;
-    memset(t, 0, sizeof *t);
-    t->tape = tape;
-    t->dtype = (uint8_t)dtype;
     t->ndim = (uint8_t)ndim;
-    t->generation = tape->generation;
-    t->op = AD_OP_leaf;
     if (ndim) {
         t->shape = ad__copy_i64(tape, shape, (size_t)ndim);
         if (!t->shape)
@@ -96,7 +85,7 @@ ad_tensor *ad_tensor_new(ad_tape *tape, ad_dtype dtype, int ndim, const int64_t 
         ad__fail(tape, AD_ERR_DTYPE, "tensor_new: unknown dtype %d", (int)dtype);
         return NULL;
     }
-    if (check_shape(tape, "tensor_new", ndim, shape) != AD_OK)
+    if (ad__check_shape(tape, "tensor_new", ndim, shape) != AD_OK)
         return NULL;
     ad_tensor *t = ad__new(tape, dtype, ndim, shape);
     if (!t)

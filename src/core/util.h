@@ -40,6 +40,14 @@ __attribute__((format(printf, 4, 5)))
 ad_status
 ad__error_message(char *err, size_t err_size, ad_status code, const char *format, ...);
 
+/* The library's one bound on tensor sizes: at most 2^60 elements, so that
+ * numel * 8 bytes fits every size type, counted with each 0 as 1, so that an
+ * empty shape such as [0, 2^62] is refused too (its strides and the loops over
+ * its other dims would overflow or run for hours). ad__numel returns a
+ * shape's element count, or -1 for a negative dim or a shape over the bound. */
+#define AD__MAX_NUMEL ((int64_t)1 << 60)
+int64_t ad__numel(int ndim, const int64_t *shape);
+
 /* Writes "[2,3]" into buf (at least AD__SHAPE_BUF bytes) and returns buf. */
 #define AD__SHAPE_BUF 96
 const char *ad__shape_str(char *buf, int ndim, const int64_t *shape);

@@ -3,8 +3,8 @@
  * API, ad__error_message and the process-wide allocator (ad__malloc and
  * friends; zlib's own state still comes from malloc: gzopen takes no
  * allocator). */
-#include "autodiff/nn.h"
 #include "../core/util.h"
+#include "autodiff/nn.h"
 
 #include <errno.h>
 #include <inttypes.h>

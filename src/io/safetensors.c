@@ -8,8 +8,8 @@
  * integers beyond 2^53, exact tiling) are the ones general JSON libraries get
  * wrong or hide. Nothing is trusted: every length is checked against what was
  * actually read, and the destinations are written only after every check. */
-#include "autodiff/nn.h"
 #include "../core/util.h"
+#include "autodiff/nn.h"
 
 #include <errno.h>
 #include <inttypes.h>

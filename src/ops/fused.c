@@ -78,13 +78,9 @@ static ad_tensor *along_axis(int op, ad_tensor *x, int axis)
 {
     if (!ad__input_tape(x, ad__ops[op].name))
         return NULL;
-    int a = ad__axis(axis, x->ndim);
-    if (a < 0) {
-        char s[AD__SHAPE_BUF];
-        ad__fail(x->tape, AD_ERR_AXIS, "%s: axis %d out of range for shape %s", ad__ops[op].name,
-                 axis, AD__SHAPE(x, s));
+    int a = ad__check_axis(x->tape, ad__ops[op].name, x, axis);
+    if (a < 0)
         return NULL;
-    }
     ad__param params[AD_NPARAM] = {{.i = a}};
     return ad__apply(op, 1, &x, params);
 }
@@ -282,12 +278,8 @@ ad_tensor *ad_mse(ad_tensor *a, ad_tensor *b)
         return NULL;
     char s0[AD__SHAPE_BUF], s1[AD__SHAPE_BUF];
     /* Checked here so the message names mse, not the sub inside it. */
-    if (a->dtype != b->dtype) {
-        ad__fail(tape, AD_ERR_DTYPE, "mse: dtypes %s %s and %s %s differ (use ad_cast)",
-                 ad_dtype_name((ad_dtype)a->dtype), AD__SHAPE(a, s0),
-                 ad_dtype_name((ad_dtype)b->dtype), AD__SHAPE(b, s1));
+    if (!ad__same_dtype(tape, "mse", a, b))
         return NULL;
-    }
     int64_t shape[AD_MAX_DIMS];
     if (ad__broadcast_shape(a->ndim, a->shape, b->ndim, b->shape, shape) < 0) {
         ad__fail(tape, AD_ERR_SHAPE, "mse: shapes %s and %s do not broadcast", AD__SHAPE(a, s0),

@@ -287,12 +287,8 @@ ad_tensor *ad_matmul(ad_tensor *a, ad_tensor *b)
                  AD__SHAPE(a, s0), AD__SHAPE(b, s1));
         return NULL;
     }
-    if (a->dtype != b->dtype) {
-        ad__fail(tape, AD_ERR_DTYPE, "matmul: dtypes %s %s and %s %s differ (use ad_cast)",
-                 ad_dtype_name((ad_dtype)a->dtype), AD__SHAPE(a, s0),
-                 ad_dtype_name((ad_dtype)b->dtype), AD__SHAPE(b, s1));
+    if (!ad__same_dtype(tape, "matmul", a, b))
         return NULL;
-    }
     /* Checked here so the message shows the shapes as given, not as reshaped. */
     int64_t ka = a->shape[a->ndim - 1], kb = b->shape[b->ndim == 1 ? 0 : b->ndim - 2];
     if (ka != kb) {
@@ -435,13 +431,10 @@ ad_tensor *ad_transpose(ad_tensor *x, int axis0, int axis1)
 {
     if (!ad__input_tape(x, "transpose"))
         return NULL;
-    int a0 = ad__axis(axis0, x->ndim), a1 = ad__axis(axis1, x->ndim);
-    if (a0 < 0 || a1 < 0) {
-        char s[AD__SHAPE_BUF];
-        ad__fail(x->tape, AD_ERR_AXIS, "transpose: axes %d and %d out of range for shape %s", axis0,
-                 axis1, AD__SHAPE(x, s));
+    int a0 = ad__check_axis(x->tape, "transpose", x, axis0);
+    int a1 = a0 < 0 ? -1 : ad__check_axis(x->tape, "transpose", x, axis1);
+    if (a1 < 0)
         return NULL;
-    }
     int perm[AD_MAX_DIMS];
     for (int d = 0; d < x->ndim; d++)
         perm[d] = d;

@@ -2,17 +2,11 @@
  * never change); the others copy. */
 #include "ops.h"
 
-/* True if every dim is >= 0 and the element count stays far from overflow
- * (the same bound as tensor creation). */
+/* True if every dim is >= 0 and the shape is within the library's bound on
+ * tensor sizes (AD__MAX_NUMEL). */
 static bool shape_fits(int ndim, const int64_t *shape)
 {
-    int64_t n = 1;
-    for (int d = 0; d < ndim; d++) {
-        if (shape[d] < 0 || (shape[d] && n > INT64_MAX / 16 / shape[d]))
-            return false;
-        n *= shape[d];
-    }
-    return true;
+    return ad__numel(ndim, shape) >= 0;
 }
 
 /* ---- reshape ------------------------------------------------------------------------ */
@@ -63,7 +57,7 @@ ad_tensor *ad_reshape(ad_tensor *x, int ndim, const int64_t *shape)
             ad__fail(tape, AD_ERR_SHAPE, "reshape: bad target %s for %s",
                      ad__shape_str(s1, ndim, shape), AD__SHAPE(x, s0));
             return NULL;
-        } else if (out[d] && known > INT64_MAX / 16 / out[d]) {
+        } else if (out[d] && known > AD__MAX_NUMEL / out[d]) {
             ad__fail(tape, AD_ERR_SHAPE, "reshape: target %s for %s has too many elements",
                      ad__shape_str(s1, ndim, shape), AD__SHAPE(x, s0));
             return NULL;
@@ -316,12 +310,9 @@ ad_tensor *ad_slice(ad_tensor *x, int axis, int64_t start, int64_t stop, int64_t
     if (!tape)
         return NULL;
     char s[AD__SHAPE_BUF];
-    int a = ad__axis(axis, x->ndim);
-    if (a < 0) {
-        ad__fail(tape, AD_ERR_AXIS, "slice: axis %d out of range for shape %s", axis,
-                 AD__SHAPE(x, s));
+    int a = ad__check_axis(tape, "slice", x, axis);
+    if (a < 0)
         return NULL;
-    }
     if (step < 1) {
         ad__fail(tape, AD_ERR_ARG, "slice: step %lld must be >= 1 (axis %d of shape %s)",
                  (long long)step, axis, AD__SHAPE(x, s));
@@ -383,12 +374,9 @@ ad_tensor *ad_slice_scatter(ad_tensor *x, int axis, int64_t length, int64_t star
     if (!tape)
         return NULL;
     char s[AD__SHAPE_BUF];
-    int a = ad__axis(axis, x->ndim);
-    if (a < 0) {
-        ad__fail(tape, AD_ERR_AXIS, "slice_scatter: axis %d out of range for shape %s", axis,
-                 AD__SHAPE(x, s));
+    int a = ad__check_axis(tape, "slice_scatter", x, axis);
+    if (a < 0)
         return NULL;
-    }
     if (step < 1) {
         ad__fail(tape, AD_ERR_ARG, "slice_scatter: step %lld must be >= 1 (x of shape %s)",
                  (long long)step, AD__SHAPE(x, s));
@@ -437,7 +425,7 @@ ad_status ad__concat_shape(ad_tensor *y)
                             "concat: input %d has shape %s but input 0 has %s; all dims but "
                             "axis %d must agree",
                             i, AD__SHAPE(x, s1), AD__SHAPE(x0, s0), axis);
-        if (x->shape[axis] > INT64_MAX / 16 - total)
+        if (x->shape[axis] > AD__MAX_NUMEL - total)
             return ad__fail(y->tape, AD_ERR_SHAPE, "concat: %d inputs of shape %s... are too long",
                             y->nsrc, AD__SHAPE(x0, s0));
         total += x->shape[axis];
@@ -567,12 +555,8 @@ ad_tensor *ad_stack(size_t n, ad_tensor *const *xs, int axis)
         }
         /* Here, so that the message names stack and the shapes as given,
          * not the concat of reshaped inputs that stack is made of. */
-        if (xs[i]->dtype != x0->dtype) {
-            ad__fail(tape, AD_ERR_DTYPE, "stack: dtypes %s %s and %s %s differ (use ad_cast)",
-                     ad_dtype_name((ad_dtype)x0->dtype), AD__SHAPE(x0, s0),
-                     ad_dtype_name((ad_dtype)xs[i]->dtype), AD__SHAPE(xs[i], s1));
+        if (!ad__same_dtype(tape, "stack", x0, xs[i]))
             return NULL;
-        }
     }
     int64_t shape[AD_MAX_DIMS];
     for (int d = 0, k = 0; d <= nd; d++)
@@ -648,7 +632,7 @@ static int64_t *checked_indices(ad_tape *tape, const char *op, const ad_tensor *
                                 int64_t dim, size_t n, const int64_t *index)
 {
     char s[AD__SHAPE_BUF];
-    if (n > (size_t)(INT64_MAX / 16)) {
+    if (n > (size_t)AD__MAX_NUMEL) {
         ad__fail(tape, AD_ERR_ARG, "%s: %zu indices is too many (x of shape %s)", op, n,
                  AD__SHAPE(x, s));
         return NULL;
@@ -676,12 +660,9 @@ ad_tensor *ad_index_select(ad_tensor *x, int axis, size_t n, const int64_t *inde
     if (!tape)
         return NULL;
     char s[AD__SHAPE_BUF];
-    int a = ad__axis(axis, x->ndim);
-    if (a < 0) {
-        ad__fail(tape, AD_ERR_AXIS, "index_select: axis %d out of range for shape %s", axis,
-                 AD__SHAPE(x, s));
+    int a = ad__check_axis(tape, "index_select", x, axis);
+    if (a < 0)
         return NULL;
-    }
     int64_t *copy = checked_indices(tape, "index_select", x, axis, x->shape[a], n, index);
     if (!copy)
         return NULL;
@@ -752,12 +733,9 @@ ad_tensor *ad_index_add(ad_tensor *x, int axis, int64_t length, size_t n, const 
     if (!tape)
         return NULL;
     char s[AD__SHAPE_BUF];
-    int a = ad__axis(axis, x->ndim);
-    if (a < 0) {
-        ad__fail(tape, AD_ERR_AXIS, "index_add: axis %d out of range for shape %s", axis,
-                 AD__SHAPE(x, s));
+    int a = ad__check_axis(tape, "index_add", x, axis);
+    if (a < 0)
         return NULL;
-    }
     if ((uint64_t)x->shape[a] != (uint64_t)n) {
         ad__fail(tape, AD_ERR_SHAPE,
                  "index_add: %zu indices for x of shape %s (dim %d must equal the count)", n,
@@ -915,12 +893,9 @@ ad_tensor *ad_gather(ad_tensor *x, int axis, int ndim, const int64_t *index_shap
     if (!tape)
         return NULL;
     char s0[AD__SHAPE_BUF];
-    int a = ad__axis(axis, x->ndim);
-    if (a < 0) {
-        ad__fail(tape, AD_ERR_AXIS, "gather: axis %d out of range for shape %s", axis,
-                 AD__SHAPE(x, s0));
+    int a = ad__check_axis(tape, "gather", x, axis);
+    if (a < 0)
         return NULL;
-    }
     if (ndim != x->ndim) {
         ad__fail(tape, AD_ERR_SHAPE, "gather: index has %d dims but x has shape %s", ndim,
                  AD__SHAPE(x, s0));
