@@ -473,3 +473,80 @@ ad_tensor *ad_minimum_scalar(ad_tensor *x, double s)
 {
     return ad_minimum(x, scalar_for(x, s, "minimum_scalar"));
 }
+
+/* ---- where: cond ? a : b, all three broadcast -----------------------------------------
+ * src: [0] cond (true where nonzero; never differentiated), [1] a, [2] b. */
+// da = reduce_to(a, where(cond, dy, 0))    db = reduce_to(b, where(cond, 0, dy))
+// The untaken branch gets 0 * (its own local derivative) further down the graph:
+// a NaN or inf made there still poisons the gradient through 0 * inf, as PyTorch.
+ad_status ad__where_shape(ad_tensor *y)
+{
+    const ad_tensor *c = y->src[0], *a = y->src[1], *b = y->src[2];
+    int64_t ca[AD_MAX_DIMS], shape[AD_MAX_DIMS];
+    int n = ad__broadcast_shape(c->ndim, c->shape, a->ndim, a->shape, ca);
+    if (n >= 0)
+        n = ad__broadcast_shape(n, ca, b->ndim, b->shape, shape);
+    if (n < 0 || ad__numel(n, shape) < 0) {
+        char s0[AD__SHAPE_BUF], s1[AD__SHAPE_BUF], s2[AD__SHAPE_BUF];
+        return ad__fail(y->tape, AD_ERR_SHAPE, "where: shapes %s (cond), %s (a) and %s (b) %s",
+                        AD__SHAPE(c, s0), AD__SHAPE(a, s1), AD__SHAPE(b, s2),
+                        n < 0 ? "do not broadcast" : "broadcast to too many elements");
+    }
+    y->ndim = (uint8_t)n;
+    y->shape = ad__copy_i64(y->tape, shape, (size_t)n);
+    return y->shape ? AD_OK : y->tape->status;
+}
+
+#define WHERE_LOOP(T)                                                                              \
+    do {                                                                                           \
+        const T *C = y->src[0]->data, *A = y->src[1]->data, *B = y->src[2]->data;                  \
+        T *Y = y->data;                                                                            \
+        for (int64_t r = 0; r < bc.outer; r++) {                                                   \
+            ad__bcast_row(&bc, r, off);                                                            \
+            T *yr = Y + r * bc.inner;                                                              \
+            for (int64_t i = 0; i < bc.inner; i++)                                                 \
+                yr[i] = C[off[0] + i * bc.inner_stride[0]] != 0                                    \
+                            ? A[off[1] + i * bc.inner_stride[1]]                                   \
+                            : B[off[2] + i * bc.inner_stride[2]];                                  \
+        }                                                                                          \
+    } while (0)
+
+void ad__where_forward(ad_tensor *y)
+{
+    ad__bcast bc;
+    int64_t off[3];
+    ad__bcast_init(&bc, y, 3, y->src);
+    /* cond is compared with != 0, so NaN counts as true (as bool(nan) in PyTorch). */
+    if (y->dtype == AD_F32)
+        WHERE_LOOP(float);
+    else
+        WHERE_LOOP(double);
+}
+
+void ad__where_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    ad_tensor *cond = y->src[0], *a = y->src[1], *b = y->src[2];
+    /* A 0-d zero, not zeros of y's shape: broadcasting supplies the rest, and
+     * where() keeps the rule differentiable in gy for second order. */
+    ad_tensor *zero = ad__scalar_const(gy, 0.0);
+    if (!zero)
+        return;
+    if (a->flags & AD_TF_RECORDED)
+        gin[1] = ad__reduce_to(ad_where(cond, gy, zero), a);
+    if (b->flags & AD_TF_RECORDED)
+        gin[2] = ad__reduce_to(ad_where(cond, zero, gy), b);
+}
+
+// dy = where(cond, da, db), zero for a missing tangent
+ad_tensor *ad__where_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    ad_tensor *zero = ad__scalar_const(y, 0.0);
+    ad_tensor *src[3] = {y->src[0], t[1] ? t[1] : zero, t[2] ? t[2] : zero};
+    return zero ? ad__apply(AD_OP_where, 3, src, y->param) : NULL;
+}
+
+ad_tensor *ad_where(ad_tensor *cond, ad_tensor *a, ad_tensor *b)
+{
+    ad_tensor *src[3] = {cond, a, b};
+    return ad__apply(AD_OP_where, 3, src, NULL);
+}

@@ -63,3 +63,20 @@ ad_tensor *ad__reduce_to(ad_tensor *g, const ad_tensor *x)
         return g;
     return ad_sum_to(g, x->ndim, x->shape);
 }
+
+/* t's shape seen as [outer, shape[axis], inner]: outer elements before the
+ * axis, inner elements per step along it. */
+void ad__split_at(const ad_tensor *t, int axis, int64_t *outer, int64_t *inner)
+{
+    *outer = ad__numel(axis, t->shape);
+    *inner = ad__numel(t->ndim - axis - 1, t->shape + axis + 1);
+}
+
+/* t's shape with dim axis set to len, in the arena (NULL after an error). */
+int64_t *ad__shape_replacing(ad_tape *tape, const ad_tensor *t, int axis, int64_t len)
+{
+    int64_t *shape = ad__copy_i64(tape, t->shape, (size_t)t->ndim);
+    if (shape)
+        shape[axis] = len;
+    return shape;
+}

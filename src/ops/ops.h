@@ -69,4 +69,10 @@ void ad__gemm_accumulate(ad_dtype dtype, bool ta, bool tb, int64_t m, int64_t n,
                          const void *a, int64_t lda, const void *b, int64_t ldb, void *c,
                          int64_t ldc);
 
+/* t's shape seen as [outer, shape[axis], inner]: outer elements before the
+ * axis, inner elements per step along it. */
+void ad__split_at(const ad_tensor *t, int axis, int64_t *outer, int64_t *inner);
+/* t's shape with dim axis set to len, in the arena (NULL after an error). */
+int64_t *ad__shape_replacing(ad_tape *tape, const ad_tensor *t, int axis, int64_t len);
+
 #endif
