@@ -3,6 +3,11 @@
 #include "core.h"
 
 #include <math.h>
+
+#define KERNELS "core/core_kernels.h"
+#include "kernels.h"
+
+#include <math.h>
 #include <stdio.h>
 
 bool ad_tape_set_anomaly(ad_tape *tape, bool enabled)
@@ -100,16 +105,11 @@ const char *ad_tensor_provenance(const ad_tensor *t, char *buf, size_t size)
 /* The first element of t that is NaN or infinite, or -1. */
 static int64_t first_nonfinite(const ad_tensor *t)
 {
-    if (t->dtype == AD_F32) {
-        const float *d = t->data;
-        for (int64_t i = 0; i < t->numel; i++)
-            if (!isfinite(d[i]))
-                return i;
-    } else {
-        const double *d = t->data;
-        for (int64_t i = 0; i < t->numel; i++)
-            if (!isfinite(d[i]))
-                return i;
+    switch ((ad_dtype)t->dtype) {
+    case AD_F32:
+        return first_nonfinite_f32(t->data, t->numel);
+    case AD_F64:
+        return first_nonfinite_f64(t->data, t->numel);
     }
     return -1;
 }

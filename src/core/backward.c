@@ -4,6 +4,11 @@
  * and has already passed its contribution down. */
 #include "core.h"
 
+#include <math.h>
+
+#define KERNELS "core/core_kernels.h"
+#include "kernels.h"
+
 static ad_status check_output(ad_tape *tape, const ad_tensor *y, const ad_tensor *seed,
                               uint32_t floor)
 {
@@ -50,16 +55,13 @@ static ad_status accumulate(ad_tensor **slot, ad_tensor *g)
 /* dst += src elementwise; both of one dtype and size. */
 static void add_into(ad_tensor *dst, const ad_tensor *src)
 {
-    if (dst->dtype == AD_F32) {
-        float *d = dst->data;
-        const float *s = src->data;
-        for (int64_t i = 0; i < dst->numel; i++)
-            d[i] += s[i];
-    } else {
-        double *d = dst->data;
-        const double *s = src->data;
-        for (int64_t i = 0; i < dst->numel; i++)
-            d[i] += s[i];
+    switch ((ad_dtype)dst->dtype) {
+    case AD_F32:
+        add_into_f32(dst->data, src->data, dst->numel);
+        break;
+    case AD_F64:
+        add_into_f64(dst->data, src->data, dst->numel);
+        break;
     }
 }
 

@@ -6,6 +6,7 @@
 #include "util.h"
 
 #include <assert.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <string.h>
@@ -297,6 +298,8 @@ ad__misuse(size_t n, ad_tensor *const *ts, ad_status code, const char *format, .
  * ad__no_tape), stale (AD_ERR_FREED on its tape) or on an errored tape. */
 ad_tape *ad__input_tape(const ad_tensor *x, const char *op);
 
+/* True for a dtype of the ad_dtype enum (a caller may pass any int). */
+bool ad__dtype_valid(int dtype);
 /* Normalises a possibly negative axis; returns -1 if out of range. */
 int ad__axis(int axis, int ndim);
 /* As ad__axis for an axis of x, but an axis out of range also fails on tape
@@ -327,17 +330,28 @@ static inline bool ad__is_stale(const ad_tensor *t)
  * safe to call with any pointer. */
 bool ad__persistent_live(const ad_tensor *t);
 
-/* Reads element i of t as double. */
+/* Reads element i of t as double (slow paths: checks, gradcheck). */
 static inline double ad__get(const ad_tensor *t, int64_t i)
 {
-    return t->dtype == AD_F32 ? (double)((const float *)t->data)[i] : ((const double *)t->data)[i];
+    switch ((ad_dtype)t->dtype) {
+    case AD_F32:
+        return ((const float *)t->data)[i];
+    case AD_F64:
+        return ((const double *)t->data)[i];
+    }
+    return NAN;
 }
+/* Stores v (rounded to t's dtype) as element i of t. */
 static inline void ad__set(ad_tensor *t, int64_t i, double v)
 {
-    if (t->dtype == AD_F32)
+    switch ((ad_dtype)t->dtype) {
+    case AD_F32:
         ((float *)t->data)[i] = (float)v;
-    else
+        break;
+    case AD_F64:
         ((double *)t->data)[i] = v;
+        break;
+    }
 }
 
 /* The reverse sweep shared by ad_backward, ad_grad and the checkpoint. */

@@ -550,7 +550,7 @@ ad_status ad_custom_op_check(const ad_custom_op *op, size_t n, ad_tensor *const 
     ad_tensor **in64 = NULL;
     ad_status st = AD_OK;
     for (size_t i = 0; i < n && inputs; i++)
-        if (inputs[i] && inputs[i]->dtype == AD_F32 && !in64) {
+        if (inputs[i] && inputs[i]->dtype != AD_F64 && !in64) {
             in64 = ad__calloc(n, sizeof *in64);
             if (!in64 || ad_tape_create(&scratch) != AD_OK) {
                 ad__free(in64);

@@ -5,14 +5,36 @@
 #include <math.h>
 #include <pthread.h>
 
+bool ad__dtype_valid(int dtype)
+{
+    switch ((ad_dtype)dtype) {
+    case AD_F32:
+    case AD_F64:
+        return true;
+    }
+    return false;
+}
+
 size_t ad_dtype_size(ad_dtype dtype)
 {
-    return dtype == AD_F32 ? sizeof(float) : sizeof(double);
+    switch (dtype) {
+    case AD_F32:
+        return sizeof(float);
+    case AD_F64:
+        return sizeof(double);
+    }
+    return 0;
 }
 
 const char *ad_dtype_name(ad_dtype dtype)
 {
-    return dtype == AD_F32 ? "float32" : "float64";
+    switch (dtype) {
+    case AD_F32:
+        return "float32";
+    case AD_F64:
+        return "float64";
+    }
+    return "unknown";
 }
 
 int64_t ad__numel(int ndim, const int64_t *shape)
@@ -81,7 +103,7 @@ ad_tensor *ad_tensor_new(ad_tape *tape, ad_dtype dtype, int ndim, const int64_t 
 {
     if (!tape || tape->status != AD_OK)
         return NULL;
-    if (dtype != AD_F32 && dtype != AD_F64) {
+    if (!ad__dtype_valid(dtype)) {
         ad__fail(tape, AD_ERR_DTYPE, "tensor_new: unknown dtype %d", (int)dtype);
         return NULL;
     }
@@ -345,7 +367,7 @@ ad_status ad_tensor_create_with(ad_tensor **out, ad_dtype dtype, int ndim, const
     if (!out)
         return AD_ERR_ARG;
     *out = NULL;
-    if (dtype != AD_F32 && dtype != AD_F64)
+    if (!ad__dtype_valid(dtype))
         return AD_ERR_DTYPE;
     if (ndim < 0 || ndim > AD_MAX_DIMS || (ndim && !shape) || ad__numel(ndim, shape) < 0)
         return AD_ERR_SHAPE; /* including a shape of more than 2^60 elements */

@@ -1,7 +1,7 @@
-/* Instantiates a kernel header once per floating dtype. A family file writes
+/* Instantiates a kernel header once per floating dtype. A source file writes
  *
- *     #define KERNELS "unary_kernels.h"
- *     #include "kernels.h"
+ *     #define KERNELS "ops/unary_kernels.h"    (a path from src/)
+ *     #include "../core/kernels.h"
  *
  * and gets every kernel K(name) of that header twice: name_f32 with T float
  * and name_f64 with T double. A kernel header is plain C over T (a naive loop
