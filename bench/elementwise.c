@@ -2,7 +2,7 @@
  * Elementwise throughput: large forward ops (relu, add, exp) on float32,
  * timed at 1 thread and at --threads threads in the same process, and the
  * speed-up between them. The pool splits ops of 2^17 elements or more
- * (src/threads.c); below that both runs are the same code.
+ * (src/core/threads.c); below that both runs are the same code.
  *
  * Each figure is the median of --reps timings of one op over --n elements
  * on a recycled tape, after a warm-up that starts the workers.

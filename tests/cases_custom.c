@@ -1,5 +1,5 @@
-/* Gradient-check cases for custom ops (src/custom.c) and activation
- * checkpointing (src/checkpoint.c, a custom op underneath): one output and
+/* Gradient-check cases for custom ops (src/core/custom.c) and activation
+ * checkpointing (src/core/checkpoint.c, a custom op underneath): one output and
  * several, backward written with ops (so second order follows), with and
  * without a jvp callback (forward mode then derived from the backward), a
  * first-order backward of raw numbers, and checkpointed functions. The ops

@@ -1,6 +1,6 @@
 /* Gradient-check cases for the elementwise family: the unary ops
- * (src/ops_unary.c) and the broadcasting binary ops with their scalar forms
- * (src/ops_binary.c). Inputs are uniform in [lo, hi); kinks (relu, abs,
+ * (src/ops/unary.c) and the broadcasting binary ops with their scalar forms
+ * (src/ops/binary.c). Inputs are uniform in [lo, hi); kinks (relu, abs,
  * leaky_relu at 0, softplus at 20) and ties (maximum, minimum) are kept away
  * from the finite-difference stencil by the ranges, or hit on purpose where
  * the convention makes the function smooth (maximum(x, x)). */

@@ -1,4 +1,4 @@
-/* Gradient-check cases for the fused ops (src/ops_fused.c): softmax,
+/* Gradient-check cases for the fused ops (src/ops/fused.c): softmax,
  * log_softmax and cross_entropy are op-table rows. mse is a composition; its
  * cases are filed under "sub", the row it starts from, because test_grad.c
  * requires every case to name a row of the op table. The softmax cases also

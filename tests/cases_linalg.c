@@ -1,4 +1,4 @@
-/* Gradient-check cases for linear algebra (src/ops_linalg.c): matmul and
+/* Gradient-check cases for linear algebra (src/ops/linalg.c): matmul and
  * permute are op-table rows. ad_matmul's 1-D rules and ad_transpose are built
  * on them and filed under their rows. The matmul cases cover all four
  * transpose flags, the 1-D forms, broadcast batch dims (both the per-batch

@@ -1,4 +1,4 @@
-/* Gradient-check cases for the reductions (src/ops_reduce.c): sum, max and
+/* Gradient-check cases for the reductions (src/ops/reduce.c): sum, max and
  * logsumexp are op-table rows; mean, var and sum_to are compositions and
  * their cases are filed under "sum", the row they are built on. Random inputs
  * never tie, so max is differentiable at them; the tie cases build their ties

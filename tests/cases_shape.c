@@ -1,4 +1,4 @@
-/* Gradient-check cases for the shape and indexing family (src/ops_shape.c).
+/* Gradient-check cases for the shape and indexing family (src/ops/shape.c).
  * The ops are linear, so their second derivatives in x are zero; the
  * gradgradcheck still matters: it differentiates each backward rule in the
  * seed, which runs the adjoint partner (slice <-> slice_scatter, index_select

@@ -27,7 +27,7 @@
  * a strdup called by the library would otherwise pass for libc's own
  * malloc, strdup and strndup are defined here too.
  *
- * The loaders (nn_safetensors.c, nn_data.c) were being converted to the
+ * The loaders (src/io/safetensors.c, src/io/data.c) were being converted to the
  * allocator in another branch when this test was written. Until that is
  * merged, their direct calls are bypasses: the parts that need them (model
  * and optimizer checkpoints, IDX data) still run every check the allocator
@@ -872,7 +872,7 @@ static int files_in_temp_dir(void)
     return n;
 }
 
-/* Whether nn_safetensors.c allocates through the process-wide allocator
+/* Whether src/io/safetensors.c allocates through the process-wide allocator
  * yet: with every allocation failing, a save must run out of memory. */
 static bool safetensors_use_the_allocator(void)
 {
@@ -896,7 +896,7 @@ static const char *safetensors_pending(void)
 {
     return safetensors_use_the_allocator()
                ? NULL
-               : "nn_safetensors.c allocates through the process-wide allocator (its conversion "
+               : "src/io/safetensors.c allocates through the process-wide allocator (its conversion "
                  "is in another branch)";
 }
 
@@ -1114,7 +1114,7 @@ static void idx_files_made(void)
     assert_int_equal(gzclose(g), Z_OK);
 }
 
-/* Whether nn_data.c allocates through the process-wide allocator yet: with
+/* Whether src/io/data.c allocates through the process-wide allocator yet: with
  * every allocation failing, making a batch iterator must run out of memory. */
 static bool data_uses_the_allocator(void)
 {
@@ -1205,7 +1205,7 @@ static void test_loading_idx_data_and_making_a_minibatch_fails_cleanly(void **st
           load_idx_and_make_a_batch,
           data_uses_the_allocator()
               ? NULL
-              : "nn_data.c allocates through the process-wide allocator (its conversion is "
+              : "src/io/data.c allocates through the process-wide allocator (its conversion is "
                 "in another branch)");
 }
 

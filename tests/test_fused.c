@@ -1,4 +1,4 @@
-/* Unit tests of the fused ops (src/ops_fused.c): softmax, log_softmax,
+/* Unit tests of the fused ops (src/ops/fused.c): softmax, log_softmax,
  * cross_entropy and mse against hand-computed values, their stability at
  * logits of magnitude 1000 in both dtypes, gradients at chosen points, empty
  * inputs, and every failure mode's message. */

@@ -1,4 +1,4 @@
-/* Unit tests of linear algebra (src/ops_linalg.c): matmul's values and
+/* Unit tests of linear algebra (src/ops/linalg.c): matmul's values and
  * result shapes under torch.matmul's rules, the transpose flags, the BLAS
  * path against our reference kernel, gradients at hand-computed points,
  * permute and transpose, and every failure mode's message. */

@@ -421,7 +421,7 @@ static void test_real_conventions_at_kinks_and_ties_follow_pytorch(void **state)
 
 /* PyTorch's rule, where(a == b, g/2, g).masked_fill_(a < b, 0) for maximum's
  * a, gives every operand the whole gradient where a NaN makes each
- * comparison false. (The tensor op, ops_binary.c select_backward, gives
+ * comparison false. (The tensor op, src/ops/binary.c select_backward, gives
  * (0, 1) there: compared here for the value only.) */
 static void
 test_real_maximum_and_minimum_with_nan_give_nan_and_each_input_gradient_one(void **state)

@@ -1,4 +1,4 @@
-/* Unit tests of the shape and indexing ops (src/ops_shape.c): forward values
+/* Unit tests of the shape and indexing ops (src/ops/shape.c): forward values
  * and gradients by hand, result shapes, float32, zero-size tensors, and every
  * error path, whose tape message must name the op and the shapes. */
 #include "test_util.h"

@@ -1,4 +1,4 @@
-/* The thread pool for large elementwise loops (src/threads.c): with more
+/* The thread pool for large elementwise loops (src/core/threads.c): with more
  * than one thread, every op gives the same bits as with one, also when two
  * user threads record on two tapes at once and only one of them gets the
  * pool. */

@@ -1,7 +1,7 @@
 /* An engine finding of fuzz/fuzz_ops.c (docs/fuzzing.md).
  *
  * matmul loops over every batch even when the matrices are empty: 2^40
- * iterations that do nothing (a hang; ops_linalg.c ad__matmul_forward). */
+ * iterations that do nothing (a hang; src/ops/linalg.c ad__matmul_forward). */
 #include <autodiff/autodiff.h>
 #include <stdio.h>
 int main(void)

@@ -1,7 +1,7 @@
 /* An engine finding of fuzz/fuzz_ops.c (docs/fuzzing.md).
  *
  * Shapes of no elements with huge dims: matmul's batch_strides multiplies the
- * matrix dims, 2^40 * 2^40, and overflows int64 (UBSan, ops_linalg.c:177). */
+ * matrix dims, 2^40 * 2^40, and overflows int64 (UBSan, src/ops/linalg.c:177). */
 #include <autodiff/autodiff.h>
 #include <stdio.h>
 int main(void)

@@ -2,7 +2,7 @@
  *
  * ad_reshape of a 0-d tensor to 0-d: copying the empty shape takes 16 bytes of
  * arena; when that fails the tape records AD_ERR_NOMEM, but the op still
- * returns x (ops_shape.c: the NULL check is skipped for ndim 0). */
+ * returns x (src/ops/shape.c: the NULL check is skipped for ndim 0). */
 #include <autodiff/autodiff.h>
 #include <stdio.h>
 #include <stdlib.h>

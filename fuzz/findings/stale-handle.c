@@ -2,7 +2,7 @@
  *
  * An op given a handle that ad_tape_reset made stale reads the tape pointer
  * out of arena memory now holding other data: UBSan/ASan report a wild read in
- * usable_tape (ops_shape.c), a crash without sanitizers. (With the memory
+ * usable_tape (src/ops/shape.c), a crash without sanitizers. (With the memory
  * holding another tensor instead, the handle silently aliases it.) */
 #include <autodiff/autodiff.h>
 #include <stdio.h>
