@@ -21,12 +21,12 @@ enum {
     AD_OPF_ALIAS = 2    /* output shares its input's data: forward sets y->data */
 };
 
-typedef enum {
+enum {
 #define AD_OP(name, arity, flags) AD_OP_##name,
 #include "ops.def"
 #undef AD_OP
     AD_OP_COUNT
-} ad__op_id;
+};
 
 /* Computes y->ndim, y->shape (and y->dtype if it differs from src[0]'s) from
  * y's inputs and parameters; reports bad input with ad__fail. */
@@ -325,10 +325,6 @@ static inline bool ad__is_stale(const ad_tensor *t)
 {
     return t->tape && t->generation != t->tape->generation;
 }
-
-/* True while persistent tensor t is allocated (not yet ad_tensor_free'd);
- * safe to call with any pointer. */
-bool ad__persistent_live(const ad_tensor *t);
 
 /* Reads element i of t as double (slow paths: checks, gradcheck). */
 static inline double ad__get(const ad_tensor *t, int64_t i)

@@ -315,14 +315,6 @@ static bool live_remove(const ad_tensor *t)
     return found;
 }
 
-bool ad__persistent_live(const ad_tensor *t)
-{
-    pthread_mutex_lock(&live.lock);
-    bool found = live.cap && live.slot[live_find(t)] == t;
-    pthread_mutex_unlock(&live.lock);
-    return found;
-}
-
 ad_status ad_tensor_create(ad_tensor **out, ad_dtype dtype, int ndim, const int64_t *shape,
                            bool requires_grad)
 {
