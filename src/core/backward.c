@@ -134,30 +134,37 @@ static ad_tensor *recorded_copy(ad_tape *tape, const ad_tensor *seed)
         ad_tensor_new(tape, (ad_dtype)seed->dtype, seed->ndim, seed->shape, seed->data));
 }
 
-ad_status ad__sweep(ad_tape *tape, const ad__sweep_args *a, ad_tensor ***grads_out)
+/* The state of one backward sweep, shared by its helpers. */
+typedef struct sweep {
+    ad_tape *tape;
+    const ad__sweep_args *a;
+    uint32_t floor, max_id; /* the part swept: from floor to the last output */
+    ad_tensor **G;          /* G[id - floor]: the gradient of node id so far */
+    uint64_t serial;        /* tells custom nodes which sweep handed them gradients */
+} sweep;
+
+/* Checks every output (and its seed) before anything is allocated, and finds
+ * the last output: the sweep starts there. */
+static ad_status check_outputs(sweep *s)
 {
-    *grads_out = NULL;
-    if (tape->status != AD_OK)
-        return tape->status;
-    if (tape->n_nodes == 0)
-        return ad__fail(tape, AD_ERR_NO_GRAD, "backward: nothing on the tape requires grad");
-    uint32_t max_id = a->floor;
+    const ad__sweep_args *a = s->a;
+    s->max_id = a->floor;
     for (size_t k = 0; k < a->n_out; k++) {
-        ad_status st = check_output(tape, a->outputs[k], a->seeds ? a->seeds[k] : NULL, a->floor);
+        ad_status st =
+            check_output(s->tape, a->outputs[k], a->seeds ? a->seeds[k] : NULL, a->floor);
         if (st != AD_OK)
             return st;
-        if (a->outputs[k]->id > max_id)
-            max_id = a->outputs[k]->id;
+        if (a->outputs[k]->id > s->max_id)
+            s->max_id = a->outputs[k]->id;
     }
-    uint32_t floor = a->floor;
-    ad_tensor **G = ad__alloc_zero(tape, ((size_t)(max_id - floor) + 1) * sizeof *G);
-    if (!G)
-        return tape->status;
-    uint64_t serial = ++tape->serials;
-    if (a->accumulate && ad__accumulate_hooks)
-        mark_last_uses(tape, floor, max_id);
-    bool was_enabled = tape->grad_enabled;
-    tape->grad_enabled = a->create_graph;
+    return AD_OK;
+}
+
+/* G[output] += its seed (1 for a scalar output without one), in output order. */
+static ad_status seed_outputs(const sweep *s)
+{
+    ad_tape *tape = s->tape;
+    const ad__sweep_args *a = s->a;
     ad_status st = AD_OK;
     for (size_t k = 0; k < a->n_out && st == AD_OK; k++) {
         ad_tensor *y = a->outputs[k];
@@ -169,79 +176,131 @@ ad_status ad__sweep(ad_tape *tape, const ad__sweep_args *a, ad_tensor ***grads_o
         if (!seed)
             st = tape->status;
         else
-            st = accumulate(&G[y->id - floor], seed);
+            st = accumulate(&s->G[y->id - s->floor], seed);
     }
-    ad_tensor *gin_small[8];
-    for (int64_t i = (int64_t)max_id; i >= (int64_t)floor && st == AD_OK; i--) {
-        ad_tensor *y = tape->nodes[i], **gy = &G[i - floor];
-        if (*gy && (y->flags & AD_TF_HOOKED) && !(*gy = ad__run_grad_hooks(y, *gy))) {
-            st = tape->status != AD_OK ? tape->status : AD_ERR_NULL;
-            break;
-        }
-        if (y->op == AD_OP_leaf || y->op == AD_OP_view) {
-            if (a->accumulate)
-                st = deliver(tape, y, *gy);
+    return st;
+}
+
+/* Without retain_graph (and create_graph), y's backward runs only once. */
+static void release(const sweep *s, ad_tensor *y)
+{
+    if (!s->a->retain_graph && !s->a->create_graph)
+        y->flags |= AD_TF_FREED;
+}
+
+/* Calls op's backward rule as y's: a rule may run a sweep of its own (a
+ * custom op's backward), so the outer rule's node is restored after. */
+static void run_rule(ad_tape *tape, const ad__op *op, ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    ad_tensor *outer_rule = tape->rule_node;
+    bool outer_jvp = tape->rule_is_jvp;
+    tape->rule_node = y;
+    tape->rule_is_jvp = false;
+    op->backward(y, gy, gin);
+    tape->rule_node = outer_rule;
+    tape->rule_is_jvp = outer_jvp;
+}
+
+/* Hands the gradients gin[j] of y's sources down, in source order (the order
+ * in which contributions are summed): into G, or to a stop below the floor. */
+static ad_status pass_down(const sweep *s, ad_tensor *y, ad_tensor **gin, const char *op)
+{
+    ad_tape *tape = s->tape;
+    for (int j = 0; j < y->nsrc; j++) {
+        ad_tensor *x = y->src[j];
+        if (!gin[j] || !(x->flags & AD_TF_RECORDED) || x->tape != tape)
             continue;
-        }
-        if (!*gy)
-            continue;
-        const ad__op *op = &ad__ops[y->op];
-        if (y->flags & AD_TF_FREED) {
-            bool custom = y->op == AD_OP_custom || y->op == AD_OP_custom_output;
-            st = ad__fail(tape, AD_ERR_FREED,
-                          "backward: the graph through %s was freed by an earlier backward "
-                          "(set retain_graph to go through it twice)",
-                          custom ? ad__custom_name(y) : op->name);
-            break;
-        }
-        if (y->op == AD_OP_custom_output) {
-            /* The custom node collects its outputs' gradients itself. */
-            ad__custom_collect(y, *gy, serial, false);
-            ad_tensor *parent = y->src[0];
-            if (parent->id >= floor && !G[parent->id - floor])
-                G[parent->id - floor] = *gy;
-            if (!a->retain_graph && !a->create_graph)
-                y->flags |= AD_TF_FREED;
-            continue;
-        }
-        ad_tensor **gin = gin_small;
-        if (y->nsrc > 8 && !(gin = ad__alloc(tape, y->nsrc * sizeof *gin))) {
-            st = tape->status;
-            break;
-        }
-        for (int j = 0; j < y->nsrc; j++)
-            gin[j] = NULL;
-        tape->sweep_serial = serial;
-        ad_tensor *outer_rule = tape->rule_node;
-        bool outer_jvp = tape->rule_is_jvp;
-        tape->rule_node = y;
-        tape->rule_is_jvp = false;
-        op->backward(y, *gy, gin);
-        tape->rule_node = outer_rule;
-        tape->rule_is_jvp = outer_jvp;
-        if (tape->status != AD_OK) {
-            st = tape->status;
-            break;
-        }
-        for (int j = 0; j < y->nsrc && st == AD_OK; j++) {
-            ad_tensor *x = y->src[j];
-            if (!gin[j] || !(x->flags & AD_TF_RECORDED) || x->tape != tape)
-                continue;
-            assert(gin[j]->dtype == x->dtype && ad__same_shape(gin[j], x));
-            if (tape->anomaly && (st = ad__check_finite(y, gin[j], true, j)) != AD_OK)
-                break;
-            if (x->id < floor)
-                st = to_stop(tape, a, x, gin[j], op->name);
-            else
-                st = accumulate(&G[x->id - floor], gin[j]);
-        }
-        if (!a->retain_graph && !a->create_graph)
-            y->flags |= AD_TF_FREED;
+        assert(gin[j]->dtype == x->dtype && ad__same_shape(gin[j], x));
+        ad_status st;
+        if (tape->anomaly && (st = ad__check_finite(y, gin[j], true, j)) != AD_OK)
+            return st;
+        if (x->id < s->floor)
+            st = to_stop(tape, s->a, x, gin[j], op);
+        else
+            st = accumulate(&s->G[x->id - s->floor], gin[j]);
+        if (st != AD_OK)
+            return st;
     }
+    return AD_OK;
+}
+
+/* Runs y's backward rule on its gradient gy and passes the result down. The
+ * graph through y is released once the rule has run, even when passing down
+ * fails. */
+static ad_status backpropagate(const sweep *s, ad_tensor *y, ad_tensor *gy)
+{
+    ad_tape *tape = s->tape;
+    const ad__op *op = &ad__ops[y->op];
+    ad_tensor *gin_small[8], **gin = gin_small;
+    if (y->nsrc > 8 && !(gin = ad__alloc(tape, y->nsrc * sizeof *gin)))
+        return tape->status;
+    for (int j = 0; j < y->nsrc; j++)
+        gin[j] = NULL;
+    tape->sweep_serial = s->serial;
+    run_rule(tape, op, y, gy, gin);
+    if (tape->status != AD_OK)
+        return tape->status;
+    ad_status st = pass_down(s, y, gin, op->name);
+    release(s, y);
+    return st;
+}
+
+/* One node of the reverse loop: its gradient is complete here. */
+static ad_status visit(const sweep *s, uint32_t i)
+{
+    ad_tape *tape = s->tape;
+    ad_tensor *y = tape->nodes[i], **gy = &s->G[i - s->floor];
+    if (*gy && (y->flags & AD_TF_HOOKED) && !(*gy = ad__run_grad_hooks(y, *gy)))
+        return tape->status != AD_OK ? tape->status : AD_ERR_NULL;
+    if (y->op == AD_OP_leaf || y->op == AD_OP_view)
+        return s->a->accumulate ? deliver(tape, y, *gy) : AD_OK;
+    if (!*gy)
+        return AD_OK;
+    if (y->flags & AD_TF_FREED) {
+        bool custom = y->op == AD_OP_custom || y->op == AD_OP_custom_output;
+        return ad__fail(tape, AD_ERR_FREED,
+                        "backward: the graph through %s was freed by an earlier backward "
+                        "(set retain_graph to go through it twice)",
+                        custom ? ad__custom_name(y) : ad__ops[y->op].name);
+    }
+    if (y->op == AD_OP_custom_output) {
+        /* The custom node collects its outputs' gradients itself. */
+        ad__custom_collect(y, *gy, s->serial, false);
+        ad_tensor *parent = y->src[0];
+        if (parent->id >= s->floor && !s->G[parent->id - s->floor])
+            s->G[parent->id - s->floor] = *gy;
+        release(s, y);
+        return AD_OK;
+    }
+    return backpropagate(s, y, *gy);
+}
+
+ad_status ad__sweep(ad_tape *tape, const ad__sweep_args *a, ad_tensor ***grads_out)
+{
+    *grads_out = NULL;
+    if (tape->status != AD_OK)
+        return tape->status;
+    if (tape->n_nodes == 0)
+        return ad__fail(tape, AD_ERR_NO_GRAD, "backward: nothing on the tape requires grad");
+    sweep s = {.tape = tape, .a = a, .floor = a->floor};
+    ad_status st = check_outputs(&s);
+    if (st != AD_OK)
+        return st;
+    s.G = ad__alloc_zero(tape, ((size_t)(s.max_id - s.floor) + 1) * sizeof *s.G);
+    if (!s.G)
+        return tape->status;
+    s.serial = ++tape->serials;
+    if (a->accumulate && ad__accumulate_hooks)
+        mark_last_uses(tape, s.floor, s.max_id);
+    bool was_enabled = tape->grad_enabled;
+    tape->grad_enabled = a->create_graph;
+    st = seed_outputs(&s);
+    for (int64_t i = (int64_t)s.max_id; i >= (int64_t)s.floor && st == AD_OK; i--)
+        st = visit(&s, (uint32_t)i);
     tape->grad_enabled = was_enabled;
     if (st != AD_OK)
         return tape->status != AD_OK ? tape->status : st;
-    *grads_out = G;
+    *grads_out = s.G;
     return AD_OK;
 }
 

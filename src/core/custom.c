@@ -183,24 +183,25 @@ static ad_status check_fit(ad_custom_ctx *c, const char *what, size_t i, const a
                     ad_dtype_name((ad_dtype)like->dtype), AD__SHAPE(like, s1));
 }
 
-ad_status ad_custom_apply(const ad_custom_op *op, size_t n, ad_tensor *const *inputs, void *args,
-                          ad_tensor **outputs)
+/* A call without an op, outputs or inputs. A NULL op is said on the inputs'
+ * tape too, for ad_custom, which has only NULL to return (not when an input
+ * is NULL: an earlier error, already on its tape). */
+static ad_status bad_call(const ad_custom_op *op, size_t n, ad_tensor *const *inputs)
 {
-    if (!op || !outputs || (n && !inputs)) {
-        /* A NULL op is said on the inputs' tape too, for ad_custom, which
-         * has only NULL to return (not when an input is NULL: an earlier
-         * error, already on its tape). */
-        ad_tape *tape = !op && n && inputs && n <= UINT8_MAX ? ad__tape_of((int)n, inputs) : NULL;
-        if (tape) {
-            char s[AD__SHAPE_BUF];
-            ad__fail(tape, AD_ERR_ARG, "custom: the op is NULL (%zu inputs, the first of shape %s)",
-                     n, AD__SHAPE(inputs[0], s));
-        }
-        return AD_ERR_ARG;
+    ad_tape *tape = !op && n && inputs && n <= UINT8_MAX ? ad__tape_of((int)n, inputs) : NULL;
+    if (tape) {
+        char s[AD__SHAPE_BUF];
+        ad__fail(tape, AD_ERR_ARG, "custom: the op is NULL (%zu inputs, the first of shape %s)", n,
+                 AD__SHAPE(inputs[0], s));
     }
-    size_t n_out = (size_t)op->def.n_outputs;
-    for (size_t k = 0; k < n_out; k++)
-        outputs[k] = NULL;
+    return AD_ERR_ARG;
+}
+
+/* The tape to record the call on, in *out, once the call has the op's number
+ * of inputs and the tape no error. */
+static ad_status call_tape(const ad_custom_op *op, size_t n, ad_tensor *const *inputs,
+                           ad_tape **out)
+{
     if (n == 0) /* every op takes at least one input: no tape to name it on */
         return ad__fail(NULL, AD_ERR_ARG, "custom op %s: no inputs", op->name);
     ad_tape *tape = ad__tape_of((int)n, inputs);
@@ -216,71 +217,90 @@ ad_status ad_custom_apply(const ad_custom_op *op, size_t n, ad_tensor *const *in
     }
     if (tape->status != AD_OK)
         return tape->status;
-    const char *name = op->name;
     if ((op->def.n_inputs >= 0 && n != (size_t)op->def.n_inputs) || n == 0 || n > UINT8_MAX)
-        return ad__fail(tape, AD_ERR_ARG, "custom op %s: %zu inputs (it takes %d)", name, n,
+        return ad__fail(tape, AD_ERR_ARG, "custom op %s: %zu inputs (it takes %d)", op->name, n,
                         op->def.n_inputs);
-    ad_custom_ctx *c = ad__alloc_zero(tape, sizeof *c);
-    if (!c)
-        return tape->status;
-    c->op = op;
-    c->args = args;
-    c->tape = tape;
-    c->n_in = n;
-    c->n_out = n_out;
-    c->inputs = ad__alloc(tape, n * sizeof *c->inputs);
-    ad_tensor **results = ad__alloc_zero(tape, n_out * sizeof *results);
-    if (!c->inputs || !results)
-        return tape->status;
-    bool needs_grad = false;
-    for (size_t k = 0; k < n; k++) {
+    *out = tape;
+    return AD_OK;
+}
+
+/* c->inputs[k]: inputs[k], or a view of it when it is persistent.
+ * *needs_grad: some input is recorded and grad is enabled. */
+static ad_status take_inputs(ad_custom_ctx *c, ad_tensor *const *inputs, bool *needs_grad)
+{
+    ad_tape *tape = c->tape;
+    *needs_grad = false;
+    for (size_t k = 0; k < c->n_in; k++) {
         ad_tensor *x = inputs[k];
         if (x->tape && x->tape != tape)
             return ad__fail(tape, AD_ERR_TAPE, "custom op %s: inputs come from different tapes",
-                            name);
+                            c->op->name);
         if (x->tape && x->generation != tape->generation)
             return ad__fail(tape, AD_ERR_FREED,
-                            "custom op %s: input %zu was freed by ad_tape_reset", name, k);
+                            "custom op %s: input %zu was freed by ad_tape_reset", c->op->name, k);
         if (!x->tape &&
             !(x = ad__view_of(tape, x, (x->flags & AD_TF_REQUIRES_GRAD) && tape->grad_enabled)))
             return tape->status;
         c->inputs[k] = x;
-        needs_grad |= (x->flags & AD_TF_RECORDED) != 0;
+        *needs_grad |= (x->flags & AD_TF_RECORDED) != 0;
     }
-    needs_grad &= tape->grad_enabled;
+    *needs_grad &= tape->grad_enabled;
+    return AD_OK;
+}
 
+/* Runs the user's forward into results and checks what it returned. */
+static ad_status run_forward(ad_custom_ctx *c, ad_tensor **results)
+{
+    ad_tape *tape = c->tape;
     /* The forward runs unrecorded: only its results matter. */
     bool was = tape->grad_enabled;
     tape->grad_enabled = false;
-    ad_status st = op->def.forward(c, c->inputs, results);
+    ad_status st = c->op->def.forward(c, c->inputs, results);
     tape->grad_enabled = was;
     if (st != AD_OK || tape->status != AD_OK)
         return callback_failed(c, "forward", st);
-    for (size_t k = 0; k < n_out; k++)
+    for (size_t k = 0; k < c->n_out; k++)
         if ((st = check_result(c, "forward output", k, results[k])) != AD_OK)
             return st;
+    return AD_OK;
+}
 
-    ad_tensor *node = ad__node_new(tape, AD_OP_custom, (int)n, (ad_dtype)results[0]->dtype);
+/* Records the custom node, whose inputs are the call's and whose parameter
+ * is c, with room in c for each output's gradient and tangent. */
+static ad_tensor *record_node(ad_custom_ctx *c, const ad_tensor *first_result, bool needs_grad)
+{
+    ad_tape *tape = c->tape;
+    size_t n_out = c->n_out;
+    ad_tensor *node = ad__node_new(tape, AD_OP_custom, (int)c->n_in, (ad_dtype)first_result->dtype);
     c->outputs = ad__alloc(tape, n_out * sizeof *c->outputs);
     c->grads = ad__alloc_zero(tape, 2 * n_out * sizeof *c->grads);
     c->grad_stamp = ad__alloc_zero(tape, 2 * n_out * sizeof *c->grad_stamp);
     if (!node || !c->outputs || !c->grads || !c->grad_stamp)
-        return tape->status;
+        return NULL;
     c->tangents = c->grads + n_out;
     c->tangent_stamp = c->grad_stamp + n_out;
-    memcpy(node->src, c->inputs, n * sizeof *c->inputs);
+    memcpy(node->src, c->inputs, c->n_in * sizeof *c->inputs);
     node->param[0].p = c;
     node->numel = 1;
     if (!(node->data = ad__alloc_zero(tape, sizeof(double))))
-        return tape->status;
+        return NULL;
     if (needs_grad) {
         node->flags |= AD_TF_REQUIRES_GRAD;
         if (ad__record(tape, node) != AD_OK)
-            return tape->status;
+            return NULL;
     } else {
         node->nsrc = 0;
     }
-    for (size_t k = 0; k < n_out; k++) {
+    return node;
+}
+
+/* Records one custom_output node per result, sharing the result's data, in
+ * c->outputs. */
+static ad_status record_outputs(ad_custom_ctx *c, ad_tensor *node, ad_tensor *const *results,
+                                bool needs_grad)
+{
+    ad_tape *tape = c->tape;
+    for (size_t k = 0; k < c->n_out; k++) {
         const ad_tensor *r = results[k];
         ad_tensor *y = ad__node_new(tape, AD_OP_custom_output, 1, (ad_dtype)r->dtype);
         if (!y)
@@ -302,6 +322,43 @@ ad_status ad_custom_apply(const ad_custom_op *op, size_t n, ad_tensor *const *in
         }
         c->outputs[k] = y;
     }
+    return AD_OK;
+}
+
+ad_status ad_custom_apply(const ad_custom_op *op, size_t n, ad_tensor *const *inputs, void *args,
+                          ad_tensor **outputs)
+{
+    if (!op || !outputs || (n && !inputs))
+        return bad_call(op, n, inputs);
+    size_t n_out = (size_t)op->def.n_outputs;
+    for (size_t k = 0; k < n_out; k++)
+        outputs[k] = NULL;
+    ad_tape *tape = NULL;
+    ad_status st = call_tape(op, n, inputs, &tape);
+    if (st != AD_OK)
+        return st;
+    ad_custom_ctx *c = ad__alloc_zero(tape, sizeof *c);
+    if (!c)
+        return tape->status;
+    c->op = op;
+    c->args = args;
+    c->tape = tape;
+    c->n_in = n;
+    c->n_out = n_out;
+    c->inputs = ad__alloc(tape, n * sizeof *c->inputs);
+    ad_tensor **results = ad__alloc_zero(tape, n_out * sizeof *results);
+    if (!c->inputs || !results)
+        return tape->status;
+    bool needs_grad;
+    if ((st = take_inputs(c, inputs, &needs_grad)) != AD_OK)
+        return st;
+    if ((st = run_forward(c, results)) != AD_OK)
+        return st;
+    ad_tensor *node = record_node(c, results[0], needs_grad);
+    if (!node)
+        return tape->status;
+    if ((st = record_outputs(c, node, results, needs_grad)) != AD_OK)
+        return st;
     memcpy(outputs, c->outputs, n_out * sizeof *outputs);
     return AD_OK;
 }

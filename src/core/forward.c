@@ -34,17 +34,24 @@ static ad_status check_input(ad_tape *tape, const char *what, size_t k, const ad
     return AD_OK;
 }
 
-ad_status ad__forward_sweep(ad_tape *tape, size_t n_out, ad_tensor *const *outputs, size_t n_in,
-                            ad_tensor *const *inputs, ad_tensor *const *tangents,
-                            ad_tensor **tangents_out)
+/* The state of one forward sweep, shared by its helpers. */
+typedef struct sweep {
+    ad_tape *tape;
+    size_t n_out, n_in;
+    ad_tensor *const *outputs, *const *inputs, *const *tangents;
+    uint32_t lo, hi; /* the part swept: from the first input to the last output */
+    ad_tensor **T;   /* T[id - lo]: the tangent of node id (NULL: zero) */
+    bool *given;     /* given[id - lo]: node id is an input, its tangent fixed */
+    uint64_t serial; /* tells custom nodes which sweep handed them tangents */
+} sweep;
+
+/* Checks every output and finds the last recorded one: the sweep ends there.
+ * *any_out: some output is recorded (else every tangent is zero). */
+static ad_status check_outputs(sweep *s, bool *any_out)
 {
-    for (size_t k = 0; k < n_out; k++)
-        tangents_out[k] = NULL;
-    /* The part of the tape to sweep: from the first input to the last output. */
-    uint32_t lo = UINT32_MAX, hi = 0;
-    bool any_out = false;
-    for (size_t k = 0; k < n_out; k++) {
-        ad_tensor *y = outputs[k];
+    ad_tape *tape = s->tape;
+    for (size_t k = 0; k < s->n_out; k++) {
+        ad_tensor *y = s->outputs[k];
         if (!y)
             return ad__fail(tape, AD_ERR_NULL, "jvp: output %zu is NULL", k);
         if (y->tape != tape)
@@ -52,96 +59,139 @@ ad_status ad__forward_sweep(ad_tape *tape, size_t n_out, ad_tensor *const *outpu
         if (y->generation != tape->generation)
             return ad__fail(tape, AD_ERR_FREED, "jvp: output %zu was freed by ad_tape_reset", k);
         if (y->flags & AD_TF_RECORDED) {
-            hi = y->id > hi ? y->id : hi;
-            any_out = true;
+            s->hi = y->id > s->hi ? y->id : s->hi;
+            *any_out = true;
         }
     }
-    for (size_t k = 0; k < n_in; k++) {
-        ad_status st = check_input(tape, "jvp", k, inputs[k]);
-        if (st == AD_OK && tangents && tangents[k])
-            st = check_tangent(tape, "jvp", k, inputs[k], tangents[k]);
+    return AD_OK;
+}
+
+/* Checks every input and its tangent, and finds the first input: the sweep
+ * starts there. */
+static ad_status check_inputs(sweep *s)
+{
+    for (size_t k = 0; k < s->n_in; k++) {
+        ad_status st = check_input(s->tape, "jvp", k, s->inputs[k]);
+        if (st == AD_OK && s->tangents && s->tangents[k])
+            st = check_tangent(s->tape, "jvp", k, s->inputs[k], s->tangents[k]);
         if (st != AD_OK)
             return st;
-        const ad_tensor *x = inputs[k];
+        const ad_tensor *x = s->inputs[k];
         if (x->flags & AD_TF_PERSISTENT)
-            lo = 0; /* its views may be anywhere */
-        else if ((x->flags & AD_TF_RECORDED) && x->id < lo)
-            lo = x->id;
+            s->lo = 0; /* its views may be anywhere */
+        else if ((x->flags & AD_TF_RECORDED) && x->id < s->lo)
+            s->lo = x->id;
     }
-    ad_status st = AD_OK;
-    if (any_out && lo <= hi && tangents) {
-        ad_tensor **T = ad__alloc_zero(tape, ((size_t)(hi - lo) + 1) * sizeof *T);
-        if (!T)
-            return tape->status;
-        /* Inputs take their tangents, and keep them: an input's own inputs do not count. */
-        bool *given = ad__alloc_zero(tape, (size_t)(hi - lo) + 1);
-        if (!given)
-            return tape->status;
-        for (size_t k = 0; k < n_in; k++) {
-            ad_tensor *x = inputs[k];
-            for (uint32_t i = lo; i <= hi; i++) {
-                ad_tensor *v = tape->nodes[i];
-                bool match =
-                    (x->flags & AD_TF_PERSISTENT) ? v->op == AD_OP_view && v->src[0] == x : v == x;
-                if (!match)
-                    continue;
-                given[i - lo] = true;
-                if (tangents[k])
-                    T[i - lo] = ad__add_tangents(T[i - lo], tangents[k]);
-            }
-        }
-        uint64_t serial = ++tape->serials;
-        ad_tensor *small[8];
-        for (uint32_t i = lo; i <= hi && st == AD_OK; i++) {
-            ad_tensor *y = tape->nodes[i];
-            if (given[i - lo] || y->op == AD_OP_leaf || y->op == AD_OP_view)
+    return AD_OK;
+}
+
+/* Inputs take their tangents, and keep them: an input's own inputs do not
+ * count. A persistent input takes its tangent at each of its views. */
+static void seed_inputs(const sweep *s)
+{
+    for (size_t k = 0; k < s->n_in; k++) {
+        ad_tensor *x = s->inputs[k];
+        for (uint32_t i = s->lo; i <= s->hi; i++) {
+            ad_tensor *v = s->tape->nodes[i];
+            bool match =
+                (x->flags & AD_TF_PERSISTENT) ? v->op == AD_OP_view && v->src[0] == x : v == x;
+            if (!match)
                 continue;
-            ad_tensor **t = small;
-            if (y->nsrc > 8 && !(t = ad__alloc(tape, y->nsrc * sizeof *t))) {
-                st = tape->status;
-                break;
-            }
-            bool any = false;
-            for (int j = 0; j < y->nsrc; j++) {
-                ad_tensor *x = y->src[j];
-                t[j] = (x->flags & AD_TF_RECORDED) && x->tape == tape && x->id >= lo && x->id < i
-                           ? T[x->id - lo]
-                           : NULL;
-                any |= t[j] != NULL;
-            }
-            if (!any)
-                continue;
-            tape->sweep_serial = serial;
-            ad_tensor *outer_rule = tape->rule_node;
-            bool outer_jvp = tape->rule_is_jvp;
-            tape->rule_node = y;
-            tape->rule_is_jvp = true;
-            ad_tensor *r = ad__ops[y->op].jvp(y, t);
-            tape->rule_node = outer_rule;
-            tape->rule_is_jvp = outer_jvp;
-            if (tape->status != AD_OK) {
-                st = tape->status;
-                break;
-            }
-            if (r && y->op != AD_OP_custom) {
-                if (!ad__same_shape(r, y))
-                    r = ad_expand(r, y->ndim, y->shape);
-                if (!r) {
-                    st = tape->status;
-                    break;
-                }
-                assert(r->dtype == y->dtype && ad__same_shape(r, y));
-                if (tape->anomaly && (st = ad__check_finite(y, r, true, -1)) != AD_OK)
-                    break;
-            }
-            T[i - lo] = r;
+            s->given[i - s->lo] = true;
+            if (s->tangents[k])
+                s->T[i - s->lo] = ad__add_tangents(s->T[i - s->lo], s->tangents[k]);
         }
+    }
+}
+
+/* Calls y's jvp rule on its sources' tangents t: a rule may run a sweep of
+ * its own (a custom op's jvp), so the outer rule's node is restored after. */
+static ad_tensor *run_rule(ad_tape *tape, ad_tensor *y, ad_tensor **t)
+{
+    ad_tensor *outer_rule = tape->rule_node;
+    bool outer_jvp = tape->rule_is_jvp;
+    tape->rule_node = y;
+    tape->rule_is_jvp = true;
+    ad_tensor *r = ad__ops[y->op].jvp(y, t);
+    tape->rule_node = outer_rule;
+    tape->rule_is_jvp = outer_jvp;
+    return r;
+}
+
+/* One node of the forward loop: the tangent of node i from its sources'. */
+static ad_status visit(const sweep *s, uint32_t i)
+{
+    ad_tape *tape = s->tape;
+    ad_tensor *y = tape->nodes[i];
+    if (s->given[i - s->lo] || y->op == AD_OP_leaf || y->op == AD_OP_view)
+        return AD_OK;
+    ad_tensor *small[8], **t = small;
+    if (y->nsrc > 8 && !(t = ad__alloc(tape, y->nsrc * sizeof *t)))
+        return tape->status;
+    bool any = false;
+    for (int j = 0; j < y->nsrc; j++) {
+        ad_tensor *x = y->src[j];
+        t[j] = (x->flags & AD_TF_RECORDED) && x->tape == tape && x->id >= s->lo && x->id < i
+                   ? s->T[x->id - s->lo]
+                   : NULL;
+        any |= t[j] != NULL;
+    }
+    if (!any)
+        return AD_OK;
+    tape->sweep_serial = s->serial;
+    ad_tensor *r = run_rule(tape, y, t);
+    if (tape->status != AD_OK)
+        return tape->status;
+    if (r && y->op != AD_OP_custom) {
+        if (!ad__same_shape(r, y))
+            r = ad_expand(r, y->ndim, y->shape);
+        if (!r)
+            return tape->status;
+        assert(r->dtype == y->dtype && ad__same_shape(r, y));
+        ad_status st;
+        if (tape->anomaly && (st = ad__check_finite(y, r, true, -1)) != AD_OK)
+            return st;
+    }
+    s->T[i - s->lo] = r;
+    return AD_OK;
+}
+
+ad_status ad__forward_sweep(ad_tape *tape, size_t n_out, ad_tensor *const *outputs, size_t n_in,
+                            ad_tensor *const *inputs, ad_tensor *const *tangents,
+                            ad_tensor **tangents_out)
+{
+    for (size_t k = 0; k < n_out; k++)
+        tangents_out[k] = NULL;
+    sweep s = {.tape = tape,
+               .n_out = n_out,
+               .n_in = n_in,
+               .outputs = outputs,
+               .inputs = inputs,
+               .tangents = tangents,
+               .lo = UINT32_MAX,
+               .hi = 0};
+    bool any_out = false;
+    ad_status st = check_outputs(&s, &any_out);
+    if (st == AD_OK)
+        st = check_inputs(&s);
+    if (st != AD_OK)
+        return st;
+    if (any_out && s.lo <= s.hi && tangents) {
+        if (!(s.T = ad__alloc_zero(tape, ((size_t)(s.hi - s.lo) + 1) * sizeof *s.T)))
+            return tape->status;
+        if (!(s.given = ad__alloc_zero(tape, (size_t)(s.hi - s.lo) + 1)))
+            return tape->status;
+        seed_inputs(&s);
+        s.serial = ++tape->serials;
+        for (uint32_t i = s.lo; i <= s.hi && st == AD_OK; i++)
+            st = visit(&s, i);
         for (size_t k = 0; k < n_out && st == AD_OK; k++) {
             ad_tensor *y = outputs[k];
-            if ((y->flags & AD_TF_RECORDED) && y->id >= lo && y->id <= hi)
-                tangents_out[k] = T[y->id - lo];
+            if ((y->flags & AD_TF_RECORDED) && y->id >= s.lo && y->id <= s.hi)
+                tangents_out[k] = s.T[y->id - s.lo];
         }
     }
+    /* An output the tangents do not reach has a zero tangent, not NULL. */
     for (size_t k = 0; k < n_out && st == AD_OK; k++)
         if (!tangents_out[k] && !(tangents_out[k] = ad__const_like(outputs[k], 0.0)))
             st = tape->status;

@@ -39,148 +39,225 @@ static ad_status no_memory(ad_gradcheck_result *r, const char *what)
     return AD_ERR_NOMEM;
 }
 
-static ad_status run_check(const check *c, const ad_gradcheck_opts *opts, ad_gradcheck_result *r)
+/* One run_check: its tape and scratch, and the analytic Jacobian. */
+typedef struct check_run {
+    const check *c;
+    ad_gradcheck_result *r;
+    double eps, atol, rtol;
+    ad_tape *tape;
+    ad_tensor **leaves, **grads;
+    size_t m, total; /* elements of the output, of all inputs */
+    double *jac;     /* m rows of total columns: jac[j * total + col] = dy_j / dx_col */
+} check_run;
+
+/* The tape and the leaf and gradient lists; counts the inputs' elements. */
+static ad_status start(check_run *u)
 {
-    double eps = opts && opts->eps > 0 ? opts->eps : 1e-6;
-    double atol = opts && opts->atol > 0 ? opts->atol : 1e-5;
-    double rtol = opts && opts->rtol > 0 ? opts->rtol : 1e-3;
-    memset(r, 0, sizeof *r);
-    r->passed = true;
-    r->error = -INFINITY;
-
-    ad_tape *tape = NULL;
-    ad_status st = AD_OK;
-    ad_tensor **leaves = ad__calloc(c->n, sizeof *leaves);
-    ad_tensor **grads = ad__calloc(c->n, sizeof *grads);
-    double *jac = NULL;
-    size_t total = 0;
+    const check *c = u->c;
+    u->leaves = ad__calloc(c->n, sizeof *u->leaves);
+    u->grads = ad__calloc(c->n, sizeof *u->grads);
     for (size_t i = 0; i < c->n; i++)
-        total += (size_t)c->shapes[i]->numel;
-    if (!leaves || !grads || ad_tape_create(&tape) != AD_OK) {
-        st = no_memory(r, "its tape");
-        goto done;
-    }
+        u->total += (size_t)c->shapes[i]->numel;
+    if (!u->leaves || !u->grads || ad_tape_create(&u->tape) != AD_OK)
+        return no_memory(u->r, "its tape");
+    return AD_OK;
+}
 
-    /* Analytic: row j of the Jacobian from a backward seeded with e_j. */
-    ad_tensor *y = evaluate(tape, c, leaves);
+/* f at the point checked, in *out, and room for its Jacobian. */
+static ad_status first_evaluation(check_run *u, ad_tensor **out)
+{
+    ad_tensor *y = evaluate(u->tape, u->c, u->leaves);
     if (!y) {
-        st = tape->status != AD_OK ? tape->status : AD_ERR_NULL;
-        fail_message(r, tape, "function failed");
-        goto done;
+        ad_status st = u->tape->status != AD_OK ? u->tape->status : AD_ERR_NULL;
+        fail_message(u->r, u->tape, "function failed");
+        return st;
     }
     if (y->dtype != AD_F64) {
-        st = AD_ERR_DTYPE;
-        snprintf(r->message, sizeof r->message, "gradcheck: the function must return float64");
-        goto done;
+        snprintf(u->r->message, sizeof u->r->message,
+                 "gradcheck: the function must return float64");
+        return AD_ERR_DTYPE;
     }
-    size_t m = (size_t)y->numel;
-    jac = ad__calloc(m * total + 1, sizeof *jac);
-    if (!jac) {
-        st = no_memory(r, "the Jacobian");
-        goto done;
-    }
-    bool connected = (y->flags & AD_TF_RECORDED) != 0;
-    for (size_t j = 0; j < m && connected && !c->forward; j++) {
-        ad_tensor *seed = ad_full(tape, AD_F64, y->ndim, y->shape, 0.0);
+    u->m = (size_t)y->numel;
+    u->jac = ad__calloc(u->m * u->total + 1, sizeof *u->jac);
+    if (!u->jac)
+        return no_memory(u->r, "the Jacobian");
+    *out = y;
+    return AD_OK;
+}
+
+/* Analytic: row j of the Jacobian from a backward seeded with e_j. */
+static ad_status reverse_rows(check_run *u, ad_tensor *y)
+{
+    const check *c = u->c;
+    for (size_t j = 0; j < u->m; j++) {
+        ad_tensor *seed = ad_full(u->tape, AD_F64, y->ndim, y->shape, 0.0);
         if (!seed) {
-            st = tape->status;
-            fail_message(r, tape, "making a seed");
-            goto done;
+            ad_status st = u->tape->status;
+            fail_message(u->r, u->tape, "making a seed");
+            return st;
         }
         ad__set(seed, (int64_t)j, 1.0);
         ad_backward_opts o = {.retain_graph = true};
-        st = ad_grad(1, &y, &seed, c->n, leaves, grads, &o);
+        ad_status st = ad_grad(1, &y, &seed, c->n, u->leaves, u->grads, &o);
         if (st != AD_OK) {
-            fail_message(r, tape, "backward failed");
-            goto done;
+            fail_message(u->r, u->tape, "backward failed");
+            return st;
         }
         size_t col = 0;
         for (size_t i = 0; i < c->n; i++)
-            for (int64_t e = 0; e < grads[i]->numel; e++)
-                jac[j * total + col++] = ad__get(grads[i], e);
+            for (int64_t e = 0; e < u->grads[i]->numel; e++)
+                u->jac[j * u->total + col++] = ad__get(u->grads[i], e);
     }
-    /* Forward mode: column by column, each input element's tangent alone. */
-    for (size_t i = 0, col = 0; i < c->n && connected && c->forward; i++) {
-        for (int64_t e = 0; e < leaves[i]->numel; e++, col++) {
+    return AD_OK;
+}
+
+/* Forward mode: column by column, each input element's tangent alone. */
+static ad_status forward_columns(check_run *u, ad_tensor *y)
+{
+    const check *c = u->c;
+    ad_tensor **tangents = u->grads;
+    for (size_t i = 0, col = 0; i < c->n; i++) {
+        for (int64_t e = 0; e < u->leaves[i]->numel; e++, col++) {
             for (size_t k = 0; k < c->n; k++)
-                grads[k] = NULL;
-            grads[i] = ad_full(tape, AD_F64, leaves[i]->ndim, leaves[i]->shape, 0.0);
-            if (!grads[i]) {
-                st = tape->status;
-                fail_message(r, tape, "making a tangent");
-                goto done;
+                tangents[k] = NULL;
+            ad_tensor *x = u->leaves[i];
+            tangents[i] = ad_full(u->tape, AD_F64, x->ndim, x->shape, 0.0);
+            if (!tangents[i]) {
+                ad_status st = u->tape->status;
+                fail_message(u->r, u->tape, "making a tangent");
+                return st;
             }
-            ad__set(grads[i], e, 1.0);
+            ad__set(tangents[i], e, 1.0);
             ad_tensor *t;
-            st = ad_jvp(1, &y, c->n, leaves, grads, &t, NULL);
+            ad_status st = ad_jvp(1, &y, c->n, u->leaves, tangents, &t, NULL);
             if (st != AD_OK) {
-                fail_message(r, tape, "jvp failed");
-                goto done;
+                fail_message(u->r, u->tape, "jvp failed");
+                return st;
             }
-            for (size_t j = 0; j < m; j++)
-                jac[j * total + col] = ad__get(t, (int64_t)j);
+            for (size_t j = 0; j < u->m; j++)
+                u->jac[j * u->total + col] = ad__get(t, (int64_t)j);
         }
     }
+    return AD_OK;
+}
 
-    /* Numeric: column by column, central differences. */
+/* f on a fresh tape with element e of input i set to x; its m values in out.
+ * The caller restores the element. */
+static ad_status evaluate_at(check_run *u, size_t i, int64_t e, double x, double *out)
+{
+    u->c->values[i][e] = x;
+    ad_tape_reset(u->tape);
+    ad_tensor *ys = evaluate(u->tape, u->c, u->leaves);
+    if (!ys || (size_t)ys->numel != u->m) {
+        ad_status st = u->tape->status != AD_OK ? u->tape->status : AD_ERR_SHAPE;
+        fail_message(u->r, u->tape, "function failed at a perturbed point");
+        return st;
+    }
+    for (size_t j = 0; j < u->m; j++)
+        out[j] = ad__get(ys, (int64_t)j);
+    return AD_OK;
+}
+
+/* Keeps in r the worst element of column col (element e of input i). The
+ * error is relative to the numeric value, with atol for values near 0; a NaN
+ * on one side only counts as infinitely wrong. */
+static void compare_column(check_run *u, size_t i, int64_t e, size_t col, const double *plus,
+                           const double *minus)
+{
+    ad_gradcheck_result *r = u->r;
+    for (size_t j = 0; j < u->m; j++) {
+        double numeric = (plus[j] - minus[j]) / (2 * u->eps);
+        double analytic = u->jac[j * u->total + col];
+        double err = fabs(analytic - numeric) / (u->atol + u->rtol * fabs(numeric));
+        bool both_nan = isnan(analytic) && isnan(numeric);
+        if (isnan(err) && !both_nan)
+            err = INFINITY;
+        if (err > r->error) {
+            r->error = err;
+            r->input = i;
+            r->index = e;
+            r->output = (int64_t)j;
+            r->analytic = analytic;
+            r->numeric = numeric;
+        }
+    }
+}
+
+/* Numeric: column col by central differences, against the analytic one. Up
+ * to 64 outputs fit on the stack. */
+static ad_status numeric_column(check_run *u, size_t i, int64_t e, size_t col)
+{
+    size_t m = u->m;
+    double saved = u->c->values[i][e];
+    double out[2][64], *plus = NULL, *minus = NULL;
+    double *buf = m > 64 ? ad__malloc(2 * m * sizeof *buf) : NULL;
+    if (m > 64 && !buf)
+        return no_memory(u->r, "the finite differences");
+    plus = buf ? buf : out[0];
+    minus = buf ? buf + m : out[1];
+    ad_status st = AD_OK;
+    for (int side = 0; side < 2 && st == AD_OK; side++)
+        st = evaluate_at(u, i, e, saved + (side ? -u->eps : u->eps), side ? minus : plus);
+    u->c->values[i][e] = saved;
+    if (st == AD_OK)
+        compare_column(u, i, e, col, plus, minus);
+    ad__free(buf);
+    return st;
+}
+
+/* Numeric: column by column, element by element of each input. */
+static ad_status numeric_columns(check_run *u)
+{
+    const check *c = u->c;
     size_t col = 0;
     for (size_t i = 0; i < c->n; i++) {
         for (int64_t e = 0; e < c->shapes[i]->numel; e++, col++) {
-            double saved = c->values[i][e];
-            double out[2][64], *plus = NULL, *minus = NULL;
-            double *buf = m > 64 ? ad__malloc(2 * m * sizeof *buf) : NULL;
-            if (m > 64 && !buf) {
-                st = no_memory(r, "the finite differences");
-                goto done;
-            }
-            plus = buf ? buf : out[0];
-            minus = buf ? buf + m : out[1];
-            for (int side = 0; side < 2; side++) {
-                c->values[i][e] = saved + (side ? -eps : eps);
-                ad_tape_reset(tape);
-                ad_tensor *ys = evaluate(tape, c, leaves);
-                if (!ys || (size_t)ys->numel != m) {
-                    st = tape->status != AD_OK ? tape->status : AD_ERR_SHAPE;
-                    fail_message(r, tape, "function failed at a perturbed point");
-                    c->values[i][e] = saved;
-                    ad__free(buf);
-                    goto done;
-                }
-                for (size_t j = 0; j < m; j++)
-                    (side ? minus : plus)[j] = ad__get(ys, (int64_t)j);
-            }
-            c->values[i][e] = saved;
-            for (size_t j = 0; j < m; j++) {
-                double numeric = (plus[j] - minus[j]) / (2 * eps);
-                double analytic = jac[j * total + col];
-                double err = fabs(analytic - numeric) / (atol + rtol * fabs(numeric));
-                bool both_nan = isnan(analytic) && isnan(numeric);
-                if (isnan(err) && !both_nan)
-                    err = INFINITY;
-                if (err > r->error) {
-                    r->error = err;
-                    r->input = i;
-                    r->index = e;
-                    r->output = (int64_t)j;
-                    r->analytic = analytic;
-                    r->numeric = numeric;
-                }
-            }
-            ad__free(buf);
+            ad_status st = numeric_column(u, i, e, col);
+            if (st != AD_OK)
+                return st;
         }
     }
+    return AD_OK;
+}
+
+/* The verdict and its message, from the worst element. */
+static void summarize(const check_run *u)
+{
+    ad_gradcheck_result *r = u->r;
     r->passed = !(r->error > 1);
-    if (total == 0 || m == 0)
+    if (u->total == 0 || u->m == 0)
         r->error = 0;
     snprintf(r->message, sizeof r->message,
              "%s: worst at input %zu index %lld (output %lld): analytic %.10g, numeric %.10g",
              r->passed ? "passed" : "FAILED", r->input, (long long)r->index, (long long)r->output,
              r->analytic, r->numeric);
-done:
-    ad__free(jac);
-    ad__free(grads);
-    ad__free(leaves);
-    ad_tape_free(tape);
+}
+
+static ad_status run_check(const check *c, const ad_gradcheck_opts *opts, ad_gradcheck_result *r)
+{
+    check_run u = {.c = c,
+                   .r = r,
+                   .eps = opts && opts->eps > 0 ? opts->eps : 1e-6,
+                   .atol = opts && opts->atol > 0 ? opts->atol : 1e-5,
+                   .rtol = opts && opts->rtol > 0 ? opts->rtol : 1e-3};
+    memset(r, 0, sizeof *r);
+    r->passed = true;
+    r->error = -INFINITY;
+    ad_tensor *y = NULL;
+    ad_status st = start(&u);
+    if (st == AD_OK)
+        st = first_evaluation(&u, &y);
+    /* An output that does not depend on the inputs: the Jacobian stays 0. */
+    if (st == AD_OK && (y->flags & AD_TF_RECORDED))
+        st = c->forward ? forward_columns(&u, y) : reverse_rows(&u, y);
+    if (st == AD_OK)
+        st = numeric_columns(&u);
+    if (st == AD_OK)
+        summarize(&u);
+    ad__free(u.jac);
+    ad__free(u.grads);
+    ad__free(u.leaves);
+    ad_tape_free(u.tape);
     if (st != AD_OK)
         r->passed = false;
     return st;
