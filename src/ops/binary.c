@@ -80,13 +80,18 @@ static ad_status broadcast_rule(ad_tensor *y)
     return AD_OK;
 }
 
-/* A binary op's kernels, one per dtype (binary_kernels.h). */
+/* A binary kernel's signature (binary_kernels.h): y = f(a, b) over n
+ * elements, a and b stepping by sa and sb (1, or 0 to repeat one element). */
+typedef void binary_f32(int64_t n, const float *restrict a, int64_t sa, const float *restrict b,
+                        int64_t sb, float *restrict y);
+typedef void binary_f64(int64_t n, const double *restrict a, int64_t sa, const double *restrict b,
+                        int64_t sb, double *restrict y);
+
+/* A binary op's output and its kernels, one per dtype. */
 typedef struct binary_job {
     ad_tensor *y;
-    void (*f32)(int64_t n, const float *restrict a, int64_t sa, const float *restrict b, int64_t sb,
-                float *restrict y);
-    void (*f64)(int64_t n, const double *restrict a, int64_t sa, const double *restrict b,
-                int64_t sb, double *restrict y);
+    binary_f32 *f32;
+    binary_f64 *f64;
 } binary_job;
 
 /* y[yo, yo + n) = f(a from ao by sa, b from bo by sb): the one dtype dispatch
@@ -120,11 +125,7 @@ static void binary_range(void *ctx, int64_t begin, int64_t end)
 
 /* The forward of a binary op: flat cases in parts on the thread pool when y
  * is large, general broadcasting row by row over the iterator. */
-static void binary_forward(ad_tensor *y, int64_t grain,
-                           void (*f32)(int64_t, const float *restrict, int64_t,
-                                       const float *restrict, int64_t, float *restrict),
-                           void (*f64)(int64_t, const double *restrict, int64_t,
-                                       const double *restrict, int64_t, double *restrict))
+static void binary_forward(ad_tensor *y, int64_t grain, binary_f32 *f32, binary_f64 *f64)
 {
     binary_job job = {y, f32, f64};
     if (flat_operands(y)) {

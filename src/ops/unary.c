@@ -13,14 +13,23 @@
 #define KERNELS "unary_kernels.h"
 #include "kernels.h"
 
+/* The kernels' signatures (unary_kernels.h): a map y = f(x) with the op's
+ * scalar parameter p, and a fused gradient dx = g(v, dy). */
+typedef void unary_f32(int64_t n, const float *restrict x, float *restrict y, float p);
+typedef void unary_f64(int64_t n, const double *restrict x, double *restrict y, double p);
+typedef void grad_f32(int64_t n, const float *restrict v, const float *restrict dy,
+                      float *restrict dx);
+typedef void grad_f64(int64_t n, const double *restrict v, const double *restrict dy,
+                      double *restrict dx);
+
 /* A unary map: y = f(x) elementwise, by the kernel of y's dtype; p is the
  * op's scalar parameter (param[0].f), converted to the dtype. */
 typedef struct unary_job {
     const ad_tensor *x;
     ad_tensor *y;
     double p;
-    void (*f32)(int64_t n, const float *restrict x, float *restrict y, float p);
-    void (*f64)(int64_t n, const double *restrict x, double *restrict y, double p);
+    unary_f32 *f32;
+    unary_f64 *f64;
 } unary_job;
 
 /* The map over [begin, end): the one dtype dispatch of the unary forwards,
@@ -41,9 +50,7 @@ static void unary_range(void *ctx, int64_t begin, int64_t end)
 }
 
 /* The forward of a unary op: in parts on the thread pool when y is large. */
-static void unary_forward(ad_tensor *y, int64_t grain,
-                          void (*f32)(int64_t, const float *restrict, float *restrict, float),
-                          void (*f64)(int64_t, const double *restrict, double *restrict, double))
+static void unary_forward(ad_tensor *y, int64_t grain, unary_f32 *f32, unary_f64 *f64)
 {
     unary_job job = {y->src[0], y, y->param[0].f, f32, f64};
     ad__parallel_for(y->numel, grain, unary_range, &job);
@@ -51,9 +58,7 @@ static void unary_forward(ad_tensor *y, int64_t grain,
 
 /* A constant (never recorded) of x's shape: a mask kernel applied to x, with
  * p as its parameter. Backward rules multiply by it. */
-static ad_tensor *mask_of(ad_tensor *x, double p,
-                          void (*f32)(int64_t, const float *restrict, float *restrict, float),
-                          void (*f64)(int64_t, const double *restrict, double *restrict, double))
+static ad_tensor *mask_of(ad_tensor *x, double p, unary_f32 *f32, unary_f64 *f64)
 {
     ad_tensor *m = ad__new(x->tape, (ad_dtype)x->dtype, x->ndim, x->shape);
     if (!m)
@@ -73,10 +78,8 @@ static ad_tensor *mask_of(ad_tensor *x, double p,
  * checks it. fused_grad returns dx = kernel(v, gy), v being y's input or y
  * as the rule needs; NULL on error.
  */
-static ad_tensor *
-fused_grad(ad_tensor *y, const ad_tensor *v, const ad_tensor *gy,
-           void (*f32)(int64_t, const float *restrict, const float *restrict, float *restrict),
-           void (*f64)(int64_t, const double *restrict, const double *restrict, double *restrict))
+static ad_tensor *fused_grad(ad_tensor *y, const ad_tensor *v, const ad_tensor *gy, grad_f32 *f32,
+                             grad_f64 *f64)
 {
     ad_tensor *g = ad__new(y->tape, (ad_dtype)y->dtype, y->ndim, y->shape);
     if (!g)
