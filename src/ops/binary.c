@@ -5,6 +5,9 @@
 
 #include <tgmath.h>
 
+#define KERNELS "binary_kernels.h"
+#include "kernels.h"
+
 /* ---- Broadcast iteration ----------------------------------------------------------- */
 
 void ad__bcast_init(ad__bcast *b, const ad_tensor *y, int n, ad_tensor *const *src)
@@ -42,57 +45,8 @@ void ad__bcast_row(const ad__bcast *b, int64_t row, int64_t *offsets)
     }
 }
 
-/* y = expr(a, b) over [begin, end) when each operand has y's size or is a
- * single element: flat loops the compiler vectorises, safe to split. */
-#define BINARY_FLAT(T, expr, begin, end)                                                           \
-    do {                                                                                           \
-        const ad_tensor *ta_ = y->src[0], *tb_ = y->src[1];                                        \
-        const T *restrict A_ = ta_->data, *restrict B_ = tb_->data;                                \
-        T *restrict Y_ = y->data;                                                                  \
-        const int64_t e_ = (end);                                                                  \
-        if (ta_->numel == y->numel && tb_->numel == y->numel) {                                    \
-            for (int64_t i_ = (begin); i_ < e_; i_++) {                                            \
-                const T a = A_[i_], b = B_[i_];                                                    \
-                Y_[i_] = (T)(expr);                                                                \
-            }                                                                                      \
-        } else if (tb_->numel == 1) {                                                              \
-            const T b = B_[0];                                                                     \
-            for (int64_t i_ = (begin); i_ < e_; i_++) {                                            \
-                const T a = A_[i_];                                                                \
-                Y_[i_] = (T)(expr);                                                                \
-            }                                                                                      \
-        } else {                                                                                   \
-            const T a = A_[0];                                                                     \
-            for (int64_t i_ = (begin); i_ < e_; i_++) {                                            \
-                const T b = B_[i_];                                                                \
-                Y_[i_] = (T)(expr);                                                                \
-            }                                                                                      \
-        }                                                                                          \
-    } while (0)
-
-/* y = expr(a, b) with general broadcasting: row by row over the iterator. */
-#define BINARY_BROADCAST(T, expr)                                                                  \
-    do {                                                                                           \
-        const T *A_ = y->src[0]->data, *B_ = y->src[1]->data;                                      \
-        T *Y_ = y->data;                                                                           \
-        {                                                                                          \
-            ad__bcast bc_;                                                                         \
-            ad__bcast_init(&bc_, y, 2, y->src);                                                    \
-            int64_t off_[3];                                                                       \
-            for (int64_t r_ = 0; r_ < bc_.outer; r_++) {                                           \
-                ad__bcast_row(&bc_, r_, off_);                                                     \
-                const T *ar_ = A_ + off_[0], *br_ = B_ + off_[1];                                  \
-                T *yr_ = Y_ + r_ * bc_.inner;                                                      \
-                int64_t sa_ = bc_.inner_stride[0], sb_ = bc_.inner_stride[1];                      \
-                for (int64_t i_ = 0; i_ < bc_.inner; i_++) {                                       \
-                    const T a = ar_[i_ * sa_], b = br_[i_ * sb_];                                  \
-                    yr_[i_] = (T)(expr);                                                           \
-                }                                                                                  \
-            }                                                                                      \
-        }                                                                                          \
-    } while (0)
-
-/* True when BINARY_FLAT applies: each operand is y's size or one element. */
+/* True when each operand is y's size or one element: y is then a flat run,
+ * safe to split. */
 static bool flat_operands(const ad_tensor *y)
 {
     const ad_tensor *a = y->src[0], *b = y->src[1];
@@ -126,29 +80,67 @@ static ad_status broadcast_rule(ad_tensor *y)
     return AD_OK;
 }
 
-/* The forward: flat cases in parts on the thread pool when y is large. */
-#define BINARY_OP(name, grain, expr)                                                               \
-    ad_status ad__##name##_shape(ad_tensor *y)                                                     \
-    {                                                                                              \
-        return broadcast_rule(y);                                                                  \
-    }                                                                                              \
-    static void name##_range(void *ctx, int64_t begin, int64_t end)                                \
-    {                                                                                              \
-        ad_tensor *y = ctx;                                                                        \
-        if (y->dtype == AD_F32)                                                                    \
-            BINARY_FLAT(float, expr, begin, end);                                                  \
-        else                                                                                       \
-            BINARY_FLAT(double, expr, begin, end);                                                 \
-    }                                                                                              \
-    void ad__##name##_forward(ad_tensor *y)                                                        \
-    {                                                                                              \
-        if (flat_operands(y))                                                                      \
-            ad__parallel_for(y->numel, grain, name##_range, y);                                    \
-        else if (y->dtype == AD_F32)                                                               \
-            BINARY_BROADCAST(float, expr);                                                         \
-        else                                                                                       \
-            BINARY_BROADCAST(double, expr);                                                        \
+/* A binary kernel's signature (binary_kernels.h): y = f(a, b) over n
+ * elements, a and b stepping by sa and sb (1, or 0 to repeat one element). */
+typedef void binary_f32(int64_t n, const float *restrict a, int64_t sa, const float *restrict b,
+                        int64_t sb, float *restrict y);
+typedef void binary_f64(int64_t n, const double *restrict a, int64_t sa, const double *restrict b,
+                        int64_t sb, double *restrict y);
+
+/* A binary op's output and its kernels, one per dtype. */
+typedef struct binary_job {
+    ad_tensor *y;
+    binary_f32 *f32;
+    binary_f64 *f64;
+} binary_job;
+
+/* y[yo, yo + n) = f(a from ao by sa, b from bo by sb): the one dtype dispatch
+ * of the binary forwards, one kernel call per run. */
+static void binary_run(const binary_job *job, int64_t n, int64_t ao, int64_t sa, int64_t bo,
+                       int64_t sb, int64_t yo)
+{
+    ad_tensor *y = job->y;
+    const ad_tensor *a = y->src[0], *b = y->src[1];
+    switch ((ad_dtype)y->dtype) {
+    case AD_F32:
+        job->f32(n, (const float *)a->data + ao, sa, (const float *)b->data + bo, sb,
+                 (float *)y->data + yo);
+        return;
+    case AD_F64:
+        job->f64(n, (const double *)a->data + ao, sa, (const double *)b->data + bo, sb,
+                 (double *)y->data + yo);
+        return;
     }
+}
+
+/* [begin, end) of y when its operands are flat: an operand of y's size
+ * steps with y, one of a single element repeats it. */
+static void binary_range(void *ctx, int64_t begin, int64_t end)
+{
+    const binary_job *job = ctx;
+    const ad_tensor *y = job->y;
+    int64_t sa = y->src[0]->numel == y->numel, sb = y->src[1]->numel == y->numel;
+    binary_run(job, end - begin, begin * sa, sa, begin * sb, sb, begin);
+}
+
+/* The forward of a binary op: flat cases in parts on the thread pool when y
+ * is large, general broadcasting row by row over the iterator. */
+static void binary_forward(ad_tensor *y, int64_t grain, binary_f32 *f32, binary_f64 *f64)
+{
+    binary_job job = {y, f32, f64};
+    if (flat_operands(y)) {
+        ad__parallel_for(y->numel, grain, binary_range, &job);
+        return;
+    }
+    ad__bcast bc;
+    ad__bcast_init(&bc, y, 2, y->src);
+    int64_t off[3];
+    for (int64_t r = 0; r < bc.outer; r++) {
+        ad__bcast_row(&bc, r, off);
+        binary_run(&job, bc.inner, off[0], bc.inner_stride[0], off[1], bc.inner_stride[1],
+                   r * bc.inner);
+    }
+}
 
 static ad_tensor *binary(int op, ad_tensor *a, ad_tensor *b)
 {
@@ -178,7 +170,15 @@ static ad_tensor *mask_of(ad_tensor *y, double (*f)(double, double))
 
 /* ---- add ---------------------------------------------------------------------------- */
 // da = reduce_to(a, dy)      db = reduce_to(b, dy)
-BINARY_OP(add, AD__GRAIN_CHEAP, a + b)
+ad_status ad__add_shape(ad_tensor *y)
+{
+    return broadcast_rule(y);
+}
+
+void ad__add_forward(ad_tensor *y)
+{
+    binary_forward(y, AD__GRAIN_CHEAP, add_f32, add_f64);
+}
 
 void ad__add_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
@@ -202,7 +202,15 @@ ad_tensor *ad_add(ad_tensor *a, ad_tensor *b)
 
 /* ---- sub ---------------------------------------------------------------------------- */
 // da = reduce_to(a, dy)      db = reduce_to(b, -dy)
-BINARY_OP(sub, AD__GRAIN_CHEAP, a - b)
+ad_status ad__sub_shape(ad_tensor *y)
+{
+    return broadcast_rule(y);
+}
+
+void ad__sub_forward(ad_tensor *y)
+{
+    binary_forward(y, AD__GRAIN_CHEAP, sub_f32, sub_f64);
+}
 
 void ad__sub_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
@@ -226,7 +234,15 @@ ad_tensor *ad_sub(ad_tensor *a, ad_tensor *b)
 
 /* ---- mul ---------------------------------------------------------------------------- */
 // da = reduce_to(a, dy * b)      db = reduce_to(b, dy * a)
-BINARY_OP(mul, AD__GRAIN_CHEAP, a *b)
+ad_status ad__mul_shape(ad_tensor *y)
+{
+    return broadcast_rule(y);
+}
+
+void ad__mul_forward(ad_tensor *y)
+{
+    binary_forward(y, AD__GRAIN_CHEAP, mul_f32, mul_f64);
+}
 
 void ad__mul_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
@@ -251,7 +267,15 @@ ad_tensor *ad_mul(ad_tensor *a, ad_tensor *b)
 
 /* ---- div ---------------------------------------------------------------------------- */
 // da = reduce_to(a, dy / b)      db = reduce_to(b, -dy a / b^2)
-BINARY_OP(div, AD__GRAIN_CHEAP, a / b)
+ad_status ad__div_shape(ad_tensor *y)
+{
+    return broadcast_rule(y);
+}
+
+void ad__div_forward(ad_tensor *y)
+{
+    binary_forward(y, AD__GRAIN_CHEAP, div_f32, div_f64);
+}
 
 void ad__div_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
@@ -278,7 +302,15 @@ ad_tensor *ad_div(ad_tensor *a, ad_tensor *b)
 
 /* ---- pow ---------------------------------------------------------------------------- */
 // da = reduce_to(a, dy b a^(b-1))    db = reduce_to(b, dy a^b log a), 0 where a = 0, b >= 0
-BINARY_OP(pow, AD__GRAIN_COSTLY, pow(a, b))
+ad_status ad__pow_shape(ad_tensor *y)
+{
+    return broadcast_rule(y);
+}
+
+void ad__pow_forward(ad_tensor *y)
+{
+    binary_forward(y, AD__GRAIN_COSTLY, pow_f32, pow_f64);
+}
 
 /* 0 where PyTorch defines d/db as 0 (a = 0 and b >= 0), else 1. */
 static double pow_keep(double a, double b)
@@ -341,7 +373,15 @@ ad_tensor *ad_pow(ad_tensor *a, ad_tensor *b)
  * The gradient goes to the larger (smaller) operand; a tie gives each half, as
  * PyTorch. NaN propagates through the forward value. */
 // maximum: da = reduce_to(a, dy [not a < b] - dy/2 [a = b]), db likewise (dy to both at NaN)
-BINARY_OP(maximum, AD__GRAIN_CHEAP, (a != a || b != b) ? a + b : (a > b ? a : b))
+ad_status ad__maximum_shape(ad_tensor *y)
+{
+    return broadcast_rule(y);
+}
+
+void ad__maximum_forward(ad_tensor *y)
+{
+    binary_forward(y, AD__GRAIN_CHEAP, maximum_f32, maximum_f64);
+}
 
 /* a's share of the gradient: 1 unless b wins, 1/2 at a tie. With a NaN
  * neither wins, so both operands get the whole gradient (PyTorch's masks
@@ -400,7 +440,15 @@ ad_tensor *ad_maximum(ad_tensor *a, ad_tensor *b)
 }
 
 // minimum: da = reduce_to(a, dy [a < b] + dy/2 [a = b]), db likewise
-BINARY_OP(minimum, AD__GRAIN_CHEAP, (a != a || b != b) ? a + b : (a < b ? a : b))
+ad_status ad__minimum_shape(ad_tensor *y)
+{
+    return broadcast_rule(y);
+}
+
+void ad__minimum_forward(ad_tensor *y)
+{
+    binary_forward(y, AD__GRAIN_CHEAP, minimum_f32, minimum_f64);
+}
 
 void ad__minimum_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
@@ -497,30 +545,32 @@ ad_status ad__where_shape(ad_tensor *y)
     return y->shape ? AD_OK : y->tape->status;
 }
 
-#define WHERE_LOOP(T)                                                                              \
-    do {                                                                                           \
-        const T *C = y->src[0]->data, *A = y->src[1]->data, *B = y->src[2]->data;                  \
-        T *Y = y->data;                                                                            \
-        for (int64_t r = 0; r < bc.outer; r++) {                                                   \
-            ad__bcast_row(&bc, r, off);                                                            \
-            T *yr = Y + r * bc.inner;                                                              \
-            for (int64_t i = 0; i < bc.inner; i++)                                                 \
-                yr[i] = C[off[0] + i * bc.inner_stride[0]] != 0                                    \
-                            ? A[off[1] + i * bc.inner_stride[1]]                                   \
-                            : B[off[2] + i * bc.inner_stride[2]];                                  \
-        }                                                                                          \
-    } while (0)
+/* One row of where's broadcast: the dtype dispatch of where. */
+static void where_row(ad_tensor *y, const ad__bcast *bc, const int64_t *off, int64_t r)
+{
+    const ad_tensor *c = y->src[0], *a = y->src[1], *b = y->src[2];
+    const int64_t *s = bc->inner_stride, n = bc->inner;
+    switch ((ad_dtype)y->dtype) {
+    case AD_F32:
+        where_f32(n, (const float *)c->data + off[0], s[0], (const float *)a->data + off[1], s[1],
+                  (const float *)b->data + off[2], s[2], (float *)y->data + r * n);
+        return;
+    case AD_F64:
+        where_f64(n, (const double *)c->data + off[0], s[0], (const double *)a->data + off[1], s[1],
+                  (const double *)b->data + off[2], s[2], (double *)y->data + r * n);
+        return;
+    }
+}
 
 void ad__where_forward(ad_tensor *y)
 {
     ad__bcast bc;
     int64_t off[3];
     ad__bcast_init(&bc, y, 3, y->src);
-    /* cond is compared with != 0, so NaN counts as true (as bool(nan) in PyTorch). */
-    if (y->dtype == AD_F32)
-        WHERE_LOOP(float);
-    else
-        WHERE_LOOP(double);
+    for (int64_t r = 0; r < bc.outer; r++) {
+        ad__bcast_row(&bc, r, off);
+        where_row(y, &bc, off, r);
+    }
 }
 
 void ad__where_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)

@@ -6,11 +6,15 @@
 
 #include <math.h>
 
+#define KERNELS "fused_kernels.h"
+#include "kernels.h"
+
 /* ---- Groups along one axis ------------------------------------------------------------
  * x seen as [outer, n, inner] around the axis: group (o, i) is the n elements
  * x[o, r, i], at (o * n + r) * inner + i. A kernel copies a group into a
- * buffer of doubles, works there, and writes the result back: one place
- * deals with dtypes and strides, the arithmetic is plain double loops. */
+ * buffer of doubles, works there, and writes the result back: gather and
+ * scatter deal with dtypes (fused_kernels.h) and strides, the arithmetic
+ * is plain double loops. */
 typedef struct axis_groups {
     int64_t outer, n, inner;
 } axis_groups;
@@ -25,31 +29,31 @@ static axis_groups groups_along(const ad_tensor *x, int axis)
     return g;
 }
 
+/* Group (o, i) of x into buf, as doubles. */
 static void gather(const ad_tensor *x, const axis_groups *g, int64_t o, int64_t i, double *buf)
 {
     int64_t start = o * g->n * g->inner + i;
-    if (x->dtype == AD_F32) {
-        const float *X = (const float *)x->data + start;
-        for (int64_t r = 0; r < g->n; r++)
-            buf[r] = (double)X[r * g->inner];
-    } else {
-        const double *X = (const double *)x->data + start;
-        for (int64_t r = 0; r < g->n; r++)
-            buf[r] = X[r * g->inner];
+    switch ((ad_dtype)x->dtype) {
+    case AD_F32:
+        gather_f32(g->n, g->inner, (const float *)x->data + start, buf);
+        return;
+    case AD_F64:
+        gather_f64(g->n, g->inner, (const double *)x->data + start, buf);
+        return;
     }
 }
 
+/* buf into group (o, i) of y, converted to y's dtype. */
 static void scatter(ad_tensor *y, const axis_groups *g, int64_t o, int64_t i, const double *buf)
 {
     int64_t start = o * g->n * g->inner + i;
-    if (y->dtype == AD_F32) {
-        float *Y = (float *)y->data + start;
-        for (int64_t r = 0; r < g->n; r++)
-            Y[r * g->inner] = (float)buf[r];
-    } else {
-        double *Y = (double *)y->data + start;
-        for (int64_t r = 0; r < g->n; r++)
-            Y[r * g->inner] = buf[r];
+    switch ((ad_dtype)y->dtype) {
+    case AD_F32:
+        scatter_f32(g->n, g->inner, buf, (float *)y->data + start);
+        return;
+    case AD_F64:
+        scatter_f64(g->n, g->inner, buf, (double *)y->data + start);
+        return;
     }
 }
 

@@ -1,80 +1,99 @@
 /* Elementwise ops of one input. Each op: derivative comment, shape rule,
- * forward, backward, constructor. Kernels are written once for both dtypes:
- * <tgmath.h> makes exp(x) call expf for a float x. */
+ * forward, backward, constructor. The numeric loops are in unary_kernels.h,
+ * written once over T and instantiated per dtype; the ops dispatch on dtype
+ * only through unary_range and fused_grad below. */
 #include "ops.h"
 
 #include <tgmath.h>
 
-/* y = expr(x, p) elementwise over [begin, end), for T in {float, double};
- * p is param[0].f. */
-#define UNARY_LOOP(T, expr, begin, end)                                                            \
-    do {                                                                                           \
-        const T *restrict X_ = y->src[0]->data;                                                    \
-        T *restrict Y_ = y->data;                                                                  \
-        const T p = (T)y->param[0].f;                                                              \
-        const int64_t e_ = (end);                                                                  \
-        (void)p;                                                                                   \
-        for (int64_t i_ = (begin); i_ < e_; i_++) {                                                \
-            const T x = X_[i_];                                                                    \
-            Y_[i_] = (T)(expr);                                                                    \
-        }                                                                                          \
-    } while (0)
+/* gelu's constants, shared by its kernel and its backward rule. */
+#define GELU_C 0.7978845608028654 /* sqrt(2 / pi) */
+#define GELU_A 0.044715
 
-/* The forward runs in parts on the thread pool when y is large. */
-#define UNARY_OP(name, grain, expr)                                                                \
-    ad_status ad__##name##_shape(ad_tensor *y)                                                     \
-    {                                                                                              \
-        return ad__same_shape_rule(y);                                                             \
-    }                                                                                              \
-    static void name##_range(void *ctx, int64_t begin, int64_t end)                                \
-    {                                                                                              \
-        ad_tensor *y = ctx;                                                                        \
-        if (y->dtype == AD_F32)                                                                    \
-            UNARY_LOOP(float, expr, begin, end);                                                   \
-        else                                                                                       \
-            UNARY_LOOP(double, expr, begin, end);                                                  \
-    }                                                                                              \
-    void ad__##name##_forward(ad_tensor *y)                                                        \
-    {                                                                                              \
-        ad__parallel_for(y->numel, grain, name##_range, y);                                        \
+#define KERNELS "unary_kernels.h"
+#include "kernels.h"
+
+/* The kernels' signatures (unary_kernels.h): a map y = f(x) with the op's
+ * scalar parameter p, and a fused gradient dx = g(v, dy). */
+typedef void unary_f32(int64_t n, const float *restrict x, float *restrict y, float p);
+typedef void unary_f64(int64_t n, const double *restrict x, double *restrict y, double p);
+typedef void grad_f32(int64_t n, const float *restrict v, const float *restrict dy,
+                      float *restrict dx);
+typedef void grad_f64(int64_t n, const double *restrict v, const double *restrict dy,
+                      double *restrict dx);
+
+/* A unary map: y = f(x) elementwise, by the kernel of y's dtype; p is the
+ * op's scalar parameter (param[0].f), converted to the dtype. */
+typedef struct unary_job {
+    const ad_tensor *x;
+    ad_tensor *y;
+    double p;
+    unary_f32 *f32;
+    unary_f64 *f64;
+} unary_job;
+
+/* The map over [begin, end): the one dtype dispatch of the unary forwards,
+ * one kernel call per range. */
+static void unary_range(void *ctx, int64_t begin, int64_t end)
+{
+    const unary_job *job = ctx;
+    switch ((ad_dtype)job->y->dtype) {
+    case AD_F32:
+        job->f32(end - begin, (const float *)job->x->data + begin, (float *)job->y->data + begin,
+                 (float)job->p);
+        return;
+    case AD_F64:
+        job->f64(end - begin, (const double *)job->x->data + begin, (double *)job->y->data + begin,
+                 job->p);
+        return;
     }
+}
+
+/* The forward of a unary op: in parts on the thread pool when y is large. */
+static void unary_forward(ad_tensor *y, int64_t grain, unary_f32 *f32, unary_f64 *f64)
+{
+    unary_job job = {y->src[0], y, y->param[0].f, f32, f64};
+    ad__parallel_for(y->numel, grain, unary_range, &job);
+}
+
+/* A constant (never recorded) of x's shape: a mask kernel applied to x, with
+ * p as its parameter. Backward rules multiply by it. */
+static ad_tensor *mask_of(ad_tensor *x, double p, unary_f32 *f32, unary_f64 *f64)
+{
+    ad_tensor *m = ad__new(x->tape, (ad_dtype)x->dtype, x->ndim, x->shape);
+    if (!m)
+        return NULL;
+    unary_job job = {x, m, p, f32, f64};
+    unary_range(&job, 0, x->numel);
+    return m;
+}
 
 /*
  * Fused gradients. With recording off (ad_backward without create_graph) a
- * gradient is a constant, so a rule can run as one pass over x, y and dy
- * instead of a chain of ops, each a pass and a buffer. With create_graph the
- * composed rule runs, recorded, so that it can be differentiated again.
+ * gradient is a constant, so a rule can run as one pass over its operand and
+ * dy instead of a chain of ops, each a pass and a buffer. With create_graph
+ * the composed rule runs, recorded, so that it can be differentiated again.
  * Both evaluate the same expression in the same order (and the build does
  * not contract to FMA: c11 mode), so they give the same bits; test_ops
- * checks it. NAME_fused(y, gy) returns the gradient tensor, NULL on error.
+ * checks it. fused_grad returns dx = kernel(v, gy), v being y's input or y
+ * as the rule needs; NULL on error.
  */
-#define FUSED_GRAD(name, expr)                                                                     \
-    static ad_tensor *name##_fused(ad_tensor *y, ad_tensor *gy)                                    \
-    {                                                                                              \
-        ad_tensor *g_ = ad__new(y->tape, (ad_dtype)y->dtype, y->ndim, y->shape);                   \
-        if (!g_)                                                                                   \
-            return NULL;                                                                           \
-        if (y->dtype == AD_F32)                                                                    \
-            FUSED_LOOP(float, expr, g_);                                                           \
-        else                                                                                       \
-            FUSED_LOOP(double, expr, g_);                                                          \
-        return g_;                                                                                 \
+static ad_tensor *fused_grad(ad_tensor *y, const ad_tensor *v, const ad_tensor *gy, grad_f32 *f32,
+                             grad_f64 *f64)
+{
+    ad_tensor *g = ad__new(y->tape, (ad_dtype)y->dtype, y->ndim, y->shape);
+    if (!g)
+        return NULL;
+    switch ((ad_dtype)y->dtype) {
+    case AD_F32:
+        f32(y->numel, v->data, gy->data, g->data);
+        break;
+    case AD_F64:
+        f64(y->numel, v->data, gy->data, g->data);
+        break;
     }
-
-#define FUSED_LOOP(T, expr, out)                                                                   \
-    do {                                                                                           \
-        const T *restrict X_ = y->src[0]->data, *restrict Y_ = y->data, *restrict D_ = gy->data;   \
-        T *restrict O_ = (out)->data;                                                              \
-        const int64_t n_ = y->numel;                                                               \
-        for (int64_t i_ = 0; i_ < n_; i_++) {                                                      \
-            const T x = X_[i_], yv = Y_[i_], dy = D_[i_], one = 1, zero = 0;                       \
-            (void)x;                                                                               \
-            (void)yv;                                                                              \
-            (void)one;                                                                             \
-            (void)zero;                                                                            \
-            O_[i_] = (T)(expr);                                                                    \
-        }                                                                                          \
-    } while (0)
+    return g;
+}
 
 /* True when backward runs unrecorded, so a fused gradient may be used. */
 static bool fusable(const ad_tensor *y, const ad_tensor *gy)
@@ -88,30 +107,17 @@ static ad_tensor *unary(int op, ad_tensor *x, double p)
     return ad__apply(op, 1, &x, params);
 }
 
-/* A constant (never recorded) of x's shape: 1 where x > 0, else `otherwise`;
- * at NaN, 1 when nan_passes (relu, whose rule zeroes only x <= 0). */
-static ad_tensor *positive_mask(ad_tensor *x, double otherwise, bool nan_passes)
-{
-    ad_tensor *m = ad__new(x->tape, (ad_dtype)x->dtype, x->ndim, x->shape);
-    if (!m)
-        return NULL;
-    if (x->dtype == AD_F32) {
-        const float *X = x->data, o = (float)otherwise;
-        float *M = m->data;
-        for (int64_t i = 0; i < x->numel; i++)
-            M[i] = X[i] > 0 || (nan_passes && X[i] != X[i]) ? 1.0f : o;
-    } else {
-        const double *X = x->data;
-        double *M = m->data;
-        for (int64_t i = 0; i < x->numel; i++)
-            M[i] = X[i] > 0 || (nan_passes && X[i] != X[i]) ? 1.0 : otherwise;
-    }
-    return m;
-}
-
 /* ---- neg: y = -x ------------------------------------------------------------ */
 // dx = -dy
-UNARY_OP(neg, AD__GRAIN_CHEAP, -x)
+ad_status ad__neg_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
+
+void ad__neg_forward(ad_tensor *y)
+{
+    unary_forward(y, AD__GRAIN_CHEAP, neg_f32, neg_f64);
+}
 
 void ad__neg_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
@@ -132,7 +138,15 @@ ad_tensor *ad_neg(ad_tensor *x)
 
 /* ---- exp ---------------------------------------------------------------------- */
 // dx = dy * y
-UNARY_OP(exp, AD__GRAIN_COSTLY, exp(x))
+ad_status ad__exp_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
+
+void ad__exp_forward(ad_tensor *y)
+{
+    unary_forward(y, AD__GRAIN_COSTLY, exp_f32, exp_f64);
+}
 
 void ad__exp_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
@@ -152,7 +166,15 @@ ad_tensor *ad_exp(ad_tensor *x)
 
 /* ---- log ---------------------------------------------------------------------- */
 // dx = dy / x
-UNARY_OP(log, AD__GRAIN_COSTLY, log(x))
+ad_status ad__log_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
+
+void ad__log_forward(ad_tensor *y)
+{
+    unary_forward(y, AD__GRAIN_COSTLY, log_f32, log_f64);
+}
 
 void ad__log_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
@@ -172,7 +194,15 @@ ad_tensor *ad_log(ad_tensor *x)
 
 /* ---- log1p: log(1 + x), accurate for tiny x --------------------------------------- */
 // dx = dy / (1 + x)
-UNARY_OP(log1p, AD__GRAIN_COSTLY, log1p(x))
+ad_status ad__log1p_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
+
+void ad__log1p_forward(ad_tensor *y)
+{
+    unary_forward(y, AD__GRAIN_COSTLY, log1p_f32, log1p_f64);
+}
 
 void ad__log1p_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
@@ -192,7 +222,15 @@ ad_tensor *ad_log1p(ad_tensor *x)
 
 /* ---- expm1: e^x - 1, accurate for tiny x ------------------------------------------ */
 // dx = dy (y + 1)
-UNARY_OP(expm1, AD__GRAIN_COSTLY, expm1(x))
+ad_status ad__expm1_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
+
+void ad__expm1_forward(ad_tensor *y)
+{
+    unary_forward(y, AD__GRAIN_COSTLY, expm1_f32, expm1_f64);
+}
 
 void ad__expm1_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
@@ -212,7 +250,15 @@ ad_tensor *ad_expm1(ad_tensor *x)
 
 /* ---- sqrt ----------------------------------------------------------------------- */
 // dx = dy / (2 y): +inf at x = 0, as PyTorch
-UNARY_OP(sqrt, AD__GRAIN_COSTLY, sqrt(x))
+ad_status ad__sqrt_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
+
+void ad__sqrt_forward(ad_tensor *y)
+{
+    unary_forward(y, AD__GRAIN_COSTLY, sqrt_f32, sqrt_f64);
+}
 
 void ad__sqrt_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
@@ -232,7 +278,15 @@ ad_tensor *ad_sqrt(ad_tensor *x)
 
 /* ---- square -------------------------------------------------------------------- */
 // dx = 2 x dy
-UNARY_OP(square, AD__GRAIN_CHEAP, x *x)
+ad_status ad__square_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
+
+void ad__square_forward(ad_tensor *y)
+{
+    unary_forward(y, AD__GRAIN_CHEAP, square_f32, square_f64);
+}
 
 void ad__square_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
@@ -252,7 +306,15 @@ ad_tensor *ad_square(ad_tensor *x)
 
 /* ---- sin, cos ------------------------------------------------------------------ */
 // sin: dx = dy cos x      cos: dx = -dy sin x
-UNARY_OP(sin, AD__GRAIN_COSTLY, sin(x))
+ad_status ad__sin_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
+
+void ad__sin_forward(ad_tensor *y)
+{
+    unary_forward(y, AD__GRAIN_COSTLY, sin_f32, sin_f64);
+}
 
 void ad__sin_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
@@ -270,7 +332,15 @@ ad_tensor *ad_sin(ad_tensor *x)
     return unary(AD_OP_sin, x, 0);
 }
 
-UNARY_OP(cos, AD__GRAIN_COSTLY, cos(x))
+ad_status ad__cos_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
+
+void ad__cos_forward(ad_tensor *y)
+{
+    unary_forward(y, AD__GRAIN_COSTLY, cos_f32, cos_f64);
+}
 
 void ad__cos_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
@@ -290,13 +360,20 @@ ad_tensor *ad_cos(ad_tensor *x)
 
 /* ---- tanh ---------------------------------------------------------------------- */
 // dx = dy (1 - y^2)
-UNARY_OP(tanh, AD__GRAIN_COSTLY, tanh(x))
+ad_status ad__tanh_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
 
-FUSED_GRAD(tanh, dy *(one - yv * yv))
+void ad__tanh_forward(ad_tensor *y)
+{
+    unary_forward(y, AD__GRAIN_COSTLY, tanh_f32, tanh_f64);
+}
 
 void ad__tanh_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
-    gin[0] = fusable(y, gy) ? tanh_fused(y, gy) : ad_mul(gy, ad_rsub_scalar(ad_square(y), 1.0));
+    gin[0] = fusable(y, gy) ? fused_grad(y, y, gy, tanh_grad_f32, tanh_grad_f64)
+                            : ad_mul(gy, ad_rsub_scalar(ad_square(y), 1.0));
 }
 
 // dy = the backward rule applied to dx (a symmetric Jacobian)
@@ -312,13 +389,20 @@ ad_tensor *ad_tanh(ad_tensor *x)
 
 /* ---- sigmoid: stable on both sides (never exp of a large positive number) ----- */
 // dx = dy y (1 - y)
-UNARY_OP(sigmoid, AD__GRAIN_COSTLY, x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x)))
+ad_status ad__sigmoid_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
 
-FUSED_GRAD(sigmoid, dy *(yv *(one - yv)))
+void ad__sigmoid_forward(ad_tensor *y)
+{
+    unary_forward(y, AD__GRAIN_COSTLY, sigmoid_f32, sigmoid_f64);
+}
 
 void ad__sigmoid_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
-    gin[0] = fusable(y, gy) ? sigmoid_fused(y, gy) : ad_mul(gy, ad_mul(y, ad_rsub_scalar(y, 1.0)));
+    gin[0] = fusable(y, gy) ? fused_grad(y, y, gy, sigmoid_grad_f32, sigmoid_grad_f64)
+                            : ad_mul(gy, ad_mul(y, ad_rsub_scalar(y, 1.0)));
 }
 
 // dy = the backward rule applied to dx (a symmetric Jacobian)
@@ -334,13 +418,20 @@ ad_tensor *ad_sigmoid(ad_tensor *x)
 
 /* ---- relu ---------------------------------------------------------------------- */
 // dx = dy [not x <= 0]: 0 at x = 0 (both signs of zero), dy at NaN; relu(-0) = -0 (PyTorch)
-UNARY_OP(relu, AD__GRAIN_CHEAP, x < 0 ? 0 : x)
+ad_status ad__relu_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
 
-FUSED_GRAD(relu, dy *(zero + !(x <= 0))) /* int to T: no branch */
+void ad__relu_forward(ad_tensor *y)
+{
+    unary_forward(y, AD__GRAIN_CHEAP, relu_f32, relu_f64);
+}
 
 void ad__relu_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
-    gin[0] = fusable(y, gy) ? relu_fused(y, gy) : ad_mul(gy, positive_mask(y->src[0], 0.0, true));
+    gin[0] = fusable(y, gy) ? fused_grad(y, y->src[0], gy, relu_grad_f32, relu_grad_f64)
+                            : ad_mul(gy, mask_of(y->src[0], 0.0, relu_mask_f32, relu_mask_f64));
 }
 
 // dy = the backward rule applied to dx (a symmetric Jacobian)
@@ -356,11 +447,20 @@ ad_tensor *ad_relu(ad_tensor *x)
 
 /* ---- leaky_relu ------------------------------------------------------------------ */
 // dx = dy (x > 0 ? 1 : slope): slope at x = 0, as PyTorch
-UNARY_OP(leaky_relu, AD__GRAIN_CHEAP, x > 0 ? x : x * p)
+ad_status ad__leaky_relu_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
+
+void ad__leaky_relu_forward(ad_tensor *y)
+{
+    unary_forward(y, AD__GRAIN_CHEAP, leaky_relu_f32, leaky_relu_f64);
+}
 
 void ad__leaky_relu_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
-    gin[0] = ad_mul(gy, positive_mask(y->src[0], y->param[0].f, false));
+    gin[0] =
+        ad_mul(gy, mask_of(y->src[0], y->param[0].f, leaky_relu_mask_f32, leaky_relu_mask_f64));
 }
 
 // dy = the backward rule applied to dx (a symmetric Jacobian)
@@ -376,18 +476,21 @@ ad_tensor *ad_leaky_relu(ad_tensor *x, double slope)
 
 /* ---- abs ------------------------------------------------------------------------ */
 // dx = dy sign(x), sign(0) = 0
-UNARY_OP(abs, AD__GRAIN_CHEAP, fabs(x))
+ad_status ad__abs_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
+
+void ad__abs_forward(ad_tensor *y)
+{
+    unary_forward(y, AD__GRAIN_CHEAP, abs_f32, abs_f64);
+}
 
 void ad__abs_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
-    ad_tensor *x = y->src[0];
-    ad_tensor *sign = ad__new(x->tape, (ad_dtype)x->dtype, x->ndim, x->shape);
+    ad_tensor *sign = mask_of(y->src[0], 0.0, sign_f32, sign_f64);
     if (!sign)
         return;
-    for (int64_t i = 0; i < x->numel; i++) {
-        double v = ad__get(x, i);
-        ad__set(sign, i, v > 0 ? 1.0 : v < 0 ? -1.0 : 0.0);
-    }
     gin[0] = ad_mul(gy, sign);
 }
 
@@ -404,20 +507,23 @@ ad_tensor *ad_abs(ad_tensor *x)
 
 /* ---- softplus: PyTorch's beta = 1, threshold = 20 ------------------------------------ */
 // dx = dy sigmoid(x) for x <= 20, dy above (where y is exactly x)
-UNARY_OP(softplus, AD__GRAIN_COSTLY, x > 20 ? x : log1p(exp(x)))
+ad_status ad__softplus_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
+
+void ad__softplus_forward(ad_tensor *y)
+{
+    unary_forward(y, AD__GRAIN_COSTLY, softplus_f32, softplus_f64);
+}
 
 void ad__softplus_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
     ad_tensor *x = y->src[0];
-    ad_tensor *above = ad__new(x->tape, (ad_dtype)x->dtype, x->ndim, x->shape);
-    ad_tensor *below = ad__new(x->tape, (ad_dtype)x->dtype, x->ndim, x->shape);
+    ad_tensor *above = mask_of(x, 0.0, softplus_above_f32, softplus_above_f64);
+    ad_tensor *below = mask_of(x, 0.0, softplus_below_f32, softplus_below_f64);
     if (!above || !below)
         return;
-    for (int64_t i = 0; i < x->numel; i++) {
-        bool over = ad__get(x, i) > 20;
-        ad__set(above, i, over ? 1.0 : 0.0);
-        ad__set(below, i, over ? 0.0 : 1.0);
-    }
     /* sigmoid(x) * below + above: a select that stays differentiable in x. */
     gin[0] = ad_mul(gy, ad_add(ad_mul(ad_sigmoid(x), below), above));
 }
@@ -436,9 +542,15 @@ ad_tensor *ad_softplus(ad_tensor *x)
 /* ---- gelu, tanh approximation ------------------------------------------------------
  * y = x/2 (1 + t), t = tanh(u), u = c (x + a x^3), c = sqrt(2/pi), a = 0.044715 */
 // dx = dy (1/2 (1 + t) + 1/2 x (1 - t^2) c (1 + 3 a x^2))
-#define GELU_C 0.7978845608028654 /* sqrt(2 / pi) */
-#define GELU_A 0.044715
-UNARY_OP(gelu, AD__GRAIN_COSTLY, 0.5 * x * (1 + tanh(GELU_C * (x + GELU_A * x * x * x))))
+ad_status ad__gelu_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
+
+void ad__gelu_forward(ad_tensor *y)
+{
+    unary_forward(y, AD__GRAIN_COSTLY, gelu_f32, gelu_f64);
+}
 
 void ad__gelu_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
@@ -468,7 +580,15 @@ ad_tensor *ad_gelu(ad_tensor *x)
 // dx = dy p x^(p-1); exactly 0 when p = 0, even at x = 0
 // p = 1/2 is sqrt and p = -1/2 is 1 / sqrt, as PyTorch computes them: NaN at -inf
 // and -0 at -0 where C's pow gives +inf and +0.
-UNARY_OP(pow_scalar, AD__GRAIN_COSTLY, p == 0.5 ? sqrt(x) : p == -0.5 ? 1 / sqrt(x) : pow(x, p))
+ad_status ad__pow_scalar_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
+
+void ad__pow_scalar_forward(ad_tensor *y)
+{
+    unary_forward(y, AD__GRAIN_COSTLY, pow_scalar_f32, pow_scalar_f64);
+}
 
 void ad__pow_scalar_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
@@ -506,16 +626,27 @@ ad_status ad__cast_shape(ad_tensor *y)
 void ad__cast_forward(ad_tensor *y)
 {
     const ad_tensor *x = y->src[0];
-    if (y->dtype == AD_F32) {
-        const double *X = x->data;
-        float *Y = y->data;
-        for (int64_t i = 0; i < y->numel; i++)
-            Y[i] = (float)X[i];
-    } else {
-        const float *X = x->data;
-        double *Y = y->data;
-        for (int64_t i = 0; i < y->numel; i++)
-            Y[i] = X[i];
+    switch ((ad_dtype)y->dtype) {
+    case AD_F32:
+        switch ((ad_dtype)x->dtype) {
+        case AD_F32:
+            cast_f32_f32(y->numel, x->data, y->data);
+            return;
+        case AD_F64:
+            cast_f64_f32(y->numel, x->data, y->data);
+            return;
+        }
+        return;
+    case AD_F64:
+        switch ((ad_dtype)x->dtype) {
+        case AD_F32:
+            cast_f32_f64(y->numel, x->data, y->data);
+            return;
+        case AD_F64:
+            cast_f64_f64(y->numel, x->data, y->data);
+            return;
+        }
+        return;
     }
 }
 
@@ -530,6 +661,17 @@ ad_tensor *ad__cast_jvp(ad_tensor *y, ad_tensor *const *t)
     return ad__jvp_linear(y, t);
 }
 
+/* True for a dtype of the enum: a user may pass any int. */
+static bool known_dtype(ad_dtype dtype)
+{
+    switch (dtype) {
+    case AD_F32:
+    case AD_F64:
+        return true;
+    }
+    return false;
+}
+
 ad_tensor *ad_cast(ad_tensor *x, ad_dtype dtype)
 {
     if (!x)
@@ -540,7 +682,7 @@ ad_tensor *ad_cast(ad_tensor *x, ad_dtype dtype)
         return NULL;
     if (x->dtype == dtype)
         return x;
-    if (dtype != AD_F32 && dtype != AD_F64) {
+    if (!known_dtype(dtype)) {
         char s[AD__SHAPE_BUF];
         ad__fail(x->tape, AD_ERR_DTYPE, "cast: unknown dtype %d for %s %s", (int)dtype,
                  ad_dtype_name((ad_dtype)x->dtype), AD__SHAPE(x, s));

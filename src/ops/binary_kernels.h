@@ -1,0 +1,134 @@
+/* The numeric loops of the binary ops (binary.c), in the order of the ops,
+ * written once over T and instantiated for float and double by kernels.h.
+ * <tgmath.h> (included by binary.c) makes pow(a, b) call powf for floats.
+ *
+ * A binary kernel computes y = f(a, b) over n elements of y, where operand a
+ * steps by sa and b by sb, each 1 (it has y's elements) or 0 (one element,
+ * repeated): a flat run of a broadcast, or one row of it. Each op is its
+ * element function f, in T, and a kernel that runs binary_loops with it.
+ * Not include-guarded: see kernels.h. */
+
+/* The loops of every binary kernel, one per pair of steps, so that each is a
+ * plain loop over restrict pointers that the compiler vectorises. Every
+ * caller passes a constant f, which the compiler inlines: no call per
+ * element. a, b: (n) or (1) by sa, sb; y: (n). */
+static inline void K(binary_loops)(int64_t n, const T *restrict a, int64_t sa, const T *restrict b,
+                                   int64_t sb, T *restrict y, T (*f)(T a, T b))
+{
+    if (sa && sb) {
+        for (int64_t i = 0; i < n; i++)
+            y[i] = f(a[i], b[i]);
+    } else if (sa) {
+        const T b0 = b[0];
+        for (int64_t i = 0; i < n; i++)
+            y[i] = f(a[i], b0);
+    } else if (sb) {
+        const T a0 = a[0];
+        for (int64_t i = 0; i < n; i++)
+            y[i] = f(a0, b[i]);
+    } else {
+        const T a0 = a[0], b0 = b[0];
+        for (int64_t i = 0; i < n; i++)
+            y[i] = f(a0, b0);
+    }
+}
+
+// add: a + b
+static inline T K(add_element)(T a, T b)
+{
+    return a + b;
+}
+
+// add: y = a + b; a, b: (n) or (1) by sa, sb; y: (n)
+static void K(add)(int64_t n, const T *restrict a, int64_t sa, const T *restrict b, int64_t sb,
+                   T *restrict y)
+{
+    K(binary_loops)(n, a, sa, b, sb, y, K(add_element));
+}
+
+// sub: a - b
+static inline T K(sub_element)(T a, T b)
+{
+    return a - b;
+}
+
+// sub: y = a - b; a, b: (n) or (1) by sa, sb; y: (n)
+static void K(sub)(int64_t n, const T *restrict a, int64_t sa, const T *restrict b, int64_t sb,
+                   T *restrict y)
+{
+    K(binary_loops)(n, a, sa, b, sb, y, K(sub_element));
+}
+
+// mul: a b
+static inline T K(mul_element)(T a, T b)
+{
+    return a * b;
+}
+
+// mul: y = a b; a, b: (n) or (1) by sa, sb; y: (n)
+static void K(mul)(int64_t n, const T *restrict a, int64_t sa, const T *restrict b, int64_t sb,
+                   T *restrict y)
+{
+    K(binary_loops)(n, a, sa, b, sb, y, K(mul_element));
+}
+
+// div: a / b
+static inline T K(div_element)(T a, T b)
+{
+    return a / b;
+}
+
+// div: y = a / b; a, b: (n) or (1) by sa, sb; y: (n)
+static void K(div)(int64_t n, const T *restrict a, int64_t sa, const T *restrict b, int64_t sb,
+                   T *restrict y)
+{
+    K(binary_loops)(n, a, sa, b, sb, y, K(div_element));
+}
+
+// pow: a^b, in T (powf for float)
+static inline T K(pow_element)(T a, T b)
+{
+    return (T)pow(a, b);
+}
+
+// pow: y = a^b; a, b: (n) or (1) by sa, sb; y: (n)
+static void K(pow)(int64_t n, const T *restrict a, int64_t sa, const T *restrict b, int64_t sb,
+                   T *restrict y)
+{
+    K(binary_loops)(n, a, sa, b, sb, y, K(pow_element));
+}
+
+// maximum: the larger of a and b; NaN when either is (a + b carries it)
+static inline T K(maximum_element)(T a, T b)
+{
+    return (T)((a != a || b != b) ? a + b : (a > b ? a : b));
+}
+
+// maximum: y = max(a, b); a, b: (n) or (1) by sa, sb; y: (n)
+static void K(maximum)(int64_t n, const T *restrict a, int64_t sa, const T *restrict b, int64_t sb,
+                       T *restrict y)
+{
+    K(binary_loops)(n, a, sa, b, sb, y, K(maximum_element));
+}
+
+// minimum: the smaller of a and b; NaN when either is (a + b carries it)
+static inline T K(minimum_element)(T a, T b)
+{
+    return (T)((a != a || b != b) ? a + b : (a < b ? a : b));
+}
+
+// minimum: y = min(a, b); a, b: (n) or (1) by sa, sb; y: (n)
+static void K(minimum)(int64_t n, const T *restrict a, int64_t sa, const T *restrict b, int64_t sb,
+                       T *restrict y)
+{
+    K(binary_loops)(n, a, sa, b, sb, y, K(minimum_element));
+}
+
+// where: y = cond != 0 ? a : b (NaN counts as true, as bool(nan) in PyTorch), one
+// row of the broadcast; cond, a, b: (n) or (1) by sc, sa, sb; y: (n)
+static void K(where)(int64_t n, const T *restrict cond, int64_t sc, const T *restrict a, int64_t sa,
+                     const T *restrict b, int64_t sb, T *restrict y)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] = cond[i * sc] != 0 ? a[i * sa] : b[i * sb];
+}
