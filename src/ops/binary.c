@@ -5,8 +5,8 @@
 
 #include <tgmath.h>
 
-#define KERNELS "binary_kernels.h"
-#include "kernels.h"
+#define KERNELS "ops/binary_kernels.h"
+#include "../core/kernels.h"
 
 /* ---- Broadcast iteration ----------------------------------------------------------- */
 

@@ -6,8 +6,8 @@
 
 #include <math.h>
 
-#define KERNELS "fused_kernels.h"
-#include "kernels.h"
+#define KERNELS "ops/fused_kernels.h"
+#include "../core/kernels.h"
 
 /* ---- Groups along one axis ------------------------------------------------------------
  * x seen as [outer, n, inner] around the axis: group (o, i) is the n elements

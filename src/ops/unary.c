@@ -10,8 +10,8 @@
 #define GELU_C 0.7978845608028654 /* sqrt(2 / pi) */
 #define GELU_A 0.044715
 
-#define KERNELS "unary_kernels.h"
-#include "kernels.h"
+#define KERNELS "ops/unary_kernels.h"
+#include "../core/kernels.h"
 
 /* The kernels' signatures (unary_kernels.h): a map y = f(x) with the op's
  * scalar parameter p, and a fused gradient dx = g(v, dy). */
