@@ -1,5 +1,5 @@
 /* Optimizer update rules over T (float or double), instantiated by kernels.h
- * from optim.c. Every product and sum is in T, in torch.optim's order. */
+ * from optim.c. The per-element arithmetic is in T, in torch.optim's order. */
 
 #ifndef OPTIM_KERNELS_ONCE
 #define OPTIM_KERNELS_ONCE
