@@ -89,8 +89,14 @@ void ad_rng_shuffle(ad_rng *rng, int64_t *v, size_t n)
 /* A persistent float tensor to fill in place. */
 static bool fillable(const ad_tensor *t)
 {
-    return t && !ad_tensor_tape(t) && ad_tensor_data(t) &&
-           (ad_tensor_dtype(t) == AD_F32 || ad_tensor_dtype(t) == AD_F64);
+    if (!t || ad_tensor_tape(t) || !ad_tensor_data(t))
+        return false;
+    switch (ad_tensor_dtype(t)) {
+    case AD_F32:
+    case AD_F64:
+        return true; /* fill has a kernel for it */
+    }
+    return false;
 }
 
 ad_status ad_init_fans(const ad_tensor *t, int64_t *fan_in, int64_t *fan_out)
@@ -110,19 +116,20 @@ ad_status ad_init_fans(const ad_tensor *t, int64_t *fan_in, int64_t *fan_out)
 
 typedef enum { UNIFORM, NORMAL } distribution;
 
+#define KERNELS "init_kernels.h"
+#include "kernels.h"
+
 /* Fills t with lo + (hi - lo) * u (UNIFORM) or a + b * z (NORMAL), row-major. */
 static void fill(ad_tensor *t, distribution kind, double a, double b, ad_rng *rng)
 {
     int64_t n = ad_tensor_numel(t);
-    if (ad_tensor_dtype(t) == AD_F32) {
-        float *d = ad_tensor_data(t);
-        for (int64_t i = 0; i < n; i++)
-            d[i] = (float)(kind == UNIFORM ? a + (b - a) * ad_rng_uniform(rng)
-                                           : a + b * ad_rng_normal(rng));
-    } else {
-        double *d = ad_tensor_data(t);
-        for (int64_t i = 0; i < n; i++)
-            d[i] = kind == UNIFORM ? a + (b - a) * ad_rng_uniform(rng) : a + b * ad_rng_normal(rng);
+    switch (ad_tensor_dtype(t)) {
+    case AD_F32:
+        fill_f32(n, ad_tensor_data(t), kind, a, b, rng);
+        break;
+    case AD_F64:
+        fill_f64(n, ad_tensor_data(t), kind, a, b, rng);
+        break;
     }
 }
 

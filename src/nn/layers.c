@@ -250,58 +250,28 @@ typedef struct maxpool2d {
     scratch index;
 } maxpool2d;
 
-/* idx[plane, oh, ow] = position in its plane of the window's maximum: the
- * first maximal element in row-major window order, the first NaN if any
- * (as PyTorch); padding is -inf, so it is never chosen. The window is
- * clipped to the image first, and the comparison is written so that the
- * compiler can use conditional moves: data-dependent branches here cost a
- * misprediction every few elements. */
-#define MAXPOOL_ARGMAX(T)                                                                          \
-    do {                                                                                           \
-        const T *restrict X = ad_tensor_data(x);                                                   \
-        for (int64_t plane = 0; plane < n * c; plane++) {                                          \
-            const T *P = X + plane * h * w;                                                        \
-            for (int64_t oh = 0; oh < ho; oh++) {                                                  \
-                int64_t h0 = oh * st - p, h1 = h0 + k;                                             \
-                h0 = h0 < 0 ? 0 : h0;                                                              \
-                h1 = h1 > h ? h : h1;                                                              \
-                if (k == 2 && st == 2 && p == 0) {                                                 \
-                    /* The common 2x2 window, unrolled: same rule, no loops. */                    \
-                    const T *r0 = P + 2 * oh * w, *r1 = r0 + w;                                    \
-                    for (int64_t ow = 0; ow < wo; ow++) {                                          \
-                        const T *q0 = r0 + 2 * ow, *q1 = r1 + 2 * ow;                              \
-                        int64_t best = 2 * oh * w + 2 * ow;                                        \
-                        T best_v = q0[0];                                                          \
-                        bool take = !(q0[1] <= best_v) & (best_v == best_v);                       \
-                        best = take ? best + 1 : best;                                             \
-                        best_v = take ? q0[1] : best_v;                                            \
-                        take = !(q1[0] <= best_v) & (best_v == best_v);                            \
-                        best = take ? 2 * oh * w + w + 2 * ow : best;                              \
-                        best_v = take ? q1[0] : best_v;                                            \
-                        take = !(q1[1] <= best_v) & (best_v == best_v);                            \
-                        best = take ? 2 * oh * w + w + 2 * ow + 1 : best;                          \
-                        idx[(plane * ho + oh) * wo + ow] = best;                                   \
-                    }                                                                              \
-                    continue;                                                                      \
-                }                                                                                  \
-                for (int64_t ow = 0; ow < wo; ow++) {                                              \
-                    int64_t w0 = ow * st - p, w1 = w0 + k;                                         \
-                    w0 = w0 < 0 ? 0 : w0;                                                          \
-                    w1 = w1 > w ? w : w1;                                                          \
-                    int64_t best = h0 * w + w0;                                                    \
-                    T best_v = P[best];                                                            \
-                    for (int64_t ih = h0; ih < h1; ih++)                                           \
-                        for (int64_t iw = w0; iw < w1; iw++) {                                     \
-                            T v = P[ih * w + iw];                                                  \
-                            bool take = !(v <= best_v) & (best_v == best_v);                       \
-                            best = take ? ih * w + iw : best;                                      \
-                            best_v = take ? v : best_v;                                            \
-                        }                                                                          \
-                    idx[(plane * ho + oh) * wo + ow] = best;                                       \
-                }                                                                                  \
-            }                                                                                      \
-        }                                                                                          \
-    } while (0)
+/* The geometry of a max pooling: planes = N * C images of h x w, windows of
+ * kernel x kernel every stride, padding on each side, ho x wo outputs. */
+typedef struct pool_shape {
+    int64_t planes, h, w, ho, wo;
+    int kernel, stride, padding;
+} pool_shape;
+
+#define KERNELS "layers_kernels.h"
+#include "kernels.h"
+
+/* idx: (planes, ho, wo), the argmax of each window (maxpool_argmax). */
+static void maxpool_argmax(const ad_tensor *x, const pool_shape *s, int64_t *idx)
+{
+    switch (ad_tensor_dtype(x)) {
+    case AD_F32:
+        maxpool_argmax_f32(ad_tensor_data(x), s, idx);
+        break;
+    case AD_F64:
+        maxpool_argmax_f64(ad_tensor_data(x), s, idx);
+        break;
+    }
+}
 
 static ad_tensor *maxpool2d_forward(ad_module_call *call, ad_tensor *x)
 {
@@ -318,10 +288,7 @@ static ad_tensor *maxpool2d_forward(ad_module_call *call, ad_tensor *x)
     int64_t *idx = scratch_get(&m->index, (size_t)(n * c * ho * wo));
     if (!idx)
         return no_memory(tape, "maxpool2d");
-    if (ad_tensor_dtype(x) == AD_F32)
-        MAXPOOL_ARGMAX(float);
-    else
-        MAXPOOL_ARGMAX(double);
+    maxpool_argmax(x, &(pool_shape){n * c, h, w, ho, wo, k, st, p}, idx);
     ad_tensor *flat = ad_reshape(x, 3, (int64_t[]){n, c, h * w});
     ad_tensor *y = ad_gather(flat, 2, 3, (int64_t[]){n, c, ho * wo}, idx);
     return ad_reshape(y, 4, (int64_t[]){n, c, ho, wo});
@@ -386,14 +353,13 @@ static ad_tensor *dropout_forward(ad_module_call *call, ad_tensor *x)
     double keep = 1.0 / (1.0 - m->p);
     int64_t numel = ad_tensor_numel(mask);
     /* A fresh constant: filling it before any op reads it is safe. */
-    if (ad_tensor_dtype(mask) == AD_F32) {
-        float *d = ad_tensor_data(mask);
-        for (int64_t i = 0; i < numel; i++)
-            d[i] = ad_rng_uniform(&m->rng) < m->p ? 0.0f : (float)keep;
-    } else {
-        double *d = ad_tensor_data(mask);
-        for (int64_t i = 0; i < numel; i++)
-            d[i] = ad_rng_uniform(&m->rng) < m->p ? 0.0 : keep;
+    switch (ad_tensor_dtype(mask)) {
+    case AD_F32:
+        dropout_mask_f32(numel, ad_tensor_data(mask), m->p, keep, &m->rng);
+        break;
+    case AD_F64:
+        dropout_mask_f64(numel, ad_tensor_data(mask), m->p, keep, &m->rng);
+        break;
     }
     return ad_mul(x, mask);
 }

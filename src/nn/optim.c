@@ -250,65 +250,39 @@ ad_status ad_optim_adamw(ad_optim **out, ad_module *m, const ad_adam_config *con
 
 /* ---- Update rules, one definition for both dtypes ------------------------------------ */
 
-// SGD: g = grad + wd p; buf = t == 1 ? g : mu buf + (1 - dampening) g;
-//      g = nesterov ? g + mu buf : buf; p -= lr g
-#define SGD_UPDATE(T)                                                                              \
-    do {                                                                                           \
-        T *restrict P = ad_tensor_data(p), *restrict B = ad_tensor_data(buf);                      \
-        const T *restrict G = ad_tensor_data(ad_tensor_grad(p));                                   \
-        const T lr = (T)c->lr, wd = (T)c->weight_decay, mu = (T)c->momentum;                       \
-        const T damp = (T)(1 - c->dampening);                                                      \
-        /* One loop per case, so each is branch-free and vectorises. */                            \
-        if (mu == 0) {                                                                             \
-            for (int64_t i = 0; i < numel; i++)                                                    \
-                P[i] -= lr * (G[i] + wd * P[i]);                                                   \
-        } else if (first) {                                                                        \
-            for (int64_t i = 0; i < numel; i++) {                                                  \
-                T g = G[i] + wd * P[i];                                                            \
-                B[i] = g;                                                                          \
-                P[i] -= lr * (c->nesterov ? g + mu * g : g);                                       \
-            }                                                                                      \
-        } else if (c->nesterov) {                                                                  \
-            for (int64_t i = 0; i < numel; i++) {                                                  \
-                T g = G[i] + wd * P[i];                                                            \
-                B[i] = mu * B[i] + damp * g;                                                       \
-                P[i] -= lr * (g + mu * B[i]);                                                      \
-            }                                                                                      \
-        } else {                                                                                   \
-            for (int64_t i = 0; i < numel; i++) {                                                  \
-                T g = G[i] + wd * P[i];                                                            \
-                B[i] = mu * B[i] + damp * g;                                                       \
-                P[i] -= lr * B[i];                                                                 \
-            }                                                                                      \
-        }                                                                                          \
-    } while (0)
+#define KERNELS "optim_kernels.h"
+#include "kernels.h"
 
-/* The square root of the element type: sqrtf keeps float32 steps in float,
- * as torch computes them. */
-#define SQRT_float sqrtf
-#define SQRT_double sqrt
+static void sgd_step(const ad_sgd_config *c, ad_tensor *p, ad_tensor *buf, bool first)
+{
+    int64_t numel = ad_tensor_numel(p);
+    void *grad = ad_tensor_data(ad_tensor_grad(p));
+    switch (ad_tensor_dtype(p)) {
+    case AD_F32:
+        sgd_update_f32(numel, ad_tensor_data(p), grad, ad_tensor_data(buf), c, first);
+        break;
+    case AD_F64:
+        sgd_update_f64(numel, ad_tensor_data(p), grad, ad_tensor_data(buf), c, first);
+        break;
+    }
+}
 
-// Adam(W): AdamW p *= 1 - lr wd (Adam: g += wd p); m = b1 m + (1-b1) g;
-//          v = b2 v + (1-b2) g^2; p -= lr/bc1 m / (sqrt(v)/sqrt(bc2) + eps)
-// in torch's order of operations (a division by sqrt(bc2), not a product with
-// its inverse), so float64 steps match torch.optim bit for bit.
-#define ADAM_UPDATE(T)                                                                             \
-    do {                                                                                           \
-        T *restrict P = ad_tensor_data(p), *restrict M = ad_tensor_data(m1);                       \
-        T *restrict V = ad_tensor_data(m2);                                                        \
-        const T *restrict G = ad_tensor_data(ad_tensor_grad(p));                                   \
-        const T b1 = (T)c->beta1, b2 = (T)c->beta2, eps = (T)c->eps;                               \
-        const T step_size = (T)(c->lr / bc1), sqrt_bc2 = (T)sqrt(bc2);                             \
-        const T wd = opt->decoupled ? 0 : (T)c->weight_decay;                                      \
-        const T shrink = opt->decoupled ? (T)(1 - c->lr * c->weight_decay) : 1;                    \
-        for (int64_t i = 0; i < numel; i++) {                                                      \
-            T g = G[i] + wd * P[i];                                                                \
-            P[i] *= shrink;                                                                        \
-            M[i] = b1 * M[i] + (1 - b1) * g;                                                       \
-            V[i] = b2 * V[i] + (1 - b2) * g * g;                                                   \
-            P[i] -= step_size * M[i] / (SQRT_##T(V[i]) / sqrt_bc2 + eps);                          \
-        }                                                                                          \
-    } while (0)
+static void adam_step(const ad_optim *opt, ad_tensor *p, ad_tensor *m1, ad_tensor *m2, double t)
+{
+    const ad_adam_config *c = &opt->adam;
+    double bc1 = 1 - pow(c->beta1, t), bc2 = 1 - pow(c->beta2, t);
+    int64_t numel = ad_tensor_numel(p);
+    void *grad = ad_tensor_data(ad_tensor_grad(p));
+    void *m = ad_tensor_data(m1), *v = ad_tensor_data(m2);
+    switch (ad_tensor_dtype(p)) {
+    case AD_F32:
+        adam_update_f32(numel, ad_tensor_data(p), grad, m, v, c, opt->decoupled, bc1, bc2);
+        break;
+    case AD_F64:
+        adam_update_f64(numel, ad_tensor_data(p), grad, m, v, c, opt->decoupled, bc1, bc2);
+        break;
+    }
+}
 
 void ad_optim_step(ad_optim *opt)
 {
@@ -320,25 +294,10 @@ void ad_optim_step(ad_optim *opt)
         ad_tensor *p = opt->params[k];
         if (!ad_tensor_requires_grad(p))
             continue; /* frozen: no update, no weight decay, state untouched (torch) */
-        int64_t numel = ad_tensor_numel(p);
-        bool f32 = ad_tensor_dtype(p) == AD_F32;
-        if (opt->kind == OPT_SGD) {
-            const ad_sgd_config *c = &opt->sgd;
-            ad_tensor *buf = opt->state[0][k];
-            bool first = t == 1;
-            if (f32)
-                SGD_UPDATE(float);
-            else
-                SGD_UPDATE(double);
-        } else {
-            const ad_adam_config *c = &opt->adam;
-            ad_tensor *m1 = opt->state[0][k], *m2 = opt->state[1][k];
-            double bc1 = 1 - pow(c->beta1, t), bc2 = 1 - pow(c->beta2, t);
-            if (f32)
-                ADAM_UPDATE(float);
-            else
-                ADAM_UPDATE(double);
-        }
+        if (opt->kind == OPT_SGD)
+            sgd_step(&opt->sgd, p, opt->state[0][k], t == 1);
+        else
+            adam_step(opt, p, opt->state[0][k], opt->state[1][k], t);
     }
 }
 
@@ -381,6 +340,18 @@ size_t ad_optim_state(const ad_optim *opt, ad_nn_param *out, size_t max)
 
 /* ---- Gradient clipping and schedules --------------------------------------------------- */
 
+static void scale(ad_tensor *x, double coef)
+{
+    switch (ad_tensor_dtype(x)) {
+    case AD_F32:
+        scale_f32(ad_tensor_numel(x), ad_tensor_data(x), coef);
+        break;
+    case AD_F64:
+        scale_f64(ad_tensor_numel(x), ad_tensor_data(x), coef);
+        break;
+    }
+}
+
 double ad_nn_clip_grad_norm(size_t n, ad_tensor *const *params, double max_norm)
 {
     double sq = 0;
@@ -396,16 +367,8 @@ double ad_nn_clip_grad_norm(size_t n, ad_tensor *const *params, double max_norm)
     if (coef < 1) {
         for (size_t k = 0; k < n; k++) {
             ad_tensor *g = ad_tensor_requires_grad(params[k]) ? ad_tensor_grad(params[k]) : NULL;
-            int64_t numel = ad_tensor_numel(g);
-            if (g && ad_tensor_dtype(g) == AD_F32) {
-                float *d = ad_tensor_data(g);
-                for (int64_t i = 0; i < numel; i++)
-                    d[i] *= (float)coef;
-            } else if (g) {
-                double *d = ad_tensor_data(g);
-                for (int64_t i = 0; i < numel; i++)
-                    d[i] *= coef;
-            }
+            if (g)
+                scale(g, coef);
         }
     }
     return norm;
