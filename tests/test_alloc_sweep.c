@@ -27,13 +27,8 @@
  * a strdup called by the library would otherwise pass for libc's own
  * malloc, strdup and strndup are defined here too.
  *
- * The loaders (src/io/safetensors.c, src/io/data.c) were being converted to the
- * allocator in another branch when this test was written. Until that is
- * merged, their direct calls are bypasses: the parts that need them (model
- * and optimizer checkpoints, IDX data) still run every check the allocator
- * allows, list the bypasses and are skipped with a message, but only while
- * a probe shows the loader still unconverted (with every allocation failing,
- * it succeeds). Once it is converted they must pass like the others.
+ * The loaders (src/io/) allocate through the process-wide allocator like the
+ * rest of the library, so a direct call from them is a failure too.
  *
  * Under AddressSanitizer the sanitizer owns malloc: the test skips (77), as
  * it does when the malloc defined here is not the one called. Valgrind
@@ -465,10 +460,8 @@ static size_t sweep_pass(const char *what, operation op, bool fail_after)
 }
 
 /* The whole sweep of an operation: a reference run, then both passes, then
- * the direct calls seen meanwhile. pending: NULL, or why direct calls are
- * still expected in this branch (a loader not yet converted); the test is
- * then skipped, with what was seen, instead of failed. */
-static void sweep(const char *what, operation op, const char *pending)
+ * the direct calls seen meanwhile (each one a failure). */
+static void sweep(const char *what, operation op)
 {
     watch_reset();
     heap.allocs = heap.failures = heap.fail_at = 0;
@@ -499,12 +492,6 @@ static void sweep(const char *what, operation op, const char *pending)
                   what, n, object_summary(objects_seen, sizeof objects_seen));
     if (bypass_calls == 0)
         return;
-    if (pending) {
-        print_bypasses(what, false);
-        print_message("%s: SKIPPED until %s; expected to pass once that is merged\n", what,
-                      pending);
-        skip();
-    }
     print_bypasses(what, true);
     fail_msg("%s: the library allocated without the process-wide allocator", what);
 }
@@ -741,7 +728,7 @@ static void test_building_a_model_fails_cleanly_at_every_allocation(void **state
     (void)state;
     sweep("model (conv2d, maxpool, flatten, linear, layer_norm, tanh, dropout, user module "
           "with a child)",
-          build_model, NULL);
+          build_model);
 }
 
 /* An optimizer made for a model: on failure, no optimizer and the model's
@@ -786,9 +773,9 @@ static void build_adamw(outcome *o)
 static void test_building_each_optimizer_fails_cleanly_and_leaves_the_model_alone(void **state)
 {
     (void)state;
-    sweep("SGD with momentum", build_sgd, NULL);
-    sweep("Adam", build_adam, NULL);
-    sweep("AdamW", build_adamw, NULL);
+    sweep("SGD with momentum", build_sgd);
+    sweep("Adam", build_adam);
+    sweep("AdamW", build_adamw);
 }
 
 /* ==== A training step on a fresh tape ============================================== */
@@ -835,8 +822,7 @@ static void train_one_step(outcome *o)
 static void test_a_training_step_fails_cleanly_at_every_allocation(void **state)
 {
     (void)state;
-    sweep("training step (tape, forward, cross-entropy, backward, Adam step)", train_one_step,
-          NULL);
+    sweep("training step (tape, forward, cross-entropy, backward, Adam step)", train_one_step);
 }
 
 /* ==== Checkpoints: models and optimizer state ======================================= */
@@ -870,34 +856,6 @@ static int files_in_temp_dir(void)
         n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
     closedir(d);
     return n;
-}
-
-/* Whether src/io/safetensors.c allocates through the process-wide allocator
- * yet: with every allocation failing, a save must run out of memory. */
-static bool safetensors_use_the_allocator(void)
-{
-    char path[300];
-    temp_path(path, sizeof path, "probe.safetensors");
-    ad_tensor *t;
-    assert_int_equal(ad_tensor_create(&t, AD_F32, 1, (int64_t[]){2}, false), AD_OK);
-    const char *name = "t";
-    heap.fail_at = 1;
-    heap.fail_after = true;
-    heap.armed = true;
-    ad_status st = ad_safetensors_save(path, 1, &name, &t, NULL, 0);
-    heap.armed = false;
-    heap.fail_at = 0;
-    ad_tensor_free(t);
-    remove(path);
-    return st == AD_ERR_NOMEM;
-}
-
-static const char *safetensors_pending(void)
-{
-    return safetensors_use_the_allocator()
-               ? NULL
-               : "src/io/safetensors.c allocates through the process-wide allocator (its conversion "
-                 "is in another branch)";
 }
 
 static unsigned char old_file[64 * 1024], new_file[64 * 1024];
@@ -937,7 +895,7 @@ static void save_model(outcome *o)
 static void test_saving_a_model_fails_cleanly_and_keeps_the_old_file(void **state)
 {
     (void)state;
-    sweep("ad_nn_save", save_model, safetensors_pending());
+    sweep("ad_nn_save", save_model);
 }
 
 static void load_model(outcome *o)
@@ -969,7 +927,7 @@ static void load_model(outcome *o)
 static void test_loading_a_model_fails_cleanly_and_leaves_its_parameters_alone(void **state)
 {
     (void)state;
-    sweep("ad_nn_load", load_model, safetensors_pending());
+    sweep("ad_nn_load", load_model);
 }
 
 /* A model and an Adam optimizer after one step, so that its state is not zero. */
@@ -1042,7 +1000,7 @@ static void save_optimizer_state(outcome *o)
 static void test_saving_optimizer_state_fails_cleanly_and_keeps_the_old_file(void **state)
 {
     (void)state;
-    sweep("optimizer state, ad_safetensors_save", save_optimizer_state, safetensors_pending());
+    sweep("optimizer state, ad_safetensors_save", save_optimizer_state);
 }
 
 static void load_optimizer_state(outcome *o)
@@ -1079,7 +1037,7 @@ static void load_optimizer_state(outcome *o)
 static void test_loading_optimizer_state_fails_cleanly_and_leaves_it_alone(void **state)
 {
     (void)state;
-    sweep("optimizer state, ad_safetensors_load", load_optimizer_state, safetensors_pending());
+    sweep("optimizer state, ad_safetensors_load", load_optimizer_state);
 }
 
 /* ==== IDX data and a minibatch ========================================================= */
@@ -1112,21 +1070,6 @@ static void idx_files_made(void)
     assert_non_null(g);
     assert_int_equal(gzwrite(g, labels, sizeof labels), (int)sizeof labels);
     assert_int_equal(gzclose(g), Z_OK);
-}
-
-/* Whether src/io/data.c allocates through the process-wide allocator yet: with
- * every allocation failing, making a batch iterator must run out of memory. */
-static bool data_uses_the_allocator(void)
-{
-    heap.fail_at = 1;
-    heap.fail_after = true;
-    heap.armed = true;
-    ad_batches *b = NULL;
-    ad_status st = ad_batches_create(&b, 4, 2, false, NULL);
-    heap.armed = false;
-    heap.fail_at = 0;
-    ad_batches_free(b);
-    return st == AD_ERR_NOMEM;
 }
 
 /* A failed load leaves its destination exactly as it was (nn.h): here, the
@@ -1202,11 +1145,7 @@ static void test_loading_idx_data_and_making_a_minibatch_fails_cleanly(void **st
     (void)state;
     idx_files_made();
     sweep("IDX images and labels, a shuffled minibatch gathered into a tensor",
-          load_idx_and_make_a_batch,
-          data_uses_the_allocator()
-              ? NULL
-              : "src/io/data.c allocates through the process-wide allocator (its conversion is "
-                "in another branch)");
+          load_idx_and_make_a_batch);
 }
 
 /* ==== Gradient checks =================================================================== */
@@ -1268,8 +1207,8 @@ static void gradgradcheck_once(outcome *o)
 static void test_gradcheck_and_gradgradcheck_fail_cleanly_at_every_allocation(void **state)
 {
     (void)state;
-    sweep("ad_gradcheck (72 outputs)", gradcheck_once, NULL);
-    sweep("ad_gradgradcheck", gradgradcheck_once, NULL);
+    sweep("ad_gradcheck (72 outputs)", gradcheck_once);
+    sweep("ad_gradgradcheck", gradgradcheck_once);
 }
 
 /* ==== Custom ops ======================================================================== */
@@ -1332,7 +1271,7 @@ static void check_custom_op(outcome *o)
 static void test_custom_op_check_fails_cleanly_at_every_allocation(void **state)
 {
     (void)state;
-    sweep("ad_custom_op_check (float32 input, two outputs, jvp)", check_custom_op, NULL);
+    sweep("ad_custom_op_check (float32 input, two outputs, jvp)", check_custom_op);
 }
 
 static double custom_reference[4];
@@ -1380,7 +1319,7 @@ static void create_and_apply_custom_op(outcome *o)
 static void test_creating_and_applying_a_custom_op_fails_cleanly_at_every_allocation(void **state)
 {
     (void)state;
-    sweep("custom op: create, apply on a fresh tape, backward", create_and_apply_custom_op, NULL);
+    sweep("custom op: create, apply on a fresh tape, backward", create_and_apply_custom_op);
 }
 
 /* ==== Activation checkpointing ====================================================== */
@@ -1441,7 +1380,7 @@ static void checkpoint_forward_and_backward(outcome *o)
 static void test_checkpoint_forward_and_backward_fail_cleanly_at_every_allocation(void **state)
 {
     (void)state;
-    sweep("ad_checkpoint twice, forward and backward", checkpoint_forward_and_backward, NULL);
+    sweep("ad_checkpoint twice, forward and backward", checkpoint_forward_and_backward);
 }
 
 /* ==== The thread pool =============================================================== */
@@ -1475,8 +1414,7 @@ static void parallel_tanh(outcome *o)
 static void test_the_thread_pool_allocates_nothing_of_its_own(void **state)
 {
     (void)state;
-    sweep("thread pool: tanh of 2^16 elements on two threads, on a fresh tape", parallel_tanh,
-          NULL);
+    sweep("thread pool: tanh of 2^16 elements on two threads, on a fresh tape", parallel_tanh);
 }
 
 /* ==== The watch itself ================================================================ */

@@ -302,8 +302,8 @@ static bool indices_valid(const ad_idx *idx, const int64_t *indices, int64_t cou
     return true;
 }
 
-#define KERNELS "data_kernels.h"
-#include "kernels.h"
+#define KERNELS "io/data_kernels.h"
+#include "../core/kernels.h"
 
 /* A dtype gather_images has a kernel for. */
 static bool image_dtype(ad_dtype dtype)

@@ -116,8 +116,8 @@ ad_status ad_init_fans(const ad_tensor *t, int64_t *fan_in, int64_t *fan_out)
 
 typedef enum { UNIFORM, NORMAL } distribution;
 
-#define KERNELS "init_kernels.h"
-#include "kernels.h"
+#define KERNELS "nn/init_kernels.h"
+#include "../core/kernels.h"
 
 /* Fills t with lo + (hi - lo) * u (UNIFORM) or a + b * z (NORMAL), row-major. */
 static void fill(ad_tensor *t, distribution kind, double a, double b, ad_rng *rng)

@@ -257,8 +257,8 @@ typedef struct pool_shape {
     int kernel, stride, padding;
 } pool_shape;
 
-#define KERNELS "layers_kernels.h"
-#include "kernels.h"
+#define KERNELS "nn/layers_kernels.h"
+#include "../core/kernels.h"
 
 /* idx: (planes, ho, wo), the argmax of each window (maxpool_argmax). */
 static void maxpool_argmax(const ad_tensor *x, const pool_shape *s, int64_t *idx)

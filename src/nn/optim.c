@@ -250,8 +250,8 @@ ad_status ad_optim_adamw(ad_optim **out, ad_module *m, const ad_adam_config *con
 
 /* ---- Update rules, one definition for both dtypes ------------------------------------ */
 
-#define KERNELS "optim_kernels.h"
-#include "kernels.h"
+#define KERNELS "nn/optim_kernels.h"
+#include "../core/kernels.h"
 
 static void sgd_step(const ad_sgd_config *c, ad_tensor *p, ad_tensor *buf, bool first)
 {
