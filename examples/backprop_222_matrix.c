@@ -83,9 +83,9 @@ static ad_status train_step(network *net, ad_tape *tape, backprop_step_result *r
     ad_tape_reset(tape);
     int64_t row[2] = {1, 2};
     ad_tensor *x =
-        ad_tensor_from_doubles(tape, AD_F64, 2, row, (double[]){backprop_i1, backprop_i2});
-    ad_tensor *target = ad_tensor_from_doubles(tape, AD_F64, 2, row,
-                                               (double[]){backprop_target_o1, backprop_target_o2});
+        ad_tape_tensor_from_doubles(tape, AD_F64, 2, row, (double[]){backprop_i1, backprop_i2});
+    ad_tensor *target = ad_tape_tensor_from_doubles(
+        tape, AD_F64, 2, row, (double[]){backprop_target_o1, backprop_target_o2});
 
     ad_tensor *net_h = ad_nn_forward(net->hidden, tape, x); /* [1, 2] */
     ad_tensor *out_h = ad_sigmoid(net_h);

@@ -45,7 +45,7 @@ static ad_tensor *normal_log_likelihood(ad_tape *tape, size_t n_inputs, ad_tenso
     }
     ad_tensor *mu = inputs[0], *log_sigma = inputs[1];
     int64_t shape[1] = {(int64_t)data->n};
-    ad_tensor *x = ad_tensor_from_doubles(tape, AD_F64, 1, shape, data->x);
+    ad_tensor *x = ad_tape_tensor_from_doubles(tape, AD_F64, 1, shape, data->x);
 
     ad_tensor *z = ad_div(ad_sub(x, mu), ad_exp(log_sigma));                /* [n] */
     ad_tensor *per_point = ad_sub(ad_neg(ad_mul_scalar(ad_square(z), 0.5)), /* [n] */

@@ -76,7 +76,7 @@ static void pair_energy_gradient(const double *p, int64_t n, double *grad)
 static ad_status pair_energy_backward(ad_custom_ctx *c, ad_tensor *const *gout, ad_tensor **gin)
 {
     ad_tensor *x = ad_custom_input(c, 0);
-    gin[0] = ad_tensor_new(ad_custom_tape(c), AD_F64, 2, ad_tensor_shape(x), NULL);
+    gin[0] = ad_tape_tensor(ad_custom_tape(c), AD_F64, 2, ad_tensor_shape(x), NULL);
     if (!gin[0])
         return ad_tape_status(ad_custom_tape(c));
     double *g = ad_tensor_data(gin[0]), scale = ad_value(gout[0]);
@@ -136,8 +136,8 @@ int main(void)
 
     /* 1. Both ops against finite differences. */
     double xs[4] = {-1.5, -0.2, 0.3, 2.0}, ps[8] = {0, 0, 0.3, 0.9, 1.2, 0.1, 0.7, -0.8};
-    failures += check(log_cosh, ad_tensor_from_doubles(tape, AD_F64, 1, (int64_t[]){4}, xs));
-    failures += check(energy, ad_tensor_from_doubles(tape, AD_F64, 2, (int64_t[]){4, 2}, ps));
+    failures += check(log_cosh, ad_tape_tensor_from_doubles(tape, AD_F64, 1, (int64_t[]){4}, xs));
+    failures += check(energy, ad_tape_tensor_from_doubles(tape, AD_F64, 2, (int64_t[]){4, 2}, ps));
     ad_tape_reset(tape);
 
     /* 2. Stable where the naive formula overflows: log cosh 1000 = 1000 - log 2. */
@@ -152,7 +152,8 @@ int main(void)
 
     /* 3. Its Hessian: d^2/dx^2 sum log cosh x = diag(1 - tanh^2 x). */
     ad_tape_reset(tape);
-    ad_tensor *x = ad_requires_grad(ad_tensor_from_doubles(tape, AD_F64, 1, (int64_t[]){4}, xs));
+    ad_tensor *x =
+        ad_requires_grad(ad_tape_tensor_from_doubles(tape, AD_F64, 1, (int64_t[]){4}, xs));
     ad_tensor *loss = ad_sum_all(ad_custom(log_cosh, 1, &x, NULL)), *h = NULL;
     if (ad_hessian(loss, 1, &x, &h, AD_JACOBIAN_AUTO, NULL) != AD_OK) {
         fprintf(stderr, "hessian: %s\n", ad_tape_message(tape));
@@ -174,8 +175,8 @@ int main(void)
     double e0 = NAN, e = NAN;
     for (int step = 0; step < 200; step++) {
         ad_tape_reset(tape);
-        ad_tensor *p =
-            ad_requires_grad(ad_tensor_from_doubles(tape, AD_F64, 2, (int64_t[]){4, 2}, points));
+        ad_tensor *p = ad_requires_grad(
+            ad_tape_tensor_from_doubles(tape, AD_F64, 2, (int64_t[]){4, 2}, points));
         ad_tensor *energy_value = ad_custom(energy, 1, &p, NULL);
         if (ad_backward(energy_value, NULL) != AD_OK) {
             fprintf(stderr, "springs: %s\n", ad_tape_message(tape));
@@ -195,7 +196,8 @@ int main(void)
 
     /* 5. First order only: create_graph through it is refused, naming it. */
     ad_tape_reset(tape);
-    ad_tensor *p = ad_requires_grad(ad_tensor_from_doubles(tape, AD_F64, 2, (int64_t[]){4, 2}, ps));
+    ad_tensor *p =
+        ad_requires_grad(ad_tape_tensor_from_doubles(tape, AD_F64, 2, (int64_t[]){4, 2}, ps));
     ad_status st =
         ad_backward(ad_custom(energy, 1, &p, NULL), &(ad_backward_opts){.create_graph = true});
     printf("create_graph through pair_energy: %s (%s)\n", ad_status_string(st),

@@ -58,7 +58,7 @@ static void draw_regions(ad_module *model, ad_tape *tape)
         }
     ad_tape_reset(tape);
     ad_tensor *points =
-        ad_tensor_from_doubles(tape, AD_F32, 2, (int64_t[]){ROWS * COLUMNS, 2}, &grid[0][0]);
+        ad_tape_tensor_from_doubles(tape, AD_F32, 2, (int64_t[]){ROWS * COLUMNS, 2}, &grid[0][0]);
     ad_tensor *logits = ad_nn_forward(model, tape, points);
     if (!logits)
         return;

@@ -594,7 +594,7 @@ static int train_epoch(trainer *t, int epoch, meter *running, double *seconds)
     for (int64_t batch = 1;
          batch <= t->steps_per_epoch && ad_batches_next(t->train_batches, &idx, &m); batch++) {
         if (o->schedule == TRAIN_LR_COSINE)
-            ad_optim_set_lr(t->optim, ad_lr_cosine(base_lr, 0, t->step, 0, t->total_steps));
+            ad_optim_set_lr(t->optim, ad_optim_lr_cosine(base_lr, 0, t->step, 0, t->total_steps));
 
         ad_tensor *logits = NULL;
         ad_tensor *loss =

@@ -414,7 +414,7 @@ static const scalar_fn scalar_ops[] = {ad_leaky_relu,     ad_pow_scalar,    ad_a
                                        ad_div_scalar,     ad_rdiv_scalar,   ad_rpow_scalar,
                                        ad_maximum_scalar, ad_minimum_scalar};
 static const binary_fn binary_ops[] = {ad_add,     ad_sub,     ad_mul, ad_div,   ad_pow,
-                                       ad_maximum, ad_minimum, ad_mse, ad_matmul};
+                                       ad_maximum, ad_minimum, ad_mse_loss, ad_matmul};
 static const reduce_fn reduce_ops[] = {ad_sum, ad_mean, ad_max, ad_logsumexp};
 static const reshape_fn reshape_ops[] = {ad_reshape, ad_expand, ad_sum_to};
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
@@ -431,13 +431,13 @@ static void make_tensor(program *p)
         double v[64];
         for (int64_t i = 0; i < n; i++)
             v[i] = value(p);
-        t = ad_tensor_from_doubles(p->tape, d, ndim, s, v);
+        t = ad_tape_tensor_from_doubles(p->tape, d, ndim, s, v);
     } else if (how % 4 == 1) {
         t = ad_full(p->tape, d, ndim, s, value(p));
     } else if (how % 4 == 2 && ndim == 0) {
         t = ad_scalar_of(p->tape, d, value(p));
     } else {
-        t = ad_tensor_new(p->tape, d, ndim, s, NULL);
+        t = ad_tape_tensor(p->tape, d, ndim, s, NULL);
     }
     if (!t) {
         if (p->before == AD_OK)

@@ -97,7 +97,7 @@ static ad_status pair_jvp(ad_custom_ctx *c, ad_tensor *const *t, ad_tensor **out
 static ad_status cube_raw_forward(ad_custom_ctx *c, ad_tensor *const *in, ad_tensor **out)
 {
     ad_tensor *x = in[0];
-    out[0] = ad_tensor_new(ad_custom_tape(c), AD_F64, ad_tensor_ndim(x), ad_tensor_shape(x), NULL);
+    out[0] = ad_tape_tensor(ad_custom_tape(c), AD_F64, ad_tensor_ndim(x), ad_tensor_shape(x), NULL);
     if (!out[0])
         return ad_tape_status(ad_custom_tape(c));
     const double *X = ad_tensor_data(x);
@@ -111,7 +111,7 @@ static ad_status cube_raw_forward(ad_custom_ctx *c, ad_tensor *const *in, ad_ten
 static ad_status cube_raw_backward(ad_custom_ctx *c, ad_tensor *const *g, ad_tensor **gin)
 {
     ad_tensor *x = ad_custom_input(c, 0);
-    gin[0] = ad_tensor_new(ad_custom_tape(c), AD_F64, ad_tensor_ndim(x), ad_tensor_shape(x), NULL);
+    gin[0] = ad_tape_tensor(ad_custom_tape(c), AD_F64, ad_tensor_ndim(x), ad_tensor_shape(x), NULL);
     if (!gin[0])
         return ad_tape_status(ad_custom_tape(c));
     const double *X = ad_tensor_data(x), *G = ad_tensor_data(g[0]);

@@ -40,7 +40,7 @@ static ad_tensor *alternate_signs(ad_tape *tape, ad_tensor *x)
 {
     if (!x)
         return NULL;
-    ad_tensor *signs = ad_tensor_new(tape, AD_F64, ad_tensor_ndim(x), ad_tensor_shape(x), NULL);
+    ad_tensor *signs = ad_tape_tensor(tape, AD_F64, ad_tensor_ndim(x), ad_tensor_shape(x), NULL);
     if (!signs)
         return NULL;
     double *s = ad_tensor_data(signs);

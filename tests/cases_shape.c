@@ -239,7 +239,7 @@ typedef struct where_ctx {
 
 static ad_tensor *cond_of(ad_tape *tape, const where_ctx *w)
 {
-    return ad_tensor_from_doubles(tape, AD_F64, w->ndim, w->shape, w->cond);
+    return ad_tape_tensor_from_doubles(tape, AD_F64, w->ndim, w->shape, w->cond);
 }
 
 static ad_tensor *f_where(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)

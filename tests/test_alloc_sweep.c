@@ -1288,7 +1288,7 @@ static void create_and_apply_custom_op(outcome *o)
         st = ad_tape_create(&tape);
     if (op && !failed(o, st, "ad_tape_create", NULL)) {
         ad_tensor *x =
-            ad_requires_grad(ad_tensor_from_doubles(tape, AD_F64, 1, (int64_t[]){4}, xv));
+            ad_requires_grad(ad_tape_tensor_from_doubles(tape, AD_F64, 1, (int64_t[]){4}, xv));
         ad_tensor *y[2] = {NULL, NULL};
         st = ad_custom_apply(op, 1, &x, NULL, y);
         if (st == AD_ERR_NULL && ad_tape_status(tape) != AD_OK)

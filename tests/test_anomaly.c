@@ -145,8 +145,8 @@ static ad_status double_forward(ad_custom_ctx *c, ad_tensor *const *in, ad_tenso
 static ad_status nan_backward(ad_custom_ctx *c, ad_tensor *const *gout, ad_tensor **gin)
 {
     const ad_tensor *g = gout[0];
-    gin[0] = ad_tensor_new(ad_custom_tape(c), ad_tensor_dtype(g), ad_tensor_ndim(g),
-                           ad_tensor_shape(g), NULL);
+    gin[0] = ad_tape_tensor(ad_custom_tape(c), ad_tensor_dtype(g), ad_tensor_ndim(g),
+                            ad_tensor_shape(g), NULL);
     if (!gin[0])
         return ad_tape_status(ad_custom_tape(c));
     double *d = ad_tensor_data(gin[0]);

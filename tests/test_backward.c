@@ -148,7 +148,7 @@ static void test_hessian_vector_product_matches_the_hand_computed_value(void **s
     int64_t n = 4;
     const double xv[4] = {1.0, -2.0, 0.5, 3.0}, vv[4] = {0.25, 1.0, -1.0, 2.0};
     ad_tensor *x = leaf(tape, AD_F64, 1, &n, xv);
-    ad_tensor *v = ad_tensor_from_doubles(tape, AD_F64, 1, &n, vv);
+    ad_tensor *v = ad_tape_tensor_from_doubles(tape, AD_F64, 1, &n, vv);
     ad_tensor *f = ad_add(ad_square(ad_sum_all(x)), ad_sum_all(ad_pow_scalar(x, 3.0)));
     ad_backward_opts o = {.create_graph = true};
     ad_tensor *g, *hv;
@@ -243,7 +243,8 @@ static void test_ad_grad_sums_over_several_outputs_with_their_seeds(void **state
     const double xv[2] = {1.0, 3.0}, s1[2] = {1.0, 2.0};
     ad_tensor *x = leaf(tape, AD_F64, 1, &n, xv);
     ad_tensor *outs[2] = {ad_square(x), ad_sum_all(ad_mul_scalar(x, 5.0))};
-    ad_tensor *seeds[2] = {ad_tensor_from_doubles(tape, AD_F64, 1, &n, s1), ad_scalar(tape, -1.0)};
+    ad_tensor *seeds[2] = {ad_tape_tensor_from_doubles(tape, AD_F64, 1, &n, s1),
+                           ad_scalar(tape, -1.0)};
     ad_tensor *g;
     assert_int_equal(ad_grad(2, outs, seeds, 1, &x, &g, NULL), AD_OK);
     /* 2 x s1 - 5 */

@@ -1442,11 +1442,11 @@ static ad_tensor *cross_entropy_no_classes(ad_tape *t)
 }
 static ad_tensor *mse_shapes(ad_tape *t)
 {
-    return ad_mse(F64(t, 2), F64(t, 3));
+    return ad_mse_loss(F64(t, 2), F64(t, 3));
 }
 static ad_tensor *mse_dtypes(ad_tape *t)
 {
-    return ad_mse(F32(t, 2), F64(t, 2));
+    return ad_mse_loss(F32(t, 2), F64(t, 2));
 }
 static ad_tensor *cast_unknown_dtype(ad_tape *t)
 {
@@ -1743,11 +1743,11 @@ static ad_tensor *v_cross_entropy_no_rows(ad_tensor *const *x)
 }
 static ad_tensor *v_mse_with_inf_and_1(ad_tensor *const *x)
 {
-    return ad_mse(x[0], tensor(tape_of(x), AD_F64, DIMS(2), (double[]){INFINITY, 1.0}));
+    return ad_mse_loss(x[0], tensor(tape_of(x), AD_F64, DIMS(2), (double[]){INFINITY, 1.0}));
 }
 static ad_tensor *v_mse(ad_tensor *const *x)
 {
-    return ad_mse(x[0], x[1]);
+    return ad_mse_loss(x[0], x[1]);
 }
 /* linear algebra */
 static ad_tensor *v_dot_with_0_1(ad_tensor *const *x)
@@ -1858,7 +1858,7 @@ static ad_tensor *v_scatter_add_none(ad_tensor *const *x)
 }
 static ad_tensor *v_where_empty_cond(ad_tensor *const *x)
 {
-    return ad_where(ad_tensor_new(tape_of(x), AD_F64, DIMS(0), NULL), x[0], x[1]);
+    return ad_where(ad_tape_tensor(tape_of(x), AD_F64, DIMS(0), NULL), x[0], x[1]);
 }
 static ad_tensor *v_where_1_0_log(ad_tensor *const *x)
 {
@@ -2483,7 +2483,7 @@ H2(where, ad_where(a, a, b))
 H1(softmax, ad_softmax(a, 0))
 H1(log_softmax, ad_log_softmax(a, -1))
 H1(cross_entropy, ad_cross_entropy(a, 1, (int64_t[]){1}))
-H2(mse, ad_mse(a, b))
+H2(mse, ad_mse_loss(a, b))
 H1(custom, ad_custom(cube_op, 1, &a, NULL))
 H1(checkpoint, ad_checkpoint(sum_of_squares, NULL, 1, &a))
 

@@ -123,7 +123,7 @@ static outcome mlp_step_with(ad_tape *tape, mlp *m, int64_t batch, int every, bo
     mlp_zero_grad(m);
     int64_t sx[2] = {batch, m->width};
     uint64_t seed = 12345;
-    ad_tensor *x = ad_requires_grad(ad_tensor_new(tape, m->dtype, 2, sx, NULL));
+    ad_tensor *x = ad_requires_grad(ad_tape_tensor(tape, m->dtype, 2, sx, NULL));
     assert_non_null(x);
     for (int64_t i = 0; i < batch * m->width; i++) {
         double v = test_uniform(&seed, -1, 1);
@@ -409,7 +409,7 @@ static void test_nested_checkpoints_give_bit_identical_values_and_gradients(void
     mlp_zero_grad(&m);
     int64_t sx[2] = {3, 5};
     uint64_t seed = 12345;
-    ad_tensor *x = ad_requires_grad(ad_tensor_new(tape, AD_F64, 2, sx, NULL));
+    ad_tensor *x = ad_requires_grad(ad_tape_tensor(tape, AD_F64, 2, sx, NULL));
     for (int64_t i = 0; i < 15; i++)
         ((double *)ad_tensor_data(x))[i] = test_uniform(&seed, -1, 1);
     segment inner[2] = {{&m, 0, 2}, {&m, 2, 4}};

@@ -230,7 +230,7 @@ static ad_status scaled_exp_backward(ad_custom_ctx *c, ad_tensor *const *g, ad_t
 
 static ad_tensor *raw_like(ad_custom_ctx *c, const ad_tensor *x)
 {
-    return ad_tensor_new(ad_custom_tape(c), AD_F64, ad_tensor_ndim(x), ad_tensor_shape(x), NULL);
+    return ad_tape_tensor(ad_custom_tape(c), AD_F64, ad_tensor_ndim(x), ad_tensor_shape(x), NULL);
 }
 
 static ad_status cube_raw_forward(ad_custom_ctx *c, ad_tensor *const *in, ad_tensor **out)

@@ -482,7 +482,7 @@ static void test_gather_images_scales_bytes_to_unit_range(void **state)
     assert_int_equal(ad_idx_gather_images(&images, idx, 3, wrong_row), AD_ERR_SHAPE);
     assert_int_equal(ad_idx_gather_images(&images, idx, 3, too_few), AD_ERR_SHAPE);
     ad_tape *tape = test_tape();
-    ad_tensor *on_tape = ad_tensor_new(tape, AD_F32, 2, (int64_t[]){3, 6}, NULL);
+    ad_tensor *on_tape = ad_tape_tensor(tape, AD_F32, 2, (int64_t[]){3, 6}, NULL);
     assert_int_equal(ad_idx_gather_images(&images, idx, 3, on_tape), AD_ERR_ARG);
     assert_int_equal(ad_idx_gather_images(NULL, idx, 3, f), AD_ERR_ARG);
     assert_int_equal(ad_idx_gather_images(&images, NULL, 3, f), AD_ERR_ARG);

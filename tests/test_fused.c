@@ -348,7 +348,7 @@ static void test_mse_matches_hand_values_with_broadcasting(void **state)
     const double a[4] = {1, 2, 3, 4}, b[2] = {1, 0};
     for (int dt = 0; dt < 2; dt++) {
         ad_tensor *x = leaf(tape, (ad_dtype)dt, 2, sa, a), *y = leaf(tape, (ad_dtype)dt, 1, sb, b);
-        ad_tensor *r = ad_mse(x, y);
+        ad_tensor *r = ad_mse_loss(x, y);
         assert_non_null(r);
         assert_int_equal(ad_tensor_ndim(r), 0);
         /* differences 0, 2, 2, 4: (0 + 4 + 4 + 16) / 4 */
@@ -365,7 +365,7 @@ static void test_mse_of_empty_tensors_is_nan(void **state)
 {
     ad_tape *tape = *state;
     const int64_t s[1] = {0};
-    ad_tensor *r = ad_mse(tensor(tape, AD_F64, 1, s, NULL), tensor(tape, AD_F64, 1, s, NULL));
+    ad_tensor *r = ad_mse_loss(tensor(tape, AD_F64, 1, s, NULL), tensor(tape, AD_F64, 1, s, NULL));
     assert_non_null(r);
     assert_true(isnan(ad_value(r)));
 }
@@ -374,16 +374,16 @@ static void test_mse_shape_mismatch_names_both_shapes(void **state)
 {
     ad_tape *tape = *state;
     const int64_t sa[2] = {2, 3}, sb[1] = {4};
-    assert_null(ad_mse(tensor(tape, AD_F64, 2, sa, NULL), tensor(tape, AD_F64, 1, sb, NULL)));
+    assert_null(ad_mse_loss(tensor(tape, AD_F64, 2, sa, NULL), tensor(tape, AD_F64, 1, sb, NULL)));
     assert_int_equal(ad_tape_status(tape), AD_ERR_SHAPE);
-    assert_message_has(tape, "mse: shapes [2,3] and [4]");
+    assert_message_has(tape, "mse_loss: shapes [2,3] and [4]");
 }
 
 static void test_mse_of_mixed_dtypes_is_a_dtype_error_naming_both(void **state)
 {
     ad_tape *tape = *state;
     const int64_t s[1] = {3};
-    assert_null(ad_mse(tensor(tape, AD_F64, 1, s, NULL), tensor(tape, AD_F32, 1, s, NULL)));
+    assert_null(ad_mse_loss(tensor(tape, AD_F64, 1, s, NULL), tensor(tape, AD_F32, 1, s, NULL)));
     assert_int_equal(ad_tape_status(tape), AD_ERR_DTYPE);
     assert_message_has(tape, "mse");
     assert_message_has(tape, "float64 [3]");
@@ -397,7 +397,7 @@ static void test_fused_ops_given_null_return_null_and_leave_the_tape_alone(void 
     assert_null(ad_softmax(NULL, 0));
     assert_null(ad_log_softmax(NULL, 0));
     assert_null(ad_cross_entropy(NULL, 1, t));
-    assert_null(ad_mse(NULL, ad_scalar(tape, 1)));
+    assert_null(ad_mse_loss(NULL, ad_scalar(tape, 1)));
     assert_int_equal(ad_tape_status(tape), AD_OK);
 }
 

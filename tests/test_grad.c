@@ -167,8 +167,8 @@ static void test_gradcheck_detects_a_dropped_gradient_path_at_the_worst_element(
     /* The error |b - 2b| / (atol + rtol |2b|) grows with |b|: worst at the
      * largest |b|, b[3] = 0.9. */
     const double b[6] = {0.1, -0.2, 0.3, 0.9, -0.5, 0.4};
-    ad_tensor *in[2] = {ad_tensor_from_doubles(tape, AD_F64, 2, shape, a),
-                        ad_tensor_from_doubles(tape, AD_F64, 2, shape, b)};
+    ad_tensor *in[2] = {ad_tape_tensor_from_doubles(tape, AD_F64, 2, shape, a),
+                        ad_tape_tensor_from_doubles(tape, AD_F64, 2, shape, b)};
     ad_gradcheck_result r;
     assert_int_equal(ad_gradcheck(drops_a_gradient_path, NULL, 2, in, NULL, &r), AD_OK);
     assert_false(r.passed);
@@ -203,7 +203,7 @@ static void test_gradgradcheck_detects_a_second_derivative_lost_to_detach(void *
     ad_tape *tape = test_tape();
     int64_t shape[1] = {3};
     const double x[3] = {0.5, -1.0, 2.0};
-    ad_tensor *in[1] = {ad_tensor_from_doubles(tape, AD_F64, 1, shape, x)};
+    ad_tensor *in[1] = {ad_tape_tensor_from_doubles(tape, AD_F64, 1, shape, x)};
     ad_gradcheck_result r;
     assert_int_equal(ad_gradcheck(loses_the_second_derivative, NULL, 1, in, NULL, &r), AD_OK);
     assert_true(r.passed);

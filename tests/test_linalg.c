@@ -14,7 +14,7 @@
 static ad_tensor *ramp(ad_tape *tape, ad_dtype dtype, int ndim, const int64_t *shape, double scale,
                        double shift)
 {
-    ad_tensor *t = ad_tensor_new(tape, dtype, ndim, shape, NULL);
+    ad_tensor *t = ad_tape_tensor(tape, dtype, ndim, shape, NULL);
     assert_non_null(t);
     double values[512];
     assert_true(ad_tensor_numel(t) <= 512);
@@ -293,7 +293,7 @@ static void test_matmul_of_a_persistent_weight_accumulates_its_gradient(void **s
 static void *random_buffer(ad_tape *tape, ad_dtype dtype, int64_t n, uint64_t *rng)
 {
     int64_t shape[1] = {n};
-    ad_tensor *t = ad_tensor_new(tape, dtype, 1, shape, NULL);
+    ad_tensor *t = ad_tape_tensor(tape, dtype, 1, shape, NULL);
     assert_non_null(t);
     void *d = ad_tensor_data(t);
     for (int64_t i = 0; i < n; i++) {

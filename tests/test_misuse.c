@@ -169,7 +169,7 @@ static void test_max_over_a_group_holding_nan_gives_nan_gradients_to_the_group(v
     ad_tape *tape = *state;
     int64_t shape[2] = {2, 2};
     ad_tensor *x = ad_requires_grad(
-        ad_tensor_from_doubles(tape, AD_F64, 2, shape, (double[]){1.0, NAN, 2.0, 5.0}));
+        ad_tape_tensor_from_doubles(tape, AD_F64, 2, shape, (double[]){1.0, NAN, 2.0, 5.0}));
     int axis = 1;
     ad_tensor *y = ad_max(x, 1, &axis, false);
     assert_true(isnan(ad_tensor_get(y, 0)));
@@ -192,14 +192,14 @@ static void test_shapes_beyond_2_to_the_60_are_shape_errors_even_when_empty(void
     assert_null(p);
     int64_t empty_huge[2] = {0, INT64_MAX};
     assert_int_equal(ad_tensor_create(&p, AD_F32, 2, empty_huge, false), AD_ERR_SHAPE);
-    assert_null(ad_tensor_new(tape, AD_F32, 2, empty_huge, NULL));
+    assert_null(ad_tape_tensor(tape, AD_F32, 2, empty_huge, NULL));
     assert_int_equal(ad_tape_status(tape), AD_ERR_SHAPE);
     assert_non_null(strstr(ad_tape_message(tape), "too large"));
     ad_tape_clear_error(tape);
     /* A result shape past the bound, from shapes within it. */
     int64_t half = (int64_t)1 << 31;
-    ad_tensor *a = ad_tensor_new(tape, AD_F32, 3, (int64_t[]){half, 1, 0}, NULL);
-    ad_tensor *b = ad_tensor_new(tape, AD_F32, 3, (int64_t[]){1, half, 0}, NULL);
+    ad_tensor *a = ad_tape_tensor(tape, AD_F32, 3, (int64_t[]){half, 1, 0}, NULL);
+    ad_tensor *b = ad_tape_tensor(tape, AD_F32, 3, (int64_t[]){1, half, 0}, NULL);
     assert_non_null(a);
     assert_non_null(b);
     assert_null(ad_add(a, b)); /* [2^31, 2^31, 0]: empty, but 2^62 counting the 0 as 1 */
@@ -213,13 +213,13 @@ static void test_ops_on_empty_tensors_with_huge_dims_finish_at_once(void **state
 {
     ad_tape *tape = *state;
     int64_t big = (int64_t)1 << 40;
-    ad_tensor *a = ad_requires_grad(ad_tensor_new(tape, AD_F32, 3, (int64_t[]){big, 0, 3}, NULL));
-    ad_tensor *b = ad_requires_grad(ad_tensor_new(tape, AD_F32, 2, (int64_t[]){3, 4}, NULL));
+    ad_tensor *a = ad_requires_grad(ad_tape_tensor(tape, AD_F32, 3, (int64_t[]){big, 0, 3}, NULL));
+    ad_tensor *b = ad_requires_grad(ad_tape_tensor(tape, AD_F32, 2, (int64_t[]){3, 4}, NULL));
     ad_tensor *y = ad_matmul(a, b);
     assert_non_null(y);
     assert_int_equal(ad_tensor_dim(y, 0), big);
     assert_int_equal(ad_tensor_numel(y), 0);
-    ad_tensor *x = ad_requires_grad(ad_tensor_new(tape, AD_F32, 2, (int64_t[]){big, 0}, NULL));
+    ad_tensor *x = ad_requires_grad(ad_tape_tensor(tape, AD_F32, 2, (int64_t[]){big, 0}, NULL));
     ad_tensor *s = ad_index_select(x, 1, 0, NULL);
     assert_non_null(s);
     ad_tensor *t = ad_index_select(x, 0, 2, (int64_t[]){0, big - 1});

@@ -189,7 +189,7 @@ static ad_tensor *distinct_image(ad_tape *tape)
     double v[100];
     for (int i = 0; i < 100; i++)
         v[i] = ((i * 37) % 100) * 0.02 - 1.0;
-    return ad_tensor_from_doubles(tape, AD_F64, 4, (int64_t[]){2, 2, 5, 5}, v);
+    return ad_tape_tensor_from_doubles(tape, AD_F64, 4, (int64_t[]){2, 2, 5, 5}, v);
 }
 
 static void test_maxpool2d_gradients_with_padding_and_overlapping_windows(void **state)
@@ -384,7 +384,8 @@ static ad_tensor *cross_entropy_function(ad_tape *tape, size_t n, ad_tensor *con
 static ad_tensor *bce_function(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
 {
     (void)tape, (void)n;
-    return ad_nn_bce_with_logits(in[0], in[1], ((const loss_case *)ctx)->reduction);
+    return ad_nn_binary_cross_entropy_with_logits(in[0], in[1],
+                                                  ((const loss_case *)ctx)->reduction);
 }
 
 static void test_loss_gradients_for_both_reductions(void **state)
@@ -489,7 +490,7 @@ static void test_conv2d_forward_matches_pytorch(void **state)
     ad_rng rng;
     ad_rng_seed(&rng, 0);
     ad_tape *tape = test_tape();
-    ad_tensor *xt = ad_tensor_from_doubles(tape, AD_F64, 4, (int64_t[]){2, 2, 4, 5}, x);
+    ad_tensor *xt = ad_tape_tensor_from_doubles(tape, AD_F64, 4, (int64_t[]){2, 2, 4, 5}, x);
     for (int config = 0; config < 2; config++) {
         ad_module *m = NULL;
         int stride = config ? 2 : 1, padding = config ? 1 : 0;
@@ -568,7 +569,7 @@ static void test_maxpool2d_forward_and_gradient_match_pytorch(void **state)
         x[i] = ((i * 7) % 25) * 0.1 - 1.2;
     ad_tape *tape = test_tape();
     ad_tensor *xt =
-        ad_requires_grad(ad_tensor_from_doubles(tape, AD_F64, 4, (int64_t[]){1, 1, 5, 5}, x));
+        ad_requires_grad(ad_tape_tensor_from_doubles(tape, AD_F64, 4, (int64_t[]){1, 1, 5, 5}, x));
     ad_module *m = NULL;
     assert_int_equal(ad_nn_maxpool2d(&m, 3, 2, 1), AD_OK);
     ad_tensor *y = ad_nn_forward(m, tape, xt);
@@ -593,7 +594,7 @@ static void test_maxpool2d_tie_goes_to_the_first_maximum(void **state)
     ad_tape *tape = test_tape();
     const double x[8] = {1, 3, 3, 0, 2, 2, 2, 2};
     ad_tensor *xt =
-        ad_requires_grad(ad_tensor_from_doubles(tape, AD_F64, 4, (int64_t[]){1, 2, 2, 2}, x));
+        ad_requires_grad(ad_tape_tensor_from_doubles(tape, AD_F64, 4, (int64_t[]){1, 2, 2, 2}, x));
     ad_module *m = NULL;
     assert_int_equal(ad_nn_maxpool2d(&m, 2, 0, 0), AD_OK);
     ad_tensor *y = ad_nn_forward(m, tape, xt);
@@ -659,7 +660,7 @@ static void test_maxpool2d_fast_and_general_paths_agree_on_ties_and_nans(void **
             ad_tape *tape = test_tape();
             ad_dtype dtype = dt ? AD_F64 : AD_F32;
             ad_tensor *xt = ad_requires_grad(
-                ad_tensor_from_doubles(tape, dtype, 4, (int64_t[]){1, 1, H, W}, x));
+                ad_tape_tensor_from_doubles(tape, dtype, 4, (int64_t[]){1, 1, H, W}, x));
             ad_module *m = NULL;
             assert_int_equal(ad_nn_maxpool2d(&m, k, st, 0), AD_OK);
             ad_tensor *y = ad_nn_forward(m, tape, xt);
@@ -707,7 +708,7 @@ static void test_layer_norm_forward_matches_pytorch(void **state)
     set_param(m, 1, (double[]){0.1, 0.2, 0.3, 0.4});
     ad_tape *tape = test_tape();
     ad_tensor *y =
-        ad_nn_forward(m, tape, ad_tensor_from_doubles(tape, AD_F64, 2, (int64_t[]){2, 4}, x));
+        ad_nn_forward(m, tape, ad_tape_tensor_from_doubles(tape, AD_F64, 2, (int64_t[]){2, 4}, x));
     assert_shape(y, 2, (int64_t[]){2, 4});
     assert_values(y, COUNT(expected), expected, 1e-12, 1e-15);
     ad_tape_free(tape);
@@ -734,12 +735,12 @@ static void test_linear_forward_matches_pytorch(void **state)
     set_param(m, 1, (double[]){0.05, -0.05});
     ad_tape *tape = test_tape();
     ad_tensor *y =
-        ad_nn_forward(m, tape, ad_tensor_from_doubles(tape, AD_F64, 2, (int64_t[]){2, 3}, x));
+        ad_nn_forward(m, tape, ad_tape_tensor_from_doubles(tape, AD_F64, 2, (int64_t[]){2, 3}, x));
     assert_shape(y, 2, (int64_t[]){2, 2});
     assert_values(y, COUNT(expected), expected, 1e-12, 1e-15);
     /* A 1-d input is one row: [3] -> [2]. */
     ad_tensor *row =
-        ad_nn_forward(m, tape, ad_tensor_from_doubles(tape, AD_F64, 1, (int64_t[]){3}, x + 3));
+        ad_nn_forward(m, tape, ad_tape_tensor_from_doubles(tape, AD_F64, 1, (int64_t[]){3}, x + 3));
     assert_shape(row, 1, (int64_t[]){2});
     assert_values(row, 2, (double[]){expected[2], expected[3]}, 1e-12, 1e-15);
     ad_tape_free(tape);
@@ -767,7 +768,7 @@ static void test_activations_forward_match_pytorch(void **state)
     };
     const double x[6] = {-3.0, -0.5, 0.0, 0.25, 1.5, 25.0};
     ad_tape *tape = test_tape();
-    ad_tensor *xt = ad_tensor_from_doubles(tape, AD_F64, 1, (int64_t[]){6}, x);
+    ad_tensor *xt = ad_tape_tensor_from_doubles(tape, AD_F64, 1, (int64_t[]){6}, x);
     for (int kind = AD_ACT_RELU; kind <= AD_ACT_LEAKY_RELU; kind++) {
         ad_module *m = make_activation((ad_activation)kind);
         ad_tensor *y = ad_nn_forward(m, tape, xt);
@@ -793,9 +794,9 @@ static void test_losses_match_pytorch(void **state)
     const double x[6] = {0.8, -1.5, 3.0, -0.2, 0.0, 30.0};
     const double t[6] = {1.0, 0.0, 0.25, 1.0, 0.5, 0.0};
     ad_tape *tape = test_tape();
-    ad_tensor *lt = ad_tensor_from_doubles(tape, AD_F64, 2, (int64_t[]){4, 3}, logits);
-    ad_tensor *xt = ad_tensor_from_doubles(tape, AD_F64, 2, (int64_t[]){3, 2}, x);
-    ad_tensor *tt = ad_tensor_from_doubles(tape, AD_F64, 2, (int64_t[]){3, 2}, t);
+    ad_tensor *lt = ad_tape_tensor_from_doubles(tape, AD_F64, 2, (int64_t[]){4, 3}, logits);
+    ad_tensor *xt = ad_tape_tensor_from_doubles(tape, AD_F64, 2, (int64_t[]){3, 2}, x);
+    ad_tensor *tt = ad_tape_tensor_from_doubles(tape, AD_F64, 2, (int64_t[]){3, 2}, t);
 
     ad_tensor *ce[4] = {ad_nn_cross_entropy(lt, 4, ce_targets, 0, AD_REDUCE_MEAN),
                         ad_nn_cross_entropy(lt, 4, ce_targets, 0, AD_REDUCE_SUM),
@@ -808,19 +809,22 @@ static void test_losses_match_pytorch(void **state)
         assert_int_equal(ad_tensor_ndim(ce[i]), 0);
         assert_close(ce_expected[i], ad_value(ce[i]), 1e-14, 0);
     }
-    assert_close(5.727064557574316, ad_value(ad_nn_bce_with_logits(xt, tt, AD_REDUCE_MEAN)), 1e-12,
+    assert_close(5.727064557574316,
+                 ad_value(ad_nn_binary_cross_entropy_with_logits(xt, tt, AD_REDUCE_MEAN)), 1e-12,
                  0);
-    assert_close(34.362387345445896, ad_value(ad_nn_bce_with_logits(xt, tt, AD_REDUCE_SUM)), 1e-12,
-                 0);
+    assert_close(34.362387345445896,
+                 ad_value(ad_nn_binary_cross_entropy_with_logits(xt, tt, AD_REDUCE_SUM)), 1e-12, 0);
     assert_close(151.92375000000001, ad_value(ad_nn_mse_loss(xt, tt, AD_REDUCE_MEAN)), 1e-14, 0);
     assert_close(911.54250000000002, ad_value(ad_nn_mse_loss(xt, tt, AD_REDUCE_SUM)), 1e-14, 0);
 
     /* bce stays finite for logits far beyond exp's range. */
     ad_tensor *huge =
-        ad_tensor_from_doubles(tape, AD_F64, 1, (int64_t[]){2}, (double[]){1000.0, -1000.0});
+        ad_tape_tensor_from_doubles(tape, AD_F64, 1, (int64_t[]){2}, (double[]){1000.0, -1000.0});
     ad_tensor *targets =
-        ad_tensor_from_doubles(tape, AD_F64, 1, (int64_t[]){2}, (double[]){0.0, 1.0});
-    assert_close(2000.0, ad_value(ad_nn_bce_with_logits(huge, targets, AD_REDUCE_SUM)), 1e-14, 0);
+        ad_tape_tensor_from_doubles(tape, AD_F64, 1, (int64_t[]){2}, (double[]){0.0, 1.0});
+    assert_close(2000.0,
+                 ad_value(ad_nn_binary_cross_entropy_with_logits(huge, targets, AD_REDUCE_SUM)),
+                 1e-14, 0);
     assert_int_equal(ad_tape_status(tape), AD_OK);
 
     /* An empty batch: the mean is NaN and the sum 0, as in PyTorch. */
@@ -830,7 +834,8 @@ static void test_losses_match_pytorch(void **state)
     assert_true(ad_value(sum) == 0.0);
     assert_int_equal(ad_backward(sum, NULL), AD_OK);
     assert_true(ad_value(ad_nn_mse_loss(empty, empty, AD_REDUCE_SUM)) == 0.0);
-    assert_true(ad_value(ad_nn_bce_with_logits(empty, empty, AD_REDUCE_SUM)) == 0.0);
+    assert_true(ad_value(ad_nn_binary_cross_entropy_with_logits(empty, empty, AD_REDUCE_SUM)) ==
+                0.0);
     ad_tape_free(tape);
 }
 
@@ -1406,18 +1411,18 @@ static void test_clip_grad_norm_returns_the_norm_and_scales(void **state)
     set_grad(a, (double[]){3, 4});
     set_grad(b, (double[]){12});
     /* Below the limit: the norm, grads untouched. */
-    assert_close(13.0, ad_nn_clip_grad_norm(2, params, 20.0), 1e-15, 0);
+    assert_close(13.0, ad_optim_clip_grad_norm(2, params, 20.0), 1e-15, 0);
     assert_true(ad_tensor_get(ad_tensor_grad(a), 1) == 4.0);
     assert_true(ad_tensor_get(ad_tensor_grad(b), 0) == 12.0);
     /* Above: the norm before clipping; grads times max / (norm + 1e-6), as PyTorch. */
-    assert_close(13.0, ad_nn_clip_grad_norm(2, params, 6.5), 1e-15, 0);
+    assert_close(13.0, ad_optim_clip_grad_norm(2, params, 6.5), 1e-15, 0);
     double coef = 6.5 / (13.0 + 1e-6);
     assert_close(3 * coef, ad_tensor_get(ad_tensor_grad(a), 0), 1e-7, 0); /* float32 */
     assert_close(4 * coef, ad_tensor_get(ad_tensor_grad(a), 1), 1e-7, 0);
     assert_close(12 * coef, ad_tensor_get(ad_tensor_grad(b), 0), 1e-15, 0);
-    assert_close(6.5, ad_nn_clip_grad_norm(2, params, 100.0), 1e-6, 0);
+    assert_close(6.5, ad_optim_clip_grad_norm(2, params, 100.0), 1e-6, 0);
     /* No parameters: norm 0. */
-    assert_close(0.0, ad_nn_clip_grad_norm(0, NULL, 1.0), 0, 0);
+    assert_close(0.0, ad_optim_clip_grad_norm(0, NULL, 1.0), 0, 0);
     ad_tensor_free(a);
     ad_tensor_free(b);
 }
@@ -1426,27 +1431,27 @@ static void test_learning_rate_schedules(void **state)
 {
     (void)state;
     /* torch.optim.lr_scheduler.StepLR(step_size=3, gamma=0.5) from 0.1 */
-    assert_close(0.1, ad_lr_step(0.1, 0, 3, 0.5), 1e-15, 0);
-    assert_close(0.1, ad_lr_step(0.1, 2, 3, 0.5), 1e-15, 0);
-    assert_close(0.05, ad_lr_step(0.1, 3, 3, 0.5), 1e-15, 0);
-    assert_close(0.025, ad_lr_step(0.1, 7, 3, 0.5), 1e-15, 0);
-    assert_close(0.1 * pow(0.5, 33), ad_lr_step(0.1, 100, 3, 0.5), 1e-15, 0);
+    assert_close(0.1, ad_optim_lr_step(0.1, 0, 3, 0.5), 1e-15, 0);
+    assert_close(0.1, ad_optim_lr_step(0.1, 2, 3, 0.5), 1e-15, 0);
+    assert_close(0.05, ad_optim_lr_step(0.1, 3, 3, 0.5), 1e-15, 0);
+    assert_close(0.025, ad_optim_lr_step(0.1, 7, 3, 0.5), 1e-15, 0);
+    assert_close(0.1 * pow(0.5, 33), ad_optim_lr_step(0.1, 100, 3, 0.5), 1e-15, 0);
 
     /* Warm-up over 4 steps: base (step + 1) / 4; then cosine from base to min at 14. */
     const double base = 1.0, min = 0.1;
     for (int s = 0; s < 4; s++)
-        assert_close(base * (s + 1) / 4.0, ad_lr_cosine(base, min, s, 4, 14), 1e-15, 0);
-    assert_close(base, ad_lr_cosine(base, min, 4, 4, 14), 1e-15, 0);
-    assert_close((base + min) / 2, ad_lr_cosine(base, min, 9, 4, 14), 1e-15, 0);
+        assert_close(base * (s + 1) / 4.0, ad_optim_lr_cosine(base, min, s, 4, 14), 1e-15, 0);
+    assert_close(base, ad_optim_lr_cosine(base, min, 4, 4, 14), 1e-15, 0);
+    assert_close((base + min) / 2, ad_optim_lr_cosine(base, min, 9, 4, 14), 1e-15, 0);
     const double pi = 3.14159265358979323846;
     /* A quarter of the way (torch's CosineAnnealingLR formula). */
-    assert_close(min + (base - min) * (1 + cos(pi / 4)) / 2, ad_lr_cosine(base, min, 6, 4, 12),
-                 1e-14, 0);
-    assert_close(min, ad_lr_cosine(base, min, 14, 4, 14), 1e-15, 1e-16);
-    assert_close(min, ad_lr_cosine(base, min, 1000, 4, 14), 1e-15, 1e-16);
+    assert_close(min + (base - min) * (1 + cos(pi / 4)) / 2,
+                 ad_optim_lr_cosine(base, min, 6, 4, 12), 1e-14, 0);
+    assert_close(min, ad_optim_lr_cosine(base, min, 14, 4, 14), 1e-15, 1e-16);
+    assert_close(min, ad_optim_lr_cosine(base, min, 1000, 4, 14), 1e-15, 1e-16);
     /* No warm-up: base at step 0, decreasing. */
-    assert_close(base, ad_lr_cosine(base, min, 0, 0, 10), 1e-15, 0);
-    assert_true(ad_lr_cosine(base, min, 3, 0, 10) < ad_lr_cosine(base, min, 2, 0, 10));
+    assert_close(base, ad_optim_lr_cosine(base, min, 0, 0, 10), 1e-15, 0);
+    assert_true(ad_optim_lr_cosine(base, min, 3, 0, 10) < ad_optim_lr_cosine(base, min, 2, 0, 10));
 }
 
 /* ==== Training =================================================================== */
@@ -1922,6 +1927,39 @@ static void test_constructors_with_bad_sizes_return_bad_argument(void **state)
     ad_nn_free(NULL);
 }
 
+/* The names renamed in docs/names.md still work, as deprecated aliases that
+ * give the same results as the new names. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+static void test_renamed_functions_keep_their_old_names_for_one_release(void **state)
+{
+    (void)state;
+    ad_tape *tape;
+    assert_int_equal(ad_tape_create(&tape), AD_OK);
+    int64_t n = 3;
+    const double v[3] = {0.5, -1.0, 2.0}, w[3] = {1.0, 0.0, 1.0};
+    ad_tensor *a = ad_tensor_from_doubles(tape, AD_F64, 1, &n, v);
+    ad_tensor *b = ad_tensor_new(tape, AD_F64, 1, &n, w);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_close(ad_tensor_get(ad_mse_loss(a, b), 0), ad_tensor_get(ad_mse(a, b), 0), 0, 0);
+    assert_close(ad_tensor_get(ad_mse(a, b), 0), (0.25 + 1.0 + 1.0) / 3, 1e-15, 0);
+    assert_close(
+        ad_tensor_get(ad_nn_binary_cross_entropy_with_logits(a, b, AD_REDUCE_SUM), 0),
+        ad_tensor_get(ad_nn_bce_with_logits(a, b, AD_REDUCE_SUM), 0), 0, 0);
+    assert_close(ad_lr_step(0.1, 5, 2, 0.5), 0.025, 1e-15, 0);
+    assert_close(ad_lr_cosine(1.0, 0.0, 3, 0, 6), ad_optim_lr_cosine(1.0, 0.0, 3, 0, 6), 0, 0);
+    ad_tensor *p;
+    assert_int_equal(ad_tensor_create(&p, AD_F64, 1, &n, true), AD_OK);
+    ad_tensor_set(ad_tensor_grad(p), 0, 3.0);
+    ad_tensor_set(ad_tensor_grad(p), 1, 4.0);
+    assert_close(ad_nn_clip_grad_norm(1, &p, 1.0), 5.0, 1e-15, 0);
+    assert_close(ad_tensor_get(ad_tensor_grad(p), 0), 0.6, 1e-6, 0);
+    ad_tensor_free(p);
+    ad_tape_free(tape);
+}
+#pragma GCC diagnostic pop
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1970,6 +2008,7 @@ int main(void)
         cmocka_unit_test(test_other_layers_reject_inputs_that_do_not_fit),
         cmocka_unit_test(test_forward_with_rejects_parameters_that_do_not_fit),
         cmocka_unit_test(test_constructors_with_bad_sizes_return_bad_argument),
+        cmocka_unit_test(test_renamed_functions_keep_their_old_names_for_one_release),
     };
     return cmocka_run_group_tests(tests, temp_dir_create, temp_dir_remove);
 }

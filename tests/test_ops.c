@@ -432,8 +432,8 @@ static void test_expm1_of_a_failed_op_is_null_and_keeps_the_first_error(void **s
 {
     ad_tape *tape = *state;
     int64_t n2 = 2, n3 = 3;
-    ad_tensor *a = ad_tensor_new(tape, AD_F64, 1, &n2, NULL);
-    ad_tensor *b = ad_tensor_new(tape, AD_F64, 1, &n3, NULL);
+    ad_tensor *a = ad_tape_tensor(tape, AD_F64, 1, &n2, NULL);
+    ad_tensor *b = ad_tape_tensor(tape, AD_F64, 1, &n3, NULL);
     assert_null(ad_expm1(ad_add(a, b)));
     assert_int_equal(ad_tape_status(tape), AD_ERR_SHAPE);
     assert_non_null(strstr(ad_tape_message(tape), "add: shapes [2] and [3]"));
@@ -783,9 +783,9 @@ static void test_mean_of_an_empty_tensor_is_nan(void **state)
 {
     ad_tape *tape = *state;
     const int64_t empty[1] = {0}, rows0[2] = {0, 3};
-    ad_tensor *x = ad_tensor_new(tape, AD_F64, 1, empty, NULL);
+    ad_tensor *x = ad_tape_tensor(tape, AD_F64, 1, empty, NULL);
     assert_true(isnan(ad_value(ad_mean_all(x))));
-    ad_tensor *y = ad_tensor_new(tape, AD_F64, 2, rows0, NULL);
+    ad_tensor *y = ad_tape_tensor(tape, AD_F64, 2, rows0, NULL);
     const int ax0[1] = {0}, ax1[1] = {1};
     ad_tensor *m = ad_mean(y, 1, ax0, false);
     assert_shape(m, 1, shape3);
@@ -822,7 +822,7 @@ static void test_max_over_an_empty_dim_is_a_shape_error(void **state)
 {
     ad_tape *tape = *state;
     const int64_t rows0[2] = {0, 3};
-    ad_tensor *x = ad_tensor_new(tape, AD_F64, 2, rows0, NULL);
+    ad_tensor *x = ad_tape_tensor(tape, AD_F64, 2, rows0, NULL);
     assert_null(ad_max(x, 0, NULL, false));
     assert_int_equal(ad_tape_status(tape), AD_ERR_SHAPE);
     assert_message_has(tape, "max");
@@ -940,8 +940,8 @@ static void fused_and_composed_gradients(ad_dtype dtype, ad_tensor *(*op)(ad_ten
     for (int create_graph = 0; create_graph < 2; create_graph++) {
         ad_tape *tape = test_tape();
         int64_t shape[1] = {COUNT};
-        ad_tensor *x = ad_requires_grad(ad_tensor_from_doubles(tape, dtype, 1, shape, points));
-        ad_tensor *seed = ad_tensor_from_doubles(tape, dtype, 1, shape, seed_values);
+        ad_tensor *x = ad_requires_grad(ad_tape_tensor_from_doubles(tape, dtype, 1, shape, points));
+        ad_tensor *seed = ad_tape_tensor_from_doubles(tape, dtype, 1, shape, seed_values);
         ad_tensor *y = op(x), *g = NULL;
         ad_backward_opts opts = {.seed = seed, .create_graph = create_graph != 0};
         assert_int_equal(ad_grad(1, &y, &seed, 1, &x, &g, &opts), AD_OK);

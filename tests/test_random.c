@@ -314,7 +314,7 @@ static void test_initialisers_refuse_tape_tensors_vectors_and_bad_ranges(void **
     ad_rng rng;
     ad_rng_seed(&rng, 1);
     ad_tape *tape = test_tape();
-    ad_tensor *on_tape = ad_tensor_new(tape, AD_F32, 2, (int64_t[]){3, 4}, NULL);
+    ad_tensor *on_tape = ad_tape_tensor(tape, AD_F32, 2, (int64_t[]){3, 4}, NULL);
     assert_non_null(on_tape);
     assert_int_equal(ad_init_uniform(on_tape, 0, 1, &rng), AD_ERR_ARG);
     assert_int_equal(ad_init_normal(on_tape, 0, 1, &rng), AD_ERR_ARG);

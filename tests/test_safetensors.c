@@ -263,7 +263,7 @@ static void test_tape_tensors_can_be_saved_and_an_empty_file_written(void **stat
     (void)state;
     ad_tape *tape = test_tape();
     double v[6] = {1, 2, 3, 4, 5, 6};
-    ad_tensor *x = ad_tensor_from_doubles(tape, AD_F64, 2, (int64_t[]){2, 3}, v);
+    ad_tensor *x = ad_tape_tensor_from_doubles(tape, AD_F64, 2, (int64_t[]){2, 3}, v);
     ad_tensor *y = ad_mul(x, x);
     assert_non_null(y);
     char path[300], err[512];
@@ -683,7 +683,7 @@ static void test_a_failing_load_of_several_tensors_changes_none(void **state)
     assert_all(a, 7.0);
     /* Tape tensors, NULLs, missing files. */
     ad_tape *tape = test_tape();
-    ad_tensor *on_tape = ad_tensor_new(tape, AD_F32, 1, (int64_t[]){2}, NULL);
+    ad_tensor *on_tape = ad_tape_tensor(tape, AD_F32, 1, (int64_t[]){2}, NULL);
     assert_int_equal(ad_safetensors_load(path, 1, names, &on_tape, err, sizeof err), AD_ERR_ARG);
     assert_non_null(strstr(err, "tape tensor"));
     assert_int_equal(ad_safetensors_load(path, 1, NULL, ts, err, sizeof err), AD_ERR_ARG);

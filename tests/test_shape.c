@@ -134,8 +134,8 @@ static void test_shapes_with_too_many_elements_are_shape_errors(void **state)
 
     /* Each operand fits (it is empty); the count of their broadcast shape
      * would overflow on the way to its zero. */
-    ad_tensor *a = ad_tensor_new(tape, AD_F64, 3, wide, NULL);
-    ad_tensor *b = ad_tensor_new(tape, AD_F64, 3, tall, NULL);
+    ad_tensor *a = ad_tape_tensor(tape, AD_F64, 3, wide, NULL);
+    ad_tensor *b = ad_tape_tensor(tape, AD_F64, 3, tall, NULL);
     assert_non_null(a);
     assert_non_null(b);
     assert_failed(tape, ad_where(x, a, b), AD_ERR_SHAPE, "where", "[1,1099511627776,0] (a)",

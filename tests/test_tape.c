@@ -116,8 +116,8 @@ static ad_status model_step(ad_tape *tape, ad_tensor *w, ad_tensor *b, const dou
 {
     int64_t sx[2] = {128, 64}, st[1] = {128};
     const int last[1] = {-1};
-    ad_tensor *x = ad_tensor_new(tape, AD_F64, 2, sx, xdata);
-    ad_tensor *t = ad_tensor_new(tape, AD_F64, 1, st, target);
+    ad_tensor *x = ad_tape_tensor(tape, AD_F64, 2, sx, xdata);
+    ad_tensor *t = ad_tape_tensor(tape, AD_F64, 1, st, target);
     ad_tensor *h = ad_tanh(ad_add(ad_mul(x, w), b));
     ad_tensor *pred = ad_sum(h, 1, last, false);
     ad_tensor *loss = ad_mean_all(ad_square(ad_sub(pred, t)));
@@ -321,7 +321,7 @@ static void test_a_shape_error_is_sticky_and_names_the_op_and_shapes(void **stat
     assert_null(ad_mul(a, a));
     assert_null(ad_sum_all(a));
     assert_null(ad_scalar(tape, 1.0));
-    assert_null(ad_tensor_new(tape, AD_F64, 1, s4, NULL));
+    assert_null(ad_tape_tensor(tape, AD_F64, 1, s4, NULL));
     assert_null(ad_mul(c, a));
     assert_null(ad_exp(NULL));
     assert_int_equal(ad_tape_status(tape), AD_ERR_SHAPE);
@@ -383,7 +383,7 @@ static void test_backward_twice_without_retain_graph_gives_a_freed_error(void **
     ad_tape *tape = test_tape();
     int64_t n = 2;
     const double xv[2] = {1.5, -3.0};
-    ad_tensor *x = ad_requires_grad(ad_tensor_from_doubles(tape, AD_F64, 1, &n, xv));
+    ad_tensor *x = ad_requires_grad(ad_tape_tensor_from_doubles(tape, AD_F64, 1, &n, xv));
     ad_tensor *y = ad_sum_all(ad_square(x));
     assert_int_equal(ad_backward(y, NULL), AD_OK);
     assert_int_equal(ad_backward(y, NULL), AD_ERR_FREED);
@@ -400,7 +400,7 @@ static void test_backward_twice_with_retain_graph_doubles_the_leaf_gradients(voi
     ad_tape *tape = test_tape();
     int64_t n = 2;
     const double xv[2] = {1.5, -3.0};
-    ad_tensor *x = ad_requires_grad(ad_tensor_from_doubles(tape, AD_F64, 1, &n, xv));
+    ad_tensor *x = ad_requires_grad(ad_tape_tensor_from_doubles(tape, AD_F64, 1, &n, xv));
     ad_tensor *y = ad_sum_all(ad_mul(ad_sin(x), x));
     ad_backward_opts keep = {.retain_graph = true};
     assert_int_equal(ad_backward(y, &keep), AD_OK);
@@ -504,7 +504,7 @@ static void *work_run(void *arg)
         ad_tape_reset(tape);
         for (size_t i = 0; i < nx; i++)
             xv[i] = test_uniform(&rng, -1, 1);
-        ad_tensor *x = ad_requires_grad(ad_tensor_from_doubles(tape, AD_F64, 2, sx, xv));
+        ad_tensor *x = ad_requires_grad(ad_tape_tensor_from_doubles(tape, AD_F64, 2, sx, xv));
         ad_tensor *h = ad_tanh(ad_mul(x, w->shared));
         ad_tensor *loss = ad_sum_all(ad_mul(h, w->param));
         ad_tensor *in[2] = {x, w->param}, *g[2];
@@ -577,8 +577,8 @@ static void test_six_dimensional_tensors_broadcast_reduce_and_differentiate(void
         xv[i] = 0.1 * (i + 1) * (i % 3 ? 1 : -1);
     for (int i = 0; i < 6; i++)
         bv[i] = 0.5 + i;
-    ad_tensor *x = ad_requires_grad(ad_tensor_from_doubles(tape, AD_F64, 6, sx, xv));
-    ad_tensor *b = ad_requires_grad(ad_tensor_from_doubles(tape, AD_F64, 4, sb, bv));
+    ad_tensor *x = ad_requires_grad(ad_tape_tensor_from_doubles(tape, AD_F64, 6, sx, xv));
+    ad_tensor *b = ad_requires_grad(ad_tape_tensor_from_doubles(tape, AD_F64, 4, sb, bv));
     const int axes[3] = {1, 3, -1};
     ad_tensor *s = ad_sum(ad_mul(x, b), 3, axes, false);
     assert_non_null(s);
@@ -627,7 +627,7 @@ static void test_max_dims_work_and_one_more_is_a_shape_error(void **state)
     assert_int_equal(ad_backward(y, NULL), AD_OK);
     assert_close(3.0, ad_tensor_get(ad_tensor_grad(x), 0), 0, 0);
 
-    assert_null(ad_tensor_new(tape, AD_F64, AD_MAX_DIMS + 1, shape, NULL));
+    assert_null(ad_tape_tensor(tape, AD_F64, AD_MAX_DIMS + 1, shape, NULL));
     assert_int_equal(ad_tape_status(tape), AD_ERR_SHAPE);
     char dims[16];
     snprintf(dims, sizeof dims, "%d", AD_MAX_DIMS + 1);
@@ -669,7 +669,7 @@ static ad_status train_with(counting_allocator *c, const model_data *d, int64_t 
         ad_tensor_copy_from_doubles(b, d->b);
     }
     for (int step = 0; step < 2 && st == AD_OK; step++) {
-        if (pad && !ad_tensor_new(tape, AD_F64, 1, &pad, NULL)) {
+        if (pad && !ad_tape_tensor(tape, AD_F64, 1, &pad, NULL)) {
             st = ad_tape_status(tape);
             break;
         }

@@ -28,7 +28,8 @@ static ad_tensor *input(ad_tape *tape, ad_dtype dtype, unsigned seed)
         s = s * 6364136223846793005u + 1442695040888963407u;
         values[i] = (i % 97 == 0) ? 0.0 : (double)(s >> 11) / (double)(1ull << 53) * 4 - 2;
     }
-    ad_tensor *x = ad_requires_grad(ad_tensor_from_doubles(tape, dtype, 1, (int64_t[]){N}, values));
+    ad_tensor *x =
+        ad_requires_grad(ad_tape_tensor_from_doubles(tape, dtype, 1, (int64_t[]){N}, values));
     free(values);
     return x;
 }

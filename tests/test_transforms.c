@@ -25,7 +25,7 @@ static void values_at(multi_fn f, size_t n_in, ad_tensor *const *in, ad_tensor *
     ad_tensor *moved[MAX_IO], *y[MAX_IO];
     for (size_t i = 0; i < n_in; i++) {
         moved[i] =
-            ad_tensor_new(scratch, AD_F64, ad_tensor_ndim(in[i]), ad_tensor_shape(in[i]), NULL);
+            ad_tape_tensor(scratch, AD_F64, ad_tensor_ndim(in[i]), ad_tensor_shape(in[i]), NULL);
         assert_non_null(moved[i]);
         double *m = ad_tensor_data(moved[i]);
         for (int64_t e = 0; e < ad_tensor_numel(in[i]); e++)
@@ -65,7 +65,7 @@ static void assert_jacobian_matches_differences(multi_fn f, size_t n_in, ad_tens
         for (int64_t e = 0; e < n; e++) {
             ad_tensor *dir[MAX_IO] = {NULL};
             dir[i] =
-                ad_tensor_new(tape, AD_F64, ad_tensor_ndim(in[i]), ad_tensor_shape(in[i]), NULL);
+                ad_tape_tensor(tape, AD_F64, ad_tensor_ndim(in[i]), ad_tensor_shape(in[i]), NULL);
             assert_non_null(dir[i]);
             ((double *)ad_tensor_data(dir[i]))[e] = 1.0;
             central_difference(f, n_in, in, dir, n_out, d);

@@ -66,7 +66,7 @@ static inline int tape_teardown(void **state)
 static inline ad_tensor *tensor(ad_tape *tape, ad_dtype dtype, int ndim, const int64_t *shape,
                                 const double *values)
 {
-    ad_tensor *t = ad_tensor_from_doubles(tape, dtype, ndim, shape, values);
+    ad_tensor *t = ad_tape_tensor_from_doubles(tape, dtype, ndim, shape, values);
     assert_non_null(t);
     return t;
 }
@@ -253,7 +253,7 @@ static inline double test_uniform(uint64_t *state, double lo, double hi)
 static inline ad_tensor *test_random(ad_tape *tape, uint64_t *state, int ndim, const int64_t *shape,
                                      double lo, double hi)
 {
-    ad_tensor *t = ad_tensor_new(tape, AD_F64, ndim, shape, NULL);
+    ad_tensor *t = ad_tape_tensor(tape, AD_F64, ndim, shape, NULL);
     assert_non_null(t);
     double *d = ad_tensor_data(t);
     for (int64_t i = 0; i < ad_tensor_numel(t); i++)
@@ -272,7 +272,7 @@ static inline void assert_every_input_matters(const char *what, ad_function f, v
     assert_true(n <= sizeof leaves / sizeof leaves[0]);
     for (size_t i = 0; i < n; i++)
         leaves[i] =
-            ad_requires_grad(ad_tensor_new(tape, AD_F64, ad_tensor_ndim(inputs[i]),
+            ad_requires_grad(ad_tape_tensor(tape, AD_F64, ad_tensor_ndim(inputs[i]),
                                            ad_tensor_shape(inputs[i]), ad_tensor_data(inputs[i])));
     ad_tensor *y = f(tape, n, leaves, ctx);
     if (!y)

@@ -29,7 +29,7 @@ int main(void)
     ad_tape *tape;
     ad_tape_create_with(&tape, &(ad_allocator){capped, release, NULL});
     ad_tensor *x = ad_requires_grad(ad_full(tape, AD_F64, 1, (int64_t[]){4}, 0.5));
-    ad_tensor_new(tape, AD_F64, 1, (int64_t[]){1 << 20}, NULL); /* 8 MB: AD_ERR_NOMEM, and the */
+    ad_tape_tensor(tape, AD_F64, 1, (int64_t[]){1 << 20}, NULL); /* 8 MB: AD_ERR_NOMEM, and the */
     ad_tape_clear_error(tape);                                  /* arena's current block is lost */
     ad_tensor *y = ad_checkpoint(f, NULL, 1, &x);               /* marks "nothing allocated yet" */
     printf("x[0] = %g (was 0.5), y = %p, tape: %s\n", ad_tensor_get(x, 0), (void *)y,

@@ -9,7 +9,7 @@ int main(void)
     ad_tape *tape;
     ad_tape_create(&tape);
     /* x [0, 1, 2^40]: no elements; x^T x is [0, 2^40, 2^40], no elements either */
-    ad_tensor *x = ad_tensor_new(tape, AD_F32, 3, (int64_t[]){0, 1, (int64_t)1 << 40}, NULL);
+    ad_tensor *x = ad_tape_tensor(tape, AD_F32, 3, (int64_t[]){0, 1, (int64_t)1 << 40}, NULL);
     ad_tensor *y = ad_matmul_t(x, x, true, false);
     ad_tensor *z = ad_matmul(y, y); /* batch_strides: 2^40 * 2^40 overflows int64 */
     printf("%p %p %s\n", (void *)y, (void *)z, ad_tape_message(tape));

@@ -11,7 +11,7 @@ int main(void)
 {
     ad_tape *tape;
     ad_tape_create(&tape);
-    ad_tensor *x = ad_tensor_new(tape, AD_F32, 3, (int64_t[]){0, 1, 6}, NULL);
+    ad_tensor *x = ad_tape_tensor(tape, AD_F32, 3, (int64_t[]){0, 1, 6}, NULL);
     ad_tensor *y = ad_slice_scatter(x, 1, INT64_MAX, 0, 1); /* [0, INT64_MAX, 6] */
     ad_tensor *s = ad_sum_all(y);                           /* INT64_MAX * 6 */
     printf("%p %p %s\n", (void *)y, (void *)s, ad_tape_message(tape));

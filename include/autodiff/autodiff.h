@@ -59,6 +59,14 @@ extern "C" {
 #define AD_API
 #endif
 
+/* Marks a name kept for one release after a rename (docs/names.md): using it
+ * compiles, with a warning that names its replacement. */
+#if defined(__GNUC__)
+#define AD_DEPRECATED(replacement) __attribute__((deprecated("use " replacement)))
+#else
+#define AD_DEPRECATED(replacement)
+#endif
+
 /* Largest number of dimensions a tensor may have. */
 #define AD_MAX_DIMS 8
 
@@ -270,14 +278,14 @@ AD_API const char *ad_tensor_provenance(const ad_tensor *t, char *buf, size_t si
  * scalar). data, if not NULL, holds numel elements of the dtype and is copied;
  * NULL gives zeros. Does not require grad until ad_requires_grad().
  */
-AD_API ad_tensor *ad_tensor_new(ad_tape *tape, ad_dtype dtype, int ndim, const int64_t *shape,
-                                const void *data);
+AD_API ad_tensor *ad_tape_tensor(ad_tape *tape, ad_dtype dtype, int ndim, const int64_t *shape,
+                                 const void *data);
 /* A tape tensor filled with value. */
 AD_API ad_tensor *ad_full(ad_tape *tape, ad_dtype dtype, int ndim, const int64_t *shape,
                           double value);
 /* A tape tensor of doubles converted to dtype (copied). */
-AD_API ad_tensor *ad_tensor_from_doubles(ad_tape *tape, ad_dtype dtype, int ndim,
-                                         const int64_t *shape, const double *values);
+AD_API ad_tensor *ad_tape_tensor_from_doubles(ad_tape *tape, ad_dtype dtype, int ndim,
+                                              const int64_t *shape, const double *values);
 /* A float64 0-d tensor (scalar) on the tape. */
 AD_API ad_tensor *ad_scalar(ad_tape *tape, double value);
 /* A 0-d tensor of the given dtype. */
@@ -737,7 +745,27 @@ AD_API ad_tensor *ad_log_softmax(ad_tensor *x, int axis);
  */
 AD_API ad_tensor *ad_cross_entropy(ad_tensor *logits, size_t n, const int64_t *targets);
 /* mean((a - b)^2), broadcasting; 0-d result. */
-AD_API ad_tensor *ad_mse(ad_tensor *a, ad_tensor *b);
+AD_API ad_tensor *ad_mse_loss(ad_tensor *a, ad_tensor *b);
+
+/* ==== Renamed (docs/names.md): the old names, for one release ============== */
+
+AD_DEPRECATED("ad_tape_tensor")
+static inline ad_tensor *ad_tensor_new(ad_tape *tape, ad_dtype dtype, int ndim,
+                                       const int64_t *shape, const void *data)
+{
+    return ad_tape_tensor(tape, dtype, ndim, shape, data);
+}
+AD_DEPRECATED("ad_tape_tensor_from_doubles")
+static inline ad_tensor *ad_tensor_from_doubles(ad_tape *tape, ad_dtype dtype, int ndim,
+                                                const int64_t *shape, const double *values)
+{
+    return ad_tape_tensor_from_doubles(tape, dtype, ndim, shape, values);
+}
+AD_DEPRECATED("ad_mse_loss")
+static inline ad_tensor *ad_mse(ad_tensor *a, ad_tensor *b)
+{
+    return ad_mse_loss(a, b);
+}
 
 #ifdef __cplusplus
 }

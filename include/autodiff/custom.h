@@ -22,7 +22,7 @@
  *     ad_custom_op_free(cube);                         // after the tapes that used it
  *
  * The forward runs with recording off: it computes the outputs with library
- * ops (as above), or fills fresh tensors from ad_tensor_new itself (raw
+ * ops (as above), or fills fresh tensors from ad_tape_tensor itself (raw
  * numbers). The backward returns the input gradients. Written with library
  * ops, it is recorded under create_graph, so second derivatives (Hessians,
  * gradgradcheck) follow with no more work. A backward that computes raw
@@ -64,7 +64,7 @@ typedef struct ad_custom_op_def {
      * Sets outputs[0..n_outputs) from inputs (tensors on the op's tape; a
      * persistent input arrives as a view of it). Runs with recording off.
      * Each output is any float tensor on the tape: a result of library ops,
-     * an input itself, or a fresh ad_tensor_new whose data you fill before
+     * an input itself, or a fresh ad_tape_tensor whose data you fill before
      * any op reads it. Returns AD_OK, or an error (record a message with
      * ad_tape_set_error(ad_custom_tape(ctx), ...)).
      */

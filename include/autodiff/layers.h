@@ -310,8 +310,8 @@ AD_API ad_tensor *ad_nn_mse_loss(ad_tensor *a, ad_tensor *b, ad_reduction reduct
 AD_API ad_tensor *ad_nn_cross_entropy(ad_tensor *logits, size_t n, const int64_t *targets,
                                       double label_smoothing, ad_reduction reduction);
 /* Binary cross-entropy with logits, stable: softplus(x) - x t, reduced. */
-AD_API ad_tensor *ad_nn_bce_with_logits(ad_tensor *logits, ad_tensor *targets,
-                                        ad_reduction reduction);
+AD_API ad_tensor *ad_nn_binary_cross_entropy_with_logits(ad_tensor *logits, ad_tensor *targets,
+                                                         ad_reduction reduction);
 
 /* ==== Optimizers ============================================================= */
 
@@ -399,15 +399,41 @@ AD_API size_t ad_optim_state(const ad_optim *opt, ad_nn_param *out, size_t max);
 
 /* Scales all gradients so their global L2 norm is at most max_norm; returns
  * the norm before clipping (as torch.nn.utils.clip_grad_norm_). */
-AD_API double ad_nn_clip_grad_norm(size_t n, ad_tensor *const *params, double max_norm);
+AD_API double ad_optim_clip_grad_norm(size_t n, ad_tensor *const *params, double max_norm);
 
 /* Learning-rate schedules, pure functions of the step/epoch. */
 /* base * gamma^(floor(epoch / step_size)) */
-AD_API double ad_lr_step(double base, int64_t epoch, int64_t step_size, double gamma);
+AD_API double ad_optim_lr_step(double base, int64_t epoch, int64_t step_size, double gamma);
 /* Linear warm-up over steps 0..warmup-1, base (step + 1) / warmup (so the first
  * step is not wasted at lr 0), then cosine from base at step `warmup` to min_lr
  * at step `total`, and min_lr after it. */
-AD_API double ad_lr_cosine(double base, double min_lr, int64_t step, int64_t warmup, int64_t total);
+AD_API double ad_optim_lr_cosine(double base, double min_lr, int64_t step, int64_t warmup,
+                                 int64_t total);
+
+/* ==== Renamed (docs/names.md): the old names, for one release ============== */
+
+AD_DEPRECATED("ad_nn_binary_cross_entropy_with_logits")
+static inline ad_tensor *ad_nn_bce_with_logits(ad_tensor *logits, ad_tensor *targets,
+                                               ad_reduction reduction)
+{
+    return ad_nn_binary_cross_entropy_with_logits(logits, targets, reduction);
+}
+AD_DEPRECATED("ad_optim_clip_grad_norm")
+static inline double ad_nn_clip_grad_norm(size_t n, ad_tensor *const *params, double max_norm)
+{
+    return ad_optim_clip_grad_norm(n, params, max_norm);
+}
+AD_DEPRECATED("ad_optim_lr_step")
+static inline double ad_lr_step(double base, int64_t epoch, int64_t step_size, double gamma)
+{
+    return ad_optim_lr_step(base, epoch, step_size, gamma);
+}
+AD_DEPRECATED("ad_optim_lr_cosine")
+static inline double ad_lr_cosine(double base, double min_lr, int64_t step, int64_t warmup,
+                                  int64_t total)
+{
+    return ad_optim_lr_cosine(base, min_lr, step, warmup, total);
+}
 
 #ifdef __cplusplus
 }

@@ -131,7 +131,7 @@ static ad_status deliver(ad_tape *tape, ad_tensor *x, ad_tensor *g)
 static ad_tensor *recorded_copy(ad_tape *tape, const ad_tensor *seed)
 {
     return ad_requires_grad(
-        ad_tensor_new(tape, (ad_dtype)seed->dtype, seed->ndim, seed->shape, seed->data));
+        ad_tape_tensor(tape, (ad_dtype)seed->dtype, seed->ndim, seed->shape, seed->data));
 }
 
 /* The state of one backward sweep, shared by its helpers. */

@@ -46,7 +46,7 @@ static ad_status checkpoint_forward(ad_custom_ctx *c, ad_tensor *const *in, ad_t
     checkpoint_args *a = ad_custom_args(c);
     const ad_tensor *r = a->result;
     out[0] =
-        ad_tensor_new(ad_custom_tape(c), (ad_dtype)r->dtype, r->ndim, r->shape, a->result_data);
+        ad_tape_tensor(ad_custom_tape(c), (ad_dtype)r->dtype, r->ndim, r->shape, a->result_data);
     return out[0] ? AD_OK : ad_tape_status(ad_custom_tape(c));
 }
 
@@ -106,8 +106,8 @@ static ad_status restore(ad_tape *tape, kept *k)
     for (size_t i = 0; i < k->n; i++) {
         if (!k->t[i])
             continue;
-        k->t[i] = ad_tensor_new(tape, (ad_dtype)heads[i].dtype, heads[i].ndim, heads[i].shape,
-                                heads[i].data);
+        k->t[i] = ad_tape_tensor(tape, (ad_dtype)heads[i].dtype, heads[i].ndim, heads[i].shape,
+                                 heads[i].data);
         if (!k->t[i]) {
             st = tape->status;
             break;

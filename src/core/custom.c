@@ -618,7 +618,7 @@ ad_status ad_custom_op_check(const ad_custom_op *op, size_t n, ad_tensor *const 
                 ad_tensor *x = inputs[k];
                 in64[k] = !x || x->dtype == AD_F64
                               ? x
-                              : ad_tensor_new(scratch, AD_F64, x->ndim, x->shape, NULL);
+                              : ad_tape_tensor(scratch, AD_F64, x->ndim, x->shape, NULL);
                 for (int64_t e = 0; in64[k] && in64[k] != x && e < x->numel; e++)
                     ad__set(in64[k], e, ad__get(x, e));
             }

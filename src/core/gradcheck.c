@@ -19,7 +19,7 @@ static ad_tensor *evaluate(ad_tape *tape, const check *c, ad_tensor **leaves)
 {
     for (size_t i = 0; i < c->n; i++) {
         const ad_tensor *x = c->shapes[i];
-        leaves[i] = ad_requires_grad(ad_tensor_new(tape, AD_F64, x->ndim, x->shape, c->values[i]));
+        leaves[i] = ad_requires_grad(ad_tape_tensor(tape, AD_F64, x->ndim, x->shape, c->values[i]));
         if (!leaves[i])
             return NULL;
     }
@@ -409,7 +409,7 @@ ad_status ad_gradgradcheck(ad_function f, void *ctx, size_t n, ad_tensor *const 
         all[i] = values[i];
     }
     /* v: a persistent-free stand-in, a tape tensor holding random values. */
-    args[n] = ad_tensor_new(tape, AD_F64, y->ndim, y->shape, NULL);
+    args[n] = ad_tape_tensor(tape, AD_F64, y->ndim, y->shape, NULL);
     all[n] = ad__malloc(((size_t)y->numel + 1) * sizeof **all);
     if (!args[n] || !all[n]) {
         st = no_memory(result, "the random direction");

@@ -98,16 +98,16 @@ ad_tensor *ad__new(ad_tape *tape, ad_dtype dtype, int ndim, const int64_t *shape
     return t->data ? t : NULL;
 }
 
-ad_tensor *ad_tensor_new(ad_tape *tape, ad_dtype dtype, int ndim, const int64_t *shape,
-                         const void *data)
+ad_tensor *ad_tape_tensor(ad_tape *tape, ad_dtype dtype, int ndim, const int64_t *shape,
+                          const void *data)
 {
     if (!tape || tape->status != AD_OK)
         return NULL;
     if (!ad__dtype_valid(dtype)) {
-        ad__fail(tape, AD_ERR_DTYPE, "tensor_new: unknown dtype %d", (int)dtype);
+        ad__fail(tape, AD_ERR_DTYPE, "tape_tensor: unknown dtype %d", (int)dtype);
         return NULL;
     }
-    if (ad__check_shape(tape, "tensor_new", ndim, shape) != AD_OK)
+    if (ad__check_shape(tape, "tape_tensor", ndim, shape) != AD_OK)
         return NULL;
     ad_tensor *t = ad__new(tape, dtype, ndim, shape);
     if (!t)
@@ -122,17 +122,17 @@ ad_tensor *ad_tensor_new(ad_tape *tape, ad_dtype dtype, int ndim, const int64_t 
 
 ad_tensor *ad_full(ad_tape *tape, ad_dtype dtype, int ndim, const int64_t *shape, double value)
 {
-    ad_tensor *t = ad_tensor_new(tape, dtype, ndim, shape, NULL);
+    ad_tensor *t = ad_tape_tensor(tape, dtype, ndim, shape, NULL);
     if (t)
         for (int64_t i = 0; i < t->numel; i++)
             ad__set(t, i, value);
     return t;
 }
 
-ad_tensor *ad_tensor_from_doubles(ad_tape *tape, ad_dtype dtype, int ndim, const int64_t *shape,
-                                  const double *values)
+ad_tensor *ad_tape_tensor_from_doubles(ad_tape *tape, ad_dtype dtype, int ndim,
+                                       const int64_t *shape, const double *values)
 {
-    ad_tensor *t = ad_tensor_new(tape, dtype, ndim, shape, NULL);
+    ad_tensor *t = ad_tape_tensor(tape, dtype, ndim, shape, NULL);
     if (t && values)
         for (int64_t i = 0; i < t->numel; i++)
             ad__set(t, i, values[i]);

@@ -346,8 +346,8 @@ static ad_tensor *dropout_forward(ad_module_call *call, ad_tensor *x)
     dropout *m = ad_module_call_context(call);
     if (!ad_module_training(ad_module_call_module(call)) || m->p == 0)
         return x;
-    ad_tensor *mask = ad_tensor_new(ad_module_call_tape(call), ad_tensor_dtype(x),
-                                    ad_tensor_ndim(x), ad_tensor_shape(x), NULL);
+    ad_tensor *mask = ad_tape_tensor(ad_module_call_tape(call), ad_tensor_dtype(x),
+                                     ad_tensor_ndim(x), ad_tensor_shape(x), NULL);
     if (!mask)
         return NULL;
     double keep = 1.0 / (1.0 - m->p);

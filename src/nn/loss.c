@@ -44,7 +44,8 @@ ad_tensor *ad_nn_cross_entropy(ad_tensor *logits, size_t n, const int64_t *targe
 }
 
 // softplus(x) - x t: log(1 + e^x) - x t, stable for large |x|
-ad_tensor *ad_nn_bce_with_logits(ad_tensor *logits, ad_tensor *targets, ad_reduction reduction)
+ad_tensor *ad_nn_binary_cross_entropy_with_logits(ad_tensor *logits, ad_tensor *targets,
+                                                  ad_reduction reduction)
 {
     return reduce(ad_sub(ad_softplus(logits), ad_mul(logits, targets)), reduction);
 }

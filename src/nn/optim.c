@@ -352,7 +352,7 @@ static void scale(ad_tensor *x, double coef)
     }
 }
 
-double ad_nn_clip_grad_norm(size_t n, ad_tensor *const *params, double max_norm)
+double ad_optim_clip_grad_norm(size_t n, ad_tensor *const *params, double max_norm)
 {
     double sq = 0;
     for (size_t k = 0; k < n; k++) {
@@ -374,14 +374,14 @@ double ad_nn_clip_grad_norm(size_t n, ad_tensor *const *params, double max_norm)
     return norm;
 }
 
-double ad_lr_step(double base, int64_t epoch, int64_t step_size, double gamma)
+double ad_optim_lr_step(double base, int64_t epoch, int64_t step_size, double gamma)
 {
     if (step_size <= 0)
         return base;
     return base * pow(gamma, (double)(epoch / step_size));
 }
 
-double ad_lr_cosine(double base, double min_lr, int64_t step, int64_t warmup, int64_t total)
+double ad_optim_lr_cosine(double base, double min_lr, int64_t step, int64_t warmup, int64_t total)
 {
     if (step < warmup)
         return base * (double)(step + 1) / (double)warmup;

@@ -270,24 +270,24 @@ ad_tensor *ad_cross_entropy(ad_tensor *logits, size_t n, const int64_t *targets)
     return ad__apply(AD_OP_cross_entropy, 1, &logits, params);
 }
 
-/* ---- mse: mean((a - b)^2), broadcasting; a composition -----------------------------------
+/* ---- mse_loss: mean((a - b)^2), broadcasting; a composition -----------------------------------
  * da = 2 (a - b) dy / N, summed back to a's shape; db = -(that, for b) */
-ad_tensor *ad_mse(ad_tensor *a, ad_tensor *b)
+ad_tensor *ad_mse_loss(ad_tensor *a, ad_tensor *b)
 {
     ad_tensor *src[2] = {a, b};
     ad_tape *tape = ad__tape_of(2, src);
     if (!tape)
-        ad__no_tape("mse", 2, src); /* the thread's error, unless an input is NULL */
+        ad__no_tape("mse_loss", 2, src); /* the thread's error, unless an input is NULL */
     if (!tape || tape->status != AD_OK)
         return NULL;
     char s0[AD__SHAPE_BUF], s1[AD__SHAPE_BUF];
-    /* Checked here so the message names mse, not the sub inside it. */
-    if (!ad__same_dtype(tape, "mse", a, b))
+    /* Checked here so the message names mse_loss, not the sub inside it. */
+    if (!ad__same_dtype(tape, "mse_loss", a, b))
         return NULL;
     int64_t shape[AD_MAX_DIMS];
     if (ad__broadcast_shape(a->ndim, a->shape, b->ndim, b->shape, shape) < 0) {
-        ad__fail(tape, AD_ERR_SHAPE, "mse: shapes %s and %s do not broadcast", AD__SHAPE(a, s0),
-                 AD__SHAPE(b, s1));
+        ad__fail(tape, AD_ERR_SHAPE, "mse_loss: shapes %s and %s do not broadcast",
+                 AD__SHAPE(a, s0), AD__SHAPE(b, s1));
         return NULL;
     }
     return ad_mean_all(ad_square(ad_sub(a, b)));
