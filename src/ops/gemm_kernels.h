@@ -47,9 +47,10 @@ static void K(gemm_reference)(bool ta, bool tb, int64_t m, int64_t n, int64_t k,
             }
             for (int64_t i = 0; i < m; i++) {
                 const T *a = A + i * a_row;
-                for (int64_t p = p0; p < p1; p++)
-                    K(gemm_axpy)
-                    (j1 - j0, a[p * a_col], panel + (p - p0) * panel_ld, C + i * ldc + j0);
+                for (int64_t p = p0; p < p1; p++) {
+                    const T *panel_row = panel + (p - p0) * panel_ld;
+                    K(gemm_axpy)(j1 - j0, a[p * a_col], panel_row, C + i * ldc + j0);
+                }
             }
         }
     }
