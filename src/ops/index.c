@@ -4,6 +4,24 @@
 
 #include <string.h>
 
+/* Advances a row-major multi-index over shape, keeping offset = sum idx[d] stride[d]. */
+static void step_index(int ndim, const int64_t *shape, const int64_t *stride, int64_t *idx,
+                       int64_t *offset)
+{
+    for (int d = ndim - 1; d >= 0; d--) {
+        if (++idx[d] < shape[d]) {
+            *offset += stride[d];
+            return;
+        }
+        *offset -= (idx[d] - 1) * stride[d];
+        idx[d] = 0;
+    }
+}
+
+/* The kernels, once per dtype: index_select_f32, gather_f64, ... */
+#define KERNELS "index_kernels.h"
+#include "kernels.h"
+
 /* ---- index_select: y = x[..., index, ...] along axis -------------------------------------
  * param: [0] axis, [1] n, [2] index (n values in the arena). */
 // dx = index_add(dy, axis, x.shape[axis], n, index)
@@ -21,31 +39,16 @@ void ad__index_select_forward(ad_tensor *y)
     int64_t n = y->param[1].i, dim = x->shape[axis], outer, inner;
     const int64_t *index = y->param[2].p;
     ad__split_at(x, axis, &outer, &inner);
-    size_t row = (size_t)inner * ad_dtype_size((ad_dtype)(x)->dtype);
-    if (row == 0)
+    if (inner == 0)
         return;
-    /* Single elements (im2col's case): a typed gather, not a memcpy call each. */
-    if (inner == 1 && x->dtype == AD_F32) {
-        const float *restrict X = x->data;
-        float *restrict Y = y->data;
-        for (int64_t o = 0; o < outer; o++)
-            for (int64_t k = 0; k < n; k++)
-                Y[o * n + k] = X[o * dim + index[k]];
-        return;
+    switch ((ad_dtype)y->dtype) {
+    case AD_F32:
+        index_select_f32(x->data, y->data, outer, dim, inner, n, index);
+        break;
+    case AD_F64:
+        index_select_f64(x->data, y->data, outer, dim, inner, n, index);
+        break;
     }
-    if (inner == 1) {
-        const double *restrict X = x->data;
-        double *restrict Y = y->data;
-        for (int64_t o = 0; o < outer; o++)
-            for (int64_t k = 0; k < n; k++)
-                Y[o * n + k] = X[o * dim + index[k]];
-        return;
-    }
-    const unsigned char *X = x->data;
-    unsigned char *Y = y->data;
-    for (int64_t o = 0; o < outer; o++)
-        for (int64_t k = 0; k < n; k++)
-            memcpy(Y + (size_t)(o * n + k) * row, X + (size_t)(o * dim + index[k]) * row, row);
 }
 
 void ad__index_select_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
@@ -122,19 +125,6 @@ ad_status ad__index_add_shape(ad_tensor *y)
     return y->shape ? AD_OK : y->tape->status;
 }
 
-#define INDEX_ADD(T)                                                                               \
-    do {                                                                                           \
-        const T *X = x->data;                                                                      \
-        T *Y = y->data;                                                                            \
-        for (int64_t o = 0; o < outer; o++)                                                        \
-            for (int64_t k = 0; k < n; k++) {                                                      \
-                T *yr = Y + (o * length + index[k]) * inner;                                       \
-                const T *xr = X + (o * n + k) * inner;                                             \
-                for (int64_t i = 0; i < inner; i++)                                                \
-                    yr[i] += xr[i];                                                                \
-            }                                                                                      \
-    } while (0)
-
 void ad__index_add_forward(ad_tensor *y)
 {
     const ad_tensor *x = y->src[0];
@@ -144,10 +134,14 @@ void ad__index_add_forward(ad_tensor *y)
     ad__split_at(x, axis, &outer, &inner);
     memset(y->data, 0, (size_t)y->numel * ad_dtype_size((ad_dtype)(y)->dtype));
     /* In index order, so the result is the same bits every run. */
-    if (y->dtype == AD_F32)
-        INDEX_ADD(float);
-    else
-        INDEX_ADD(double);
+    switch ((ad_dtype)y->dtype) {
+    case AD_F32:
+        index_add_f32(x->data, y->data, outer, length, inner, n, index);
+        break;
+    case AD_F64:
+        index_add_f64(x->data, y->data, outer, length, inner, n, index);
+        break;
+    }
 }
 
 void ad__index_add_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
@@ -196,20 +190,6 @@ ad_tensor *ad_index_add(ad_tensor *x, int axis, int64_t length, size_t n, const 
  * addresses, in the tensor of shape `full`, the same coordinates but with the
  * axis coordinate replaced by index[e]. base tracks that offset without the
  * axis term (its stride is 0 in the walk). */
-
-/* Advances a row-major multi-index over shape, keeping offset = sum idx[d] stride[d]. */
-static void step_index(int ndim, const int64_t *shape, const int64_t *stride, int64_t *idx,
-                       int64_t *offset)
-{
-    for (int d = ndim - 1; d >= 0; d--) {
-        if (++idx[d] < shape[d]) {
-            *offset += stride[d];
-            return;
-        }
-        *offset -= (idx[d] - 1) * stride[d];
-        idx[d] = 0;
-    }
-}
 
 /* The strides of full with the axis stride set aside in *axis_stride. */
 static void walk_strides(int ndim, const int64_t *full, int axis, int64_t *stride,
@@ -285,27 +265,21 @@ ad_status ad__gather_shape(ad_tensor *y)
     return AD_OK;
 }
 
-#define GATHER(U)                                                                                  \
-    do {                                                                                           \
-        const U *X = x->data;                                                                      \
-        U *Y = y->data;                                                                            \
-        for (int64_t e = 0; e < y->numel; e++) {                                                   \
-            Y[e] = X[base + index[e] * axis_stride];                                               \
-            step_index(nd, y->shape, stride, idx, &base);                                          \
-        }                                                                                          \
-    } while (0)
-
 void ad__gather_forward(ad_tensor *y)
 {
     const ad_tensor *x = y->src[0];
     int axis = (int)y->param[0].i, nd = y->ndim;
     const int64_t *index = y->param[1].p;
-    int64_t stride[AD_MAX_DIMS], idx[AD_MAX_DIMS] = {0}, axis_stride, base = 0;
+    int64_t stride[AD_MAX_DIMS], axis_stride;
     walk_strides(nd, x->shape, axis, stride, &axis_stride);
-    if (ad_dtype_size((ad_dtype)(y)->dtype) == 4)
-        GATHER(uint32_t);
-    else
-        GATHER(uint64_t);
+    switch ((ad_dtype)y->dtype) {
+    case AD_F32:
+        gather_f32(x->data, y->data, y->numel, nd, y->shape, stride, axis_stride, index);
+        break;
+    case AD_F64:
+        gather_f64(x->data, y->data, y->numel, nd, y->shape, stride, axis_stride, index);
+        break;
+    }
 }
 
 void ad__gather_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
@@ -355,29 +329,23 @@ ad_status ad__scatter_add_shape(ad_tensor *y)
     return AD_OK;
 }
 
-#define SCATTER_ADD(T)                                                                             \
-    do {                                                                                           \
-        const T *S = src->data;                                                                    \
-        T *Y = y->data;                                                                            \
-        for (int64_t e = 0; e < src->numel; e++) {                                                 \
-            Y[base + index[e] * axis_stride] += S[e];                                              \
-            step_index(nd, src->shape, stride, idx, &base);                                        \
-        }                                                                                          \
-    } while (0)
-
 void ad__scatter_add_forward(ad_tensor *y)
 {
     const ad_tensor *src = y->src[0];
     int axis = (int)y->param[0].i, nd = y->ndim;
     const int64_t *index = y->param[1].p;
-    int64_t stride[AD_MAX_DIMS], idx[AD_MAX_DIMS] = {0}, axis_stride, base = 0;
+    int64_t stride[AD_MAX_DIMS], axis_stride;
     walk_strides(nd, y->shape, axis, stride, &axis_stride);
     memset(y->data, 0, (size_t)y->numel * ad_dtype_size((ad_dtype)(y)->dtype));
     /* In src order, so repeated targets add up the same way every run. */
-    if (y->dtype == AD_F32)
-        SCATTER_ADD(float);
-    else
-        SCATTER_ADD(double);
+    switch ((ad_dtype)y->dtype) {
+    case AD_F32:
+        scatter_add_f32(src->data, y->data, src->numel, nd, src->shape, stride, axis_stride, index);
+        break;
+    case AD_F64:
+        scatter_add_f64(src->data, y->data, src->numel, nd, src->shape, stride, axis_stride, index);
+        break;
+    }
 }
 
 void ad__scatter_add_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)

@@ -1,5 +1,5 @@
 /* Linear algebra: matmul (the primitive ad_matmul_t with transpose flags, and
- * torch.matmul's rules on top of it) and permute (ad_transpose on top of it).
+ * torch.matmul's rules on top of it). permute and transpose are in shape.c.
  * Transposes inside matmul are never materialised as tensors: BLAS reads a
  * transposed operand through its flags, our blocked kernel through swapped
  * strides (copying at most a small panel of B at a time). */
@@ -24,65 +24,22 @@ static inline int64_t min64(int64_t a, int64_t b)
     return a < b ? a : b;
 }
 
-/* The reference kernel, once per element type. Element (i,p) of op(A) is at
- * A[i * a_row + p * a_col], so a transposed A is only a swap of strides (one
- * scalar read per inner loop). The inner loop is y += alpha x along a row of
- * the panel and of C: contiguous, and with restrict the compiler vectorises it
- * without -ffast-math, since no sum is reordered (each C element adds its
- * terms in order p = 0, 1, ...). A transposed B has its panel's rows strided,
- * so the panel is first copied into a small buffer of contiguous rows. */
-#define DEFINE_GEMM_REFERENCE(T, name)                                                             \
-    static void name##_axpy(int64_t n, T alpha, const T *restrict x, T *restrict y)                \
-    {                                                                                              \
-        int64_t j = 0;                                                                             \
-        for (; j + 8 <= n; j += 8) /* fixed-length blocks: vectorised at -O2 too */                \
-            for (int u = 0; u < 8; u++)                                                            \
-                y[j + u] += alpha * x[j + u];                                                      \
-        for (; j < n; j++)                                                                         \
-            y[j] += alpha * x[j];                                                                  \
-    }                                                                                              \
-    static void name(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T *A, int64_t lda,   \
-                     const T *B, int64_t ldb, T *C, int64_t ldc, bool accumulate)                  \
-    {                                                                                              \
-        T pack[TILE_K * TILE_N];                                                                   \
-        const int64_t a_row = ta ? 1 : lda, a_col = ta ? lda : 1;                                  \
-        for (int64_t i = 0; i < m && !accumulate; i++)                                             \
-            for (int64_t j = 0; j < n; j++)                                                        \
-                C[i * ldc + j] = 0;                                                                \
-        for (int64_t p0 = 0; p0 < k; p0 += TILE_K) {                                               \
-            const int64_t p1 = min64(p0 + TILE_K, k);                                              \
-            for (int64_t j0 = 0; j0 < n; j0 += TILE_N) {                                           \
-                const int64_t j1 = min64(j0 + TILE_N, n);                                          \
-                const T *panel = B + p0 * ldb + j0;                                                \
-                int64_t panel_ld = ldb;                                                            \
-                if (tb) { /* op(B)(p,j) = B[j * ldb + p] */                                        \
-                    for (int64_t j = j0; j < j1; j++)                                              \
-                        for (int64_t p = p0; p < p1; p++)                                          \
-                            pack[(p - p0) * TILE_N + (j - j0)] = B[j * ldb + p];                   \
-                    panel = pack;                                                                  \
-                    panel_ld = TILE_N;                                                             \
-                }                                                                                  \
-                for (int64_t i = 0; i < m; i++) {                                                  \
-                    const T *a = A + i * a_row;                                                    \
-                    for (int64_t p = p0; p < p1; p++)                                              \
-                        name##_axpy(j1 - j0, a[p * a_col], panel + (p - p0) * panel_ld,            \
-                                    C + i * ldc + j0);                                             \
-                }                                                                                  \
-            }                                                                                      \
-        }                                                                                          \
-    }
-
-DEFINE_GEMM_REFERENCE(float, gemm_reference_f32)
-DEFINE_GEMM_REFERENCE(double, gemm_reference_f64)
+/* The reference kernel, once per dtype: gemm_reference_f32, gemm_reference_f64. */
+#define KERNELS "gemm_kernels.h"
+#include "kernels.h"
 
 void ad__gemm_reference(ad_dtype dtype, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
                         const void *a, int64_t lda, const void *b, int64_t ldb, void *c,
                         int64_t ldc, bool accumulate)
 {
-    if (dtype == AD_F32)
+    switch (dtype) {
+    case AD_F32:
         gemm_reference_f32(ta, tb, m, n, k, a, lda, b, ldb, c, ldc, accumulate);
-    else
+        break;
+    case AD_F64:
         gemm_reference_f64(ta, tb, m, n, k, a, lda, b, ldb, c, ldc, accumulate);
+        break;
+    }
 }
 
 /* C = op(A) op(B) (+ C when accumulate): BLAS when it can take the sizes. */
@@ -98,12 +55,16 @@ static void gemm(ad_dtype dtype, bool ta, bool tb, int64_t m, int64_t n, int64_t
         ldc <= INT_MAX) {
         const enum CBLAS_TRANSPOSE ota = ta ? CblasTrans : CblasNoTrans;
         const enum CBLAS_TRANSPOSE otb = tb ? CblasTrans : CblasNoTrans;
-        if (dtype == AD_F32)
+        switch (dtype) {
+        case AD_F32:
             cblas_sgemm(CblasRowMajor, ota, otb, (int)m, (int)n, (int)k, 1.0f, a, (int)lda, b,
                         (int)ldb, accumulate ? 1.0f : 0.0f, c, (int)ldc);
-        else
+            break;
+        case AD_F64:
             cblas_dgemm(CblasRowMajor, ota, otb, (int)m, (int)n, (int)k, 1.0, a, (int)lda, b,
                         (int)ldb, accumulate ? 1.0 : 0.0, c, (int)ldc);
+            break;
+        }
         return;
     }
 #endif

@@ -121,36 +121,9 @@ static ad_tensor *keepdim_view(ad_tensor *g, const ad_tensor *y)
     return ad_reshape(g, x->ndim, shape);
 }
 
-/* Runs a per-group kernel for both dtypes. Inside BODY: T, X (input), Y
- * (output), p (plan), n (group size), o (group), at(r) reads element r. */
-#define REDUCE_GROUPS(y, BODY)                                                                     \
-    do {                                                                                           \
-        ad__reduce_plan p;                                                                         \
-        if (ad__reduce_plan_make((y)->tape, (y)->src[0], (uint32_t)(y)->param[0].i, &p) != AD_OK)  \
-            return;                                                                                \
-        if ((y)->dtype == AD_F32) {                                                                \
-            typedef float T;                                                                       \
-            BODY                                                                                   \
-        } else {                                                                                   \
-            typedef double T;                                                                      \
-            BODY                                                                                   \
-        }                                                                                          \
-    } while (0)
-
-#define GROUP_LOOP(init, step, finish)                                                             \
-    {                                                                                              \
-        const T *X = y->src[0]->data;                                                              \
-        T *Y = y->data;                                                                            \
-        for (int64_t o = 0; o < p.n_out; o++) {                                                    \
-            const T *G = X + ad__plan_base(&p, o);                                                 \
-            init;                                                                                  \
-            for (int64_t r = 0; r < p.n_red; r++) {                                                \
-                double v = (double)G[ad__plan_off(&p, r)];                                         \
-                step;                                                                              \
-            }                                                                                      \
-            finish;                                                                                \
-        }                                                                                          \
-    }
+/* The kernels, once per dtype: sum_rows_f32, sum_groups_f64, ... */
+#define KERNELS "reduce_kernels.h"
+#include "kernels.h"
 
 /* ---- sum ------------------------------------------------------------------------------ */
 // dx = expand(dy, x.shape)
@@ -169,31 +142,31 @@ static bool reduces_leading(const ad_tensor *x, uint32_t mask)
     return d > 0 && (mask >> d) == 0;
 }
 
-#define SUM_ROWS(T)                                                                                \
-    do {                                                                                           \
-        const T *X = x->data;                                                                      \
-        T *Y = y->data;                                                                            \
-        for (int64_t o = 0; o < n_out; o++)                                                        \
-            Y[o] = 0;                                                                              \
-        for (int64_t r = 0; r < n_rows; r++)                                                       \
-            for (int64_t o = 0; o < n_out; o++)                                                    \
-                Y[o] += X[r * n_out + o];                                                          \
-    } while (0)
-
 void ad__sum_forward(ad_tensor *y)
 {
     const ad_tensor *x = y->src[0];
     uint32_t mask = (uint32_t)y->param[0].i;
-    if (reduces_leading(x, mask) && mask != (1u << x->ndim) - 1u) {
-        int64_t n_out = y->numel, n_rows = n_out ? x->numel / n_out : 0;
-        if (y->dtype == AD_F32)
-            SUM_ROWS(float);
-        else
-            SUM_ROWS(double);
+    /* A sum over the leading axes adds whole rows, accumulating in T; any other
+     * accumulates each group in double: float sums of many terms drift. */
+    bool rows = reduces_leading(x, mask) && mask != (1u << x->ndim) - 1u;
+    int64_t n_out = y->numel, n_rows = n_out ? x->numel / n_out : 0;
+    ad__reduce_plan p;
+    if (!rows && ad__reduce_plan_make(y->tape, x, mask, &p) != AD_OK)
         return;
+    switch ((ad_dtype)y->dtype) {
+    case AD_F32:
+        if (rows)
+            sum_rows_f32(x->data, y->data, n_rows, n_out);
+        else
+            sum_groups_f32(x->data, y->data, &p);
+        break;
+    case AD_F64:
+        if (rows)
+            sum_rows_f64(x->data, y->data, n_rows, n_out);
+        else
+            sum_groups_f64(x->data, y->data, &p);
+        break;
     }
-    /* Accumulate in double for both dtypes: float sums of many terms drift. */
-    REDUCE_GROUPS(y, GROUP_LOOP(double acc = 0, acc += v, Y[o] = (T)acc));
 }
 
 void ad__sum_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
@@ -227,9 +200,18 @@ ad_status ad__max_shape(ad_tensor *y)
 
 void ad__max_forward(ad_tensor *y)
 {
+    ad__reduce_plan p;
+    if (ad__reduce_plan_make(y->tape, y->src[0], (uint32_t)y->param[0].i, &p) != AD_OK)
+        return;
     /* NaN wins, as in PyTorch. */
-    REDUCE_GROUPS(y, GROUP_LOOP(double m = -INFINITY, if (v > m || v != v) m = v;
-                                if (m != m) break, Y[o] = (T)m));
+    switch ((ad_dtype)y->dtype) {
+    case AD_F32:
+        max_groups_f32(y->src[0]->data, y->data, &p);
+        break;
+    case AD_F64:
+        max_groups_f64(y->src[0]->data, y->data, &p);
+        break;
+    }
 }
 
 /* A constant of x's shape: 1/k at each of the k maxima of a group, 0 elsewhere;
@@ -245,19 +227,13 @@ static ad_tensor *max_share(ad_tensor *y)
     if (!share)
         return NULL;
     memset(share->data, 0, (size_t)x->numel * ad_dtype_size((ad_dtype)x->dtype));
-    for (int64_t o = 0; o < p.n_out; o++) {
-        int64_t base = ad__plan_base(&p, o), k = 0;
-        double m = ad__get(y, o);
-        if (m != m) {
-            for (int64_t r = 0; r < p.n_red; r++)
-                ad__set(share, base + ad__plan_off(&p, r), NAN);
-            continue;
-        }
-        for (int64_t r = 0; r < p.n_red; r++)
-            k += ad__get(x, base + ad__plan_off(&p, r)) == m;
-        for (int64_t r = 0; r < p.n_red && k; r++)
-            if (ad__get(x, base + ad__plan_off(&p, r)) == m)
-                ad__set(share, base + ad__plan_off(&p, r), 1.0 / (double)k);
+    switch ((ad_dtype)x->dtype) {
+    case AD_F32:
+        max_share_f32(x->data, y->data, share->data, &p);
+        break;
+    case AD_F64:
+        max_share_f64(x->data, y->data, share->data, &p);
+        break;
     }
     return share;
 }
@@ -290,27 +266,17 @@ ad_status ad__logsumexp_shape(ad_tensor *y)
 
 void ad__logsumexp_forward(ad_tensor *y)
 {
-    REDUCE_GROUPS(y, {
-        const T *X = y->src[0]->data;
-        T *Y = y->data;
-        for (int64_t o = 0; o < p.n_out; o++) {
-            const T *G = X + ad__plan_base(&p, o);
-            double m = -INFINITY;
-            for (int64_t r = 0; r < p.n_red; r++) {
-                double v = (double)G[ad__plan_off(&p, r)];
-                if (v > m || v != v)
-                    m = v;
-            }
-            if (isinf(m) || m != m) {
-                Y[o] = (T)m; /* all -inf gives -inf; +inf or NaN passes through */
-                continue;
-            }
-            double s = 0;
-            for (int64_t r = 0; r < p.n_red; r++)
-                s += exp((double)G[ad__plan_off(&p, r)] - m);
-            Y[o] = (T)(m + log(s));
-        }
-    });
+    ad__reduce_plan p;
+    if (ad__reduce_plan_make(y->tape, y->src[0], (uint32_t)y->param[0].i, &p) != AD_OK)
+        return;
+    switch ((ad_dtype)y->dtype) {
+    case AD_F32:
+        logsumexp_groups_f32(y->src[0]->data, y->data, &p);
+        break;
+    case AD_F64:
+        logsumexp_groups_f64(y->src[0]->data, y->data, &p);
+        break;
+    }
 }
 
 void ad__logsumexp_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)

@@ -3,6 +3,10 @@
  * change); the others copy. Indexing ops are in index.c. */
 #include "ops.h"
 
+/* The copy kernels, once per dtype: expand_f32, permute_f64, ... */
+#define KERNELS "shape_kernels.h"
+#include "kernels.h"
+
 /* ---- reshape ------------------------------------------------------------------------ */
 // dx = reshape(dy, x.shape)
 ad_status ad__reshape_shape(ad_tensor *y)
@@ -85,24 +89,13 @@ void ad__expand_forward(ad_tensor *y)
 {
     ad__bcast bc;
     ad__bcast_init(&bc, y, 1, y->src);
-    int64_t off[3];
-    size_t es = ad_dtype_size((ad_dtype)y->dtype);
-    const unsigned char *X = y->src[0]->data;
-    unsigned char *Y = y->data;
-    for (int64_t r = 0; r < bc.outer; r++) {
-        ad__bcast_row(&bc, r, off);
-        unsigned char *yr = Y + (size_t)(r * bc.inner) * es;
-        if (bc.inner_stride[0]) {
-            memcpy(yr, X + (size_t)off[0] * es, (size_t)bc.inner * es);
-        } else if (es == 4) {
-            float v = ((const float *)X)[off[0]];
-            for (int64_t i = 0; i < bc.inner; i++)
-                ((float *)yr)[i] = v;
-        } else {
-            double v = ((const double *)X)[off[0]];
-            for (int64_t i = 0; i < bc.inner; i++)
-                ((double *)yr)[i] = v;
-        }
+    switch ((ad_dtype)y->dtype) {
+    case AD_F32:
+        expand_f32(&bc, y->src[0]->data, y->data);
+        break;
+    case AD_F64:
+        expand_f64(&bc, y->src[0]->data, y->data);
+        break;
     }
 }
 
@@ -546,28 +539,6 @@ ad_status ad__permute_shape(ad_tensor *y)
     return y->shape ? AD_OK : y->tape->status;
 }
 
-/* Walks y in row-major order, rows of its last dim, reading x through the
- * permuted strides; U is an unsigned type of the element size (a bit copy). */
-#define PERMUTE_COPY(U)                                                                            \
-    do {                                                                                           \
-        const U *X = x->data;                                                                      \
-        U *Y = y->data;                                                                            \
-        for (int64_t row = 0; row < rows; row++) {                                                 \
-            const U *xr = X + offset;                                                              \
-            U *yr = Y + row * inner;                                                               \
-            for (int64_t i = 0; i < inner; i++)                                                    \
-                yr[i] = xr[i * inner_stride];                                                      \
-            for (int d = nd - 2; d >= 0; d--) {                                                    \
-                if (++idx[d] < y->shape[d]) {                                                      \
-                    offset += stride[d];                                                           \
-                    break;                                                                         \
-                }                                                                                  \
-                offset -= (idx[d] - 1) * stride[d];                                                \
-                idx[d] = 0;                                                                        \
-            }                                                                                      \
-        }                                                                                          \
-    } while (0)
-
 void ad__permute_forward(ad_tensor *y)
 {
     const ad_tensor *x = y->src[0];
@@ -579,16 +550,19 @@ void ad__permute_forward(ad_tensor *y)
         memcpy(y->data, x->data, ad_dtype_size((ad_dtype)y->dtype));
         return;
     }
-    int64_t xs[AD_MAX_DIMS], stride[AD_MAX_DIMS], idx[AD_MAX_DIMS] = {0};
+    int64_t xs[AD_MAX_DIMS], stride[AD_MAX_DIMS];
     ad__strides(x->ndim, x->shape, xs);
     for (int d = 0; d < nd; d++)
         stride[d] = xs[perm[d]];
-    int64_t inner = y->shape[nd - 1], inner_stride = stride[nd - 1];
-    int64_t rows = y->numel / inner, offset = 0;
-    if (y->dtype == AD_F32)
-        PERMUTE_COPY(uint32_t);
-    else
-        PERMUTE_COPY(uint64_t);
+    int64_t rows = y->numel / y->shape[nd - 1];
+    switch ((ad_dtype)y->dtype) {
+    case AD_F32:
+        permute_f32(x->data, y->data, rows, nd, y->shape, stride);
+        break;
+    case AD_F64:
+        permute_f64(x->data, y->data, rows, nd, y->shape, stride);
+        break;
+    }
 }
 
 void ad__permute_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)

@@ -1,0 +1,86 @@
+/* Reduction kernels over T, instantiated per dtype by kernels.h (reduce.c
+ * includes it). A reduction sees x as p->n_out groups of p->n_red elements
+ * (ad__reduce_plan): element r of group o is x[ad__plan_base(p, o) +
+ * ad__plan_off(p, r)]. Not include-guarded: included once per dtype. */
+#include <tgmath.h>
+
+// sum of whole rows: x: (n_rows, n_out) -> y: (n_out); accumulates in T, row by row
+static void K(sum_rows)(const T *x, T *y, int64_t n_rows, int64_t n_out)
+{
+    for (int64_t o = 0; o < n_out; o++)
+        y[o] = 0;
+    for (int64_t r = 0; r < n_rows; r++)
+        for (int64_t o = 0; o < n_out; o++)
+            y[o] += x[r * n_out + o];
+}
+
+// sum per group, accumulated in double: x: (groups of p) -> y: (p->n_out)
+static void K(sum_groups)(const T *x, T *y, const ad__reduce_plan *p)
+{
+    for (int64_t o = 0; o < p->n_out; o++) {
+        const T *g = x + ad__plan_base(p, o);
+        double acc = 0;
+        for (int64_t r = 0; r < p->n_red; r++)
+            acc += (double)g[ad__plan_off(p, r)];
+        y[o] = (T)acc;
+    }
+}
+
+// max per group, NaN wins (stops at the first): x: (groups of p) -> y: (p->n_out)
+static void K(max_groups)(const T *x, T *y, const ad__reduce_plan *p)
+{
+    for (int64_t o = 0; o < p->n_out; o++) {
+        const T *g = x + ad__plan_base(p, o);
+        double m = -INFINITY;
+        for (int64_t r = 0; r < p->n_red; r++) {
+            double v = (double)g[ad__plan_off(p, r)];
+            if (v > m || v != v)
+                m = v;
+            if (m != m)
+                break;
+        }
+        y[o] = (T)m;
+    }
+}
+
+// max's gradient share: x: (groups of p), y: (p->n_out) its max -> share: x's shape, 1/k at each
+// of a group's k maxima and 0 elsewhere, NaN across a group whose max is NaN; share is zeroed
+static void K(max_share)(const T *x, const T *y, T *share, const ad__reduce_plan *p)
+{
+    for (int64_t o = 0; o < p->n_out; o++) {
+        int64_t base = ad__plan_base(p, o), k = 0;
+        double m = (double)y[o];
+        if (m != m) {
+            for (int64_t r = 0; r < p->n_red; r++)
+                share[base + ad__plan_off(p, r)] = (T)NAN;
+            continue;
+        }
+        for (int64_t r = 0; r < p->n_red; r++)
+            k += (double)x[base + ad__plan_off(p, r)] == m;
+        for (int64_t r = 0; r < p->n_red && k; r++)
+            if ((double)x[base + ad__plan_off(p, r)] == m)
+                share[base + ad__plan_off(p, r)] = (T)(1.0 / (double)k);
+    }
+}
+
+// logsumexp per group, m + log(sum(exp(x - m))) in double: x: (groups of p) -> y: (p->n_out)
+static void K(logsumexp_groups)(const T *x, T *y, const ad__reduce_plan *p)
+{
+    for (int64_t o = 0; o < p->n_out; o++) {
+        const T *g = x + ad__plan_base(p, o);
+        double m = -INFINITY;
+        for (int64_t r = 0; r < p->n_red; r++) {
+            double v = (double)g[ad__plan_off(p, r)];
+            if (v > m || v != v)
+                m = v;
+        }
+        if (isinf(m) || m != m) {
+            y[o] = (T)m; /* all -inf gives -inf; +inf or NaN passes through */
+            continue;
+        }
+        double s = 0;
+        for (int64_t r = 0; r < p->n_red; r++)
+            s += exp((double)g[ad__plan_off(p, r)] - m);
+        y[o] = (T)(m + log(s));
+    }
+}
