@@ -23,10 +23,9 @@ ad_status ad__axes_mask(ad_tape *tape, const char *op, const ad_tensor *x, int n
         return ad__fail(tape, AD_ERR_AXIS, "%s: bad axis list (%d axes%s) for shape %s", op, n_axes,
                         axes ? "" : ", NULL", AD__SHAPE(x, s));
     for (int i = 0; i < n_axes; i++) {
-        int a = ad__axis(axes[i], x->ndim);
+        int a = ad__check_axis(tape, op, x, axes[i]);
         if (a < 0)
-            return ad__fail(tape, AD_ERR_AXIS, "%s: axis %d out of range for shape %s", op, axes[i],
-                            AD__SHAPE(x, s));
+            return AD_ERR_AXIS;
         if (*mask & (1u << a))
             return ad__fail(tape, AD_ERR_AXIS, "%s: axis %d repeated for shape %s", op, axes[i],
                             AD__SHAPE(x, s));

@@ -19,8 +19,8 @@ static void step_index(int ndim, const int64_t *shape, const int64_t *stride, in
 }
 
 /* The kernels, once per dtype: index_select_f32, gather_f64, ... */
-#define KERNELS "index_kernels.h"
-#include "kernels.h"
+#define KERNELS "ops/index_kernels.h"
+#include "../core/kernels.h"
 
 /* ---- index_select: y = x[..., index, ...] along axis -------------------------------------
  * param: [0] axis, [1] n, [2] index (n values in the arena). */

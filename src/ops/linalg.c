@@ -25,8 +25,8 @@ static inline int64_t min64(int64_t a, int64_t b)
 }
 
 /* The reference kernel, once per dtype: gemm_reference_f32, gemm_reference_f64. */
-#define KERNELS "gemm_kernels.h"
-#include "kernels.h"
+#define KERNELS "ops/gemm_kernels.h"
+#include "../core/kernels.h"
 
 void ad__gemm_reference(ad_dtype dtype, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
                         const void *a, int64_t lda, const void *b, int64_t ldb, void *c,

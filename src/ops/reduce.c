@@ -122,8 +122,8 @@ static ad_tensor *keepdim_view(ad_tensor *g, const ad_tensor *y)
 }
 
 /* The kernels, once per dtype: sum_rows_f32, sum_groups_f64, ... */
-#define KERNELS "reduce_kernels.h"
-#include "kernels.h"
+#define KERNELS "ops/reduce_kernels.h"
+#include "../core/kernels.h"
 
 /* ---- sum ------------------------------------------------------------------------------ */
 // dx = expand(dy, x.shape)

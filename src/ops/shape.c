@@ -4,8 +4,8 @@
 #include "ops.h"
 
 /* The copy kernels, once per dtype: expand_f32, permute_f64, ... */
-#define KERNELS "shape_kernels.h"
-#include "kernels.h"
+#define KERNELS "ops/shape_kernels.h"
+#include "../core/kernels.h"
 
 /* ---- reshape ------------------------------------------------------------------------ */
 // dx = reshape(dy, x.shape)
