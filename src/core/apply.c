@@ -135,6 +135,16 @@ ad_tape *ad__tape_of(int n, ad_tensor *const *ts)
     return tape;
 }
 
+ad_tape *ad__inputs_tape(const char *op, int n, ad_tensor *const *ts)
+{
+    ad_tape *tape = ad__tape_of(n, ts);
+    if (!tape) {
+        ad__no_tape(op, n, ts);
+        return NULL;
+    }
+    return tape->status == AD_OK ? tape : NULL;
+}
+
 ad_tensor *ad__node_new(ad_tape *tape, int op, int nsrc, ad_dtype dtype)
 {
     ad_tensor *y = ad__alloc(tape, sizeof *y + (size_t)nsrc * sizeof(ad_tensor *));
@@ -186,13 +196,9 @@ ad_tensor *ad_tape_use(ad_tape *tape, ad_tensor *t)
 ad_tensor *ad__apply(int op, int nsrc, ad_tensor *const *src, const ad__param *params)
 {
     const char *name = ad__ops[op].name;
-    ad_tape *tape = ad__tape_of(nsrc, src);
-    if (!tape) {
-        ad__no_tape(name, nsrc, src);
+    ad_tape *tape = ad__inputs_tape(name, nsrc, src);
+    if (!tape)
         return NULL;
-    }
-    if (tape->status != AD_OK)
-        return NULL; /* the error is already on the tape */
     int arity = ad__ops[op].arity;
     if ((arity >= 0 && nsrc != arity) || (arity < 0 && nsrc < 1) || nsrc > UINT8_MAX) {
         ad__fail(tape, AD_ERR_ARG, "%s: %d inputs (the op takes %s%d)", name, nsrc,

@@ -209,10 +209,8 @@ ad_tensor *ad_checkpoint(ad_function f, void *ctx, size_t n, ad_tensor *const *i
                  inputs ? "" : ", NULL list");
         return NULL;
     }
-    ad_tape *tape = ad__tape_of((int)n, inputs);
+    ad_tape *tape = ad__inputs_tape("checkpoint", (int)n, inputs);
     if (!tape)
-        ad__no_tape("checkpoint", (int)n, inputs); /* all persistent, unless one is NULL */
-    if (!tape || tape->status != AD_OK)
         return NULL;
     if (!f) {
         char s[AD__SHAPE_BUF];

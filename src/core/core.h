@@ -281,6 +281,10 @@ int64_t *ad__copy_i64(ad_tape *tape, const int64_t *v, size_t n);
 
 /* The tape shared by inputs, NULL (no error recorded) if one is NULL. */
 ad_tape *ad__tape_of(int n, ad_tensor *const *ts);
+/* The first lines of an op of several inputs: their tape, or NULL when one
+ * is NULL (an earlier error), when the tape has an error, or when every input
+ * is persistent (then the thread's error names op, as ad__no_tape). */
+ad_tape *ad__inputs_tape(const char *op, int n, ad_tensor *const *ts);
 /* For an op that found no tape (ad__tape_of NULL): when no input is NULL
  * (every one is persistent), records the error as the thread's
  * (ad_thread_status), since no tape can hold it. */

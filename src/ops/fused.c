@@ -275,10 +275,8 @@ ad_tensor *ad_cross_entropy(ad_tensor *logits, size_t n, const int64_t *targets)
 ad_tensor *ad_mse_loss(ad_tensor *a, ad_tensor *b)
 {
     ad_tensor *src[2] = {a, b};
-    ad_tape *tape = ad__tape_of(2, src);
+    ad_tape *tape = ad__inputs_tape("mse_loss", 2, src);
     if (!tape)
-        ad__no_tape("mse_loss", 2, src); /* the thread's error, unless an input is NULL */
-    if (!tape || tape->status != AD_OK)
         return NULL;
     char s0[AD__SHAPE_BUF], s1[AD__SHAPE_BUF];
     /* Checked here so the message names mse_loss, not the sub inside it. */

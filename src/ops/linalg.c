@@ -237,10 +237,8 @@ ad_tensor *ad_matmul_t(ad_tensor *a, ad_tensor *b, bool transpose_a, bool transp
 ad_tensor *ad_matmul(ad_tensor *a, ad_tensor *b)
 {
     ad_tensor *src[2] = {a, b};
-    ad_tape *tape = ad__tape_of(2, src);
+    ad_tape *tape = ad__inputs_tape("matmul", 2, src);
     if (!tape)
-        ad__no_tape("matmul", 2, src); /* the thread's error, unless an input is NULL */
-    if (!tape || tape->status != AD_OK)
         return NULL;
     char s0[AD__SHAPE_BUF], s1[AD__SHAPE_BUF];
     if (a->ndim == 0 || b->ndim == 0) {

@@ -26,21 +26,25 @@ static void K(sum_groups)(const T *x, T *y, const ad__reduce_plan *p)
     }
 }
 
-// max per group, NaN wins (stops at the first): x: (groups of p) -> y: (p->n_out)
+// the max of one group, NaN wins (the first one ends the scan): g: one group of p
+static inline double K(group_max)(const T *g, const ad__reduce_plan *p)
+{
+    double m = -INFINITY;
+    for (int64_t r = 0; r < p->n_red; r++) {
+        double v = (double)g[ad__plan_off(p, r)];
+        if (v > m || v != v)
+            m = v;
+        if (m != m)
+            break;
+    }
+    return m;
+}
+
+// max per group: x: (groups of p) -> y: (p->n_out)
 static void K(max_groups)(const T *x, T *y, const ad__reduce_plan *p)
 {
-    for (int64_t o = 0; o < p->n_out; o++) {
-        const T *g = x + ad__plan_base(p, o);
-        double m = -INFINITY;
-        for (int64_t r = 0; r < p->n_red; r++) {
-            double v = (double)g[ad__plan_off(p, r)];
-            if (v > m || v != v)
-                m = v;
-            if (m != m)
-                break;
-        }
-        y[o] = (T)m;
-    }
+    for (int64_t o = 0; o < p->n_out; o++)
+        y[o] = (T)K(group_max)(x + ad__plan_base(p, o), p);
 }
 
 // max's gradient share: x: (groups of p), y: (p->n_out) its max -> share: x's shape, 1/k at each
@@ -68,12 +72,7 @@ static void K(logsumexp_groups)(const T *x, T *y, const ad__reduce_plan *p)
 {
     for (int64_t o = 0; o < p->n_out; o++) {
         const T *g = x + ad__plan_base(p, o);
-        double m = -INFINITY;
-        for (int64_t r = 0; r < p->n_red; r++) {
-            double v = (double)g[ad__plan_off(p, r)];
-            if (v > m || v != v)
-                m = v;
-        }
+        double m = K(group_max)(g, p);
         if (isinf(m) || m != m) {
             y[o] = (T)m; /* all -inf gives -inf; +inf or NaN passes through */
             continue;
