@@ -236,9 +236,9 @@ ad_tensor *ad__cross_entropy_jvp(ad_tensor *y, ad_tensor *const *t)
 
 ad_tensor *ad_cross_entropy(ad_tensor *logits, size_t n, const int64_t *targets)
 {
-    if (!ad__input_tape(logits, "cross_entropy"))
+    ad_tape *tape = ad__input_tape(logits, "cross_entropy");
+    if (!tape)
         return NULL;
-    ad_tape *tape = logits->tape;
     char s[AD__SHAPE_BUF];
     if (logits->ndim != 2) {
         ad__fail(tape, AD_ERR_SHAPE, "cross_entropy: logits %s must be 2-D [N, C]",

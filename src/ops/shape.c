@@ -35,9 +35,9 @@ ad_tensor *ad__reshape_jvp(ad_tensor *y, ad_tensor *const *t)
 
 ad_tensor *ad_reshape(ad_tensor *x, int ndim, const int64_t *shape)
 {
-    if (!ad__input_tape(x, "reshape"))
+    ad_tape *tape = ad__input_tape(x, "reshape");
+    if (!tape)
         return NULL;
-    ad_tape *tape = x->tape;
     char s0[AD__SHAPE_BUF], s1[AD__SHAPE_BUF];
     if (ndim < 0 || ndim > AD_MAX_DIMS || (ndim && !shape)) {
         ad__fail(tape, AD_ERR_SHAPE, "reshape: bad target rank %d for %s", ndim, AD__SHAPE(x, s0));
