@@ -184,7 +184,8 @@ static void counter_start(void)
 }
 
 /* The counts since counter_start: calls made by the BLAS library itself
- * (its caller lies in a shared object named *blas*) and all the others. */
+ * (its caller lies in a shared object whose file name has "blas") and all
+ * the others. */
 typedef struct alloc_counts {
     size_t ours, blas;
 } alloc_counts;
@@ -195,8 +196,11 @@ static alloc_counts counter_stop(void)
     alloc_counts c = {unsited_count, 0}; /* calls past MAX_SITES count as ours */
     for (size_t i = 0; i < site_count; i++) {
         Dl_info info;
-        sites[i].in_blas = dladdr(sites[i].caller, &info) && info.dli_fname &&
-                           strstr(info.dli_fname, "blas") != NULL;
+        /* The object's file name, not its path: a build directory may be
+         * called build-noblas. */
+        const char *object = dladdr(sites[i].caller, &info) && info.dli_fname ? info.dli_fname : "";
+        const char *base = strrchr(object, '/');
+        sites[i].in_blas = strstr(base ? base + 1 : object, "blas") != NULL;
         if (sites[i].in_blas)
             c.blas += sites[i].calls;
         else
