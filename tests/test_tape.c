@@ -2,6 +2,7 @@
  * tensors, no-grad mode, sticky errors, stale handles, several tapes and
  * threads, rank limits, and a failing-allocator sweep over every allocation
  * of a small training step. */
+#include "../src/core/core.h" /* the op table, ad__apply */
 #include "test_util.h"
 
 #include <pthread.h>
@@ -819,6 +820,50 @@ static void test_running_out_of_memory_for_good_gives_nomem_and_frees_all(void *
     allocation_sweep(true);
 }
 
+/* Every column of the op table is used, so every row must make sense: a
+ * unique name, an arity of -1 (variadic) to 3, an alias only of one input. */
+static void test_every_row_of_the_op_table_is_well_formed(void **state)
+{
+    (void)state;
+    assert_int_equal(ad_op_count(), AD_OP_COUNT);
+    for (int op = 0; op < AD_OP_COUNT; op++) {
+        const ad__op *row = &ad__ops[op];
+        assert_non_null(row->name);
+        assert_true(row->name[0] != '\0');
+        assert_string_equal(ad_op_name(op), row->name);
+        for (int other = 0; other < op; other++)
+            assert_true(strcmp(ad__ops[other].name, row->name) != 0);
+        assert_in_range(row->arity + 1, 0, 4);
+        assert_int_equal(ad_op_arity(op), row->arity);
+        assert_int_equal(row->flags & ~(AD_OPF_NONDIFF | AD_OPF_ALIAS), 0);
+        if (row->flags & AD_OPF_ALIAS)
+            assert_int_equal(row->arity, 1);
+        assert_int_equal(ad_op_differentiable(op), !(row->flags & AD_OPF_NONDIFF));
+        assert_non_null(row->shape);
+        assert_non_null(row->forward);
+        assert_non_null(row->backward);
+        assert_non_null(row->jvp);
+    }
+}
+
+/* The arity column is checked where nodes are made: a constructor that
+ * passes another number of inputs (a bug of ours) gets an error, not a node
+ * whose rules read past its inputs. */
+static void test_applying_an_op_to_the_wrong_number_of_inputs_is_refused(void **state)
+{
+    (void)state;
+    ad_tape *tape;
+    assert_int_equal(ad_tape_create(&tape), AD_OK);
+    ad_tensor *x = ad_scalar(tape, 1.0);
+    ad_tensor *src[3] = {x, x, x};
+    assert_null(ad__apply(AD_OP_add, 3, src, NULL));
+    assert_int_equal(ad_tape_status(tape), AD_ERR_ARG);
+    assert_non_null(strstr(ad_tape_message(tape), "add: 3 inputs (the op takes 2)"));
+    ad_tape_clear_error(tape);
+    assert_null(ad__apply(AD_OP_concat, 0, src, NULL));
+    ad_tape_free(tape);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -849,6 +894,8 @@ int main(void)
             test_a_checkpoint_after_running_out_of_memory_keeps_the_tensors_made_before),
         cmocka_unit_test(test_every_failing_allocation_gives_nomem_or_success_and_frees_all),
         cmocka_unit_test(test_running_out_of_memory_for_good_gives_nomem_and_frees_all),
+        cmocka_unit_test(test_every_row_of_the_op_table_is_well_formed),
+        cmocka_unit_test(test_applying_an_op_to_the_wrong_number_of_inputs_is_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
