@@ -100,7 +100,14 @@ AD_API const char *ad_status_string(ad_status status);
 
 /* ==== Types =============================================================== */
 
-typedef enum { AD_F32 = 0, AD_F64 = 1 } ad_dtype;
+/*
+ * Element types. float32 and float64 are the differentiable ones. int64
+ * (int64_t elements) and bool (one byte, 0 or 1) hold indices, masks and the
+ * results of comparisons: they never require grad, their results are never
+ * recorded, and a float op given one fails with AD_ERR_DTYPE (convert with
+ * ad_cast). Ops that take them say so.
+ */
+typedef enum { AD_F32 = 0, AD_F64 = 1, AD_I64 = 2, AD_BOOL = 3 } ad_dtype;
 
 typedef struct ad_tape ad_tape;
 typedef struct ad_tensor ad_tensor;
@@ -111,9 +118,10 @@ typedef struct ad_tensor ad_tensor;
  */
 typedef ad_tensor *(*ad_function)(ad_tape *tape, size_t n, ad_tensor *const *inputs, void *ctx);
 
-/* Size in bytes of one element of the dtype (4 or 8). */
+/* Size in bytes of one element of the dtype (4, 8, 8 or 1); 0 for a value
+ * that is not an ad_dtype. */
 AD_API size_t ad_dtype_size(ad_dtype dtype);
-/* "float32" or "float64". */
+/* "float32", "float64", "int64" or "bool" ("unknown" otherwise). */
 AD_API const char *ad_dtype_name(ad_dtype dtype);
 
 /*
@@ -306,7 +314,8 @@ AD_API ad_tensor *ad_tape_use(ad_tape *tape, ad_tensor *t);
  * Marks a tape tensor as a leaf that requires grad: backward accumulates into
  * its gradient (ad_tensor_grad). Returns t (NULL passes through). A tensor that
  * does not require grad (created, or computed from constants) becomes a leaf;
- * one that already requires grad is returned as it is.
+ * one that already requires grad is returned as it is. Only float tensors can
+ * require grad: an int64 or bool one gives NULL and AD_ERR_DTYPE on its tape.
  */
 AD_API ad_tensor *ad_requires_grad(ad_tensor *t);
 
@@ -314,7 +323,8 @@ AD_API ad_tensor *ad_requires_grad(ad_tensor *t);
  * A persistent tensor: heap memory of its own, outside every tape, zeros.
  * With requires_grad, it also owns a gradient of the same shape (zeros) into
  * which ad_backward accumulates. Free it with ad_tensor_free, after every tape
- * that used it is reset or freed. Returns AD_OK, AD_ERR_NOMEM, AD_ERR_SHAPE.
+ * that used it is reset or freed. Returns AD_OK, AD_ERR_NOMEM, AD_ERR_SHAPE,
+ * AD_ERR_DTYPE (an unknown dtype, or requires_grad for int64 or bool).
  */
 AD_API ad_status ad_tensor_create(ad_tensor **out, ad_dtype dtype, int ndim, const int64_t *shape,
                                   bool requires_grad);
@@ -361,9 +371,13 @@ AD_API ad_tensor *ad_tensor_grad(const ad_tensor *t);
 /* Sets the stored gradient of a leaf to zero (tape leaf: forgets it). */
 AD_API void ad_zero_grad(ad_tensor *t);
 
-/* Element i (row-major flat index) as a double; NaN if t is NULL or i is out of range. */
+/* Element i (row-major flat index) as a double (an int64 beyond 2^53 is
+ * rounded; a bool is 0 or 1); NaN if t is NULL or i is out of range. */
 AD_API double ad_tensor_get(const ad_tensor *t, int64_t i);
-/* Writes element i of a persistent tensor. Returns AD_ERR_ARG for tape tensors or bad i. */
+/* Writes element i of a persistent tensor, converted as ad_cast converts: an
+ * int64 element gets value truncated toward 0 (INT64_MIN for NaN, infinities
+ * and values out of range), a bool one value != 0. Returns AD_ERR_ARG for tape
+ * tensors or bad i. */
 AD_API ad_status ad_tensor_set(ad_tensor *t, int64_t i, double value);
 /* Copies all elements as doubles into out[numel]. */
 AD_API ad_status ad_tensor_copy_to_doubles(const ad_tensor *t, double *out);
@@ -619,7 +633,10 @@ AD_API ad_tensor *ad_leaky_relu(ad_tensor *x, double slope);
 AD_API ad_tensor *ad_pow_scalar(ad_tensor *x, double p);
 /* A copy of x that does not require grad (gradient stops here). */
 AD_API ad_tensor *ad_detach(ad_tensor *x);
-/* x converted to dtype; dx = cast(dy, x's dtype). Same dtype: returns x. */
+/* x converted to dtype, any to any; dx = cast(dy, x's dtype) between float
+ * dtypes. To int64: truncated toward 0, and INT64_MIN for NaN, infinities
+ * and values out of range (torch on x86); to bool: x != 0 (NaN is true).
+ * A result of int64 or bool is never recorded. Same dtype: returns x. */
 AD_API ad_tensor *ad_cast(ad_tensor *x, ad_dtype dtype);
 
 /* ==== Binary ops with broadcasting ======================================== */

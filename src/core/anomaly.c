@@ -110,6 +110,9 @@ static int64_t first_nonfinite(const ad_tensor *t)
         return first_nonfinite_f32(t->data, t->numel);
     case AD_F64:
         return first_nonfinite_f64(t->data, t->numel);
+    case AD_I64:
+    case AD_BOOL:
+        return -1; /* integers are always finite */
     }
     return -1;
 }

@@ -219,6 +219,13 @@ ad_tensor *ad__apply(int op, int nsrc, ad_tensor *const *src, const ad__param *p
         if (!ad__same_dtype(tape, name, src[0], x))
             return NULL;
     }
+    if (!(ad__ops[op].flags & AD_OPF_ANY_DTYPE) && !ad__is_float(src[0]->dtype)) {
+        char s[AD__SHAPE_BUF];
+        ad__fail(tape, AD_ERR_DTYPE,
+                 "%s: takes float32 or float64 tensors, not %s %s (use ad_cast)", name,
+                 ad_dtype_name((ad_dtype)src[0]->dtype), AD__SHAPE(src[0], s));
+        return NULL;
+    }
     ad_tensor *y = ad__node_new(tape, op, nsrc, (ad_dtype)src[0]->dtype);
     if (!y)
         return NULL;
@@ -260,7 +267,9 @@ ad_tensor *ad__apply(int op, int nsrc, ad_tensor *const *src, const ad__param *p
         return NULL; /* a forward that needed scratch memory and had none */
     if (tape->anomaly && ad__check_finite(y, y, false, 0) != AD_OK)
         return NULL;
-    if (needs_grad && tape->grad_enabled && differentiable) {
+    /* An integer or bool result is never differentiated (a comparison, an
+     * argmax, a cast to int64): it is a constant. */
+    if (needs_grad && tape->grad_enabled && differentiable && ad__is_float(y->dtype)) {
         y->flags |= AD_TF_REQUIRES_GRAD;
         if (ad__record(tape, y) != AD_OK)
             return NULL;

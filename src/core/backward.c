@@ -62,6 +62,9 @@ static void add_into(ad_tensor *dst, const ad_tensor *src)
     case AD_F64:
         add_into_f64(dst->data, src->data, dst->numel);
         break;
+    case AD_I64:
+    case AD_BOOL:
+        break; /* not a float: refused before any kernel runs */
     }
 }
 

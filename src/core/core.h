@@ -17,8 +17,9 @@
  * file; a row without one fails at link time. */
 
 enum {
-    AD_OPF_NONDIFF = 1, /* no gradient: results are never recorded (leaf, view, detach) */
-    AD_OPF_ALIAS = 2    /* output shares its input's data: forward sets y->data */
+    AD_OPF_NONDIFF = 1,  /* no gradient: results are never recorded (leaf, view, detach) */
+    AD_OPF_ALIAS = 2,    /* output shares its input's data: forward sets y->data */
+    AD_OPF_ANY_DTYPE = 4 /* also takes int64 and bool tensors (others: float only) */
 };
 
 enum {
@@ -338,10 +339,22 @@ static inline double ad__get(const ad_tensor *t, int64_t i)
         return ((const float *)t->data)[i];
     case AD_F64:
         return ((const double *)t->data)[i];
+    case AD_I64:
+        return (double)((const int64_t *)t->data)[i];
+    case AD_BOOL:
+        return ((const bool *)t->data)[i] ? 1.0 : 0.0;
     }
     return NAN;
 }
-/* Stores v (rounded to t's dtype) as element i of t. */
+/* v as an int64 the way torch's cast does it on x86: truncated toward 0, and
+ * INT64_MIN for NaN, infinities and values out of range (which C leaves
+ * undefined). */
+static inline int64_t ad__to_i64(double v)
+{
+    return v >= -0x1p63 && v < 0x1p63 ? (int64_t)v : INT64_MIN;
+}
+/* Stores v (converted to t's dtype: rounded, ad__to_i64, or v != 0 for bool,
+ * NaN being true as in torch) as element i of t. */
 static inline void ad__set(ad_tensor *t, int64_t i, double v)
 {
     switch ((ad_dtype)t->dtype) {
@@ -351,7 +364,26 @@ static inline void ad__set(ad_tensor *t, int64_t i, double v)
     case AD_F64:
         ((double *)t->data)[i] = v;
         break;
+    case AD_I64:
+        ((int64_t *)t->data)[i] = ad__to_i64(v);
+        break;
+    case AD_BOOL:
+        ((bool *)t->data)[i] = v != 0;
+        break;
     }
+}
+/* True for float32 and float64, the dtypes that can be differentiated. */
+static inline bool ad__is_float(int dtype)
+{
+    switch ((ad_dtype)dtype) {
+    case AD_F32:
+    case AD_F64:
+        return true;
+    case AD_I64:
+    case AD_BOOL:
+        return false;
+    }
+    return false;
 }
 
 /* The reverse sweep shared by ad_backward, ad_grad and the checkpoint. */

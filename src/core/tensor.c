@@ -10,6 +10,8 @@ bool ad__dtype_valid(int dtype)
     switch ((ad_dtype)dtype) {
     case AD_F32:
     case AD_F64:
+    case AD_I64:
+    case AD_BOOL:
         return true;
     }
     return false;
@@ -22,6 +24,10 @@ size_t ad_dtype_size(ad_dtype dtype)
         return sizeof(float);
     case AD_F64:
         return sizeof(double);
+    case AD_I64:
+        return sizeof(int64_t);
+    case AD_BOOL:
+        return sizeof(bool);
     }
     return 0;
 }
@@ -33,6 +39,10 @@ const char *ad_dtype_name(ad_dtype dtype)
         return "float32";
     case AD_F64:
         return "float64";
+    case AD_I64:
+        return "int64";
+    case AD_BOOL:
+        return "bool";
     }
     return "unknown";
 }
@@ -210,6 +220,13 @@ ad_tensor *ad_requires_grad(ad_tensor *t)
     }
     if (t->flags & AD_TF_REQUIRES_GRAD)
         return t;
+    if (!ad__is_float(t->dtype)) {
+        char s[AD__SHAPE_BUF];
+        ad__fail(t->tape, AD_ERR_DTYPE,
+                 "requires_grad: only float tensors can require grad, not %s %s",
+                 ad_dtype_name((ad_dtype)t->dtype), AD__SHAPE(t, s));
+        return NULL;
+    }
     /* A tensor that needs no grad is a constant, whatever made it: it can
      * become a leaf (as torch's requires_grad_ on such a tensor). */
     t->op = AD_OP_leaf;
@@ -359,7 +376,7 @@ ad_status ad_tensor_create_with(ad_tensor **out, ad_dtype dtype, int ndim, const
     if (!out)
         return AD_ERR_ARG;
     *out = NULL;
-    if (!ad__dtype_valid(dtype))
+    if (!ad__dtype_valid(dtype) || (requires_grad && !ad__is_float(dtype)))
         return AD_ERR_DTYPE;
     if (ndim < 0 || ndim > AD_MAX_DIMS || (ndim && !shape) || ad__numel(ndim, shape) < 0)
         return AD_ERR_SHAPE; /* including a shape of more than 2^60 elements */
@@ -398,6 +415,8 @@ ad_status ad_tensor_set_requires_grad(ad_tensor *t, bool requires_grad)
 {
     if (!t || t->tape || !(t->flags & AD_TF_PERSISTENT))
         return AD_ERR_ARG;
+    if (requires_grad && !ad__is_float(t->dtype))
+        return AD_ERR_DTYPE;
     if (requires_grad && !t->grad) {
         t->grad = persistent_new((ad_dtype)t->dtype, t->ndim, t->shape, allocator_of(t));
         if (!t->grad)

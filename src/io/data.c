@@ -312,6 +312,9 @@ static bool image_dtype(ad_dtype dtype)
     case AD_F32:
     case AD_F64:
         return true;
+    case AD_I64:
+    case AD_BOOL:
+        return false;
     }
     return false;
 }
@@ -337,6 +340,9 @@ ad_status ad_idx_gather_images(const ad_idx *images, const int64_t *indices, int
     case AD_F64:
         gather_images_f64(images->data, size, indices, count, ad_tensor_data(out));
         break;
+    case AD_I64:
+    case AD_BOOL:
+        break; /* not a float: refused before any kernel runs */
     }
     return AD_OK;
 }

@@ -95,6 +95,9 @@ static bool fillable(const ad_tensor *t)
     case AD_F32:
     case AD_F64:
         return true; /* fill has a kernel for it */
+    case AD_I64:
+    case AD_BOOL:
+        return false;
     }
     return false;
 }
@@ -130,6 +133,9 @@ static void fill(ad_tensor *t, distribution kind, double a, double b, ad_rng *rn
     case AD_F64:
         fill_f64(n, ad_tensor_data(t), kind, a, b, rng);
         break;
+    case AD_I64:
+    case AD_BOOL:
+        break; /* not a float: refused before any kernel runs */
     }
 }
 

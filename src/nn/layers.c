@@ -270,6 +270,9 @@ static void maxpool_argmax(const ad_tensor *x, const pool_shape *s, int64_t *idx
     case AD_F64:
         maxpool_argmax_f64(ad_tensor_data(x), s, idx);
         break;
+    case AD_I64:
+    case AD_BOOL:
+        break; /* not a float: refused before any kernel runs */
     }
 }
 
@@ -360,6 +363,9 @@ static ad_tensor *dropout_forward(ad_module_call *call, ad_tensor *x)
     case AD_F64:
         dropout_mask_f64(numel, ad_tensor_data(mask), m->p, keep, &m->rng);
         break;
+    case AD_I64:
+    case AD_BOOL:
+        break; /* not a float: refused before any kernel runs */
     }
     return ad_mul(x, mask);
 }

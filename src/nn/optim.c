@@ -264,6 +264,9 @@ static void sgd_step(const ad_sgd_config *c, ad_tensor *p, ad_tensor *buf, bool 
     case AD_F64:
         sgd_update_f64(numel, ad_tensor_data(p), grad, ad_tensor_data(buf), c, first);
         break;
+    case AD_I64:
+    case AD_BOOL:
+        break; /* not a float: refused before any kernel runs */
     }
 }
 
@@ -281,6 +284,9 @@ static void adam_step(const ad_optim *opt, ad_tensor *p, ad_tensor *m1, ad_tenso
     case AD_F64:
         adam_update_f64(numel, ad_tensor_data(p), grad, m, v, c, opt->decoupled, bc1, bc2);
         break;
+    case AD_I64:
+    case AD_BOOL:
+        break; /* not a float: refused before any kernel runs */
     }
 }
 
@@ -349,6 +355,9 @@ static void scale(ad_tensor *x, double coef)
     case AD_F64:
         scale_f64(ad_tensor_numel(x), ad_tensor_data(x), coef);
         break;
+    case AD_I64:
+    case AD_BOOL:
+        break; /* not a float: refused before any kernel runs */
     }
 }
 

@@ -110,6 +110,9 @@ static void binary_run(const binary_job *job, int64_t n, int64_t ao, int64_t sa,
         job->f64(n, (const double *)a->data + ao, sa, (const double *)b->data + bo, sb,
                  (double *)y->data + yo);
         return;
+    case AD_I64:
+    case AD_BOOL:
+        break; /* not a float: refused before any kernel runs */
     }
 }
 
@@ -559,6 +562,9 @@ static void where_row(ad_tensor *y, const ad__bcast *bc, const int64_t *off, int
         where_f64(n, (const double *)c->data + off[0], s[0], (const double *)a->data + off[1], s[1],
                   (const double *)b->data + off[2], s[2], (double *)y->data + r * n);
         return;
+    case AD_I64:
+    case AD_BOOL:
+        break; /* not a float: refused before any kernel runs */
     }
 }
 

@@ -40,6 +40,9 @@ static void gather(const ad_tensor *x, const axis_groups *g, int64_t o, int64_t 
     case AD_F64:
         gather_f64(g->n, g->inner, (const double *)x->data + start, buf);
         return;
+    case AD_I64:
+    case AD_BOOL:
+        break; /* not a float: refused before any kernel runs */
     }
 }
 
@@ -54,6 +57,9 @@ static void scatter(ad_tensor *y, const axis_groups *g, int64_t o, int64_t i, co
     case AD_F64:
         scatter_f64(g->n, g->inner, buf, (double *)y->data + start);
         return;
+    case AD_I64:
+    case AD_BOOL:
+        break; /* not a float: refused before any kernel runs */
     }
 }
 

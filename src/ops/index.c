@@ -48,6 +48,9 @@ void ad__index_select_forward(ad_tensor *y)
     case AD_F64:
         index_select_f64(x->data, y->data, outer, dim, inner, n, index);
         break;
+    case AD_I64:
+    case AD_BOOL:
+        break; /* not a float: refused before any kernel runs */
     }
 }
 
@@ -141,6 +144,9 @@ void ad__index_add_forward(ad_tensor *y)
     case AD_F64:
         index_add_f64(x->data, y->data, outer, length, inner, n, index);
         break;
+    case AD_I64:
+    case AD_BOOL:
+        break; /* not a float: refused before any kernel runs */
     }
 }
 
@@ -279,6 +285,9 @@ void ad__gather_forward(ad_tensor *y)
     case AD_F64:
         gather_f64(x->data, y->data, y->numel, nd, y->shape, stride, axis_stride, index);
         break;
+    case AD_I64:
+    case AD_BOOL:
+        break; /* not a float: refused before any kernel runs */
     }
 }
 
@@ -345,6 +354,9 @@ void ad__scatter_add_forward(ad_tensor *y)
     case AD_F64:
         scatter_add_f64(src->data, y->data, src->numel, nd, src->shape, stride, axis_stride, index);
         break;
+    case AD_I64:
+    case AD_BOOL:
+        break; /* not a float: refused before any kernel runs */
     }
 }
 

@@ -39,6 +39,9 @@ void ad__gemm_reference(ad_dtype dtype, bool ta, bool tb, int64_t m, int64_t n, 
     case AD_F64:
         gemm_reference_f64(ta, tb, m, n, k, a, lda, b, ldb, c, ldc, accumulate);
         break;
+    case AD_I64:
+    case AD_BOOL:
+        break; /* not a float: refused before any kernel runs */
     }
 }
 
@@ -64,6 +67,9 @@ static void gemm(ad_dtype dtype, bool ta, bool tb, int64_t m, int64_t n, int64_t
             cblas_dgemm(CblasRowMajor, ota, otb, (int)m, (int)n, (int)k, 1.0, a, (int)lda, b,
                         (int)ldb, accumulate ? 1.0 : 0.0, c, (int)ldc);
             break;
+        case AD_I64:
+        case AD_BOOL:
+            break; /* not a float: refused before any kernel runs */
         }
         return;
     }

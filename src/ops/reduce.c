@@ -166,6 +166,9 @@ void ad__sum_forward(ad_tensor *y)
         else
             sum_groups_f64(x->data, y->data, &p);
         break;
+    case AD_I64:
+    case AD_BOOL:
+        break; /* not a float: refused before any kernel runs */
     }
 }
 
@@ -211,6 +214,9 @@ void ad__max_forward(ad_tensor *y)
     case AD_F64:
         max_groups_f64(y->src[0]->data, y->data, &p);
         break;
+    case AD_I64:
+    case AD_BOOL:
+        break; /* not a float: refused before any kernel runs */
     }
 }
 
@@ -234,6 +240,9 @@ static ad_tensor *max_share(ad_tensor *y)
     case AD_F64:
         max_share_f64(x->data, y->data, share->data, &p);
         break;
+    case AD_I64:
+    case AD_BOOL:
+        break; /* not a float: refused before any kernel runs */
     }
     return share;
 }
@@ -276,6 +285,9 @@ void ad__logsumexp_forward(ad_tensor *y)
     case AD_F64:
         logsumexp_groups_f64(y->src[0]->data, y->data, &p);
         break;
+    case AD_I64:
+    case AD_BOOL:
+        break; /* not a float: refused before any kernel runs */
     }
 }
 

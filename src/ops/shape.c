@@ -96,6 +96,9 @@ void ad__expand_forward(ad_tensor *y)
     case AD_F64:
         expand_f64(&bc, y->src[0]->data, y->data);
         break;
+    case AD_I64:
+    case AD_BOOL:
+        break; /* not a float: refused before any kernel runs */
     }
 }
 
@@ -562,6 +565,9 @@ void ad__permute_forward(ad_tensor *y)
     case AD_F64:
         permute_f64(x->data, y->data, rows, nd, y->shape, stride);
         break;
+    case AD_I64:
+    case AD_BOOL:
+        break; /* not a float: refused before any kernel runs */
     }
 }
 

@@ -4,6 +4,7 @@
  * only through unary_range and fused_grad below. */
 #include "ops.h"
 
+#include <string.h>
 #include <tgmath.h>
 
 /* gelu's constants, shared by its kernel and its backward rule. */
@@ -46,6 +47,9 @@ static void unary_range(void *ctx, int64_t begin, int64_t end)
         job->f64(end - begin, (const double *)job->x->data + begin, (double *)job->y->data + begin,
                  job->p);
         return;
+    case AD_I64:
+    case AD_BOOL:
+        break; /* not a float: refused before any kernel runs */
     }
 }
 
@@ -91,6 +95,9 @@ static ad_tensor *fused_grad(ad_tensor *y, const ad_tensor *v, const ad_tensor *
     case AD_F64:
         f64(y->numel, v->data, gy->data, g->data);
         break;
+    case AD_I64:
+    case AD_BOOL:
+        break; /* not a float: refused before any kernel runs */
     }
     return g;
 }
@@ -616,11 +623,87 @@ ad_tensor *ad_pow_scalar(ad_tensor *x, double p)
 }
 
 /* ---- cast: y = x converted to dtype param[0].i ------------------------------------- */
-// dx = cast(dy, dtype of x)
+// dx = cast(dy, dtype of x) between float dtypes; a cast to or from int64 or
+// bool has no gradient (its result is a constant, as in torch)
 ad_status ad__cast_shape(ad_tensor *y)
 {
     y->dtype = (uint8_t)y->param[0].i;
     return ad__same_shape_rule(y);
+}
+
+/* y = x as float (f32 or f64 kernels by y's dtype), from any source dtype. */
+static void cast_to_f32(int64_t n, const ad_tensor *x, float *y)
+{
+    switch ((ad_dtype)x->dtype) {
+    case AD_F32:
+        cast_f32_f32(n, x->data, y);
+        return;
+    case AD_F64:
+        cast_f64_f32(n, x->data, y);
+        return;
+    case AD_I64:
+        cast_i64_f32(n, x->data, y);
+        return;
+    case AD_BOOL:
+        cast_bool_f32(n, x->data, y);
+        return;
+    }
+}
+
+static void cast_to_f64(int64_t n, const ad_tensor *x, double *y)
+{
+    switch ((ad_dtype)x->dtype) {
+    case AD_F32:
+        cast_f32_f64(n, x->data, y);
+        return;
+    case AD_F64:
+        cast_f64_f64(n, x->data, y);
+        return;
+    case AD_I64:
+        cast_i64_f64(n, x->data, y);
+        return;
+    case AD_BOOL:
+        cast_bool_f64(n, x->data, y);
+        return;
+    }
+}
+
+static void cast_to_i64(int64_t n, const ad_tensor *x, int64_t *y)
+{
+    switch ((ad_dtype)x->dtype) {
+    case AD_F32:
+        to_i64_f32(n, x->data, y);
+        return;
+    case AD_F64:
+        to_i64_f64(n, x->data, y);
+        return;
+    case AD_I64:
+        memcpy(y, x->data, (size_t)n * sizeof *y);
+        return;
+    case AD_BOOL:
+        for (int64_t i = 0; i < n; i++)
+            y[i] = ((const bool *)x->data)[i];
+        return;
+    }
+}
+
+static void cast_to_bool(int64_t n, const ad_tensor *x, bool *y)
+{
+    switch ((ad_dtype)x->dtype) {
+    case AD_F32:
+        to_bool_f32(n, x->data, y);
+        return;
+    case AD_F64:
+        to_bool_f64(n, x->data, y);
+        return;
+    case AD_I64:
+        for (int64_t i = 0; i < n; i++)
+            y[i] = ((const int64_t *)x->data)[i] != 0;
+        return;
+    case AD_BOOL:
+        memcpy(y, x->data, (size_t)n * sizeof *y);
+        return;
+    }
 }
 
 void ad__cast_forward(ad_tensor *y)
@@ -628,24 +711,16 @@ void ad__cast_forward(ad_tensor *y)
     const ad_tensor *x = y->src[0];
     switch ((ad_dtype)y->dtype) {
     case AD_F32:
-        switch ((ad_dtype)x->dtype) {
-        case AD_F32:
-            cast_f32_f32(y->numel, x->data, y->data);
-            return;
-        case AD_F64:
-            cast_f64_f32(y->numel, x->data, y->data);
-            return;
-        }
+        cast_to_f32(y->numel, x, y->data);
         return;
     case AD_F64:
-        switch ((ad_dtype)x->dtype) {
-        case AD_F32:
-            cast_f32_f64(y->numel, x->data, y->data);
-            return;
-        case AD_F64:
-            cast_f64_f64(y->numel, x->data, y->data);
-            return;
-        }
+        cast_to_f64(y->numel, x, y->data);
+        return;
+    case AD_I64:
+        cast_to_i64(y->numel, x, y->data);
+        return;
+    case AD_BOOL:
+        cast_to_bool(y->numel, x, y->data);
         return;
     }
 }
@@ -661,17 +736,6 @@ ad_tensor *ad__cast_jvp(ad_tensor *y, ad_tensor *const *t)
     return ad__jvp_linear(y, t);
 }
 
-/* True for a dtype of the enum: a user may pass any int. */
-static bool known_dtype(ad_dtype dtype)
-{
-    switch (dtype) {
-    case AD_F32:
-    case AD_F64:
-        return true;
-    }
-    return false;
-}
-
 ad_tensor *ad_cast(ad_tensor *x, ad_dtype dtype)
 {
     if (!x)
@@ -682,7 +746,7 @@ ad_tensor *ad_cast(ad_tensor *x, ad_dtype dtype)
         return NULL;
     if (x->dtype == dtype)
         return x;
-    if (!known_dtype(dtype)) {
+    if (!ad__dtype_valid(dtype)) {
         char s[AD__SHAPE_BUF];
         ad__fail(x->tape, AD_ERR_DTYPE, "cast: unknown dtype %d for %s %s", (int)dtype,
                  ad_dtype_name((ad_dtype)x->dtype), AD__SHAPE(x, s));

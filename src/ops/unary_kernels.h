@@ -221,3 +221,32 @@ static void K(cast_f64)(int64_t n, const double *restrict x, T *restrict y)
     for (int64_t i = 0; i < n; i++)
         y[i] = (T)x[i];
 }
+
+// cast from int64: y = x converted to T (rounded to nearest); x, y: (n)
+static void K(cast_i64)(int64_t n, const int64_t *restrict x, T *restrict y)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] = (T)x[i];
+}
+
+// cast from bool: y = 0 or 1; x, y: (n)
+static void K(cast_bool)(int64_t n, const bool *restrict x, T *restrict y)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] = x[i] ? (T)1 : (T)0;
+}
+
+// cast to int64 as torch on x86: truncated toward 0, INT64_MIN for NaN, inf and
+// values out of range (ad__to_i64); x, y: (n)
+static void K(to_i64)(int64_t n, const T *restrict x, int64_t *restrict y)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] = ad__to_i64((double)x[i]);
+}
+
+// cast to bool: y = x != 0 (NaN is true, as in torch); x, y: (n)
+static void K(to_bool)(int64_t n, const T *restrict x, bool *restrict y)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] = x[i] != 0;
+}

@@ -1,0 +1,198 @@
+/* int64 and bool tensors: creation, casts between all dtypes (torch's
+ * conversions), and the rule that they are never differentiated and that a
+ * float op refuses them. */
+#include "test_util.h"
+
+#include <stdbool.h>
+
+#define TAPE_TEST(f) cmocka_unit_test_setup_teardown(f, tape_setup, tape_teardown)
+
+static const ad_dtype all_dtypes[4] = {AD_F32, AD_F64, AD_I64, AD_BOOL};
+
+static void test_every_dtype_has_a_name_and_a_size(void **state)
+{
+    (void)state;
+    const char *names[4] = {"float32", "float64", "int64", "bool"};
+    const size_t sizes[4] = {4, 8, 8, 1};
+    for (int k = 0; k < 4; k++) {
+        assert_string_equal(ad_dtype_name(all_dtypes[k]), names[k]);
+        assert_int_equal(ad_dtype_size(all_dtypes[k]), sizes[k]);
+    }
+    assert_string_equal(ad_dtype_name((ad_dtype)9), "unknown");
+    assert_int_equal(ad_dtype_size((ad_dtype)9), 0);
+}
+
+static void test_int64_and_bool_tape_tensors_hold_their_data(void **state)
+{
+    ad_tape *tape = *state;
+    int64_t n = 3;
+    const int64_t iv[3] = {-7, 0, (int64_t)1 << 40};
+    const bool bv[3] = {true, false, true};
+    ad_tensor *i = ad_tape_tensor(tape, AD_I64, 1, &n, iv);
+    ad_tensor *b = ad_tape_tensor(tape, AD_BOOL, 1, &n, bv);
+    assert_non_null(i);
+    assert_non_null(b);
+    assert_int_equal(ad_tensor_dtype(i), AD_I64);
+    assert_int_equal(ad_tensor_dtype(b), AD_BOOL);
+    assert_memory_equal(ad_tensor_data(i), iv, sizeof iv);
+    assert_memory_equal(ad_tensor_data(b), bv, sizeof bv);
+    assert_close(-7, ad_tensor_get(i, 0), 0, 0);
+    assert_close(1099511627776.0, ad_tensor_get(i, 2), 0, 0);
+    assert_close(1, ad_tensor_get(b, 0), 0, 0);
+    assert_close(0, ad_tensor_get(b, 1), 0, 0);
+    ad_tensor *f = ad_full(tape, AD_I64, 1, &n, -2.9);
+    assert_int_equal(((const int64_t *)ad_tensor_data(f))[1], -2);
+    ad_tensor *g = ad_tape_tensor_from_doubles(tape, AD_BOOL, 1, &n, (double[]){0.0, -0.0, NAN});
+    assert_memory_equal(ad_tensor_data(g), ((bool[]){false, false, true}), 3);
+    assert_int_equal(ad_tape_status(tape), AD_OK);
+}
+
+/* torch 1.13 on x86: x.long() truncates toward 0 and gives INT64_MIN for NaN,
+ * infinities and values out of range; x.bool() is x != 0, NaN true. */
+static void test_casts_to_int64_and_bool_convert_as_torch(void **state)
+{
+    ad_tape *tape = *state;
+    int64_t n = 8;
+    const double v[8] = {2.7, -2.7, NAN, INFINITY, -INFINITY, 1e30, -0.0, 0.5};
+    const int64_t as_long[8] = {2, -2, INT64_MIN, INT64_MIN, INT64_MIN, INT64_MIN, 0, 0};
+    const bool as_bool[8] = {true, true, true, true, true, true, false, true};
+    for (int k = 0; k < 2; k++) {
+        ad_tensor *x = ad_tape_tensor_from_doubles(tape, all_dtypes[k], 1, &n, v);
+        ad_tensor *l = ad_cast(x, AD_I64);
+        ad_tensor *b = ad_cast(x, AD_BOOL);
+        assert_non_null(l);
+        assert_non_null(b);
+        assert_memory_equal(ad_tensor_data(l), as_long, sizeof as_long);
+        assert_memory_equal(ad_tensor_data(b), as_bool, sizeof as_bool);
+    }
+    /* float32: 3e9 fits an int64, 1e19 does not */
+    ad_tensor *x32 =
+        ad_tape_tensor_from_doubles(tape, AD_F32, 1, (int64_t[]){2}, (double[]){3e9, 1e19});
+    const int64_t *l32 = ad_tensor_data(ad_cast(x32, AD_I64));
+    assert_true(l32[0] == 3000000000);
+    assert_true(l32[1] == INT64_MIN);
+}
+
+static void test_casts_from_int64_and_bool_round_to_nearest(void **state)
+{
+    ad_tape *tape = *state;
+    int64_t n = 3;
+    const int64_t iv[3] = {((int64_t)1 << 53) + 1, -3, ((int64_t)1 << 24) + 1};
+    ad_tensor *i = ad_tape_tensor(tape, AD_I64, 1, &n, iv);
+    ad_tensor *d = ad_cast(i, AD_F64), *f = ad_cast(i, AD_F32), *b = ad_cast(i, AD_BOOL);
+    assert_close(9007199254740992.0, ad_tensor_get(d, 0), 0, 0);
+    assert_close(-3, ad_tensor_get(d, 1), 0, 0);
+    assert_close(16777216.0, ad_tensor_get(f, 2), 0, 0); /* 2^24 + 1 rounds to even */
+    assert_memory_equal(ad_tensor_data(b), ((bool[]){true, true, true}), 3);
+    ad_tensor *bools = ad_tape_tensor(tape, AD_BOOL, 1, &n, (bool[]){true, false, true});
+    const int64_t *back = ad_tensor_data(ad_cast(bools, AD_I64));
+    assert_true(back[0] == 1 && back[1] == 0 && back[2] == 1);
+    assert_close(1, ad_tensor_get(ad_cast(bools, AD_F32), 2), 0, 0);
+    assert_close(0, ad_tensor_get(ad_cast(bools, AD_F64), 1), 0, 0);
+    /* Every dtype casts to every other: a round trip through float64 keeps small ints. */
+    for (int to = 0; to < 4; to++) {
+        ad_tensor *c = ad_cast(ad_cast(i, all_dtypes[to]), AD_I64);
+        assert_non_null(c);
+        if (all_dtypes[to] != AD_BOOL)
+            assert_true(((const int64_t *)ad_tensor_data(c))[1] == -3);
+    }
+    assert_int_equal(ad_tape_status(tape), AD_OK);
+}
+
+static void test_a_float_op_refuses_int64_and_bool_tensors_naming_the_op(void **state)
+{
+    ad_tape *tape = *state;
+    int64_t n = 3;
+    ad_tensor *i = ad_tape_tensor(tape, AD_I64, 1, &n, NULL);
+    assert_null(ad_exp(i));
+    assert_int_equal(ad_tape_status(tape), AD_ERR_DTYPE);
+    assert_non_null(strstr(ad_tape_message(tape), "exp: takes float32 or float64 tensors, "
+                                                  "not int64 [3] (use ad_cast)"));
+    ad_tape_clear_error(tape);
+    ad_tensor *b = ad_tape_tensor(tape, AD_BOOL, 1, &n, NULL);
+    assert_null(ad_add(b, b));
+    assert_int_equal(ad_tape_status(tape), AD_ERR_DTYPE);
+    assert_non_null(
+        strstr(ad_tape_message(tape), "add: takes float32 or float64 tensors, not bool"));
+    ad_tape_clear_error(tape);
+    /* Mixed with a float: the dtype-mismatch message, as for float32 and float64. */
+    ad_tensor *x = ad_full(tape, AD_F64, 1, &n, 1.0);
+    assert_null(ad_mul(x, i));
+    assert_int_equal(ad_tape_status(tape), AD_ERR_DTYPE);
+    assert_non_null(strstr(ad_tape_message(tape), "mul: dtypes float64 [3] and int64 [3] differ"));
+    ad_tape_clear_error(tape);
+    /* Shape-only ops take them. */
+    ad_tensor *r = ad_reshape(i, 2, (int64_t[]){1, 3});
+    assert_non_null(r);
+    assert_int_equal(ad_tensor_dtype(r), AD_I64);
+    assert_non_null(ad_detach(b));
+}
+
+static void test_int64_and_bool_tensors_never_require_grad(void **state)
+{
+    ad_tape *tape = *state;
+    int64_t n = 2;
+    ad_tensor *i = ad_tape_tensor(tape, AD_I64, 1, &n, NULL);
+    assert_null(ad_requires_grad(i));
+    assert_int_equal(ad_tape_status(tape), AD_ERR_DTYPE);
+    assert_non_null(
+        strstr(ad_tape_message(tape), "only float tensors can require grad, not int64"));
+    ad_tape_clear_error(tape);
+    ad_tensor *p = NULL;
+    assert_int_equal(ad_tensor_create(&p, AD_BOOL, 1, &n, true), AD_ERR_DTYPE);
+    assert_null(p);
+    assert_int_equal(ad_tensor_create(&p, AD_I64, 1, &n, false), AD_OK);
+    assert_int_equal(ad_tensor_set_requires_grad(p, true), AD_ERR_DTYPE);
+    assert_false(ad_tensor_requires_grad(p));
+    /* ad_tensor_set converts as ad_cast. */
+    assert_int_equal(ad_tensor_set(p, 0, -3.99), AD_OK);
+    assert_int_equal(ad_tensor_set(p, 1, NAN), AD_OK);
+    assert_true(((const int64_t *)ad_tensor_data(p))[0] == -3);
+    assert_true(((const int64_t *)ad_tensor_data(p))[1] == INT64_MIN);
+    ad_tensor_free(p);
+}
+
+/* As torch's x.long(): the result does not require grad, so the graph stops
+ * there and x gets no gradient through it (zeros here). */
+static void test_a_cast_to_int64_cuts_the_graph(void **state)
+{
+    ad_tape *tape = *state;
+    int64_t n = 2;
+    ad_tensor *x =
+        ad_requires_grad(ad_tape_tensor_from_doubles(tape, AD_F64, 1, &n, (double[]){1.5, -2.5}));
+    ad_tensor *l = ad_cast(x, AD_I64);
+    assert_false(ad_tensor_requires_grad(l));
+    ad_tensor *back = ad_cast(l, AD_F64);
+    assert_false(ad_tensor_requires_grad(back));
+    ad_tensor *y = ad_sum_all(ad_add(ad_mul(back, x), x));
+    assert_int_equal(ad_backward(y, NULL), AD_OK);
+    /* dy/dx = back + 1 = (1, -2) + 1 */
+    assert_close(2, ad_tensor_get(ad_tensor_grad(x), 0), 0, 0);
+    assert_close(-1, ad_tensor_get(ad_tensor_grad(x), 1), 0, 0);
+}
+
+static void test_anomaly_mode_accepts_int64_and_bool_results(void **state)
+{
+    ad_tape *tape = *state;
+    ad_tape_set_anomaly(tape, true);
+    int64_t n = 2;
+    ad_tensor *x = ad_tape_tensor_from_doubles(tape, AD_F64, 1, &n, (double[]){1, 2});
+    assert_non_null(ad_cast(x, AD_I64));
+    assert_non_null(ad_cast(x, AD_BOOL));
+    assert_int_equal(ad_tape_status(tape), AD_OK);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_every_dtype_has_a_name_and_a_size),
+        TAPE_TEST(test_int64_and_bool_tape_tensors_hold_their_data),
+        TAPE_TEST(test_casts_to_int64_and_bool_convert_as_torch),
+        TAPE_TEST(test_casts_from_int64_and_bool_round_to_nearest),
+        TAPE_TEST(test_a_float_op_refuses_int64_and_bool_tensors_naming_the_op),
+        TAPE_TEST(test_int64_and_bool_tensors_never_require_grad),
+        TAPE_TEST(test_a_cast_to_int64_cuts_the_graph),
+        TAPE_TEST(test_anomaly_mode_accepts_int64_and_bool_results),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
