@@ -182,6 +182,125 @@ static void test_anomaly_mode_accepts_int64_and_bool_results(void **state)
     assert_int_equal(ad_tape_status(tape), AD_OK);
 }
 
+static const bool *bools(const ad_tensor *t)
+{
+    assert_non_null(t);
+    assert_int_equal(ad_tensor_dtype(t), AD_BOOL);
+    assert_false(ad_tensor_requires_grad(t));
+    return ad_tensor_data(t);
+}
+
+/* IEEE as torch: every comparison with NaN is false but ne; broadcasting as add. */
+static void test_comparisons_broadcast_and_follow_ieee_for_nan(void **state)
+{
+    ad_tape *tape = *state;
+    for (int k = 0; k < 2; k++) {
+        ad_tensor *a = ad_tape_tensor_from_doubles(tape, all_dtypes[k], 2, (int64_t[]){2, 1},
+                                                   (double[]){1, NAN});
+        ad_tensor *b = ad_tape_tensor_from_doubles(tape, all_dtypes[k], 1, (int64_t[]){3},
+                                                   (double[]){0, 1, 2});
+        assert_memory_equal(bools(ad_eq(a, b)), ((bool[]){0, 1, 0, 0, 0, 0}), 6);
+        assert_memory_equal(bools(ad_ne(a, b)), ((bool[]){1, 0, 1, 1, 1, 1}), 6);
+        assert_memory_equal(bools(ad_lt(a, b)), ((bool[]){0, 0, 1, 0, 0, 0}), 6);
+        assert_memory_equal(bools(ad_le(a, b)), ((bool[]){0, 1, 1, 0, 0, 0}), 6);
+        assert_memory_equal(bools(ad_gt(a, b)), ((bool[]){1, 0, 0, 0, 0, 0}), 6);
+        assert_memory_equal(bools(ad_ge(a, b)), ((bool[]){1, 1, 0, 0, 0, 0}), 6);
+        assert_int_equal(ad_tensor_ndim(ad_eq(a, b)), 2);
+        assert_int_equal(ad_tensor_dim(ad_eq(a, b), 1), 3);
+    }
+    assert_int_equal(ad_tape_status(tape), AD_OK);
+}
+
+/* int64 compares exactly, beyond float64's 2^53. */
+static void test_int64_comparisons_are_exact(void **state)
+{
+    ad_tape *tape = *state;
+    int64_t n = 2;
+    const int64_t big = ((int64_t)1 << 53) + 1;
+    ad_tensor *a = ad_tape_tensor(tape, AD_I64, 1, &n, (int64_t[]){big, -5});
+    ad_tensor *b = ad_tape_tensor(tape, AD_I64, 1, &n, (int64_t[]){big - 1, -5});
+    assert_memory_equal(bools(ad_eq(a, b)), ((bool[]){0, 1}), 2);
+    assert_memory_equal(bools(ad_gt(a, b)), ((bool[]){1, 0}), 2);
+    ad_tensor *t = ad_tape_tensor(tape, AD_BOOL, 1, &n, (bool[]){true, false});
+    assert_memory_equal(bools(ad_lt(ad_logical_not(t), t)), ((bool[]){1, 0}), 2);
+    assert_memory_equal(bools(ad_gt(t, ad_logical_not(t))), ((bool[]){1, 0}), 2);
+}
+
+static void test_logical_ops_treat_nonzero_and_nan_as_true(void **state)
+{
+    ad_tape *tape = *state;
+    int64_t n = 4;
+    ad_tensor *a = ad_tape_tensor_from_doubles(tape, AD_F64, 1, &n, (double[]){0, -0.0, NAN, 2});
+    ad_tensor *b = ad_tape_tensor_from_doubles(tape, AD_F64, 1, &n, (double[]){1, 0, 1, 0});
+    assert_memory_equal(bools(ad_logical_and(a, b)), ((bool[]){0, 0, 1, 0}), 4);
+    assert_memory_equal(bools(ad_logical_or(a, b)), ((bool[]){1, 0, 1, 1}), 4);
+    assert_memory_equal(bools(ad_logical_xor(a, b)), ((bool[]){1, 0, 0, 1}), 4);
+    assert_memory_equal(bools(ad_logical_not(a)), ((bool[]){1, 1, 0, 0}), 4);
+    ad_tensor *i = ad_tape_tensor(tape, AD_I64, 1, &n, (int64_t[]){0, 3, -1, 0});
+    assert_memory_equal(bools(ad_logical_not(i)), ((bool[]){1, 0, 0, 1}), 4);
+}
+
+static void test_isnan_isinf_isfinite_classify_every_dtype(void **state)
+{
+    ad_tape *tape = *state;
+    int64_t n = 5;
+    const double v[5] = {NAN, INFINITY, -INFINITY, 0.0, -1e308};
+    for (int k = 0; k < 2; k++) {
+        ad_tensor *x = ad_tape_tensor_from_doubles(tape, all_dtypes[k], 1, &n, v);
+        assert_memory_equal(bools(ad_isnan(x)), ((bool[]){1, 0, 0, 0, 0}), 5);
+        assert_memory_equal(bools(ad_isinf(x)), ((bool[]){0, 1, 1, 0, k == 0}), 5);
+        assert_memory_equal(bools(ad_isfinite(x)), ((bool[]){0, 0, 0, 1, k == 1}), 5);
+    }
+    ad_tensor *i = ad_tape_tensor(tape, AD_I64, 1, &n, (int64_t[]){INT64_MIN, 0, 1, 2, 3});
+    assert_memory_equal(bools(ad_isnan(i)), ((bool[]){0, 0, 0, 0, 0}), 5);
+    assert_memory_equal(bools(ad_isinf(i)), ((bool[]){0, 0, 0, 0, 0}), 5);
+    assert_memory_equal(bools(ad_isfinite(i)), ((bool[]){1, 1, 1, 1, 1}), 5);
+}
+
+static void test_comparisons_of_two_dtypes_are_refused(void **state)
+{
+    ad_tape *tape = *state;
+    int64_t n = 2;
+    ad_tensor *f = ad_full(tape, AD_F64, 1, &n, 1.0);
+    ad_tensor *i = ad_full(tape, AD_I64, 1, &n, 1.0);
+    assert_null(ad_eq(f, i));
+    assert_int_equal(ad_tape_status(tape), AD_ERR_DTYPE);
+    assert_non_null(strstr(ad_tape_message(tape), "eq: dtypes float64 [2] and int64 [2] differ"));
+    ad_tape_clear_error(tape);
+    assert_null(ad_lt(f, ad_full(tape, AD_F64, 1, (int64_t[]){3}, 0.0)));
+    assert_int_equal(ad_tape_status(tape), AD_ERR_SHAPE);
+    assert_non_null(strstr(ad_tape_message(tape), "lt: shapes [2] and [3] do not broadcast"));
+}
+
+/* where with a bool mask from a comparison: the relu-like select, with its gradient. */
+static void test_where_takes_a_bool_condition_from_a_comparison(void **state)
+{
+    ad_tape *tape = *state;
+    int64_t n = 4;
+    ad_tensor *x =
+        ad_requires_grad(ad_tape_tensor_from_doubles(tape, AD_F64, 1, &n, (double[]){-1, 2, 0, 3}));
+    ad_tensor *zero = ad_scalar(tape, 0.0);
+    ad_tensor *mask = ad_gt(x, zero);
+    ad_tensor *y = ad_where(mask, ad_mul(x, x), ad_neg(x));
+    assert_non_null(y);
+    assert_int_equal(ad_tensor_dtype(y), AD_F64);
+    const double want[4] = {1, 4, -0.0, 9};
+    for (int k = 0; k < 4; k++)
+        assert_close(want[k], ad_tensor_get(y, k), 0, 0);
+    assert_int_equal(ad_backward(ad_sum_all(y), NULL), AD_OK);
+    const double grad[4] = {-1, 4, -1, 6};
+    for (int k = 0; k < 4; k++)
+        assert_close(grad[k], ad_tensor_get(ad_tensor_grad(x), k), 0, 0);
+    /* A condition of another non-bool dtype, or int64 branches, are refused. */
+    ad_tensor *i = ad_full(tape, AD_I64, 1, &n, 1.0);
+    assert_null(ad_where(i, x, x));
+    assert_int_equal(ad_tape_status(tape), AD_ERR_DTYPE);
+    assert_non_null(strstr(ad_tape_message(tape), "where: cond int64 [4] and a float64 [4]"));
+    ad_tape_clear_error(tape);
+    assert_null(ad_where(mask, i, i));
+    assert_int_equal(ad_tape_status(tape), AD_ERR_DTYPE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -193,6 +312,12 @@ int main(void)
         TAPE_TEST(test_int64_and_bool_tensors_never_require_grad),
         TAPE_TEST(test_a_cast_to_int64_cuts_the_graph),
         TAPE_TEST(test_anomaly_mode_accepts_int64_and_bool_results),
+        TAPE_TEST(test_comparisons_broadcast_and_follow_ieee_for_nan),
+        TAPE_TEST(test_int64_comparisons_are_exact),
+        TAPE_TEST(test_logical_ops_treat_nonzero_and_nan_as_true),
+        TAPE_TEST(test_isnan_isinf_isfinite_classify_every_dtype),
+        TAPE_TEST(test_comparisons_of_two_dtypes_are_refused),
+        TAPE_TEST(test_where_takes_a_bool_condition_from_a_comparison),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

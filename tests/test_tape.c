@@ -835,7 +835,7 @@ static void test_every_row_of_the_op_table_is_well_formed(void **state)
             assert_true(strcmp(ad__ops[other].name, row->name) != 0);
         assert_in_range(row->arity + 1, 0, 4);
         assert_int_equal(ad_op_arity(op), row->arity);
-        assert_int_equal(row->flags & ~(AD_OPF_NONDIFF | AD_OPF_ALIAS | AD_OPF_ANY_DTYPE), 0);
+        assert_int_equal(row->flags & ~(AD_OPF_NONDIFF | AD_OPF_ALIAS | AD_OPF_ANY_DTYPE | AD_OPF_OWN_DTYPES), 0);
         if (row->flags & AD_OPF_ALIAS)
             assert_int_equal(row->arity, 1);
         assert_int_equal(ad_op_differentiable(op), !(row->flags & AD_OPF_NONDIFF));

@@ -743,12 +743,37 @@ AD_API ad_tensor *ad_gather(ad_tensor *x, int axis, int ndim, const int64_t *ind
 AD_API ad_tensor *ad_scatter_add(ad_tensor *src, int axis, int ndim, const int64_t *x_shape,
                                  const int64_t *index);
 /*
- * cond ? a : b elementwise, all three broadcast; cond is a tensor of a's dtype,
- * true where nonzero, never differentiated. da = dy where cond, 0 elsewhere.
+ * cond ? a : b elementwise, all three broadcast; cond is a bool tensor (from a
+ * comparison, say) or a tensor of a's dtype, true where nonzero (NaN too),
+ * never differentiated. a and b: float32 or float64, one dtype, the
+ * result's. da = dy where cond, 0 elsewhere.
  * As in PyTorch, a NaN or inf made inside the untaken branch of an expression
  * still reaches the gradient through 0 * inf; guard the input, not the output.
  */
 AD_API ad_tensor *ad_where(ad_tensor *cond, ad_tensor *a, ad_tensor *b);
+
+/* ==== Comparisons and logical ops: bool results, no gradient ================ */
+/*
+ * Elementwise, broadcasting as the binary ops; a and b of any one dtype
+ * (float32, float64, int64 or bool: cast first to compare across dtypes).
+ * The result is a bool tensor that never requires grad. A comparison with a
+ * NaN is false, except ne, which is true (IEEE, as torch).
+ */
+AD_API ad_tensor *ad_eq(ad_tensor *a, ad_tensor *b); /* a == b */
+AD_API ad_tensor *ad_ne(ad_tensor *a, ad_tensor *b); /* a != b */
+AD_API ad_tensor *ad_lt(ad_tensor *a, ad_tensor *b); /* a < b */
+AD_API ad_tensor *ad_le(ad_tensor *a, ad_tensor *b); /* a <= b */
+AD_API ad_tensor *ad_gt(ad_tensor *a, ad_tensor *b); /* a > b */
+AD_API ad_tensor *ad_ge(ad_tensor *a, ad_tensor *b); /* a >= b */
+/* Logical ops: an element is true when nonzero (NaN is true), as torch. */
+AD_API ad_tensor *ad_logical_and(ad_tensor *a, ad_tensor *b);
+AD_API ad_tensor *ad_logical_or(ad_tensor *a, ad_tensor *b);
+AD_API ad_tensor *ad_logical_xor(ad_tensor *a, ad_tensor *b);
+AD_API ad_tensor *ad_logical_not(ad_tensor *x);
+/* Float classification, of any dtype: int64 and bool are never NaN or inf. */
+AD_API ad_tensor *ad_isnan(ad_tensor *x);
+AD_API ad_tensor *ad_isinf(ad_tensor *x);    /* +inf or -inf */
+AD_API ad_tensor *ad_isfinite(ad_tensor *x); /* neither NaN nor infinite */
 
 /* ==== Fused ops for numerics ============================================== */
 

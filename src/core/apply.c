@@ -193,6 +193,23 @@ ad_tensor *ad_tape_use(ad_tape *tape, ad_tensor *t)
     return ad__view_of(tape, t, (t->flags & AD_TF_REQUIRES_GRAD) && tape->grad_enabled);
 }
 
+/* The dtype rule of the ops without AD_OPF_OWN_DTYPES: one dtype for every
+ * input, and a float one unless the op takes any (AD_OPF_ANY_DTYPE). */
+static bool inputs_dtype(ad_tape *tape, int op, int nsrc, ad_tensor *const *src)
+{
+    const char *name = ad__ops[op].name;
+    for (int i = 1; i < nsrc; i++)
+        if (!ad__same_dtype(tape, name, src[0], src[i]))
+            return false;
+    if (nsrc && !(ad__ops[op].flags & AD_OPF_ANY_DTYPE) && !ad__is_float(src[0]->dtype)) {
+        char s[AD__SHAPE_BUF];
+        ad__fail(tape, AD_ERR_DTYPE, "%s: takes float32 or float64 tensors, not %s %s (use ad_cast)",
+                 name, ad_dtype_name((ad_dtype)src[0]->dtype), AD__SHAPE(src[0], s));
+        return false;
+    }
+    return true;
+}
+
 ad_tensor *ad__apply(int op, int nsrc, ad_tensor *const *src, const ad__param *params)
 {
     const char *name = ad__ops[op].name;
@@ -216,16 +233,9 @@ ad_tensor *ad__apply(int op, int nsrc, ad_tensor *const *src, const ad__param *p
             ad__fail(tape, AD_ERR_FREED, "%s: input %d was freed by ad_tape_reset", name, i);
             return NULL;
         }
-        if (!ad__same_dtype(tape, name, src[0], x))
-            return NULL;
     }
-    if (!(ad__ops[op].flags & AD_OPF_ANY_DTYPE) && !ad__is_float(src[0]->dtype)) {
-        char s[AD__SHAPE_BUF];
-        ad__fail(tape, AD_ERR_DTYPE,
-                 "%s: takes float32 or float64 tensors, not %s %s (use ad_cast)", name,
-                 ad_dtype_name((ad_dtype)src[0]->dtype), AD__SHAPE(src[0], s));
+    if (!(ad__ops[op].flags & AD_OPF_OWN_DTYPES) && !inputs_dtype(tape, op, nsrc, src))
         return NULL;
-    }
     ad_tensor *y = ad__node_new(tape, op, nsrc, (ad_dtype)src[0]->dtype);
     if (!y)
         return NULL;

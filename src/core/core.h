@@ -19,7 +19,8 @@
 enum {
     AD_OPF_NONDIFF = 1,  /* no gradient: results are never recorded (leaf, view, detach) */
     AD_OPF_ALIAS = 2,    /* output shares its input's data: forward sets y->data */
-    AD_OPF_ANY_DTYPE = 4 /* also takes int64 and bool tensors (others: float only) */
+    AD_OPF_ANY_DTYPE = 4, /* also takes int64 and bool tensors (others: float only) */
+    AD_OPF_OWN_DTYPES = 8 /* inputs of several dtypes: the shape rule checks them, sets y's */
 };
 
 enum {

@@ -10,6 +10,10 @@
  * no default: the library builds with -Werror=switch, so a dtype added to
  * ad_dtype fails to compile wherever it is not handled.
  *
+ * With KERNELS_ALL_DTYPES defined as well, the header is also instantiated for
+ * the integer dtypes: T int64_t with name_i64, and T bool with name_bool
+ * (comparisons, masks, casts).
+ *
  * Not include-guarded: it is meant to be included once per kernel header. */
 #ifndef KERNELS
 #error "define KERNELS as the kernel header to instantiate"
@@ -26,5 +30,20 @@
 #include KERNELS
 #undef K
 #undef T
+
+#ifdef KERNELS_ALL_DTYPES
+#define T int64_t
+#define K(name) name##_i64
+#include KERNELS
+#undef K
+#undef T
+
+#define T bool
+#define K(name) name##_bool
+#include KERNELS
+#undef K
+#undef T
+#undef KERNELS_ALL_DTYPES
+#endif
 
 #undef KERNELS

@@ -53,33 +53,6 @@ static bool flat_operands(const ad_tensor *y)
     return (a->numel == y->numel || a->numel == 1) && (b->numel == y->numel || b->numel == 1);
 }
 
-/* The broadcast shape rule shared by every binary op. */
-static ad_status broadcast_rule(ad_tensor *y)
-{
-    const ad_tensor *a = y->src[0], *b = y->src[1];
-    if (ad__same_shape(a, b))
-        return ad__same_shape_rule(y);
-    int64_t shape[AD_MAX_DIMS];
-    int n = ad__broadcast_shape(a->ndim, a->shape, b->ndim, b->shape, shape);
-    if (n < 0) {
-        char s0[AD__SHAPE_BUF], s1[AD__SHAPE_BUF];
-        return ad__fail(y->tape, AD_ERR_SHAPE, "%s: shapes %s and %s do not broadcast",
-                        ad__ops[y->op].name, AD__SHAPE(a, s0), AD__SHAPE(b, s1));
-    }
-    /* Reuse an operand's shape array when it already is the result. */
-    if (a->ndim == n && memcmp(a->shape, shape, (size_t)n * sizeof *shape) == 0) {
-        y->shape = a->shape;
-    } else if (b->ndim == n && memcmp(b->shape, shape, (size_t)n * sizeof *shape) == 0) {
-        y->shape = b->shape;
-    } else {
-        y->shape = ad__copy_i64(y->tape, shape, (size_t)n);
-        if (!y->shape)
-            return y->tape->status;
-    }
-    y->ndim = (uint8_t)n;
-    return AD_OK;
-}
-
 /* A binary kernel's signature (binary_kernels.h): y = f(a, b) over n
  * elements, a and b stepping by sa and sb (1, or 0 to repeat one element). */
 typedef void binary_f32(int64_t n, const float *restrict a, int64_t sa, const float *restrict b,
@@ -175,7 +148,7 @@ static ad_tensor *mask_of(ad_tensor *y, double (*f)(double, double))
 // da = reduce_to(a, dy)      db = reduce_to(b, dy)
 ad_status ad__add_shape(ad_tensor *y)
 {
-    return broadcast_rule(y);
+    return ad__broadcast_rule(y);
 }
 
 void ad__add_forward(ad_tensor *y)
@@ -207,7 +180,7 @@ ad_tensor *ad_add(ad_tensor *a, ad_tensor *b)
 // da = reduce_to(a, dy)      db = reduce_to(b, -dy)
 ad_status ad__sub_shape(ad_tensor *y)
 {
-    return broadcast_rule(y);
+    return ad__broadcast_rule(y);
 }
 
 void ad__sub_forward(ad_tensor *y)
@@ -239,7 +212,7 @@ ad_tensor *ad_sub(ad_tensor *a, ad_tensor *b)
 // da = reduce_to(a, dy * b)      db = reduce_to(b, dy * a)
 ad_status ad__mul_shape(ad_tensor *y)
 {
-    return broadcast_rule(y);
+    return ad__broadcast_rule(y);
 }
 
 void ad__mul_forward(ad_tensor *y)
@@ -272,7 +245,7 @@ ad_tensor *ad_mul(ad_tensor *a, ad_tensor *b)
 // da = reduce_to(a, dy / b)      db = reduce_to(b, -dy a / b^2)
 ad_status ad__div_shape(ad_tensor *y)
 {
-    return broadcast_rule(y);
+    return ad__broadcast_rule(y);
 }
 
 void ad__div_forward(ad_tensor *y)
@@ -307,7 +280,7 @@ ad_tensor *ad_div(ad_tensor *a, ad_tensor *b)
 // da = reduce_to(a, dy b a^(b-1))    db = reduce_to(b, dy a^b log a), 0 where a = 0, b >= 0
 ad_status ad__pow_shape(ad_tensor *y)
 {
-    return broadcast_rule(y);
+    return ad__broadcast_rule(y);
 }
 
 void ad__pow_forward(ad_tensor *y)
@@ -378,7 +351,7 @@ ad_tensor *ad_pow(ad_tensor *a, ad_tensor *b)
 // maximum: da = reduce_to(a, dy [not a < b] - dy/2 [a = b]), db likewise (dy to both at NaN)
 ad_status ad__maximum_shape(ad_tensor *y)
 {
-    return broadcast_rule(y);
+    return ad__broadcast_rule(y);
 }
 
 void ad__maximum_forward(ad_tensor *y)
@@ -445,7 +418,7 @@ ad_tensor *ad_maximum(ad_tensor *a, ad_tensor *b)
 // minimum: da = reduce_to(a, dy [a < b] + dy/2 [a = b]), db likewise
 ad_status ad__minimum_shape(ad_tensor *y)
 {
-    return broadcast_rule(y);
+    return ad__broadcast_rule(y);
 }
 
 void ad__minimum_forward(ad_tensor *y)
@@ -526,13 +499,25 @@ ad_tensor *ad_minimum_scalar(ad_tensor *x, double s)
 }
 
 /* ---- where: cond ? a : b, all three broadcast -----------------------------------------
- * src: [0] cond (true where nonzero; never differentiated), [1] a, [2] b. */
+ * src: [0] cond (bool, or a's dtype and true where nonzero; never
+ * differentiated), [1] a, [2] b (one float dtype, the result's). */
 // da = reduce_to(a, where(cond, dy, 0))    db = reduce_to(b, where(cond, 0, dy))
 // The untaken branch gets 0 * (its own local derivative) further down the graph:
 // a NaN or inf made there still poisons the gradient through 0 * inf, as PyTorch.
 ad_status ad__where_shape(ad_tensor *y)
 {
     const ad_tensor *c = y->src[0], *a = y->src[1], *b = y->src[2];
+    if (!ad__same_dtype(y->tape, "where", a, b))
+        return AD_ERR_DTYPE;
+    if (!ad__is_float(a->dtype) || (c->dtype != AD_BOOL && c->dtype != a->dtype)) {
+        char s0[AD__SHAPE_BUF], s1[AD__SHAPE_BUF];
+        return ad__fail(y->tape, AD_ERR_DTYPE,
+                        "where: cond %s %s and a %s %s: a and b are float32 or float64, and "
+                        "cond is bool or their dtype",
+                        ad_dtype_name((ad_dtype)c->dtype), AD__SHAPE(c, s0),
+                        ad_dtype_name((ad_dtype)a->dtype), AD__SHAPE(a, s1));
+    }
+    y->dtype = a->dtype;
     int64_t ca[AD_MAX_DIMS], shape[AD_MAX_DIMS];
     int n = ad__broadcast_shape(c->ndim, c->shape, a->ndim, a->shape, ca);
     if (n >= 0)
@@ -553,14 +538,23 @@ static void where_row(ad_tensor *y, const ad__bcast *bc, const int64_t *off, int
 {
     const ad_tensor *c = y->src[0], *a = y->src[1], *b = y->src[2];
     const int64_t *s = bc->inner_stride, n = bc->inner;
+    const bool *cb = (const bool *)c->data + off[0];
     switch ((ad_dtype)y->dtype) {
     case AD_F32:
-        where_f32(n, (const float *)c->data + off[0], s[0], (const float *)a->data + off[1], s[1],
-                  (const float *)b->data + off[2], s[2], (float *)y->data + r * n);
+        if (c->dtype == AD_BOOL)
+            where_bool_f32(n, cb, s[0], (const float *)a->data + off[1], s[1],
+                           (const float *)b->data + off[2], s[2], (float *)y->data + r * n);
+        else
+            where_f32(n, (const float *)c->data + off[0], s[0], (const float *)a->data + off[1],
+                      s[1], (const float *)b->data + off[2], s[2], (float *)y->data + r * n);
         return;
     case AD_F64:
-        where_f64(n, (const double *)c->data + off[0], s[0], (const double *)a->data + off[1], s[1],
-                  (const double *)b->data + off[2], s[2], (double *)y->data + r * n);
+        if (c->dtype == AD_BOOL)
+            where_bool_f64(n, cb, s[0], (const double *)a->data + off[1], s[1],
+                           (const double *)b->data + off[2], s[2], (double *)y->data + r * n);
+        else
+            where_f64(n, (const double *)c->data + off[0], s[0], (const double *)a->data + off[1],
+                      s[1], (const double *)b->data + off[2], s[2], (double *)y->data + r * n);
         return;
     case AD_I64:
     case AD_BOOL:

@@ -132,3 +132,11 @@ static void K(where)(int64_t n, const T *restrict cond, int64_t sc, const T *res
     for (int64_t i = 0; i < n; i++)
         y[i] = cond[i * sc] != 0 ? a[i * sa] : b[i * sb];
 }
+
+// where with a bool condition: y = cond ? a : b; cond, a, b: (n) or (1) by sc, sa, sb; y: (n)
+static void K(where_bool)(int64_t n, const bool *restrict cond, int64_t sc, const T *restrict a,
+                          int64_t sa, const T *restrict b, int64_t sb, T *restrict y)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] = cond[i * sc] ? a[i * sa] : b[i * sb];
+}

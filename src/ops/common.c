@@ -47,6 +47,32 @@ int ad__broadcast_shape(int na, const int64_t *a, int nb, const int64_t *b, int6
     return n;
 }
 
+ad_status ad__broadcast_rule(ad_tensor *y)
+{
+    const ad_tensor *a = y->src[0], *b = y->src[1];
+    if (ad__same_shape(a, b))
+        return ad__same_shape_rule(y);
+    int64_t shape[AD_MAX_DIMS];
+    int n = ad__broadcast_shape(a->ndim, a->shape, b->ndim, b->shape, shape);
+    if (n < 0) {
+        char s0[AD__SHAPE_BUF], s1[AD__SHAPE_BUF];
+        return ad__fail(y->tape, AD_ERR_SHAPE, "%s: shapes %s and %s do not broadcast",
+                        ad__ops[y->op].name, AD__SHAPE(a, s0), AD__SHAPE(b, s1));
+    }
+    /* Reuse an operand's shape array when it already is the result. */
+    if (a->ndim == n && memcmp(a->shape, shape, (size_t)n * sizeof *shape) == 0) {
+        y->shape = a->shape;
+    } else if (b->ndim == n && memcmp(b->shape, shape, (size_t)n * sizeof *shape) == 0) {
+        y->shape = b->shape;
+    } else {
+        y->shape = ad__copy_i64(y->tape, shape, (size_t)n);
+        if (!y->shape)
+            return y->tape->status;
+    }
+    y->ndim = (uint8_t)n;
+    return AD_OK;
+}
+
 ad_status ad__same_shape_rule(ad_tensor *y)
 {
     y->ndim = y->src[0]->ndim;

@@ -15,6 +15,9 @@ ad_tensor *ad__reduce_to(ad_tensor *g, const ad_tensor *x);
 
 /* Sets y to share src[0]'s shape (unary elementwise shape rule). */
 ad_status ad__same_shape_rule(ad_tensor *y);
+/* The shape rule of an op of two broadcasting inputs: y gets their broadcast
+ * shape (an input's own array when it is that shape); fails naming y's op. */
+ad_status ad__broadcast_rule(ad_tensor *y);
 
 /* Broadcast iteration over up to 3 operands against an output shape: the
  * output is walked as `outer` rows of `inner` contiguous elements; operand k
