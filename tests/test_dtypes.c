@@ -3,6 +3,8 @@
  * float op refuses them. */
 #include "test_util.h"
 
+#include "autodiff/layers.h"
+
 #include <stdbool.h>
 
 #define TAPE_TEST(f) cmocka_unit_test_setup_teardown(f, tape_setup, tape_teardown)
@@ -301,6 +303,89 @@ static void test_where_takes_a_bool_condition_from_a_comparison(void **state)
     assert_int_equal(ad_tape_status(tape), AD_ERR_DTYPE);
 }
 
+/* The index ops take int64 index tensors and give what their C-array forms give. */
+static void test_index_ops_take_int64_index_tensors(void **state)
+{
+    ad_tape *tape = *state;
+    ad_tensor *x = ad_requires_grad(ad_tape_tensor_from_doubles(tape, AD_F64, 2, (int64_t[]){3, 2},
+                                                                (double[]){1, 2, 3, 4, 5, 6}));
+    ad_tensor *idx = ad_tape_tensor(tape, AD_I64, 1, (int64_t[]){3}, (int64_t[]){2, 0, 2});
+    ad_tensor *sel = ad_index_select_tensor(x, 0, idx);
+    ad_tensor *ref = ad_index_select(x, 0, 3, (int64_t[]){2, 0, 2});
+    assert_non_null(sel);
+    assert_memory_equal(ad_tensor_data(sel), ad_tensor_data(ref), 6 * sizeof(double));
+    ad_tensor *g_idx = ad_tape_tensor(tape, AD_I64, 2, (int64_t[]){3, 1}, (int64_t[]){1, 0, 1});
+    ad_tensor *g = ad_gather_tensor(x, 1, g_idx);
+    assert_non_null(g);
+    assert_int_equal(ad_tensor_dim(g, 1), 1);
+    assert_close(2, ad_tensor_get(g, 0), 0, 0);
+    assert_close(3, ad_tensor_get(g, 1), 0, 0);
+    assert_close(6, ad_tensor_get(g, 2), 0, 0);
+    ad_tensor *sc = ad_scatter_add_tensor(g, 1, g_idx, 2, (int64_t[]){3, 2});
+    assert_close(2, ad_tensor_get(sc, 1), 0, 0);
+    assert_close(0, ad_tensor_get(sc, 0), 0, 0);
+    ad_tensor *ia = ad_index_add_tensor(sel, 0, 3, idx);
+    assert_close(10, ad_tensor_get(ia, 4), 0, 0); /* row 2 twice: 5 + 5 */
+    /* Gradients flow as through the C-array forms: row 2 selected twice. */
+    assert_int_equal(ad_backward(ad_sum_all(sel), NULL), AD_OK);
+    const double want[6] = {1, 1, 0, 0, 2, 2};
+    for (int k = 0; k < 6; k++)
+        assert_close(want[k], ad_tensor_get(ad_tensor_grad(x), k), 0, 0);
+}
+
+static void test_an_index_tensor_must_be_int64_of_the_right_ndim(void **state)
+{
+    ad_tape *tape = *state;
+    ad_tensor *x = ad_full(tape, AD_F64, 2, (int64_t[]){3, 2}, 1.0);
+    ad_tensor *f = ad_full(tape, AD_F64, 1, (int64_t[]){2}, 0.0);
+    assert_null(ad_index_select_tensor(x, 0, f));
+    assert_int_equal(ad_tape_status(tape), AD_ERR_DTYPE);
+    assert_non_null(strstr(ad_tape_message(tape),
+                           "index_select: index must be an int64 tensor, not float64 [2]"));
+    ad_tape_clear_error(tape);
+    ad_tensor *i2 = ad_full(tape, AD_I64, 2, (int64_t[]){1, 2}, 0.0);
+    assert_null(ad_index_select_tensor(x, 0, i2));
+    assert_int_equal(ad_tape_status(tape), AD_ERR_SHAPE);
+    assert_non_null(strstr(ad_tape_message(tape), "index must have 1 dim, not shape [1,2]"));
+    ad_tape_clear_error(tape);
+    ad_tensor *bad = ad_tape_tensor(tape, AD_I64, 1, (int64_t[]){1}, (int64_t[]){3});
+    assert_null(ad_index_select_tensor(x, 0, bad));
+    assert_int_equal(ad_tape_status(tape), AD_ERR_ARG); /* index 3 of a dim of 3 */
+    ad_tape_clear_error(tape);
+    assert_null(ad_gather_tensor(x, 0, NULL)); /* an earlier error: no new one */
+    assert_int_equal(ad_tape_status(tape), AD_OK);
+}
+
+static void test_cross_entropy_and_embedding_take_int64_tensors(void **state)
+{
+    ad_tape *tape = *state;
+    ad_tensor *logits = ad_tape_tensor_from_doubles(tape, AD_F64, 2, (int64_t[]){2, 3},
+                                                    (double[]){1, 2, 3, 0, -1, 4});
+    ad_tensor *t = ad_tape_tensor(tape, AD_I64, 1, (int64_t[]){2}, (int64_t[]){2, 0});
+    assert_close(ad_tensor_get(ad_cross_entropy(logits, 2, (int64_t[]){2, 0}), 0),
+                 ad_tensor_get(ad_cross_entropy_tensor(logits, t), 0), 0, 0);
+    ad_rng rng;
+    ad_rng_seed(&rng, 3);
+    ad_module *emb;
+    assert_int_equal(ad_nn_embedding(&emb, 5, 4, AD_F64, &rng), AD_OK);
+    ad_tensor *idx =
+        ad_tape_tensor(tape, AD_I64, 2, (int64_t[]){2, 3}, (int64_t[]){0, 4, 4, 1, 2, 3});
+    ad_tensor *y = ad_nn_forward(emb, tape, idx);
+    assert_non_null(y);
+    assert_int_equal(ad_tensor_ndim(y), 3);
+    assert_int_equal(ad_tensor_dim(y, 0), 2);
+    assert_int_equal(ad_tensor_dim(y, 2), 4);
+    ad_tensor *rows = ad_nn_embedding_lookup(emb, tape, 6, (const int64_t *)ad_tensor_data(idx));
+    assert_memory_equal(ad_tensor_data(y), ad_tensor_data(rows), 24 * sizeof(double));
+    assert_int_equal(ad_backward(ad_sum_all(y), NULL), AD_OK);
+    ad_nn_param table;
+    assert_int_equal(ad_nn_params(emb, &table, 1), 1);
+    assert_close(2, ad_tensor_get(ad_tensor_grad(table.tensor), 4 * 4), 0, 0); /* row 4 twice */
+    assert_close(1, ad_tensor_get(ad_tensor_grad(table.tensor), 1 * 4 + 1), 0, 0); /* once */
+    ad_tape_reset(tape);
+    ad_nn_free(emb);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -318,6 +403,9 @@ int main(void)
         TAPE_TEST(test_isnan_isinf_isfinite_classify_every_dtype),
         TAPE_TEST(test_comparisons_of_two_dtypes_are_refused),
         TAPE_TEST(test_where_takes_a_bool_condition_from_a_comparison),
+        TAPE_TEST(test_index_ops_take_int64_index_tensors),
+        TAPE_TEST(test_an_index_tensor_must_be_int64_of_the_right_ndim),
+        TAPE_TEST(test_cross_entropy_and_embedding_take_int64_tensors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -743,6 +743,21 @@ AD_API ad_tensor *ad_gather(ad_tensor *x, int axis, int ndim, const int64_t *ind
 AD_API ad_tensor *ad_scatter_add(ad_tensor *src, int axis, int ndim, const int64_t *x_shape,
                                  const int64_t *index);
 /*
+ * The same four ops with their indices in an int64 tensor, as torch takes
+ * them (the C-array forms above are conveniences): index_select and
+ * index_add take a 1-D index, gather an index of x's ndim (the result has its
+ * shape), scatter_add an index of src's shape. The index is read when the op
+ * is made and never differentiated; it may be persistent or on x's tape.
+ * AD_ERR_DTYPE for an index that is not int64, AD_ERR_SHAPE for its ndim,
+ * and each op's own errors.
+ */
+AD_API ad_tensor *ad_index_select_tensor(ad_tensor *x, int axis, const ad_tensor *index);
+AD_API ad_tensor *ad_index_add_tensor(ad_tensor *x, int axis, int64_t length,
+                                      const ad_tensor *index);
+AD_API ad_tensor *ad_gather_tensor(ad_tensor *x, int axis, const ad_tensor *index);
+AD_API ad_tensor *ad_scatter_add_tensor(ad_tensor *src, int axis, const ad_tensor *index, int ndim,
+                                        const int64_t *x_shape);
+/*
  * cond ? a : b elementwise, all three broadcast; cond is a bool tensor (from a
  * comparison, say) or a tensor of a's dtype, true where nonzero (NaN too),
  * never differentiated. a and b: float32 or float64, one dtype, the
@@ -786,6 +801,8 @@ AD_API ad_tensor *ad_log_softmax(ad_tensor *x, int axis);
  * N integers in [0, C) (copied). dlogits = dy (softmax - onehot) / N. 0-d result.
  */
 AD_API ad_tensor *ad_cross_entropy(ad_tensor *logits, size_t n, const int64_t *targets);
+/* ad_cross_entropy with the targets in a 1-D int64 tensor of N elements. */
+AD_API ad_tensor *ad_cross_entropy_tensor(ad_tensor *logits, const ad_tensor *targets);
 /* mean((a - b)^2), broadcasting; 0-d result. */
 AD_API ad_tensor *ad_mse_loss(ad_tensor *a, ad_tensor *b);
 

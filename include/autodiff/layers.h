@@ -207,7 +207,9 @@ AD_API ad_status ad_nn_dropout(ad_module **out, double p, uint64_t seed);
  * var without correction (as PyTorch). gamma ones, beta zeros; eps 0 means
  * PyTorch's 1e-5. Parameters "weight" (gamma) and "bias" (beta). */
 AD_API ad_status ad_nn_layer_norm(ad_module **out, int64_t dim, double eps, ad_dtype dtype);
-/* A table [num, dim], N(0, 1) init. Use ad_nn_embedding_lookup, not ad_nn_forward. */
+/* A table [num, dim], N(0, 1) init. ad_nn_forward takes an int64 tensor of
+ * indices of any shape S (each in [0, num)) and gives S + [dim], as torch's
+ * nn.Embedding; ad_nn_embedding_lookup takes a C array. */
 AD_API ad_status ad_nn_embedding(ad_module **out, int64_t num, int64_t dim, ad_dtype dtype,
                                  ad_rng *rng);
 AD_API ad_status ad_nn_activation(ad_module **out, ad_activation kind);
@@ -242,8 +244,8 @@ AD_API ad_status ad_nn_module_dict(ad_module **out, size_t n, const char *const 
  * AD_ERR_SHAPE for an input that does not fit the layer (Linear and LayerNorm
  * need x [..., features], a 1-d x being one row; Conv2d and MaxPool2d need
  * [N, C, H, W] with H, W at least the kernel after padding), AD_ERR_DTYPE for
- * an input whose dtype is not the parameters', AD_ERR_ARG for an embedding
- * (it takes indices) or a NULL module, AD_ERR_UNSUPPORTED for a module with
+ * an input whose dtype is not the parameters' (an embedding takes int64
+ * indices), AD_ERR_ARG for a NULL module, AD_ERR_UNSUPPORTED for a module with
  * no forward, AD_ERR_NULL for a user forward that returned NULL without
  * recording an error. */
 AD_API ad_tensor *ad_nn_forward(ad_module *m, ad_tape *tape, ad_tensor *x);

@@ -489,12 +489,34 @@ typedef struct embedding {
     int64_t num, dim;
 } embedding;
 
+static ad_tensor *lookup(ad_module *m, ad_tape *tape, size_t n, const int64_t *indices,
+                         ad_tensor *weight);
+
+/* As torch's nn.Embedding: x an int64 tensor of indices, any shape; the
+ * result has x's shape and one more dim, the table's rows. */
 static ad_tensor *embedding_forward(ad_module_call *call, ad_tensor *x)
 {
-    (void)x;
-    ad_tape_set_error(ad_module_call_tape(call), AD_ERR_ARG,
-                      "embedding: takes indices (use ad_nn_embedding_lookup), not a tensor");
-    return NULL;
+    ad_tape *tape = ad_module_call_tape(call);
+    if (!x)
+        return NULL;
+    int nd = ad_tensor_ndim(x);
+    if (ad_tensor_dtype(x) != AD_I64 || nd >= AD_MAX_DIMS) {
+        char shape[96];
+        ad_shape_string(shape, sizeof shape, nd, ad_tensor_shape(x));
+        ad_tape_set_error(tape, ad_tensor_dtype(x) != AD_I64 ? AD_ERR_DTYPE : AD_ERR_SHAPE,
+                          "embedding: takes an int64 tensor of indices with fewer than %d dims, "
+                          "not %s %s",
+                          AD_MAX_DIMS, ad_dtype_name(ad_tensor_dtype(x)), shape);
+        return NULL;
+    }
+    ad_tensor *weight = ad_module_call_param(call, 0);
+    ad_tensor *rows = lookup(ad_module_call_module(call), tape, (size_t)ad_tensor_numel(x),
+                             ad_tensor_data(x), weight);
+    int64_t shape[AD_MAX_DIMS];
+    for (int d = 0; d < nd; d++)
+        shape[d] = ad_tensor_shape(x)[d];
+    shape[nd] = ad_tensor_dim(weight, 1);
+    return ad_reshape(rows, nd + 1, shape);
 }
 
 static const ad_module_type embedding_type = {

@@ -105,3 +105,30 @@ int64_t *ad__shape_replacing(ad_tape *tape, const ad_tensor *t, int axis, int64_
         shape[axis] = len;
     return shape;
 }
+
+const int64_t *ad__index_data(ad_tape *tape, const char *op, const char *what,
+                              const ad_tensor *index, int ndim)
+{
+    if (!index)
+        return NULL; /* an earlier error */
+    if (index->tape && index->tape != tape) {
+        ad__fail(tape, AD_ERR_TAPE, "%s: %s is on another tape", op, what);
+        return NULL;
+    }
+    if (ad__is_stale(index)) {
+        ad__fail(tape, AD_ERR_FREED, "%s: %s was freed by ad_tape_reset", op, what);
+        return NULL;
+    }
+    char s[AD__SHAPE_BUF];
+    if (index->dtype != AD_I64) {
+        ad__fail(tape, AD_ERR_DTYPE, "%s: %s must be an int64 tensor, not %s %s", op, what,
+                 ad_dtype_name((ad_dtype)index->dtype), AD__SHAPE(index, s));
+        return NULL;
+    }
+    if (ndim >= 0 && index->ndim != ndim) {
+        ad__fail(tape, AD_ERR_SHAPE, "%s: %s must have %d dim%s, not shape %s", op, what, ndim,
+                 ndim == 1 ? "" : "s", AD__SHAPE(index, s));
+        return NULL;
+    }
+    return index->data;
+}

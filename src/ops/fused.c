@@ -296,3 +296,10 @@ ad_tensor *ad_mse_loss(ad_tensor *a, ad_tensor *b)
     }
     return ad_mean_all(ad_square(ad_sub(a, b)));
 }
+
+ad_tensor *ad_cross_entropy_tensor(ad_tensor *logits, const ad_tensor *targets)
+{
+    ad_tape *tape = ad__input_tape(logits, "cross_entropy");
+    const int64_t *t = tape ? ad__index_data(tape, "cross_entropy", "targets", targets, 1) : NULL;
+    return t ? ad_cross_entropy(logits, (size_t)targets->numel, t) : NULL;
+}

@@ -400,3 +400,43 @@ ad_tensor *ad_scatter_add(ad_tensor *src, int axis, int ndim, const int64_t *x_s
     ad__param params[AD_NPARAM] = {{.i = a}, {.p = copy}, {.p = shape}};
     return ad__apply(AD_OP_scatter_add, 1, &src, params);
 }
+
+/* ---- The same ops with int64 index tensors (torch's forms) -------------------------- */
+
+ad_tensor *ad_index_select_tensor(ad_tensor *x, int axis, const ad_tensor *index)
+{
+    ad_tape *tape = ad__input_tape(x, "index_select");
+    const int64_t *idx = tape ? ad__index_data(tape, "index_select", "index", index, 1) : NULL;
+    return idx ? ad_index_select(x, axis, (size_t)index->numel, idx) : NULL;
+}
+
+ad_tensor *ad_index_add_tensor(ad_tensor *x, int axis, int64_t length, const ad_tensor *index)
+{
+    ad_tape *tape = ad__input_tape(x, "index_add");
+    const int64_t *idx = tape ? ad__index_data(tape, "index_add", "index", index, 1) : NULL;
+    return idx ? ad_index_add(x, axis, length, (size_t)index->numel, idx) : NULL;
+}
+
+ad_tensor *ad_gather_tensor(ad_tensor *x, int axis, const ad_tensor *index)
+{
+    ad_tape *tape = ad__input_tape(x, "gather");
+    const int64_t *idx = tape ? ad__index_data(tape, "gather", "index", index, x->ndim) : NULL;
+    return idx ? ad_gather(x, axis, index->ndim, index->shape, idx) : NULL;
+}
+
+ad_tensor *ad_scatter_add_tensor(ad_tensor *src, int axis, const ad_tensor *index, int ndim,
+                                 const int64_t *x_shape)
+{
+    ad_tape *tape = ad__input_tape(src, "scatter_add");
+    const int64_t *idx =
+        tape ? ad__index_data(tape, "scatter_add", "index", index, src->ndim) : NULL;
+    if (!idx)
+        return NULL;
+    if (!ad__same_shape(index, src)) {
+        char s0[AD__SHAPE_BUF], s1[AD__SHAPE_BUF];
+        ad__fail(tape, AD_ERR_SHAPE, "scatter_add: index of shape %s for src of shape %s",
+                 AD__SHAPE(index, s0), AD__SHAPE(src, s1));
+        return NULL;
+    }
+    return ad_scatter_add(src, axis, ndim, x_shape, idx);
+}

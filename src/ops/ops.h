@@ -78,4 +78,11 @@ void ad__split_at(const ad_tensor *t, int axis, int64_t *outer, int64_t *inner);
 /* t's shape with dim axis set to len, in the arena (NULL after an error). */
 int64_t *ad__shape_replacing(ad_tape *tape, const ad_tensor *t, int axis, int64_t len);
 
+/* The int64 data of an index tensor given to op (named `what` in messages):
+ * NULL after recording an error when it is NULL (no new error: an earlier one),
+ * on another tape, stale, not int64, or (ndim >= 0) of another ndim. Read at
+ * once: the op copies the indices it keeps. */
+const int64_t *ad__index_data(ad_tape *tape, const char *op, const char *what,
+                              const ad_tensor *index, int ndim);
+
 #endif
