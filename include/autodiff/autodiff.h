@@ -649,7 +649,7 @@ AD_API ad_tensor *ad_round(ad_tensor *x); /* halves to even (2.5 -> 2); dx = 0 *
 AD_API ad_tensor *ad_trunc(ad_tensor *x); /* toward zero; dx = 0 */
 /* Activations, stable for large |x|; kinks as PyTorch. */
 AD_API ad_tensor *ad_silu(ad_tensor *x); /* x sigmoid(x); dx = dy s (1 + x (1 - s)) */
-/* x > 0 ? x : alpha (e^x - 1); dx = dy (x > 0 ? 1 : alpha e^x), alpha at x = 0 */
+/* x > 0 ? x : alpha (e^x - 1); dx = dy (x > 0 ? 1 : alpha e^x), alpha at 0, NaN at NaN */
 AD_API ad_tensor *ad_elu(ad_tensor *x, double alpha);
 AD_API ad_tensor *ad_selu(ad_tensor *x);       /* scale elu(x, alpha), PyTorch's constants */
 AD_API ad_tensor *ad_mish(ad_tensor *x);       /* x tanh(softplus x); dx = dy (t + x s (1 - t^2)) */
@@ -666,7 +666,7 @@ AD_API ad_tensor *ad_gelu_erf(ad_tensor *x);
 AD_API ad_tensor *ad_clamp(ad_tensor *x, double min, double max);
 AD_API ad_tensor *ad_clamp_min(ad_tensor *x, double min); /* dx = dy [x >= min] */
 AD_API ad_tensor *ad_clamp_max(ad_tensor *x, double max); /* dx = dy [x <= max] */
-/* clamp's values; dx = dy where min < x < max: 0 at the bounds, dy at NaN (PyTorch) */
+/* clamp's values; dx = dy where min < x < max: 0 at the bounds and NaN (PyTorch) */
 AD_API ad_tensor *ad_hardtanh(ad_tensor *x, double min, double max);
 
 /* ==== Binary ops with broadcasting ======================================== */

@@ -1363,7 +1363,7 @@ ad_tensor *ad_silu(ad_tensor *x)
 }
 
 /* ---- elu: x > 0 ? x : alpha (e^x - 1), alpha = param[0] --------------------- */
-// dx = dy (x > 0 ? 1 : alpha e^x): alpha at x = 0, dy at NaN (PyTorch)
+// dx = dy (x > 0 ? 1 : alpha e^x): alpha at x = 0, NaN at NaN (PyTorch)
 ad_status ad__elu_shape(ad_tensor *y)
 {
     return ad__same_shape_rule(y);
@@ -1568,15 +1568,15 @@ ad_tensor *ad_gelu_erf(ad_tensor *x)
 /* ---- clamp_min, clamp_max: one bound (param[0]); param[1].i = 1 for hardtanh's
  * exclusive gradient. clamp, hardtanh are compositions of the two. ------------------- */
 
-/* A one-sided clamp at bound, with PyTorch's clamp gradient (inclusive, 0 at
- * NaN) or hardtanh's (exclusive, dy at NaN). */
+/* A one-sided clamp at bound, with PyTorch's clamp gradient (inclusive) or
+ * hardtanh's (exclusive); 0 at NaN for both. */
 static ad_tensor *clamp_bound(int op, ad_tensor *x, double bound, bool exclusive)
 {
     ad__param params[AD_NPARAM] = {{.f = bound}, {.i = exclusive}};
     return ad__apply(op, 1, &x, params);
 }
 
-// clamp_min: dx = dy [x >= lo] (clamp), dy [not x <= lo] (hardtanh)
+// clamp_min: dx = dy [x >= lo] (clamp), dy [x > lo] (hardtanh); 0 at NaN
 ad_status ad__clamp_min_shape(ad_tensor *y)
 {
     return ad__same_shape_rule(y);
@@ -1591,7 +1591,7 @@ void ad__clamp_min_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
     ad_tensor *x = y->src[0];
     double lo = y->param[0].f;
-    gin[0] = ad_mul(gy, y->param[1].i ? mask_of(x, lo, not_at_most_f32, not_at_most_f64)
+    gin[0] = ad_mul(gy, y->param[1].i ? mask_of(x, lo, above_f32, above_f64)
                                       : mask_of(x, lo, at_least_f32, at_least_f64));
 }
 
@@ -1606,7 +1606,7 @@ ad_tensor *ad_clamp_min(ad_tensor *x, double min)
     return clamp_bound(AD_OP_clamp_min, x, min, false);
 }
 
-// clamp_max: dx = dy [x <= hi] (clamp), dy [not x >= hi] (hardtanh)
+// clamp_max: dx = dy [x <= hi] (clamp), dy [x < hi] (hardtanh); 0 at NaN
 ad_status ad__clamp_max_shape(ad_tensor *y)
 {
     return ad__same_shape_rule(y);
@@ -1621,7 +1621,7 @@ void ad__clamp_max_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
     ad_tensor *x = y->src[0];
     double hi = y->param[0].f;
-    gin[0] = ad_mul(gy, y->param[1].i ? mask_of(x, hi, not_at_least_f32, not_at_least_f64)
+    gin[0] = ad_mul(gy, y->param[1].i ? mask_of(x, hi, below_f32, below_f64)
                                       : mask_of(x, hi, at_most_f32, at_most_f64));
 }
 
@@ -1653,7 +1653,7 @@ ad_tensor *ad_clamp(ad_tensor *x, double min, double max)
 }
 
 /* hardtanh: clamp's values with PyTorch's exclusive gradient: dy where
- * min < x < max, 0 at the bounds, dy at NaN. */
+ * min < x < max, 0 at the bounds and at NaN. */
 ad_tensor *ad_hardtanh(ad_tensor *x, double min, double max)
 {
     return clamp_bound(AD_OP_clamp_max, clamp_bound(AD_OP_clamp_min, x, min, true), max, true);

@@ -424,12 +424,14 @@ static void K(elu)(int64_t n, const T *restrict x, T *restrict y, T alpha)
         y[i] = (T)(x[i] <= 0 ? alpha * expm1(x[i]) : x[i]);
 }
 
-// elu's mask: m = 0 where x <= 0, else 1 (NaN included); x, m: (n)
+// elu's mask: m = 1 where x > 0, else 0, NaN included, so that NaN takes the
+// alpha e^x branch and its gradient is NaN, as PyTorch's vectorised kernel (its
+// scalar tail, for the last elements of a short tensor, gives 1); x, m: (n)
 static void K(elu_mask)(int64_t n, const T *restrict x, T *restrict m, T p)
 {
     (void)p;
     for (int64_t i = 0; i < n; i++)
-        m[i] = x[i] <= 0 ? (T)0 : (T)1;
+        m[i] = x[i] > 0 ? (T)1 : (T)0;
 }
 
 // hardswish: y = x min(max(x + 3, 0), 6) / 6, with PyTorch's std::max and std::min,
@@ -495,9 +497,9 @@ static void K(clamp_max)(int64_t n, const T *restrict x, T *restrict y, T hi)
         y[i] = x[i] > hi ? hi : x[i];
 }
 
-// The clamps' masks: 1 where the gradient passes. clamp's bounds are inclusive and
-// NaN gets 0 (x >= lo, x <= hi); hardtanh's are exclusive and NaN gets 1
-// (not x <= lo, not x >= hi), both as PyTorch; x, m: (n)
+// The clamps' masks: 1 where the gradient passes, 0 elsewhere and at NaN. clamp's
+// bounds are inclusive (x >= lo, x <= hi), hardtanh's exclusive (x > lo, x < hi), both
+// as PyTorch (hardtanh's as its vectorised kernel; its scalar tail passes NaN); x, m: (n)
 static void K(at_least)(int64_t n, const T *restrict x, T *restrict m, T lo)
 {
     for (int64_t i = 0; i < n; i++)
@@ -510,14 +512,14 @@ static void K(at_most)(int64_t n, const T *restrict x, T *restrict m, T hi)
         m[i] = x[i] <= hi ? (T)1 : (T)0;
 }
 
-static void K(not_at_most)(int64_t n, const T *restrict x, T *restrict m, T lo)
+static void K(above)(int64_t n, const T *restrict x, T *restrict m, T lo)
 {
     for (int64_t i = 0; i < n; i++)
-        m[i] = x[i] <= lo ? (T)0 : (T)1;
+        m[i] = x[i] > lo ? (T)1 : (T)0;
 }
 
-static void K(not_at_least)(int64_t n, const T *restrict x, T *restrict m, T hi)
+static void K(below)(int64_t n, const T *restrict x, T *restrict m, T hi)
 {
     for (int64_t i = 0; i < n; i++)
-        m[i] = x[i] >= hi ? (T)0 : (T)1;
+        m[i] = x[i] < hi ? (T)1 : (T)0;
 }
