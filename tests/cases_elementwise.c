@@ -120,6 +120,132 @@ static ad_tensor *f_cast_straight_through(ad_tape *tape, size_t n, ad_tensor *co
     return ad_add(ad_sub(c, ad_detach(c)), ad_detach(in[0]));
 }
 
+UNARY_FN(tan)
+UNARY_FN(atan)
+UNARY_FN(asin)
+UNARY_FN(acos)
+UNARY_FN(sinh)
+UNARY_FN(cosh)
+UNARY_FN(asinh)
+UNARY_FN(acosh)
+UNARY_FN(atanh)
+UNARY_FN(erf)
+UNARY_FN(erfc)
+UNARY_FN(log2)
+UNARY_FN(log10)
+UNARY_FN(exp2)
+UNARY_FN(rsqrt)
+UNARY_FN(silu)
+UNARY_FN(mish)
+UNARY_FN(hardswish)
+UNARY_FN(hardsigmoid)
+UNARY_FN(logsigmoid)
+UNARY_FN(gelu_erf)
+
+/* A step (zero gradient) or an odd function on mixed signs, |x| >= lo. */
+static ad_tensor *f_reciprocal_mixed(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    (void)n, (void)ctx;
+    return ad_reciprocal(alternate_signs(tape, in[0]));
+}
+
+static ad_tensor *f_sign_mixed(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    (void)n, (void)ctx;
+    return ad_sign(alternate_signs(tape, in[0]));
+}
+
+static ad_tensor *f_floor_mixed(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    (void)n, (void)ctx;
+    return ad_floor(alternate_signs(tape, in[0]));
+}
+
+static ad_tensor *f_ceil_mixed(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    (void)n, (void)ctx;
+    return ad_ceil(alternate_signs(tape, in[0]));
+}
+
+static ad_tensor *f_round_mixed(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    (void)n, (void)ctx;
+    return ad_round(alternate_signs(tape, in[0]));
+}
+
+static ad_tensor *f_trunc_mixed(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    (void)n, (void)ctx;
+    return ad_trunc(alternate_signs(tape, in[0]));
+}
+
+/* A step times x, so that the case has a gradient that is not all zero: d/dx
+ * floor(x) x = floor(x). */
+static ad_tensor *f_floor_times_x(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    (void)tape, (void)n, (void)ctx;
+    return ad_mul(ad_floor(in[0]), in[0]);
+}
+
+/* elu with alpha *(double *)ctx, on mixed signs away from 0. */
+static ad_tensor *f_elu_mixed(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    (void)n;
+    return ad_elu(alternate_signs(tape, in[0]), *(const double *)ctx);
+}
+
+static ad_tensor *f_selu_mixed(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    (void)n, (void)ctx;
+    return ad_selu(alternate_signs(tape, in[0]));
+}
+
+static ad_tensor *f_hardswish_mixed(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    (void)n, (void)ctx;
+    return ad_hardswish(alternate_signs(tape, in[0]));
+}
+
+static ad_tensor *f_hardsigmoid_mixed(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    (void)n, (void)ctx;
+    return ad_hardsigmoid(alternate_signs(tape, in[0]));
+}
+
+static ad_tensor *f_softsign_mixed(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    (void)n, (void)ctx;
+    return ad_softsign(alternate_signs(tape, in[0]));
+}
+
+/* The clamps at bound 0.2 (and -0.6 below): inputs in [-1, 1) that the seed
+ * keeps away from the bounds. */
+static ad_tensor *f_clamp_min(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    (void)tape, (void)n, (void)ctx;
+    return ad_clamp_min(in[0], 0.2);
+}
+
+static ad_tensor *f_clamp_max(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    (void)tape, (void)n, (void)ctx;
+    return ad_clamp_max(in[0], 0.2);
+}
+
+static ad_tensor *f_clamp(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    (void)tape, (void)n, (void)ctx;
+    return ad_clamp(in[0], -0.6, 0.2);
+}
+
+static ad_tensor *f_hardtanh(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    (void)tape, (void)n, (void)ctx;
+    return ad_hardtanh(in[0], -0.6, 0.2);
+}
+
+static double alpha_one = 1.0, alpha_half = 0.5;
+
 static double slope_small = 0.01, slope_large = 0.2;
 static double p_zero = 0.0, p_half = 0.5, p_one = 1.0, p_two = 2.0, p_three = 3.0, p_neg = -1.5,
               p_frac = 2.5;
@@ -160,6 +286,17 @@ static ad_tensor *f_mul_reuse(ad_tape *tape, size_t n, ad_tensor *const *in, voi
 {
     (void)tape, (void)n, (void)ctx;
     return ad_mul(ad_mul(in[0], in[0]), in[1]);
+}
+
+BINARY_FN(atan2)
+BINARY_FN(hypot)
+BINARY_FN(xlogy)
+
+/* xlogy(a, b + 2): a of both signs, b in [1, 3). */
+static ad_tensor *f_xlogy_shifted(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    (void)tape, (void)n, (void)ctx;
+    return ad_xlogy(in[0], ad_add_scalar(in[1], 2.0));
 }
 
 SCALAR_FN(add_scalar)
@@ -241,6 +378,71 @@ const grad_case cases_elementwise[] = {
     {.op = "cast", .name = "f64 -> f32 -> f64 as it is, loose tolerance for float32 rounding",
      .f = f_cast_round_trip, ONE(1, 4), .lo = 0.5, .hi = 1, .atol = 1e-3, .rtol = 0.15},
 
+    {.op = "tan", .name = "[2,3] in [-1.2,1.2)", .f = f_tan, ONE(2, 2, 3), .lo = -1.2, .hi = 1.2},
+    {.op = "atan", .name = "[2,3] in [-3,3)", .f = f_atan, ONE(2, 2, 3), .lo = -3, .hi = 3},
+    {.op = "asin", .name = "[2,3] in [-0.9,0.9)", .f = f_asin, ONE(2, 2, 3), .lo = -0.9,
+     .hi = 0.9},
+    {.op = "acos", .name = "[2,3] in [-0.9,0.9)", .f = f_acos, ONE(2, 2, 3), .lo = -0.9,
+     .hi = 0.9},
+    {.op = "sinh", .name = "[2,3] in [-2,2)", .f = f_sinh, ONE(2, 2, 3), .lo = -2, .hi = 2},
+    {.op = "cosh", .name = "[2,3] in [-2,2)", .f = f_cosh, ONE(2, 2, 3), .lo = -2, .hi = 2},
+    {.op = "asinh", .name = "[2,3] in [-3,3)", .f = f_asinh, ONE(2, 2, 3), .lo = -3, .hi = 3},
+    {.op = "acosh", .name = "[2,3] in [1.2,4)", .f = f_acosh, ONE(2, 2, 3), .lo = 1.2, .hi = 4},
+    {.op = "atanh", .name = "[2,3] in [-0.8,0.8)", .f = f_atanh, ONE(2, 2, 3), .lo = -0.8,
+     .hi = 0.8},
+    {.op = "erf", .name = "[2,3] in [-2,2)", .f = f_erf, ONE(2, 2, 3), .lo = -2, .hi = 2},
+    {.op = "erfc", .name = "[2,3] in [-2,2)", .f = f_erfc, ONE(2, 2, 3), .lo = -2, .hi = 2},
+    {.op = "log2", .name = "[2,3] positive", .f = f_log2, ONE(2, 2, 3), .lo = 0.2, .hi = 3},
+    {.op = "log10", .name = "[2,3] positive", .f = f_log10, ONE(2, 2, 3), .lo = 0.2, .hi = 3},
+    {.op = "exp2", .name = "[2,3] in [-2,2)", .f = f_exp2, ONE(2, 2, 3), .lo = -2, .hi = 2},
+    {.op = "rsqrt", .name = "[2,3] positive", .f = f_rsqrt, ONE(2, 2, 3), .lo = 0.3, .hi = 3},
+    {.op = "reciprocal", .name = "[2,3] mixed signs, |x| >= 0.3", .f = f_reciprocal_mixed,
+     ONE(2, 2, 3), .lo = 0.3, .hi = 2},
+    {.op = "sign", .name = "[2,3] mixed signs, |x| >= 0.1 (zero gradient)", .f = f_sign_mixed,
+     ONE(2, 2, 3), .lo = 0.1, .hi = 2},
+    {.op = "floor", .name = "[2,3] mixed signs, 0.1 <= |x| < 0.9 (zero gradient)",
+     .f = f_floor_mixed, ONE(2, 2, 3), .lo = 0.1, .hi = 0.9},
+    {.op = "floor", .name = "floor(x) x on [1.1,1.9)", .f = f_floor_times_x, ONE(1, 4),
+     .lo = 1.1, .hi = 1.9},
+    {.op = "ceil", .name = "[2,3] mixed signs, 0.1 <= |x| < 0.9 (zero gradient)",
+     .f = f_ceil_mixed, ONE(2, 2, 3), .lo = 0.1, .hi = 0.9},
+    {.op = "round", .name = "[2,3] mixed signs, 0.6 <= |x| < 1.4 (zero gradient)",
+     .f = f_round_mixed, ONE(2, 2, 3), .lo = 0.6, .hi = 1.4},
+    {.op = "trunc", .name = "[2,3] mixed signs, 0.1 <= |x| < 0.9 (zero gradient)",
+     .f = f_trunc_mixed, ONE(2, 2, 3), .lo = 0.1, .hi = 0.9},
+    {.op = "silu", .name = "[2,3] in [-4,4)", .f = f_silu, ONE(2, 2, 3), .lo = -4, .hi = 4},
+    {.op = "elu", .name = "[2,3] alpha 1, mixed signs, |x| >= 0.1", .f = f_elu_mixed,
+     .ctx = &alpha_one, ONE(2, 2, 3), .lo = 0.1, .hi = 2},
+    {.op = "elu", .name = "[5] alpha 0.5, mixed signs, |x| >= 0.1", .f = f_elu_mixed,
+     .ctx = &alpha_half, ONE(1, 5), .lo = 0.1, .hi = 2},
+    {.op = "elu", .name = "selu (scale elu), [2,3] mixed signs, |x| >= 0.1", .f = f_selu_mixed,
+     ONE(2, 2, 3), .lo = 0.1, .hi = 2},
+    {.op = "mish", .name = "[2,3] in [-4,4)", .f = f_mish, ONE(2, 2, 3), .lo = -4, .hi = 4},
+    {.op = "hardswish", .name = "[2,3] in [-2.5,2.5)", .f = f_hardswish, ONE(2, 2, 3),
+     .lo = -2.5, .hi = 2.5},
+    {.op = "hardswish", .name = "[2,3] mixed signs, 3.5 <= |x| < 5", .f = f_hardswish_mixed,
+     ONE(2, 2, 3), .lo = 3.5, .hi = 5},
+    {.op = "hardsigmoid", .name = "[2,3] in [-2.5,2.5)", .f = f_hardsigmoid, ONE(2, 2, 3),
+     .lo = -2.5, .hi = 2.5},
+    {.op = "hardsigmoid", .name = "[2,3] mixed signs, 3.5 <= |x| < 5 (flat)",
+     .f = f_hardsigmoid_mixed, ONE(2, 2, 3), .lo = 3.5, .hi = 5},
+    {.op = "logsigmoid", .name = "[2,3] in [-5,5)", .f = f_logsigmoid, ONE(2, 2, 3), .lo = -5,
+     .hi = 5},
+    {.op = "logsigmoid", .name = "[3] in [-30,-20)", .f = f_logsigmoid, ONE(1, 3), .lo = -30,
+     .hi = -20},
+    {.op = "div", .name = "softsign x / (1 + |x|), [2,3] mixed signs, |x| >= 0.1",
+     .f = f_softsign_mixed, ONE(2, 2, 3), .lo = 0.1, .hi = 3},
+    {.op = "gelu_erf", .name = "[2,3] in [-3,3)", .f = f_gelu_erf, ONE(2, 2, 3), .lo = -3,
+     .hi = 3},
+    {.op = "clamp_min", .name = "[2,3] in [-1,1), min 0.2", .f = f_clamp_min, ONE(2, 2, 3),
+     .lo = -1, .hi = 1},
+    {.op = "clamp_max", .name = "[2,3] in [-1,1), max 0.2", .f = f_clamp_max, ONE(2, 2, 3),
+     .lo = -1, .hi = 1},
+    {.op = "clamp_max", .name = "clamp [3,3] in [-1,1) to [-0.6, 0.2]", .f = f_clamp,
+     ONE(2, 3, 3), .lo = -1, .hi = 1},
+    {.op = "clamp_min", .name = "hardtanh [3,3] in [-1,1) to (-0.6, 0.2)", .f = f_hardtanh,
+     ONE(2, 3, 3), .lo = -1, .hi = 1},
+
     /* binary, same shapes and broadcasting on either side */
     {.op = "add", .name = "[2,3] + [2,3]", .f = f_add, SHAPES2(2, S(2, 3), 2, S(2, 3))},
     {.op = "add", .name = "[2,3] + [3]", .f = f_add, SHAPES2(2, S(2, 3), 1, S(3))},
@@ -305,6 +507,17 @@ const grad_case cases_elementwise[] = {
      .f = f_minimum_self, ONE(2, 2, 3)},
     {.op = "minimum", .name = "minimum_scalar [2,3] vs 0.3", .f = f_minimum_scalar,
      .ctx = &s_third, ONE(2, 2, 3)},
+    {.op = "atan2", .name = "[2,3] vs [2,3]", .f = f_atan2, SHAPES2(2, S(2, 3), 2, S(2, 3))},
+    {.op = "atan2", .name = "[2,3] vs [3]", .f = f_atan2, SHAPES2(2, S(2, 3), 1, S(3))},
+    {.op = "atan2", .name = "0-d vs [2,2]", .f = f_atan2, SHAPES2(0, S(0), 2, S(2, 2))},
+    {.op = "hypot", .name = "[2,3] vs [2,3]", .f = f_hypot, SHAPES2(2, S(2, 3), 2, S(2, 3))},
+    {.op = "hypot", .name = "[2,1] vs [1,3]", .f = f_hypot, SHAPES2(2, S(2, 1), 2, S(1, 3))},
+    {.op = "xlogy", .name = "[2,3] vs [2,3] positive", .f = f_xlogy,
+     SHAPES2(2, S(2, 3), 2, S(2, 3)), .lo = 0.2, .hi = 2},
+    {.op = "xlogy", .name = "[2,3] vs [3] + 2, a of both signs", .f = f_xlogy_shifted,
+     SHAPES2(2, S(2, 3), 1, S(3))},
+    {.op = "xlogy", .name = "[3] vs [2,1] + 2", .f = f_xlogy_shifted,
+     SHAPES2(1, S(3), 2, S(2, 1))},
 };
 // clang-format on
 

@@ -97,6 +97,142 @@ static double d_gelu(double x)
     return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * GELU_C * (1 + 3 * GELU_A * x * x);
 }
 
+static double r_erf_slope(double x)
+{
+    return 1.1283791670955126 * exp(-x * x);
+}
+static double r_erfc_slope(double x)
+{
+    return -r_erf_slope(x);
+}
+static double d_tan(double x)
+{
+    return 1 + tan(x) * tan(x);
+}
+static double d_atan(double x)
+{
+    return 1 / (1 + x * x);
+}
+static double d_asinh(double x)
+{
+    return 1 / sqrt(x * x + 1);
+}
+static double d_log2(double x)
+{
+    return 1 / (x * 0.6931471805599453);
+}
+static double d_log10(double x)
+{
+    return 1 / (x * 2.302585092994046);
+}
+static double d_exp2(double x)
+{
+    return exp2(x) * 0.6931471805599453;
+}
+static double r_rsqrt(double x)
+{
+    return 1 / sqrt(x);
+}
+static double d_rsqrt(double x)
+{
+    return -0.5 / (x * sqrt(x));
+}
+static double r_reciprocal(double x)
+{
+    return 1 / x;
+}
+static double d_reciprocal(double x)
+{
+    return -1 / (x * x);
+}
+static double r_silu(double x)
+{
+    return x / (1 + exp(-x));
+}
+static double d_silu(double x)
+{
+    return r_sigmoid(x) * (1 + x * (1 - r_sigmoid(x)));
+}
+static double r_mish(double x)
+{
+    return x * tanh(log1p(exp(x)));
+}
+static double d_mish(double x)
+{
+    double t = tanh(log1p(exp(x)));
+    return t + x * r_sigmoid(x) * (1 - t * t);
+}
+static double r_logsigmoid(double x)
+{
+    return fmin(x, 0) - log1p(exp(-fabs(x)));
+}
+static double d_logsigmoid(double x)
+{
+    return r_sigmoid(-x);
+}
+static double r_gelu_erf(double x)
+{
+    return x * 0.5 * (1 + erf(x * 0.7071067811865476));
+}
+static double d_gelu_erf(double x)
+{
+    return 0.5 * (1 + erf(x * 0.7071067811865476)) + x * exp(-0.5 * x * x) * 0.3989422804014327;
+}
+static double r_softsign(double x)
+{
+    return x / (1 + fabs(x));
+}
+static double d_softsign(double x)
+{
+    return 1 / ((1 + fabs(x)) * (1 + fabs(x)));
+}
+/* elu with alpha 1 and selu, PyTorch's constants */
+static double r_elu(double x)
+{
+    return x > 0 ? x : expm1(x);
+}
+static double d_elu(double x)
+{
+    return x > 0 ? 1 : exp(x);
+}
+#define SELU_ALPHA 1.6732632423543772848170429916717
+#define SELU_SCALE 1.0507009873554804934193349852946
+static double r_selu(double x)
+{
+    return SELU_SCALE * (x > 0 ? x : SELU_ALPHA * expm1(x));
+}
+static double d_selu(double x)
+{
+    return SELU_SCALE * (x > 0 ? 1 : SELU_ALPHA * exp(x));
+}
+static ad_tensor *ad_elu_1(ad_tensor *x)
+{
+    return ad_elu(x, 1.0);
+}
+/* hardswish and hardsigmoid, with the kinks at -3 and 3 (any_x holds 3) */
+static double r_hardswish(double x)
+{
+    return x * fmin(fmax(x + 3, 0), 6) / 6;
+}
+static double d_hardswish(double x)
+{
+    return x < -3 ? 0 : x < 3 ? x / 3 + 0.5 : 1;
+}
+static double r_hardsigmoid(double x)
+{
+    return fmin(fmax(x + 3, 0), 6) / 6;
+}
+static double d_hardsigmoid(double x)
+{
+    return x > -3 && x < 3 ? 1.0 / 6 : 0;
+}
+/* The steps: values from libm, and zero slopes. */
+static double d_zero(double x)
+{
+    (void)x;
+    return 0;
+}
+
 typedef struct unary_ref {
     const char *name;
     ad_tensor *(*op)(ad_tensor *);
@@ -121,6 +257,31 @@ static const unary_ref unary_refs[] = {
     {"abs", ad_abs, fabs, d_abs, false},
     {"softplus", ad_softplus, r_softplus, r_sigmoid, false},
     {"gelu", ad_gelu, r_gelu, d_gelu, false},
+    {"tan", ad_tan, tan, d_tan, false},
+    {"atan", ad_atan, atan, d_atan, false},
+    {"sinh", ad_sinh, sinh, cosh, false},
+    {"cosh", ad_cosh, cosh, sinh, false},
+    {"asinh", ad_asinh, asinh, d_asinh, false},
+    {"erf", ad_erf, erf, r_erf_slope, false},
+    {"erfc", ad_erfc, erfc, r_erfc_slope, false},
+    {"log2", ad_log2, log2, d_log2, true},
+    {"log10", ad_log10, log10, d_log10, true},
+    {"exp2", ad_exp2, exp2, d_exp2, false},
+    {"rsqrt", ad_rsqrt, r_rsqrt, d_rsqrt, true},
+    {"reciprocal", ad_reciprocal, r_reciprocal, d_reciprocal, false},
+    {"floor", ad_floor, floor, d_zero, false},
+    {"ceil", ad_ceil, ceil, d_zero, false},
+    {"round", ad_round, nearbyint, d_zero, false},
+    {"trunc", ad_trunc, trunc, d_zero, false},
+    {"silu", ad_silu, r_silu, d_silu, false},
+    {"elu", ad_elu_1, r_elu, d_elu, false},
+    {"selu", ad_selu, r_selu, d_selu, false},
+    {"mish", ad_mish, r_mish, d_mish, false},
+    {"logsigmoid", ad_logsigmoid, r_logsigmoid, d_logsigmoid, false},
+    {"softsign", ad_softsign, r_softsign, d_softsign, false},
+    {"hardswish", ad_hardswish, r_hardswish, d_hardswish, false},
+    {"hardsigmoid", ad_hardsigmoid, r_hardsigmoid, d_hardsigmoid, false},
+    {"gelu_erf", ad_gelu_erf, r_gelu_erf, d_gelu_erf, false},
 };
 #define N_UNARY (sizeof unary_refs / sizeof unary_refs[0])
 
@@ -482,6 +643,231 @@ static void test_tanh_and_exp_saturate_without_nan(void **state)
     assert_exact(grad_of_sum(t, xs), 2, want_g);
 }
 
+/* ---- The ops of issue 11 at special points, as PyTorch 1.13 ------------------------------ */
+
+static ad_tensor *elu_half(ad_tensor *x)
+{
+    return ad_elu(x, 0.5);
+}
+static ad_tensor *clamp_1(ad_tensor *x)
+{
+    return ad_clamp(x, -1.0, 1.0);
+}
+static ad_tensor *clamp_min_half(ad_tensor *x)
+{
+    return ad_clamp_min(x, 0.5);
+}
+static ad_tensor *clamp_max_half(ad_tensor *x)
+{
+    return ad_clamp_max(x, 0.5);
+}
+static ad_tensor *clamp_crossed(ad_tensor *x)
+{
+    return ad_clamp(x, 2.0, -1.0);
+}
+static ad_tensor *hardtanh_1(ad_tensor *x)
+{
+    return ad_hardtanh(x, -1.0, 1.0);
+}
+
+#define N_SPECIAL 14
+static const double special_x[N_SPECIAL] = {NAN, INFINITY, -INFINITY, 0.0,  -0.0, -1.0,   1.0,
+                                            3.0, -3.0,     0.5,       -0.5, 2.5,  1000.0, -1000.0};
+
+typedef struct special_row {
+    const char *name;
+    ad_tensor *(*op)(ad_tensor *);
+    double y[N_SPECIAL], g[N_SPECIAL];
+} special_row;
+
+/* torch.<op>(x) and the gradient of its sum, float64, at special_x (generated
+ * with PyTorch 1.13; elu alpha 1 and 0.5, clamp(-1, 1), clamp_min(0.5),
+ * clamp_max(0.5), clamp(2, -1), hardtanh(-1, 1)). Two deliberate
+ * differences: hardsigmoid's slope is exactly 1/6 where PyTorch's float64
+ * kernel uses the float 1/6 (0.1666666716337204); and hardswish at x = 3 is
+ * 1, as PyTorch's vectorised kernel gives (its scalar tail gives 1.5). */
+// clang-format off
+static const special_row special_rows[] = {
+    {"tan", ad_tan, {NAN, NAN, NAN, 0.0, -0.0, -1.5574077246549023, 1.5574077246549023, -0.1425465430742778, 0.1425465430742778, 0.5463024898437905, -0.5463024898437905, -0.7470222972386603, 1.4703241557027185, -1.4703241557027185}, {NAN, NAN, NAN, 1.0, 1.0, 3.42551882081476, 3.42551882081476, 1.0203195169424268, 1.0203195169424268, 1.2984464104095248, 1.2984464104095248, 1.5580423125717253, 3.161853122842912, 3.161853122842912}},
+    {"atan", ad_atan, {NAN, 1.5707963267948966, -1.5707963267948966, 0.0, -0.0, -0.7853981633974483, 0.7853981633974483, 1.2490457723982544, -1.2490457723982544, 0.4636476090008061, -0.4636476090008061, 1.1902899496825317, 1.5697963271282298, -1.5697963271282298}, {NAN, 0.0, 0.0, 1.0, 1.0, 0.5, 0.5, 0.1, 0.1, 0.8, 0.8, 0.13793103448275862, 9.99999000001e-07, 9.99999000001e-07}},
+    {"asin", ad_asin, {NAN, NAN, NAN, 0.0, -0.0, -1.5707963267948966, 1.5707963267948966, NAN, NAN, 0.5235987755982989, -0.5235987755982989, NAN, NAN, NAN}, {NAN, NAN, NAN, 1.0, 1.0, INFINITY, INFINITY, NAN, NAN, 1.1547005383792517, 1.1547005383792517, NAN, NAN, NAN}},
+    {"acos", ad_acos, {NAN, NAN, NAN, 1.5707963267948966, 1.5707963267948966, 3.141592653589793, 0.0, NAN, NAN, 1.0471975511965976, 2.0943951023931957, NAN, NAN, NAN}, {NAN, NAN, NAN, -1.0, -1.0, -INFINITY, -INFINITY, NAN, NAN, -1.1547005383792517, -1.1547005383792517, NAN, NAN, NAN}},
+    {"sinh", ad_sinh, {NAN, INFINITY, -INFINITY, 0.0, -0.0, -1.1752011936438014, 1.1752011936438014, 10.017874927409903, -10.017874927409903, 0.5210953054937474, -0.5210953054937474, 6.0502044810397875, INFINITY, -INFINITY}, {NAN, INFINITY, INFINITY, 1.0, 1.0, 1.5430806348152437, 1.5430806348152437, 10.067661995777765, 10.067661995777765, 1.1276259652063807, 1.1276259652063807, 6.132289479663686, INFINITY, INFINITY}},
+    {"cosh", ad_cosh, {NAN, INFINITY, INFINITY, 1.0, 1.0, 1.5430806348152437, 1.5430806348152437, 10.067661995777765, 10.067661995777765, 1.1276259652063807, 1.1276259652063807, 6.132289479663686, INFINITY, INFINITY}, {NAN, INFINITY, -INFINITY, 0.0, -0.0, -1.1752011936438014, 1.1752011936438014, 10.017874927409903, -10.017874927409903, 0.5210953054937474, -0.5210953054937474, 6.0502044810397875, INFINITY, -INFINITY}},
+    {"asinh", ad_asinh, {NAN, INFINITY, -INFINITY, 0.0, -0.0, -0.881373587019543, 0.881373587019543, 1.8184464592320668, -1.8184464592320668, 0.48121182505960347, -0.48121182505960347, 1.6472311463710958, 7.600902709541988, -7.600902709541988}, {NAN, 0.0, 0.0, 1.0, 1.0, 0.7071067811865475, 0.7071067811865475, 0.31622776601683794, 0.31622776601683794, 0.8944271909999159, 0.8944271909999159, 0.3713906763541037, 0.000999999500000375, 0.000999999500000375}},
+    {"acosh", ad_acosh, {NAN, INFINITY, NAN, NAN, NAN, NAN, 0.0, 1.762747174039086, NAN, NAN, NAN, 1.566799236972411, 7.600902209541989, NAN}, {NAN, 0.0, 0.0, NAN, NAN, INFINITY, INFINITY, 0.35355339059327373, 0.35355339059327373, NAN, NAN, 0.4364357804719848, 0.0010000005000003751, 0.0010000005000003751}},
+    {"atanh", ad_atanh, {NAN, NAN, NAN, 0.0, -0.0, -INFINITY, INFINITY, NAN, NAN, 0.5493061443340548, -0.5493061443340548, NAN, NAN, NAN}, {NAN, -0.0, -0.0, 1.0, 1.0, INFINITY, INFINITY, -0.125, -0.125, 1.3333333333333333, 1.3333333333333333, -0.19047619047619047, -1.000001000001e-06, -1.000001000001e-06}},
+    {"erf", ad_erf, {NAN, 1.0, -1.0, 0.0, -0.0, -0.8427007929497149, 0.8427007929497149, 0.9999779095030014, -0.9999779095030014, 0.5204998778130465, -0.5204998778130465, 0.999593047982555, 1.0, -1.0}, {NAN, 0.0, 0.0, 1.1283791670955126, 1.1283791670955126, 0.4151074974205947, 0.4151074974205947, 0.00013925305194674786, 0.00013925305194674786, 0.8787825789354448, 0.8787825789354448, 0.00217828423035271, 0.0, 0.0}},
+    {"erfc", ad_erfc, {NAN, 0.0, 2.0, 1.0, 1.0, 1.8427007929497148, 0.15729920705028513, 2.209049699858544e-05, 1.9999779095030015, 0.4795001221869535, 1.5204998778130465, 0.0004069520174449589, 0.0, 2.0}, {NAN, -0.0, -0.0, -1.1283791670955126, -1.1283791670955126, -0.4151074974205947, -0.4151074974205947, -0.00013925305194674786, -0.00013925305194674786, -0.8787825789354448, -0.8787825789354448, -0.00217828423035271, -0.0, -0.0}},
+    {"log2", ad_log2, {NAN, INFINITY, NAN, -INFINITY, -INFINITY, NAN, 0.0, 1.584962500721156, NAN, -1.0, NAN, 1.3219280948873624, 9.965784284662087, NAN}, {NAN, 0.0, -0.0, INFINITY, -INFINITY, -1.4426950408889634, 1.4426950408889634, 0.48089834696298783, -0.48089834696298783, 2.8853900817779268, -2.8853900817779268, 0.5770780163555853, 0.0014426950408889636, -0.0014426950408889636}},
+    {"log10", ad_log10, {NAN, INFINITY, NAN, -INFINITY, -INFINITY, NAN, 0.0, 0.47712125471966244, NAN, -0.3010299956639812, NAN, 0.3979400086720376, 3.0, NAN}, {NAN, 0.0, -0.0, INFINITY, -INFINITY, -0.43429448190325187, 0.43429448190325187, 0.14476482730108395, -0.14476482730108395, 0.8685889638065037, -0.8685889638065037, 0.17371779276130075, 0.00043429448190325184, -0.00043429448190325184}},
+    {"exp2", ad_exp2, {NAN, INFINITY, 0.0, 1.0, 1.0, 0.5, 2.0, 8.0, 0.125, 1.4142135623730951, 0.7071067811865476, 5.656854249492381, 1.0715086071862673e+301, 9.332636185032189e-302}, {NAN, INFINITY, 0.0, 0.6931471805599453, 0.6931471805599453, 0.34657359027997264, 1.3862943611198906, 5.545177444479562, 0.08664339756999316, 0.9802581434685472, 0.4901290717342736, 3.921032573874189, 7.427131700168751e+300, 6.468890458846786e-302}},
+    {"rsqrt", ad_rsqrt, {NAN, 0.0, NAN, INFINITY, -INFINITY, NAN, 1.0, 0.5773502691896258, NAN, 1.414213562373095, NAN, 0.6324555320336759, 0.03162277660168379, NAN}, {NAN, -0.0, NAN, -INFINITY, INFINITY, NAN, -0.5, -0.09622504486493767, NAN, -1.4142135623730947, NAN, -0.1264911064067352, -1.5811388300841894e-05, NAN}},
+    {"reciprocal", ad_reciprocal, {NAN, 0.0, -0.0, INFINITY, -INFINITY, -1.0, 1.0, 0.3333333333333333, -0.3333333333333333, 2.0, -2.0, 0.4, 0.001, -0.001}, {NAN, -0.0, -0.0, -INFINITY, -INFINITY, -1.0, -1.0, -0.1111111111111111, -0.1111111111111111, -4.0, -4.0, -0.16000000000000003, -1e-06, -1e-06}},
+    {"sign", ad_sign, {0.0, 1.0, -1.0, 0.0, 0.0, -1.0, 1.0, 1.0, -1.0, 1.0, -1.0, 1.0, 1.0, -1.0}, {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0}},
+    {"floor", ad_floor, {NAN, INFINITY, -INFINITY, 0.0, -0.0, -1.0, 1.0, 3.0, -3.0, 0.0, -1.0, 2.0, 1000.0, -1000.0}, {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0}},
+    {"ceil", ad_ceil, {NAN, INFINITY, -INFINITY, 0.0, -0.0, -1.0, 1.0, 3.0, -3.0, 1.0, -0.0, 3.0, 1000.0, -1000.0}, {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0}},
+    {"round", ad_round, {NAN, INFINITY, -INFINITY, 0.0, -0.0, -1.0, 1.0, 3.0, -3.0, 0.0, -0.0, 2.0, 1000.0, -1000.0}, {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0}},
+    {"trunc", ad_trunc, {NAN, INFINITY, -INFINITY, 0.0, -0.0, -1.0, 1.0, 3.0, -3.0, 0.0, -0.0, 2.0, 1000.0, -1000.0}, {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0}},
+    {"silu", ad_silu, {NAN, INFINITY, NAN, 0.0, -0.0, -0.2689414213699951, 0.7310585786300049, 2.8577223804672998, -0.14227761953270035, 0.3112296656009273, -0.1887703343990727, 2.3103545499468914, 1000.0, -0.0}, {NAN, NAN, NAN, 0.5, 0.5, 0.07232948812851325, 0.9276705118714869, 1.0881041060151693, -0.08810410601516962, 0.7399611873026519, 0.2600388126973482, 1.0994011113415267, 1.0, -0.0}},
+    {"elu", ad_elu_1, {NAN, INFINITY, -1.0, 0.0, 0.0, -0.6321205588285577, 1.0, 3.0, -0.950212931632136, 0.5, -0.3934693402873666, 2.5, 1000.0, -1.0}, {NAN, 1.0, 0.0, 1.0, 1.0, 0.36787944117144233, 1.0, 1.0, 0.049787068367863944, 1.0, 0.6065306597126334, 1.0, 1.0, 0.0}},
+    {"elu_alpha_0.5", elu_half, {NAN, INFINITY, -0.5, 0.0, 0.0, -0.31606027941427883, 1.0, 3.0, -0.475106465816068, 0.5, -0.1967346701436833, 2.5, 1000.0, -0.5}, {NAN, 1.0, 0.0, 0.5, 0.5, 0.18393972058572117, 1.0, 1.0, 0.024893534183931972, 1.0, 0.3032653298563167, 1.0, 1.0, 0.0}},
+    {"selu", ad_selu, {NAN, INFINITY, -1.7580993408473766, 0.0, 0.0, -1.1113307378125625, 1.0507009873554805, 3.1521029620664414, -1.6705687287671118, 0.5253504936777402, -0.6917581878028713, 2.626752468388701, 1050.7009873554805, -1.7580993408473766}, {NAN, 1.0507009873554805, 0.0, 1.7580993408473766, 1.7580993408473766, 0.646768603034814, 1.0507009873554805, 1.0507009873554805, 0.08753061208026487, 1.0507009873554805, 1.0663411530445053, 1.0507009873554805, 1.0507009873554805, 0.0}},
+    {"mish", ad_mish, {NAN, INFINITY, NAN, 0.0, -0.0, -0.30340146137410895, 0.8650983882673103, 2.9865350049679575, -0.1456474612756246, 0.3752452113048951, -0.22074377465173, 2.471392304557881, 1000.0, -0.0}, {NAN, NAN, NAN, 0.6, 0.6, 0.059216755877395014, 1.0490362200997922, 1.0211069109294435, -0.09339311453232084, 0.8864243753577272, 0.28951067791351226, 1.041129530131353, 1.0, 0.0}},
+    {"softsign", ad_softsign, {NAN, NAN, NAN, 0.0, -0.0, -0.5, 0.5, 0.75, -0.75, 0.3333333333333333, -0.3333333333333333, 0.7142857142857143, 0.999000999000999, -0.999000999000999}, {NAN, NAN, NAN, 1.0, 1.0, 0.25, 0.25, 0.0625, 0.0625, 0.4444444444444444, 0.4444444444444444, 0.08163265306122447, 9.98002996005021e-07, 9.98002996005021e-07}},
+    {"logsigmoid", ad_logsigmoid, {NAN, 0.0, -INFINITY, -0.6931471805599453, -0.6931471805599453, -1.3132616875182228, -0.31326168751822286, -0.04858735157374206, -3.048587351573742, -0.4740769841801067, -0.9740769841801067, -0.07888973429254963, 0.0, -1000.0}, {NAN, 0.0, 1.0, 0.5, 0.5, 0.7310585786300049, 0.2689414213699951, 0.04742587317756679, 0.9525741268224333, 0.37754066879814546, 0.6224593312018545, 0.07585818002124356, 0.0, 1.0}},
+    {"hardswish", ad_hardswish, {NAN, INFINITY, NAN, 0.0, -0.0, -0.3333333333333333, 0.6666666666666666, 3.0, -0.0, 0.2916666666666667, -0.20833333333333334, 2.2916666666666665, 1000.0, -0.0}, {NAN, 1.0, 0.0, 0.5, 0.5, 0.16666666666666669, 0.8333333333333333, 1.0, -0.5, 0.6666666666666666, 0.33333333333333337, 1.3333333333333335, 1.0, 0.0}},
+    {"hardsigmoid", ad_hardsigmoid, {NAN, 1.0, 0.0, 0.5, 0.5, 0.3333333333333333, 0.6666666666666666, 1.0, 0.0, 0.5833333333333334, 0.4166666666666667, 0.9166666666666666, 1.0, 0.0}, {0.0, 0.0, 0.0, 1.0 / 6.0, 1.0 / 6.0, 1.0 / 6.0, 1.0 / 6.0, 0.0, 0.0, 1.0 / 6.0, 1.0 / 6.0, 1.0 / 6.0, 0.0, 0.0}},
+    {"gelu_erf", ad_gelu_erf, {NAN, INFINITY, NAN, 0.0, -0.0, -0.15865525393145702, 0.841344746068543, 2.99595030590511, -0.00404969409489031, 0.34573123063700656, -0.15426876936299344, 2.4844758366855597, 1000.0, -0.0}, {NAN, NAN, NAN, 0.5, 0.5, -0.08331547058768635, 1.0833154705876864, 1.011945647204184, -0.01194564720418392, 0.8674951246561629, 0.13250487534383712, 1.037611085908145, 1.0, 0.0}},
+    {"clamp_-1_1", clamp_1, {NAN, 1.0, -1.0, 0.0, -0.0, -1.0, 1.0, 1.0, -1.0, 0.5, -0.5, 1.0, 1.0, -1.0}, {0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0}},
+    {"clamp_min_0.5", clamp_min_half, {NAN, INFINITY, 0.5, 0.5, 0.5, 0.5, 1.0, 3.0, 0.5, 0.5, 0.5, 2.5, 1000.0, 0.5}, {0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 1.0, 1.0, 0.0}},
+    {"clamp_max_0.5", clamp_max_half, {NAN, 0.5, -INFINITY, 0.0, -0.0, -1.0, 0.5, 0.5, -3.0, 0.5, -0.5, 0.5, 0.5, -1000.0}, {0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 1.0}},
+    {"clamp_2_-1", clamp_crossed, {NAN, -1.0, -1.0, -1.0, -1.0, -1.0, -1.0, -1.0, -1.0, -1.0, -1.0, -1.0, -1.0, -1.0}, {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0}},
+    {"hardtanh", hardtanh_1, {NAN, 1.0, -1.0, 0.0, -0.0, -1.0, 1.0, 1.0, -1.0, 0.5, -0.5, 1.0, 1.0, -1.0}, {0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0}},
+};
+// clang-format on
+
+static void test_new_unary_ops_match_pytorch_at_special_points(void **state)
+{
+    ad_tape *tape = *state;
+    for (size_t k = 0; k < sizeof special_rows / sizeof special_rows[0]; k++) {
+        const special_row *r = &special_rows[k];
+        ad_tape_reset(tape);
+        int64_t n = N_SPECIAL;
+        ad_tensor *x = leaf(tape, AD_F64, 1, &n, special_x);
+        ad_tensor *y = r->op(x);
+        if (!y)
+            fail_msg("%s returned NULL: %s", r->name, ad_tape_message(tape));
+        ad_tensor *g = grad_of_sum(y, x);
+        for (int i = 0; i < N_SPECIAL; i++) {
+            double v = ad_tensor_get(y, i), d = ad_tensor_get(g, i);
+            bool ok_v = (isnan(v) && isnan(r->y[i])) || v == r->y[i] ||
+                        fabs(v - r->y[i]) <= 1e-13 * fabs(r->y[i]);
+            bool ok_d = (isnan(d) && isnan(r->g[i])) || d == r->g[i] ||
+                        fabs(d - r->g[i]) <= 1e-12 * fabs(r->g[i]);
+            if (!ok_v || !ok_d)
+                fail_msg("%s(%g) = %.17g with gradient %.17g; PyTorch gives %.17g and %.17g",
+                         r->name, special_x[i], v, d, r->y[i], r->g[i]);
+        }
+    }
+}
+
+/* The steps' signed zeros and ties, as torch: round halves to even, -0 stays -0. */
+static void test_rounding_ops_keep_signed_zeros_and_round_halves_to_even(void **state)
+{
+    ad_tape *tape = *state;
+    for (int dt = 0; dt < 2; dt++) {
+        ad_tape_reset(tape);
+        const double x[6] = {0.5, 1.5, 2.5, -0.5, -2.5, -0.7};
+        int64_t n = 6;
+        ad_tensor *xs = leaf(tape, (ad_dtype)dt, 1, &n, x);
+        const double want_round[6] = {0.0, 2.0, 2.0, -0.0, -2.0, -1.0};
+        const double want_ceil[6] = {1.0, 2.0, 3.0, -0.0, -2.0, -0.0};
+        const double want_trunc[6] = {0.0, 1.0, 2.0, -0.0, -2.0, -0.0};
+        ad_tensor *r = ad_round(xs), *c = ad_ceil(xs), *t = ad_trunc(xs);
+        for (int i = 0; i < 6; i++) {
+            assert_true(ad_tensor_get(r, i) == want_round[i]);
+            assert_true(signbit(ad_tensor_get(r, i)) == signbit(want_round[i]));
+            assert_true(ad_tensor_get(c, i) == want_ceil[i]);
+            assert_true(signbit(ad_tensor_get(c, i)) == signbit(want_ceil[i]));
+            assert_true(ad_tensor_get(t, i) == want_trunc[i]);
+            assert_true(signbit(ad_tensor_get(t, i)) == signbit(want_trunc[i]));
+        }
+        /* sign(-0) is +0, as torch */
+        const double z[1] = {-0.0};
+        int64_t one = 1;
+        ad_tensor *s = ad_sign(leaf(tape, (ad_dtype)dt, 1, &one, z));
+        assert_true(ad_tensor_get(s, 0) == 0.0 && !signbit(ad_tensor_get(s, 0)));
+    }
+}
+
+/* The steps give zeros whatever the incoming gradient, inf and NaN included
+ * (PyTorch's zeros_like). */
+static void test_rounding_ops_give_zero_gradient_even_for_an_infinite_seed(void **state)
+{
+    ad_tape *tape = *state;
+    ad_tensor *(*const ops[5])(ad_tensor *) = {ad_sign, ad_floor, ad_ceil, ad_round, ad_trunc};
+    const double x[3] = {0.3, -1.5, 2.0}, seed_values[3] = {INFINITY, NAN, 1.0};
+    for (int k = 0; k < 5; k++) {
+        ad_tape_reset(tape);
+        int64_t n = 3;
+        ad_tensor *xs = leaf(tape, AD_F64, 1, &n, x);
+        ad_tensor *seed = tensor(tape, AD_F64, 1, &n, seed_values);
+        ad_tensor *y = ops[k](xs), *g = NULL;
+        assert_true(ad_tensor_requires_grad(y));
+        ad_backward_opts opts = {.seed = seed};
+        assert_int_equal(ad_grad(1, &y, &seed, 1, &xs, &g, &opts), AD_OK);
+        const double zeros[3] = {0.0, 0.0, 0.0};
+        assert_exact(g, 3, zeros);
+    }
+}
+
+static void test_clamp_without_any_bound_is_an_argument_error(void **state)
+{
+    ad_tape *tape = *state;
+    const double x[2] = {1.0, 2.0};
+    assert_null(ad_clamp(leaf_vec(tape, 2, x), NAN, NAN));
+    assert_int_equal(ad_tape_status(tape), AD_ERR_ARG);
+    assert_message_has(tape, "clamp");
+}
+
+static void test_clamp_with_one_nan_bound_clamps_on_the_other_side_only(void **state)
+{
+    ad_tape *tape = *state;
+    const double x[3] = {-2.0, 0.0, 2.0};
+    ad_tensor *xs = leaf_vec(tape, 3, x);
+    const double below[3] = {-2.0, 0.0, 1.0}, above[3] = {-1.0, 0.0, 2.0};
+    assert_exact(ad_clamp(xs, NAN, 1.0), 3, below);
+    assert_exact(ad_clamp(xs, -1.0, NAN), 3, above);
+    const double g[3] = {1.0, 1.0, 0.0};
+    assert_exact(grad_of_sum(ad_clamp(xs, NAN, 1.0), xs), 3, g);
+}
+
+/* elu, silu, mish, logsigmoid, gelu_erf keep finite values and gradients far
+ * out, in float32 too. */
+static void test_smooth_activations_are_finite_at_plus_minus_100_in_float32(void **state)
+{
+    ad_tape *tape = *state;
+    ad_tensor *(*const ops[7])(ad_tensor *) = {ad_elu_1,      ad_selu,     ad_silu,    ad_mish,
+                                               ad_logsigmoid, ad_gelu_erf, ad_softsign};
+    const double x[4] = {-100.0, 100.0, -20.0, 20.0};
+    for (int k = 0; k < 7; k++) {
+        ad_tape_reset(tape);
+        int64_t n = 4;
+        ad_tensor *xs = leaf(tape, AD_F32, 1, &n, x);
+        ad_tensor *y = ops[k](xs);
+        ad_tensor *g = grad_of_sum(y, xs);
+        for (int i = 0; i < 4; i++) {
+            assert_true(isfinite(ad_tensor_get(y, i)));
+            assert_true(isfinite(ad_tensor_get(g, i)));
+        }
+    }
+}
+
+static void test_new_ops_of_null_or_mixed_dtypes_fail_like_the_others(void **state)
+{
+    ad_tape *tape = *state;
+    assert_null(ad_tan(NULL));
+    assert_null(ad_clamp(NULL, 0.0, 1.0));
+    assert_null(ad_hardtanh(NULL, -1.0, 1.0));
+    assert_null(ad_selu(NULL));
+    assert_null(ad_softsign(NULL));
+    assert_null(ad_atan2(NULL, NULL));
+    assert_int_equal(ad_tape_status(tape), AD_OK);
+    int64_t n = 2;
+    const double v[2] = {1.0, 2.0};
+    ad_tensor *a = tensor(tape, AD_F64, 1, &n, v), *b = tensor(tape, AD_F32, 1, &n, v);
+    ad_tensor *(*const ops[3])(ad_tensor *, ad_tensor *) = {ad_atan2, ad_hypot, ad_xlogy};
+    for (int k = 0; k < 3; k++) {
+        ad_tape_clear_error(tape);
+        assert_null(ops[k](a, b));
+        assert_int_equal(ad_tape_status(tape), AD_ERR_DTYPE);
+    }
+    /* NULL after an error: the first error stays. */
+    assert_null(ad_xlogy(ad_hypot(a, b), a));
+    assert_int_equal(ad_tape_status(tape), AD_ERR_DTYPE);
+}
+
 /* ---- Binary ops ----------------------------------------------------------------------- */
 
 static const int64_t shape23[2] = {2, 3}, shape3[1] = {3};
@@ -529,6 +915,79 @@ static void test_binary_ops_broadcast_rows_with_hand_computed_values(void **stat
             if (fabs(ad_tensor_get(g[1], i) - r->gb[i]) > 1e-14)
                 fail_msg("%s: db[%d] = %g, want %g", r->name, i, ad_tensor_get(g[1], i), r->gb[i]);
     }
+}
+
+/* atan2, hypot, xlogy of a [2,3] and b [3], against libm; gradients of sum(y). */
+static void test_atan2_hypot_xlogy_broadcast_against_libm(void **state)
+{
+    ad_tape *tape = *state;
+    const double bp[3] = {2.0, 0.5, 3.0}; /* positive, for xlogy */
+    for (int k = 0; k < 3; k++) {
+        ad_tape_reset(tape);
+        ad_tensor *in[2] = {leaf(tape, AD_F64, 2, shape23, a23), leaf(tape, AD_F64, 1, shape3, bp)};
+        ad_tensor *y = k == 0   ? ad_atan2(in[0], in[1])
+                       : k == 1 ? ad_hypot(in[0], in[1])
+                                : ad_xlogy(in[0], in[1]);
+        assert_shape(y, 2, shape23);
+        ad_tensor *g[2];
+        grads_of_sum(y, 2, in, g);
+        double gb[3] = {0, 0, 0};
+        for (int i = 0; i < 6; i++) {
+            double a = a23[i], b = bp[i % 3], r = a * a + b * b;
+            double want = k == 0 ? atan2(a, b) : k == 1 ? hypot(a, b) : a * log(b);
+            double ga = k == 0 ? b / r : k == 1 ? a / hypot(a, b) : log(b);
+            gb[i % 3] += k == 0 ? -a / r : k == 1 ? b / hypot(a, b) : a / b;
+            assert_close(want, ad_tensor_get(y, i), 1e-15, 1e-300);
+            assert_close(ga, ad_tensor_get(g[0], i), 1e-14, 1e-300);
+        }
+        assert_values(g[1], 3, gb, 1e-14, 1e-15);
+    }
+}
+
+/* PyTorch 1.13 at special pairs: torch.atan2/hypot/xlogy and the gradients of the sum. */
+static void test_atan2_hypot_xlogy_match_pytorch_at_special_points(void **state)
+{
+    ad_tape *tape = *state;
+    int64_t n = 9;
+    const double a1[9] = {0.0, 0.0, -0.0, -0.0, 1.0, 0.0, INFINITY, INFINITY, 3.0};
+    const double b1[9] = {0.0, -0.0, 0.0, -0.0, 0.0, 1.0, INFINITY, 1.0, 4.0};
+    ad_tensor *in[2] = {leaf(tape, AD_F64, 1, &n, a1), leaf(tape, AD_F64, 1, &n, b1)};
+    ad_tensor *g[2];
+    ad_tensor *y = ad_atan2(in[0], in[1]);
+    assert_values(y, 9,
+                  (const double[9]){0.0, 3.141592653589793, -0.0, -3.141592653589793,
+                                    1.5707963267948966, 0.0, 0.7853981633974483, 1.5707963267948966,
+                                    0.6435011087932844},
+                  1e-15, 0);
+    grads_of_sum(y, 2, in, g);
+    assert_values(g[0], 9, (const double[9]){NAN, NAN, NAN, NAN, 0.0, 1.0, NAN, 0.0, 0.16}, 1e-15,
+                  0);
+    assert_values(g[1], 9, (const double[9]){NAN, NAN, NAN, NAN, -1.0, -0.0, NAN, NAN, -0.12},
+                  1e-15, 0);
+    y = ad_hypot(in[0], in[1]);
+    assert_values(y, 9, (const double[9]){0.0, 0.0, 0.0, 0.0, 1.0, 1.0, INFINITY, INFINITY, 5.0}, 0,
+                  0);
+    grads_of_sum(y, 2, in, g);
+    assert_values(g[0], 9, (const double[9]){NAN, NAN, NAN, NAN, 1.0, 0.0, NAN, NAN, 0.6}, 1e-15,
+                  0);
+    assert_values(g[1], 9, (const double[9]){NAN, NAN, NAN, NAN, 0.0, 1.0, NAN, 0.0, 0.8}, 1e-15,
+                  0);
+
+    /* xlogy: 0 where a = 0 unless b is NaN; d/da = ln b masked to 0 where
+     * a = 0 and b <= 0; d/db = a / b. */
+    int64_t m = 8;
+    const double a2[8] = {0.0, 0.0, 0.0, NAN, 1.0, 2.0, -0.0, 0.0};
+    const double b2[8] = {0.0, NAN, INFINITY, 0.0, 0.0, -1.0, 3.0, -2.0};
+    ad_tensor *in2[2] = {leaf(tape, AD_F64, 1, &m, a2), leaf(tape, AD_F64, 1, &m, b2)};
+    y = ad_xlogy(in2[0], in2[1]);
+    assert_values(y, 8, (const double[8]){0.0, NAN, 0.0, NAN, -INFINITY, NAN, 0.0, 0.0}, 0, 0);
+    grads_of_sum(y, 2, in2, g);
+    assert_values(
+        g[0], 8,
+        (const double[8]){0.0, NAN, INFINITY, -INFINITY, -INFINITY, NAN, 1.0986122886681098, 0.0},
+        1e-15, 0);
+    assert_values(g[1], 8, (const double[8]){NAN, NAN, 0.0, NAN, INFINITY, -2.0, -0.0, -0.0}, 1e-15,
+                  0);
 }
 
 static void test_pow_value_and_gradients_by_hand(void **state)
@@ -886,12 +1345,38 @@ static ad_tensor *pow_and_leaky(ad_tensor *x)
     return ad_add(ad_pow_scalar(ad_add_scalar(ad_abs(x), 0.1), 1.5), ad_leaky_relu(x, 0.1));
 }
 
+/* The new ops of limited domain, fed from x in [-2, 2) inside it. */
+static ad_tensor *domain_mix(ad_tensor *x)
+{
+    ad_tensor *half = ad_mul_scalar(x, 0.45), *pos = ad_add_scalar(ad_abs(x), 0.5);
+    return ad_add(ad_add(ad_add(ad_asin(half), ad_acos(half)), ad_atanh(half)),
+                  ad_add(ad_add(ad_acosh(ad_add_scalar(ad_square(x), 1.5)), ad_log2(pos)),
+                         ad_add(ad_log10(pos), ad_rsqrt(pos))));
+}
+
+static ad_tensor *new_binary_mix(ad_tensor *x)
+{
+    ad_tensor *c =
+        ad_add_scalar(ad_exp(ad_mul_scalar(ad_sum(x, 1, (const int[1]){0}, true), 0.3)), 0.5);
+    return ad_add(ad_add(ad_atan2(x, c), ad_hypot(c, x)), ad_xlogy(x, c));
+}
+
+static ad_tensor *clamp_mix(ad_tensor *x)
+{
+    return ad_add(ad_add(ad_clamp(x, -0.7, 0.9), ad_hardtanh(x, -1.1, 0.3)),
+                  ad_add(ad_elu(x, 0.5), ad_reciprocal(ad_add_scalar(ad_abs(x), 0.5))));
+}
+
 static void test_float32_and_float64_agree_to_float_precision(void **state)
 {
     ad_tape *tape = *state;
-    const unary_fn fns[] = {ad_neg,  ad_exp,     ad_square,  ad_sin,       ad_cos,
-                            ad_tanh, ad_sigmoid, ad_relu,    ad_abs,       ad_softplus,
-                            ad_gelu, reduce_mix, binary_mix, pow_and_leaky};
+    const unary_fn fns[] = {ad_neg, ad_exp, ad_square, ad_sin, ad_cos, ad_tanh, ad_sigmoid, ad_relu,
+                            ad_abs, ad_softplus, ad_gelu, reduce_mix, binary_mix, pow_and_leaky,
+                            /* the ops of issue 11 */
+                            ad_tan, ad_atan, ad_sinh, ad_cosh, ad_asinh, ad_erf, ad_erfc, ad_exp2,
+                            ad_sign, ad_floor, ad_ceil, ad_round, ad_trunc, ad_silu, ad_selu,
+                            ad_mish, ad_softsign, ad_logsigmoid, ad_hardswish, ad_hardsigmoid,
+                            ad_gelu_erf, domain_mix, new_binary_mix, clamp_mix};
     const int64_t shape[2] = {3, 4};
     double x[12];
     uint64_t rng = 42;
@@ -994,7 +1479,16 @@ int main(void)
         TAPE_TEST(test_softplus_is_exactly_x_above_20),
         TAPE_TEST(test_relu_of_nan_is_nan),
         TAPE_TEST(test_tanh_and_exp_saturate_without_nan),
+        TAPE_TEST(test_new_unary_ops_match_pytorch_at_special_points),
+        TAPE_TEST(test_rounding_ops_keep_signed_zeros_and_round_halves_to_even),
+        TAPE_TEST(test_rounding_ops_give_zero_gradient_even_for_an_infinite_seed),
+        TAPE_TEST(test_clamp_without_any_bound_is_an_argument_error),
+        TAPE_TEST(test_clamp_with_one_nan_bound_clamps_on_the_other_side_only),
+        TAPE_TEST(test_smooth_activations_are_finite_at_plus_minus_100_in_float32),
+        TAPE_TEST(test_new_ops_of_null_or_mixed_dtypes_fail_like_the_others),
         TAPE_TEST(test_binary_ops_broadcast_rows_with_hand_computed_values),
+        TAPE_TEST(test_atan2_hypot_xlogy_broadcast_against_libm),
+        TAPE_TEST(test_atan2_hypot_xlogy_match_pytorch_at_special_points),
         TAPE_TEST(test_pow_value_and_gradients_by_hand),
         TAPE_TEST(test_broadcasting_size_one_dims_on_both_sides),
         TAPE_TEST(test_binary_shape_mismatch_names_both_shapes),

@@ -639,6 +639,53 @@ AD_API ad_tensor *ad_detach(ad_tensor *x);
  * A result of int64 or bool is never recorded. Same dtype: returns x. */
 AD_API ad_tensor *ad_cast(ad_tensor *x, ad_dtype dtype);
 
+/* Trigonometric and hyperbolic; the conventions at domain edges are PyTorch's. */
+AD_API ad_tensor *ad_tan(ad_tensor *x);   /* dx = dy (1 + y^2) */
+AD_API ad_tensor *ad_atan(ad_tensor *x);  /* dx = dy / (1 + x^2) */
+AD_API ad_tensor *ad_asin(ad_tensor *x);  /* dx = dy / sqrt(1 - x^2); +inf at +-1, NaN beyond */
+AD_API ad_tensor *ad_acos(ad_tensor *x);  /* dx = -dy / sqrt(1 - x^2); -inf at +-1, NaN beyond */
+AD_API ad_tensor *ad_sinh(ad_tensor *x);  /* dx = dy cosh x */
+AD_API ad_tensor *ad_cosh(ad_tensor *x);  /* dx = dy sinh x */
+AD_API ad_tensor *ad_asinh(ad_tensor *x); /* dx = dy / sqrt(x^2 + 1) */
+AD_API ad_tensor *ad_acosh(ad_tensor *x); /* dx = dy / sqrt(x^2 - 1); +inf at +-1, NaN in (-1, 1) */
+AD_API ad_tensor *ad_atanh(ad_tensor *x); /* dx = dy / (1 - x^2); +inf at +-1 */
+/* Special functions, logs and powers. */
+AD_API ad_tensor *ad_erf(ad_tensor *x);        /* dx = dy 2/sqrt(pi) exp(-x^2) */
+AD_API ad_tensor *ad_erfc(ad_tensor *x);       /* 1 - erf x; dx = -dy 2/sqrt(pi) exp(-x^2) */
+AD_API ad_tensor *ad_log2(ad_tensor *x);       /* dx = dy / (x ln 2); +-inf at +-0 */
+AD_API ad_tensor *ad_log10(ad_tensor *x);      /* dx = dy / (x ln 10); +-inf at +-0 */
+AD_API ad_tensor *ad_exp2(ad_tensor *x);       /* 2^x; dx = dy y ln 2 */
+AD_API ad_tensor *ad_rsqrt(ad_tensor *x);      /* 1/sqrt x; dx = -dy y^3 / 2; -inf at +0 */
+AD_API ad_tensor *ad_reciprocal(ad_tensor *x); /* 1/x; dx = -dy y^2; -inf at +-0 */
+/* Steps: dx = 0 everywhere, the steps included (PyTorch). */
+AD_API ad_tensor *
+ad_sign(ad_tensor *x); /* 1, -1 or 0; sign(-0) = 0, sign(NaN) = 0 (PyTorch 1.13) */
+AD_API ad_tensor *ad_floor(ad_tensor *x); /* dx = 0 */
+AD_API ad_tensor *ad_ceil(ad_tensor *x);  /* dx = 0 */
+AD_API ad_tensor *ad_round(ad_tensor *x); /* halves to even (2.5 -> 2); dx = 0 */
+AD_API ad_tensor *ad_trunc(ad_tensor *x); /* toward zero; dx = 0 */
+/* Activations, stable for large |x|; kinks as PyTorch. */
+AD_API ad_tensor *ad_silu(ad_tensor *x); /* x sigmoid(x); dx = dy s (1 + x (1 - s)) */
+/* x > 0 ? x : alpha (e^x - 1); dx = dy (x > 0 ? 1 : alpha e^x), alpha at 0, NaN at NaN */
+AD_API ad_tensor *ad_elu(ad_tensor *x, double alpha);
+AD_API ad_tensor *ad_selu(ad_tensor *x);       /* scale elu(x, alpha), PyTorch's constants */
+AD_API ad_tensor *ad_mish(ad_tensor *x);       /* x tanh(softplus x); dx = dy (t + x s (1 - t^2)) */
+AD_API ad_tensor *ad_softsign(ad_tensor *x);   /* x / (1 + |x|); dx = dy / (1 + |x|)^2 */
+AD_API ad_tensor *ad_logsigmoid(ad_tensor *x); /* ln sigmoid(x); dx = dy sigmoid(-x) */
+/* x relu6(x + 3) / 6; dx = 0 below -3, x/3 + 1/2 on [-3, 3), 1 from 3 on */
+AD_API ad_tensor *ad_hardswish(ad_tensor *x);
+/* relu6(x + 3) / 6; dx = dy / 6 on (-3, 3), 0 at -3, at 3 and outside */
+AD_API ad_tensor *ad_hardsigmoid(ad_tensor *x);
+/* exact gelu x Phi(x), Phi the normal CDF; dx = dy (Phi(x) + x phi(x)) */
+AD_API ad_tensor *ad_gelu_erf(ad_tensor *x);
+/* Clamps. A NaN bound is no bound; both NaN is AD_ERR_ARG. min > max gives max.
+ * dx = dy where min <= x <= max (inclusive), 0 outside and at NaN (PyTorch). */
+AD_API ad_tensor *ad_clamp(ad_tensor *x, double min, double max);
+AD_API ad_tensor *ad_clamp_min(ad_tensor *x, double min); /* dx = dy [x >= min] */
+AD_API ad_tensor *ad_clamp_max(ad_tensor *x, double max); /* dx = dy [x <= max] */
+/* clamp's values; dx = dy where min < x < max: 0 at the bounds and NaN (PyTorch) */
+AD_API ad_tensor *ad_hardtanh(ad_tensor *x, double min, double max);
+
 /* ==== Binary ops with broadcasting ======================================== */
 /*
  * NumPy/PyTorch broadcasting: shapes align from the trailing dimension and
@@ -655,6 +702,14 @@ AD_API ad_tensor *ad_pow(ad_tensor *a, ad_tensor *b);
 /* The gradient goes to the larger (smaller) operand; a tie gives each dy / 2. */
 AD_API ad_tensor *ad_maximum(ad_tensor *a, ad_tensor *b);
 AD_API ad_tensor *ad_minimum(ad_tensor *a, ad_tensor *b);
+/* atan2(a, b), the angle of (b, a); da = dy b / (a^2 + b^2), db = -dy a / (a^2 + b^2);
+ * NaN at a = b = 0 (PyTorch) */
+AD_API ad_tensor *ad_atan2(ad_tensor *a, ad_tensor *b);
+/* sqrt(a^2 + b^2); da = dy a / y, db = dy b / y; NaN at a = b = 0 (PyTorch) */
+AD_API ad_tensor *ad_hypot(ad_tensor *a, ad_tensor *b);
+/* a ln b, 0 where a = 0 unless b is NaN; da = dy ln b (0 where a = 0 and b <= 0),
+ * db = dy a / b (PyTorch 1.13) */
+AD_API ad_tensor *ad_xlogy(ad_tensor *a, ad_tensor *b);
 
 /* Tensor-with-scalar forms: the scalar is a constant of x's dtype. */
 AD_API ad_tensor *ad_add_scalar(ad_tensor *x, double s);

@@ -600,3 +600,127 @@ ad_tensor *ad_where(ad_tensor *cond, ad_tensor *a, ad_tensor *b)
     ad_tensor *src[3] = {cond, a, b};
     return ad__apply(AD_OP_where, 3, src, NULL);
 }
+
+/* ---- atan2: the angle of the point (b, a) ---------------------------------------------- */
+// da = reduce_to(a, dy b / (a^2 + b^2))    db = reduce_to(b, -dy a / (a^2 + b^2)); NaN at (0, 0)
+ad_status ad__atan2_shape(ad_tensor *y)
+{
+    return ad__broadcast_rule(y);
+}
+
+void ad__atan2_forward(ad_tensor *y)
+{
+    binary_forward(y, AD__GRAIN_COSTLY, atan2_f32, atan2_f64);
+}
+
+void ad__atan2_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    ad_tensor *a = y->src[0], *b = y->src[1];
+    /* PyTorch's form: the reciprocal of a^2 + b^2 times each operand. */
+    ad_tensor *r = ad_reciprocal(ad_add(ad_square(a), ad_square(b)));
+    if (a->flags & AD_TF_RECORDED)
+        gin[0] = ad__reduce_to(ad_mul(ad_mul(gy, b), r), a);
+    if (b->flags & AD_TF_RECORDED)
+        gin[1] = ad__reduce_to(ad_mul(ad_mul(gy, ad_neg(a)), r), b);
+}
+
+// dy = (da b - db a) / (a^2 + b^2)
+ad_tensor *ad__atan2_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    ad_tensor *a = y->src[0], *b = y->src[1];
+    ad_tensor *r = ad_reciprocal(ad_add(ad_square(a), ad_square(b)));
+    return ad__add_tangents(t[0] ? ad_mul(ad_mul(t[0], b), r) : NULL,
+                            t[1] ? ad_mul(ad_mul(t[1], ad_neg(a)), r) : NULL);
+}
+
+ad_tensor *ad_atan2(ad_tensor *a, ad_tensor *b)
+{
+    return binary(AD_OP_atan2, a, b);
+}
+
+/* ---- hypot: sqrt(a^2 + b^2) without overflow -------------------------------------------- */
+// da = reduce_to(a, dy a / y)    db = reduce_to(b, dy b / y); NaN at (0, 0), as PyTorch
+ad_status ad__hypot_shape(ad_tensor *y)
+{
+    return ad__broadcast_rule(y);
+}
+
+void ad__hypot_forward(ad_tensor *y)
+{
+    binary_forward(y, AD__GRAIN_COSTLY, hypot_f32, hypot_f64);
+}
+
+void ad__hypot_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    ad_tensor *a = y->src[0], *b = y->src[1];
+    if (a->flags & AD_TF_RECORDED)
+        gin[0] = ad__reduce_to(ad_div(ad_mul(gy, a), y), a);
+    if (b->flags & AD_TF_RECORDED)
+        gin[1] = ad__reduce_to(ad_div(ad_mul(gy, b), y), b);
+}
+
+// dy = (da a + db b) / y
+ad_tensor *ad__hypot_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    ad_tensor *a = y->src[0], *b = y->src[1];
+    return ad__add_tangents(t[0] ? ad_div(ad_mul(t[0], a), y) : NULL,
+                            t[1] ? ad_div(ad_mul(t[1], b), y) : NULL);
+}
+
+ad_tensor *ad_hypot(ad_tensor *a, ad_tensor *b)
+{
+    return binary(AD_OP_hypot, a, b);
+}
+
+/* ---- xlogy: a ln b, 0 where a = 0 (unless b is NaN) --------------------------------------
+ * PyTorch 1.13's gradients: d/da = ln b, masked to 0 where a = 0 and b <= 0
+ * (so xlogy(0, 0) has d/da = 0); d/db = a / b (NaN at a = b = 0). */
+// da = reduce_to(a, dy ln b [not (a = 0 and b <= 0)])    db = reduce_to(b, dy a / b)
+ad_status ad__xlogy_shape(ad_tensor *y)
+{
+    return ad__broadcast_rule(y);
+}
+
+void ad__xlogy_forward(ad_tensor *y)
+{
+    binary_forward(y, AD__GRAIN_COSTLY, xlogy_f32, xlogy_f64);
+}
+
+/* 0 where PyTorch masks d/da (a = 0 and b <= 0), else 1. */
+static double xlogy_keep(double a, double b)
+{
+    return a == 0 && b <= 0 ? 0.0 : 1.0;
+}
+
+/* ln b where kept, ln 1 = 0 where masked: a select, so that the log of a
+ * masked b (0, negative, -inf) never enters the gradient; NULL on error. */
+static ad_tensor *xlogy_log(ad_tensor *y)
+{
+    ad_tensor *keep = mask_of(y, xlogy_keep);
+    ad_tensor *one = ad__scalar_const(y, 1.0);
+    if (!keep || !one)
+        return NULL;
+    return ad_log(ad_where(keep, y->src[1], one));
+}
+
+void ad__xlogy_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    ad_tensor *a = y->src[0], *b = y->src[1];
+    if (a->flags & AD_TF_RECORDED)
+        gin[0] = ad__reduce_to(ad_mul(gy, xlogy_log(y)), a);
+    if (b->flags & AD_TF_RECORDED)
+        gin[1] = ad__reduce_to(ad_div(ad_mul(gy, a), b), b);
+}
+
+// dy = da ln b (masked as the backward) + db a / b
+ad_tensor *ad__xlogy_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    ad_tensor *a = y->src[0], *b = y->src[1];
+    return ad__add_tangents(t[0] ? ad_mul(t[0], xlogy_log(y)) : NULL,
+                            t[1] ? ad_div(ad_mul(t[1], a), b) : NULL);
+}
+
+ad_tensor *ad_xlogy(ad_tensor *a, ad_tensor *b)
+{
+    return binary(AD_OP_xlogy, a, b);
+}

@@ -140,3 +140,42 @@ static void K(where_bool)(int64_t n, const bool *restrict cond, int64_t sc, cons
     for (int64_t i = 0; i < n; i++)
         y[i] = cond[i * sc] ? a[i * sa] : b[i * sb];
 }
+
+// atan2: the angle of the point (b, a), in T
+static inline T K(atan2_element)(T a, T b)
+{
+    return (T)atan2(a, b);
+}
+
+// atan2: y = atan2(a, b); a, b: (n) or (1) by sa, sb; y: (n)
+static void K(atan2)(int64_t n, const T *restrict a, int64_t sa, const T *restrict b, int64_t sb,
+                     T *restrict y)
+{
+    K(binary_loops)(n, a, sa, b, sb, y, K(atan2_element));
+}
+
+// hypot: sqrt(a^2 + b^2) without overflow or underflow, in T
+static inline T K(hypot_element)(T a, T b)
+{
+    return (T)hypot(a, b);
+}
+
+// hypot: y = hypot(a, b); a, b: (n) or (1) by sa, sb; y: (n)
+static void K(hypot)(int64_t n, const T *restrict a, int64_t sa, const T *restrict b, int64_t sb,
+                     T *restrict y)
+{
+    K(binary_loops)(n, a, sa, b, sb, y, K(hypot_element));
+}
+
+// xlogy: a ln b, PyTorch's: NaN where b is NaN, else 0 where a = 0 (whatever b is)
+static inline T K(xlogy_element)(T a, T b)
+{
+    return b != b ? b : a == 0 ? (T)0 : (T)(a * log(b));
+}
+
+// xlogy: y = xlogy(a, b); a, b: (n) or (1) by sa, sb; y: (n)
+static void K(xlogy)(int64_t n, const T *restrict a, int64_t sa, const T *restrict b, int64_t sb,
+                     T *restrict y)
+{
+    K(binary_loops)(n, a, sa, b, sb, y, K(xlogy_element));
+}

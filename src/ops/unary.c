@@ -11,6 +11,15 @@
 #define GELU_C 0.7978845608028654 /* sqrt(2 / pi) */
 #define GELU_A 0.044715
 
+/* The constants of the ops added for issue 11, shared by kernels and rules. */
+#define SQRT1_2 0.70710678118654752440          /* 1 / sqrt(2): gelu_erf */
+#define INV_SQRT_2PI 0.39894228040143267794     /* 1 / sqrt(2 pi): gelu_erf's density */
+#define TWO_OVER_SQRT_PI 1.12837916709551257390 /* erf' (0) */
+#define LN2 0.69314718055994530942
+#define LN10 2.30258509299404568402
+#define SELU_ALPHA 1.6732632423543772848170429916717
+#define SELU_SCALE 1.0507009873554804934193349852946
+
 #define KERNELS "ops/unary_kernels.h"
 #include "../core/kernels.h"
 
@@ -782,4 +791,934 @@ ad_tensor *ad__detach_jvp(ad_tensor *y, ad_tensor *const *t)
 ad_tensor *ad_detach(ad_tensor *x)
 {
     return ad__apply(AD_OP_detach, 1, &x, NULL);
+}
+
+/* ---- tan: tan x ------------------------------------------------------------- */
+// dx = dy (1 + y^2)
+ad_status ad__tan_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
+
+void ad__tan_forward(ad_tensor *y)
+{
+    unary_forward(y, AD__GRAIN_COSTLY, tan_f32, tan_f64);
+}
+
+void ad__tan_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    gin[0] = ad_mul(gy, ad_add_scalar(ad_square(y), 1.0));
+}
+
+// dy = the backward rule applied to dx (a symmetric Jacobian)
+ad_tensor *ad__tan_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_self_adjoint(y, t);
+}
+
+ad_tensor *ad_tan(ad_tensor *x)
+{
+    return unary(AD_OP_tan, x, 0);
+}
+
+/* ---- atan: atan x ----------------------------------------------------------- */
+// dx = dy / (1 + x^2)
+ad_status ad__atan_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
+
+void ad__atan_forward(ad_tensor *y)
+{
+    unary_forward(y, AD__GRAIN_COSTLY, atan_f32, atan_f64);
+}
+
+void ad__atan_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    gin[0] = ad_div(gy, ad_add_scalar(ad_square(y->src[0]), 1.0));
+}
+
+// dy = the backward rule applied to dx (a symmetric Jacobian)
+ad_tensor *ad__atan_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_self_adjoint(y, t);
+}
+
+ad_tensor *ad_atan(ad_tensor *x)
+{
+    return unary(AD_OP_atan, x, 0);
+}
+
+/* ---- asin: asin x ----------------------------------------------------------- */
+// dx = dy / sqrt(1 - x^2): +inf at x = +-1, NaN for |x| > 1 (PyTorch)
+ad_status ad__asin_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
+
+void ad__asin_forward(ad_tensor *y)
+{
+    unary_forward(y, AD__GRAIN_COSTLY, asin_f32, asin_f64);
+}
+
+void ad__asin_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    gin[0] = ad_mul(gy, ad_rsqrt(ad_rsub_scalar(ad_square(y->src[0]), 1.0)));
+}
+
+// dy = the backward rule applied to dx (a symmetric Jacobian)
+ad_tensor *ad__asin_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_self_adjoint(y, t);
+}
+
+ad_tensor *ad_asin(ad_tensor *x)
+{
+    return unary(AD_OP_asin, x, 0);
+}
+
+/* ---- acos: acos x ----------------------------------------------------------- */
+// dx = -dy / sqrt(1 - x^2): -inf at x = +-1, NaN for |x| > 1 (PyTorch)
+ad_status ad__acos_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
+
+void ad__acos_forward(ad_tensor *y)
+{
+    unary_forward(y, AD__GRAIN_COSTLY, acos_f32, acos_f64);
+}
+
+void ad__acos_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    gin[0] = ad_neg(ad_mul(gy, ad_rsqrt(ad_rsub_scalar(ad_square(y->src[0]), 1.0))));
+}
+
+// dy = the backward rule applied to dx (a symmetric Jacobian)
+ad_tensor *ad__acos_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_self_adjoint(y, t);
+}
+
+ad_tensor *ad_acos(ad_tensor *x)
+{
+    return unary(AD_OP_acos, x, 0);
+}
+
+/* ---- sinh: sinh x ----------------------------------------------------------- */
+// dx = dy cosh x
+ad_status ad__sinh_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
+
+void ad__sinh_forward(ad_tensor *y)
+{
+    unary_forward(y, AD__GRAIN_COSTLY, sinh_f32, sinh_f64);
+}
+
+void ad__sinh_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    gin[0] = ad_mul(gy, ad_cosh(y->src[0]));
+}
+
+// dy = the backward rule applied to dx (a symmetric Jacobian)
+ad_tensor *ad__sinh_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_self_adjoint(y, t);
+}
+
+ad_tensor *ad_sinh(ad_tensor *x)
+{
+    return unary(AD_OP_sinh, x, 0);
+}
+
+/* ---- cosh: cosh x ----------------------------------------------------------- */
+// dx = dy sinh x
+ad_status ad__cosh_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
+
+void ad__cosh_forward(ad_tensor *y)
+{
+    unary_forward(y, AD__GRAIN_COSTLY, cosh_f32, cosh_f64);
+}
+
+void ad__cosh_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    gin[0] = ad_mul(gy, ad_sinh(y->src[0]));
+}
+
+// dy = the backward rule applied to dx (a symmetric Jacobian)
+ad_tensor *ad__cosh_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_self_adjoint(y, t);
+}
+
+ad_tensor *ad_cosh(ad_tensor *x)
+{
+    return unary(AD_OP_cosh, x, 0);
+}
+
+/* ---- asinh: asinh x --------------------------------------------------------- */
+// dx = dy / sqrt(x^2 + 1): 0 once x^2 overflows (PyTorch)
+ad_status ad__asinh_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
+
+void ad__asinh_forward(ad_tensor *y)
+{
+    unary_forward(y, AD__GRAIN_COSTLY, asinh_f32, asinh_f64);
+}
+
+void ad__asinh_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    gin[0] = ad_mul(gy, ad_rsqrt(ad_add_scalar(ad_square(y->src[0]), 1.0)));
+}
+
+// dy = the backward rule applied to dx (a symmetric Jacobian)
+ad_tensor *ad__asinh_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_self_adjoint(y, t);
+}
+
+ad_tensor *ad_asinh(ad_tensor *x)
+{
+    return unary(AD_OP_asinh, x, 0);
+}
+
+/* ---- acosh: acosh x --------------------------------------------------------- */
+// dx = dy / sqrt(x^2 - 1): +inf at x = +-1, NaN for |x| < 1 (PyTorch)
+ad_status ad__acosh_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
+
+void ad__acosh_forward(ad_tensor *y)
+{
+    unary_forward(y, AD__GRAIN_COSTLY, acosh_f32, acosh_f64);
+}
+
+void ad__acosh_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    gin[0] = ad_mul(gy, ad_rsqrt(ad_sub_scalar(ad_square(y->src[0]), 1.0)));
+}
+
+// dy = the backward rule applied to dx (a symmetric Jacobian)
+ad_tensor *ad__acosh_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_self_adjoint(y, t);
+}
+
+ad_tensor *ad_acosh(ad_tensor *x)
+{
+    return unary(AD_OP_acosh, x, 0);
+}
+
+/* ---- atanh: atanh x --------------------------------------------------------- */
+// dx = dy / (1 - x^2): +inf at x = +-1, negative for |x| > 1 (PyTorch)
+ad_status ad__atanh_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
+
+void ad__atanh_forward(ad_tensor *y)
+{
+    unary_forward(y, AD__GRAIN_COSTLY, atanh_f32, atanh_f64);
+}
+
+void ad__atanh_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    gin[0] = ad_div(gy, ad_rsub_scalar(ad_square(y->src[0]), 1.0));
+}
+
+// dy = the backward rule applied to dx (a symmetric Jacobian)
+ad_tensor *ad__atanh_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_self_adjoint(y, t);
+}
+
+ad_tensor *ad_atanh(ad_tensor *x)
+{
+    return unary(AD_OP_atanh, x, 0);
+}
+
+/* ---- erf: the error function ------------------------------------------------ */
+// dx = dy 2/sqrt(pi) e^(-x^2)
+ad_status ad__erf_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
+
+void ad__erf_forward(ad_tensor *y)
+{
+    unary_forward(y, AD__GRAIN_COSTLY, erf_f32, erf_f64);
+}
+
+void ad__erf_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    gin[0] = ad_mul(gy, ad_mul_scalar(ad_exp(ad_neg(ad_square(y->src[0]))), TWO_OVER_SQRT_PI));
+}
+
+// dy = the backward rule applied to dx (a symmetric Jacobian)
+ad_tensor *ad__erf_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_self_adjoint(y, t);
+}
+
+ad_tensor *ad_erf(ad_tensor *x)
+{
+    return unary(AD_OP_erf, x, 0);
+}
+
+/* ---- erfc: 1 - erf x, accurate in the tail ---------------------------------- */
+// dx = -dy 2/sqrt(pi) e^(-x^2)
+ad_status ad__erfc_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
+
+void ad__erfc_forward(ad_tensor *y)
+{
+    unary_forward(y, AD__GRAIN_COSTLY, erfc_f32, erfc_f64);
+}
+
+void ad__erfc_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    gin[0] = ad_mul(gy, ad_mul_scalar(ad_exp(ad_neg(ad_square(y->src[0]))), -TWO_OVER_SQRT_PI));
+}
+
+// dy = the backward rule applied to dx (a symmetric Jacobian)
+ad_tensor *ad__erfc_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_self_adjoint(y, t);
+}
+
+ad_tensor *ad_erfc(ad_tensor *x)
+{
+    return unary(AD_OP_erfc, x, 0);
+}
+
+/* ---- log2: log base 2 ------------------------------------------------------- */
+// dx = dy / (x ln 2): +-inf at +-0, as log
+ad_status ad__log2_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
+
+void ad__log2_forward(ad_tensor *y)
+{
+    unary_forward(y, AD__GRAIN_COSTLY, log2_f32, log2_f64);
+}
+
+void ad__log2_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    gin[0] = ad_div(gy, ad_mul_scalar(y->src[0], LN2));
+}
+
+// dy = the backward rule applied to dx (a symmetric Jacobian)
+ad_tensor *ad__log2_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_self_adjoint(y, t);
+}
+
+ad_tensor *ad_log2(ad_tensor *x)
+{
+    return unary(AD_OP_log2, x, 0);
+}
+
+/* ---- log10: log base 10 ----------------------------------------------------- */
+// dx = dy / (x ln 10): +-inf at +-0, as log
+ad_status ad__log10_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
+
+void ad__log10_forward(ad_tensor *y)
+{
+    unary_forward(y, AD__GRAIN_COSTLY, log10_f32, log10_f64);
+}
+
+void ad__log10_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    gin[0] = ad_div(gy, ad_mul_scalar(y->src[0], LN10));
+}
+
+// dy = the backward rule applied to dx (a symmetric Jacobian)
+ad_tensor *ad__log10_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_self_adjoint(y, t);
+}
+
+ad_tensor *ad_log10(ad_tensor *x)
+{
+    return unary(AD_OP_log10, x, 0);
+}
+
+/* ---- exp2: 2^x -------------------------------------------------------------- */
+// dx = dy y ln 2
+ad_status ad__exp2_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
+
+void ad__exp2_forward(ad_tensor *y)
+{
+    unary_forward(y, AD__GRAIN_COSTLY, exp2_f32, exp2_f64);
+}
+
+void ad__exp2_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    gin[0] = ad_mul(gy, ad_mul_scalar(y, LN2));
+}
+
+// dy = the backward rule applied to dx (a symmetric Jacobian)
+ad_tensor *ad__exp2_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_self_adjoint(y, t);
+}
+
+ad_tensor *ad_exp2(ad_tensor *x)
+{
+    return unary(AD_OP_exp2, x, 0);
+}
+
+/* ---- rsqrt: 1 / sqrt(x) ----------------------------------------------------- */
+// dx = -dy y^3 / 2: -inf at +0, +inf at -0 (y = -inf), as PyTorch
+ad_status ad__rsqrt_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
+
+void ad__rsqrt_forward(ad_tensor *y)
+{
+    unary_forward(y, AD__GRAIN_COSTLY, rsqrt_f32, rsqrt_f64);
+}
+
+void ad__rsqrt_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    gin[0] = ad_mul(ad_mul_scalar(gy, -0.5), ad_pow_scalar(y, 3.0));
+}
+
+// dy = the backward rule applied to dx (a symmetric Jacobian)
+ad_tensor *ad__rsqrt_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_self_adjoint(y, t);
+}
+
+ad_tensor *ad_rsqrt(ad_tensor *x)
+{
+    return unary(AD_OP_rsqrt, x, 0);
+}
+
+/* ---- reciprocal: 1 / x ------------------------------------------------------ */
+// dx = -dy y^2: -inf at +-0, as PyTorch
+ad_status ad__reciprocal_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
+
+void ad__reciprocal_forward(ad_tensor *y)
+{
+    unary_forward(y, AD__GRAIN_CHEAP, reciprocal_f32, reciprocal_f64);
+}
+
+void ad__reciprocal_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    gin[0] = ad_neg(ad_mul(gy, ad_square(y)));
+}
+
+// dy = the backward rule applied to dx (a symmetric Jacobian)
+ad_tensor *ad__reciprocal_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_self_adjoint(y, t);
+}
+
+ad_tensor *ad_reciprocal(ad_tensor *x)
+{
+    return unary(AD_OP_reciprocal, x, 0);
+}
+
+/* ---- sign: x > 0 ? 1 : x < 0 ? -1 : 0 (0 at -0 and NaN, as PyTorch 1.13) ---- */
+// dx = 0 everywhere, at the steps too (PyTorch)
+ad_status ad__sign_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
+
+void ad__sign_forward(ad_tensor *y)
+{
+    unary_forward(y, AD__GRAIN_CHEAP, sign_f32, sign_f64);
+}
+
+void ad__sign_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    (void)gy;
+    /* Zeros that are never recorded: PyTorch's zeros_like(grad), so an inf or NaN
+     * in dy gives 0 too, and the second derivative is 0. */
+    gin[0] = ad__const_like(y->src[0], 0.0);
+}
+
+// dy = the backward rule applied to dx (a symmetric Jacobian)
+ad_tensor *ad__sign_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_self_adjoint(y, t);
+}
+
+ad_tensor *ad_sign(ad_tensor *x)
+{
+    return unary(AD_OP_sign, x, 0);
+}
+
+/* ---- floor: round down ------------------------------------------------------ */
+// dx = 0 everywhere, at the steps too (PyTorch)
+ad_status ad__floor_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
+
+void ad__floor_forward(ad_tensor *y)
+{
+    unary_forward(y, AD__GRAIN_CHEAP, floor_f32, floor_f64);
+}
+
+void ad__floor_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    (void)gy;
+    /* Zeros that are never recorded: PyTorch's zeros_like(grad), so an inf or NaN
+     * in dy gives 0 too, and the second derivative is 0. */
+    gin[0] = ad__const_like(y->src[0], 0.0);
+}
+
+// dy = the backward rule applied to dx (a symmetric Jacobian)
+ad_tensor *ad__floor_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_self_adjoint(y, t);
+}
+
+ad_tensor *ad_floor(ad_tensor *x)
+{
+    return unary(AD_OP_floor, x, 0);
+}
+
+/* ---- ceil: round up --------------------------------------------------------- */
+// dx = 0 everywhere, at the steps too (PyTorch)
+ad_status ad__ceil_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
+
+void ad__ceil_forward(ad_tensor *y)
+{
+    unary_forward(y, AD__GRAIN_CHEAP, ceil_f32, ceil_f64);
+}
+
+void ad__ceil_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    (void)gy;
+    /* Zeros that are never recorded: PyTorch's zeros_like(grad), so an inf or NaN
+     * in dy gives 0 too, and the second derivative is 0. */
+    gin[0] = ad__const_like(y->src[0], 0.0);
+}
+
+// dy = the backward rule applied to dx (a symmetric Jacobian)
+ad_tensor *ad__ceil_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_self_adjoint(y, t);
+}
+
+ad_tensor *ad_ceil(ad_tensor *x)
+{
+    return unary(AD_OP_ceil, x, 0);
+}
+
+/* ---- round: round half to even ---------------------------------------------- */
+// dx = 0 everywhere, at the steps too (PyTorch)
+ad_status ad__round_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
+
+void ad__round_forward(ad_tensor *y)
+{
+    unary_forward(y, AD__GRAIN_CHEAP, round_f32, round_f64);
+}
+
+void ad__round_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    (void)gy;
+    /* Zeros that are never recorded: PyTorch's zeros_like(grad), so an inf or NaN
+     * in dy gives 0 too, and the second derivative is 0. */
+    gin[0] = ad__const_like(y->src[0], 0.0);
+}
+
+// dy = the backward rule applied to dx (a symmetric Jacobian)
+ad_tensor *ad__round_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_self_adjoint(y, t);
+}
+
+ad_tensor *ad_round(ad_tensor *x)
+{
+    return unary(AD_OP_round, x, 0);
+}
+
+/* ---- trunc: round toward zero ----------------------------------------------- */
+// dx = 0 everywhere, at the steps too (PyTorch)
+ad_status ad__trunc_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
+
+void ad__trunc_forward(ad_tensor *y)
+{
+    unary_forward(y, AD__GRAIN_CHEAP, trunc_f32, trunc_f64);
+}
+
+void ad__trunc_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    (void)gy;
+    /* Zeros that are never recorded: PyTorch's zeros_like(grad), so an inf or NaN
+     * in dy gives 0 too, and the second derivative is 0. */
+    gin[0] = ad__const_like(y->src[0], 0.0);
+}
+
+// dy = the backward rule applied to dx (a symmetric Jacobian)
+ad_tensor *ad__trunc_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_self_adjoint(y, t);
+}
+
+ad_tensor *ad_trunc(ad_tensor *x)
+{
+    return unary(AD_OP_trunc, x, 0);
+}
+
+/* ---- silu: x sigmoid(x), PyTorch's x / (1 + e^-x) --------------------------- */
+// dx = dy s (1 + x (1 - s)), s = sigmoid(x)
+ad_status ad__silu_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
+
+void ad__silu_forward(ad_tensor *y)
+{
+    unary_forward(y, AD__GRAIN_COSTLY, silu_f32, silu_f64);
+}
+
+void ad__silu_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    ad_tensor *x = y->src[0];
+    ad_tensor *s = ad_sigmoid(x);
+    gin[0] = ad_mul(gy, ad_mul(s, ad_add_scalar(ad_mul(x, ad_rsub_scalar(s, 1.0)), 1.0)));
+}
+
+// dy = the backward rule applied to dx (a symmetric Jacobian)
+ad_tensor *ad__silu_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_self_adjoint(y, t);
+}
+
+ad_tensor *ad_silu(ad_tensor *x)
+{
+    return unary(AD_OP_silu, x, 0);
+}
+
+/* ---- elu: x > 0 ? x : alpha (e^x - 1), alpha = param[0] --------------------- */
+// dx = dy (x > 0 ? 1 : alpha e^x): alpha at x = 0, NaN at NaN (PyTorch)
+ad_status ad__elu_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
+
+void ad__elu_forward(ad_tensor *y)
+{
+    unary_forward(y, AD__GRAIN_COSTLY, elu_f32, elu_f64);
+}
+
+void ad__elu_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    ad_tensor *x = y->src[0];
+    ad_tensor *above = mask_of(x, 0.0, elu_mask_f32, elu_mask_f64);
+    ad_tensor *one = ad__scalar_const(x, 1.0);
+    if (!above || !one)
+        return;
+    /* e^x of x where x <= 0 and of 0 elsewhere, so that the branch where()
+     * leaves out is never e^x of a large x: at second order its 0 gradient
+     * would meet inf there and make NaN. */
+    ad_tensor *below = ad_exp(ad_mul(x, ad_rsub_scalar(above, 1.0)));
+    gin[0] = ad_mul(gy, ad_where(above, one, ad_mul_scalar(below, y->param[0].f)));
+}
+
+// dy = the backward rule applied to dx (a symmetric Jacobian)
+ad_tensor *ad__elu_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_self_adjoint(y, t);
+}
+
+ad_tensor *ad_elu(ad_tensor *x, double alpha)
+{
+    return unary(AD_OP_elu, x, alpha);
+}
+
+/* ---- selu: scale elu(x, alpha), a composition ---------------------------------------- */
+// dx = dy scale (x > 0 ? 1 : alpha e^x), through elu and mul
+ad_tensor *ad_selu(ad_tensor *x)
+{
+    return ad_mul_scalar(ad_elu(x, SELU_ALPHA), SELU_SCALE);
+}
+
+/* ---- mish: x tanh(softplus(x)), PyTorch's x tanh(ln(1 + e^x)) --------------- */
+// dx = dy (t + x sigmoid(x) (1 - t^2)), t = tanh(softplus(x))
+ad_status ad__mish_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
+
+void ad__mish_forward(ad_tensor *y)
+{
+    unary_forward(y, AD__GRAIN_COSTLY, mish_f32, mish_f64);
+}
+
+void ad__mish_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    ad_tensor *x = y->src[0];
+    ad_tensor *t = ad_tanh(ad_softplus(x));
+    ad_tensor *slope = ad_mul(ad_mul(x, ad_sigmoid(x)), ad_rsub_scalar(ad_square(t), 1.0));
+    gin[0] = ad_mul(gy, ad_add(t, slope));
+}
+
+// dy = the backward rule applied to dx (a symmetric Jacobian)
+ad_tensor *ad__mish_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_self_adjoint(y, t);
+}
+
+ad_tensor *ad_mish(ad_tensor *x)
+{
+    return unary(AD_OP_mish, x, 0);
+}
+
+/* ---- hardswish: x relu6(x + 3) / 6 ------------------------------------------ */
+// dx = dy (x < -3 ? 0 : x < 3 ? x/3 + 1/2 : 1): -1/2 at -3, 1 at 3, NaN at NaN
+ad_status ad__hardswish_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
+
+void ad__hardswish_forward(ad_tensor *y)
+{
+    unary_forward(y, AD__GRAIN_CHEAP, hardswish_f32, hardswish_f64);
+}
+
+void ad__hardswish_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    ad_tensor *x = y->src[0];
+    ad_tensor *middle = mask_of(x, 0.0, hardswish_middle_f32, hardswish_middle_f64);
+    ad_tensor *top = mask_of(x, 0.0, hardswish_top_f32, hardswish_top_f64);
+    if (!middle || !top)
+        return;
+    /* A select, not a masked sum, so that x/3 + 1/2 of an infinite x is left out. */
+    gin[0] = ad_mul(gy, ad_where(middle, ad_add_scalar(ad_div_scalar(x, 3.0), 0.5), top));
+}
+
+// dy = the backward rule applied to dx (a symmetric Jacobian)
+ad_tensor *ad__hardswish_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_self_adjoint(y, t);
+}
+
+ad_tensor *ad_hardswish(ad_tensor *x)
+{
+    return unary(AD_OP_hardswish, x, 0);
+}
+
+/* ---- hardsigmoid: relu6(x + 3) / 6 ------------------------------------------ */
+// dx = dy / 6 where -3 < x < 3, else 0 (the ends and NaN included)
+ad_status ad__hardsigmoid_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
+
+void ad__hardsigmoid_forward(ad_tensor *y)
+{
+    unary_forward(y, AD__GRAIN_CHEAP, hardsigmoid_f32, hardsigmoid_f64);
+}
+
+void ad__hardsigmoid_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    gin[0] = ad_mul(gy, mask_of(y->src[0], 0.0, hardsigmoid_slope_f32, hardsigmoid_slope_f64));
+}
+
+// dy = the backward rule applied to dx (a symmetric Jacobian)
+ad_tensor *ad__hardsigmoid_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_self_adjoint(y, t);
+}
+
+ad_tensor *ad_hardsigmoid(ad_tensor *x)
+{
+    return unary(AD_OP_hardsigmoid, x, 0);
+}
+
+/* ---- logsigmoid: ln sigmoid(x), stable on both sides ------------------------ */
+// dx = dy sigmoid(-x)
+ad_status ad__logsigmoid_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
+
+void ad__logsigmoid_forward(ad_tensor *y)
+{
+    unary_forward(y, AD__GRAIN_COSTLY, logsigmoid_f32, logsigmoid_f64);
+}
+
+void ad__logsigmoid_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    gin[0] = ad_mul(gy, ad_sigmoid(ad_neg(y->src[0])));
+}
+
+// dy = the backward rule applied to dx (a symmetric Jacobian)
+ad_tensor *ad__logsigmoid_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_self_adjoint(y, t);
+}
+
+ad_tensor *ad_logsigmoid(ad_tensor *x)
+{
+    return unary(AD_OP_logsigmoid, x, 0);
+}
+
+/* ---- softsign: x / (1 + |x|), a composition ------------------------------------------ */
+// dx = dy / (1 + |x|)^2, through div, abs and add: 1 at x = 0
+ad_tensor *ad_softsign(ad_tensor *x)
+{
+    return ad_div(x, ad_add_scalar(ad_abs(x), 1.0));
+}
+
+/* ---- gelu_erf: x Phi(x), Phi the normal CDF (exact gelu) -------------------- */
+// dx = dy (Phi(x) + x phi(x)), phi the normal density
+ad_status ad__gelu_erf_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
+
+void ad__gelu_erf_forward(ad_tensor *y)
+{
+    unary_forward(y, AD__GRAIN_COSTLY, gelu_erf_f32, gelu_erf_f64);
+}
+
+void ad__gelu_erf_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    ad_tensor *x = y->src[0];
+    ad_tensor *cdf = ad_mul_scalar(ad_add_scalar(ad_erf(ad_mul_scalar(x, SQRT1_2)), 1.0), 0.5);
+    ad_tensor *pdf = ad_mul_scalar(ad_exp(ad_mul_scalar(ad_square(x), -0.5)), INV_SQRT_2PI);
+    gin[0] = ad_mul(gy, ad_add(cdf, ad_mul(x, pdf)));
+}
+
+// dy = the backward rule applied to dx (a symmetric Jacobian)
+ad_tensor *ad__gelu_erf_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_self_adjoint(y, t);
+}
+
+ad_tensor *ad_gelu_erf(ad_tensor *x)
+{
+    return unary(AD_OP_gelu_erf, x, 0);
+}
+
+/* ---- clamp_min, clamp_max: one bound (param[0]); param[1].i = 1 for hardtanh's
+ * exclusive gradient. clamp, hardtanh are compositions of the two. ------------------- */
+
+/* A one-sided clamp at bound, with PyTorch's clamp gradient (inclusive) or
+ * hardtanh's (exclusive); 0 at NaN for both. */
+static ad_tensor *clamp_bound(int op, ad_tensor *x, double bound, bool exclusive)
+{
+    ad__param params[AD_NPARAM] = {{.f = bound}, {.i = exclusive}};
+    return ad__apply(op, 1, &x, params);
+}
+
+// clamp_min: dx = dy [x >= lo] (clamp), dy [x > lo] (hardtanh); 0 at NaN
+ad_status ad__clamp_min_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
+
+void ad__clamp_min_forward(ad_tensor *y)
+{
+    unary_forward(y, AD__GRAIN_CHEAP, clamp_min_f32, clamp_min_f64);
+}
+
+void ad__clamp_min_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    ad_tensor *x = y->src[0];
+    double lo = y->param[0].f;
+    gin[0] = ad_mul(gy, y->param[1].i ? mask_of(x, lo, above_f32, above_f64)
+                                      : mask_of(x, lo, at_least_f32, at_least_f64));
+}
+
+// dy = the backward rule applied to dx (a symmetric Jacobian)
+ad_tensor *ad__clamp_min_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_self_adjoint(y, t);
+}
+
+ad_tensor *ad_clamp_min(ad_tensor *x, double min)
+{
+    return clamp_bound(AD_OP_clamp_min, x, min, false);
+}
+
+// clamp_max: dx = dy [x <= hi] (clamp), dy [x < hi] (hardtanh); 0 at NaN
+ad_status ad__clamp_max_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
+
+void ad__clamp_max_forward(ad_tensor *y)
+{
+    unary_forward(y, AD__GRAIN_CHEAP, clamp_max_f32, clamp_max_f64);
+}
+
+void ad__clamp_max_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    ad_tensor *x = y->src[0];
+    double hi = y->param[0].f;
+    gin[0] = ad_mul(gy, y->param[1].i ? mask_of(x, hi, below_f32, below_f64)
+                                      : mask_of(x, hi, at_most_f32, at_most_f64));
+}
+
+// dy = the backward rule applied to dx (a symmetric Jacobian)
+ad_tensor *ad__clamp_max_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_self_adjoint(y, t);
+}
+
+ad_tensor *ad_clamp_max(ad_tensor *x, double max)
+{
+    return clamp_bound(AD_OP_clamp_max, x, max, false);
+}
+
+/* clamp(x, min, max) = clamp_max(clamp_min(x, min), max); a NaN bound is no
+ * bound. The gradient is the product of the two masks: dy where
+ * min <= x <= max, 0 outside and at NaN. min > max gives max everywhere,
+ * with gradient 0 (PyTorch). */
+ad_tensor *ad_clamp(ad_tensor *x, double min, double max)
+{
+    if (isnan(min) && isnan(max)) {
+        ad_tape *tape = ad__input_tape(x, "clamp");
+        if (tape)
+            ad__fail(tape, AD_ERR_ARG, "clamp: at least one of min and max must not be NaN");
+        return NULL;
+    }
+    ad_tensor *y = isnan(min) ? x : ad_clamp_min(x, min);
+    return isnan(max) ? y : ad_clamp_max(y, max);
+}
+
+/* hardtanh: clamp's values with PyTorch's exclusive gradient: dy where
+ * min < x < max, 0 at the bounds and at NaN. */
+ad_tensor *ad_hardtanh(ad_tensor *x, double min, double max)
+{
+    return clamp_bound(AD_OP_clamp_max, clamp_bound(AD_OP_clamp_min, x, min, true), max, true);
 }

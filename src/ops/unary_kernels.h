@@ -250,3 +250,305 @@ static void K(to_bool)(int64_t n, const T *restrict x, bool *restrict y)
     for (int64_t i = 0; i < n; i++)
         y[i] = x[i] != 0;
 }
+
+// tan: y = tan x; x, y: (n)
+static void K(tan)(int64_t n, const T *restrict x, T *restrict y, T p)
+{
+    (void)p;
+    for (int64_t i = 0; i < n; i++)
+        y[i] = (T)tan(x[i]);
+}
+
+// atan: y = atan x; x, y: (n)
+static void K(atan)(int64_t n, const T *restrict x, T *restrict y, T p)
+{
+    (void)p;
+    for (int64_t i = 0; i < n; i++)
+        y[i] = (T)atan(x[i]);
+}
+
+// asin: y = asin x; x, y: (n)
+static void K(asin)(int64_t n, const T *restrict x, T *restrict y, T p)
+{
+    (void)p;
+    for (int64_t i = 0; i < n; i++)
+        y[i] = (T)asin(x[i]);
+}
+
+// acos: y = acos x; x, y: (n)
+static void K(acos)(int64_t n, const T *restrict x, T *restrict y, T p)
+{
+    (void)p;
+    for (int64_t i = 0; i < n; i++)
+        y[i] = (T)acos(x[i]);
+}
+
+// sinh: y = sinh x; x, y: (n)
+static void K(sinh)(int64_t n, const T *restrict x, T *restrict y, T p)
+{
+    (void)p;
+    for (int64_t i = 0; i < n; i++)
+        y[i] = (T)sinh(x[i]);
+}
+
+// cosh: y = cosh x; x, y: (n)
+static void K(cosh)(int64_t n, const T *restrict x, T *restrict y, T p)
+{
+    (void)p;
+    for (int64_t i = 0; i < n; i++)
+        y[i] = (T)cosh(x[i]);
+}
+
+// asinh: y = asinh x; x, y: (n)
+static void K(asinh)(int64_t n, const T *restrict x, T *restrict y, T p)
+{
+    (void)p;
+    for (int64_t i = 0; i < n; i++)
+        y[i] = (T)asinh(x[i]);
+}
+
+// acosh: y = acosh x; x, y: (n)
+static void K(acosh)(int64_t n, const T *restrict x, T *restrict y, T p)
+{
+    (void)p;
+    for (int64_t i = 0; i < n; i++)
+        y[i] = (T)acosh(x[i]);
+}
+
+// atanh: y = atanh x; x, y: (n)
+static void K(atanh)(int64_t n, const T *restrict x, T *restrict y, T p)
+{
+    (void)p;
+    for (int64_t i = 0; i < n; i++)
+        y[i] = (T)atanh(x[i]);
+}
+
+// erf: y = erf x; x, y: (n)
+static void K(erf)(int64_t n, const T *restrict x, T *restrict y, T p)
+{
+    (void)p;
+    for (int64_t i = 0; i < n; i++)
+        y[i] = (T)erf(x[i]);
+}
+
+// erfc: y = erfc x = 1 - erf x, accurate where erf x is near 1; x, y: (n)
+static void K(erfc)(int64_t n, const T *restrict x, T *restrict y, T p)
+{
+    (void)p;
+    for (int64_t i = 0; i < n; i++)
+        y[i] = (T)erfc(x[i]);
+}
+
+// log2: y = log2 x; x, y: (n)
+static void K(log2)(int64_t n, const T *restrict x, T *restrict y, T p)
+{
+    (void)p;
+    for (int64_t i = 0; i < n; i++)
+        y[i] = (T)log2(x[i]);
+}
+
+// log10: y = log10 x; x, y: (n)
+static void K(log10)(int64_t n, const T *restrict x, T *restrict y, T p)
+{
+    (void)p;
+    for (int64_t i = 0; i < n; i++)
+        y[i] = (T)log10(x[i]);
+}
+
+// exp2: y = 2^x; x, y: (n)
+static void K(exp2)(int64_t n, const T *restrict x, T *restrict y, T p)
+{
+    (void)p;
+    for (int64_t i = 0; i < n; i++)
+        y[i] = (T)exp2(x[i]);
+}
+
+// rsqrt: y = 1 / sqrt(x); x, y: (n)
+static void K(rsqrt)(int64_t n, const T *restrict x, T *restrict y, T p)
+{
+    (void)p;
+    for (int64_t i = 0; i < n; i++)
+        y[i] = (T)(1 / sqrt(x[i]));
+}
+
+// reciprocal: y = 1 / x; x, y: (n)
+static void K(reciprocal)(int64_t n, const T *restrict x, T *restrict y, T p)
+{
+    (void)p;
+    for (int64_t i = 0; i < n; i++)
+        y[i] = (T)(1 / x[i]);
+}
+
+// floor: y = the largest integer <= x; x, y: (n)
+static void K(floor)(int64_t n, const T *restrict x, T *restrict y, T p)
+{
+    (void)p;
+    for (int64_t i = 0; i < n; i++)
+        y[i] = (T)floor(x[i]);
+}
+
+// ceil: y = the smallest integer >= x; x, y: (n)
+static void K(ceil)(int64_t n, const T *restrict x, T *restrict y, T p)
+{
+    (void)p;
+    for (int64_t i = 0; i < n; i++)
+        y[i] = (T)ceil(x[i]);
+}
+
+// round: y = x rounded to the nearest integer, halves to even (nearbyint in the default rounding
+// mode, as torch.round); x, y: (n)
+static void K(round)(int64_t n, const T *restrict x, T *restrict y, T p)
+{
+    (void)p;
+    for (int64_t i = 0; i < n; i++)
+        y[i] = (T)nearbyint(x[i]);
+}
+
+// trunc: y = x rounded toward zero; x, y: (n)
+static void K(trunc)(int64_t n, const T *restrict x, T *restrict y, T p)
+{
+    (void)p;
+    for (int64_t i = 0; i < n; i++)
+        y[i] = (T)trunc(x[i]);
+}
+
+// silu: y = x / (1 + e^-x), PyTorch's formula: e^-x overflows to inf for x < -709 and y is -0
+// there; x, y: (n)
+static void K(silu)(int64_t n, const T *restrict x, T *restrict y, T p)
+{
+    (void)p;
+    for (int64_t i = 0; i < n; i++)
+        y[i] = (T)(x[i] / (1 + exp(-x[i])));
+}
+
+// mish: y = x tanh(ln(1 + e^x)), PyTorch's formula; x, y: (n)
+static void K(mish)(int64_t n, const T *restrict x, T *restrict y, T p)
+{
+    (void)p;
+    for (int64_t i = 0; i < n; i++)
+        y[i] = (T)(x[i] * tanh(log1p(exp(x[i]))));
+}
+
+// logsigmoid: y = min(x, 0) - ln(1 + e^-|x|), never exp of a large positive number; x, y: (n)
+static void K(logsigmoid)(int64_t n, const T *restrict x, T *restrict y, T p)
+{
+    (void)p;
+    for (int64_t i = 0; i < n; i++)
+        y[i] = (T)((x[i] < 0 ? x[i] : 0) - log1p(exp(-fabs(x[i]))));
+}
+
+// gelu_erf: y = x/2 (1 + erf(x / sqrt 2)), PyTorch's formula; x, y: (n)
+static void K(gelu_erf)(int64_t n, const T *restrict x, T *restrict y, T p)
+{
+    (void)p;
+    for (int64_t i = 0; i < n; i++)
+        y[i] = (T)(x[i] * (T)0.5 * (1 + erf(x[i] * (T)SQRT1_2)));
+}
+
+// elu: y = x <= 0 ? alpha (e^x - 1) : x, with alpha = p (PyTorch's test, so NaN takes
+// the x branch); x, y: (n)
+static void K(elu)(int64_t n, const T *restrict x, T *restrict y, T alpha)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] = (T)(x[i] <= 0 ? alpha * expm1(x[i]) : x[i]);
+}
+
+// elu's mask: m = 1 where x > 0, else 0, NaN included, so that NaN takes the
+// alpha e^x branch and its gradient is NaN, as PyTorch's vectorised kernel (its
+// scalar tail, for the last elements of a short tensor, gives 1); x, m: (n)
+static void K(elu_mask)(int64_t n, const T *restrict x, T *restrict m, T p)
+{
+    (void)p;
+    for (int64_t i = 0; i < n; i++)
+        m[i] = x[i] > 0 ? (T)1 : (T)0;
+}
+
+// hardswish: y = x min(max(x + 3, 0), 6) / 6, with PyTorch's std::max and std::min,
+// so NaN propagates and -inf gives NaN (-inf 0); x, y: (n)
+static void K(hardswish)(int64_t n, const T *restrict x, T *restrict y, T p)
+{
+    (void)p;
+    for (int64_t i = 0; i < n; i++) {
+        T r = x[i] + 3;
+        r = r < 0 ? (T)0 : r;
+        r = 6 < r ? (T)6 : r;
+        y[i] = (T)(x[i] * r / 6);
+    }
+}
+
+// hardswish's masks: the middle, where the slope is x/3 + 1/2 (-3 <= x < 3, and NaN,
+// which then gives NaN), and the top, where it is 1 (x >= 3); x, m: (n)
+static void K(hardswish_middle)(int64_t n, const T *restrict x, T *restrict m, T p)
+{
+    (void)p;
+    for (int64_t i = 0; i < n; i++)
+        m[i] = x[i] < -3 || x[i] >= 3 ? (T)0 : (T)1;
+}
+
+static void K(hardswish_top)(int64_t n, const T *restrict x, T *restrict m, T p)
+{
+    (void)p;
+    for (int64_t i = 0; i < n; i++)
+        m[i] = x[i] >= 3 ? (T)1 : (T)0;
+}
+
+// hardsigmoid: y = min(max(x + 3, 0), 6) / 6, NaN propagating; x, y: (n)
+static void K(hardsigmoid)(int64_t n, const T *restrict x, T *restrict y, T p)
+{
+    (void)p;
+    for (int64_t i = 0; i < n; i++) {
+        T r = x[i] + 3;
+        r = r < 0 ? (T)0 : r;
+        r = 6 < r ? (T)6 : r;
+        y[i] = (T)(r / 6);
+    }
+}
+
+// hardsigmoid's slope: m = 1/6 where -3 < x < 3, else 0 (the ends and NaN); x, m: (n)
+static void K(hardsigmoid_slope)(int64_t n, const T *restrict x, T *restrict m, T p)
+{
+    (void)p;
+    for (int64_t i = 0; i < n; i++)
+        m[i] = x[i] > -3 && x[i] < 3 ? (T)(1.0 / 6.0) : (T)0;
+}
+
+// clamp_min: y = x < lo ? lo : x, lo = p; NaN passes; x, y: (n)
+static void K(clamp_min)(int64_t n, const T *restrict x, T *restrict y, T lo)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] = x[i] < lo ? lo : x[i];
+}
+
+// clamp_max: y = x > hi ? hi : x, hi = p; NaN passes; x, y: (n)
+static void K(clamp_max)(int64_t n, const T *restrict x, T *restrict y, T hi)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] = x[i] > hi ? hi : x[i];
+}
+
+// The clamps' masks: 1 where the gradient passes, 0 elsewhere and at NaN. clamp's
+// bounds are inclusive (x >= lo, x <= hi), hardtanh's exclusive (x > lo, x < hi), both
+// as PyTorch (hardtanh's as its vectorised kernel; its scalar tail passes NaN); x, m: (n)
+static void K(at_least)(int64_t n, const T *restrict x, T *restrict m, T lo)
+{
+    for (int64_t i = 0; i < n; i++)
+        m[i] = x[i] >= lo ? (T)1 : (T)0;
+}
+
+static void K(at_most)(int64_t n, const T *restrict x, T *restrict m, T hi)
+{
+    for (int64_t i = 0; i < n; i++)
+        m[i] = x[i] <= hi ? (T)1 : (T)0;
+}
+
+static void K(above)(int64_t n, const T *restrict x, T *restrict m, T lo)
+{
+    for (int64_t i = 0; i < n; i++)
+        m[i] = x[i] > lo ? (T)1 : (T)0;
+}
+
+static void K(below)(int64_t n, const T *restrict x, T *restrict m, T hi)
+{
+    for (int64_t i = 0; i < n; i++)
+        m[i] = x[i] < hi ? (T)1 : (T)0;
+}
