@@ -943,6 +943,309 @@ static void test_second_derivative_flows_through_gather_and_where(void **state)
     assert_exact(h, 3, (const double[]){0, 0, 4});
 }
 
+/* ---- Compositions: squeeze, unsqueeze, flatten, unflatten, expand_as ------------------ */
+
+static void test_squeeze_drops_size_one_dims_and_keeps_others_as_torch(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[4] = {1, 3, 1, 2}, all[2] = {3, 2}, one[3] = {1, 3, 2}, same[4] = {1, 3, 1, 2};
+    ad_tensor *x = iota(tape, AD_F64, 4, s);
+    assert_shape(ad_squeeze(x, 0, NULL), 2, all);
+    assert_exact(ad_squeeze(x, 0, NULL), 6, (const double[]){0, 1, 2, 3, 4, 5});
+    assert_shape(ad_squeeze(x, 1, (const int[]){-2}), 3, one);
+    /* torch: squeezing a dim that is not 1 is a no-op */
+    assert_ptr_equal(ad_squeeze(x, 1, (const int[]){1}), x);
+    assert_shape(ad_squeeze(x, 1, (const int[]){1}), 4, same);
+    ad_tensor *z = leaf(tape, AD_F64, 0, NULL, (const double[]){7});
+    assert_ptr_equal(ad_squeeze(z, 1, (const int[]){-1}), z);
+    assert_ptr_equal(ad_squeeze(z, 0, NULL), z);
+    assert_exact(grad_of_sum(ad_squeeze(x, 0, NULL), x), 6, (const double[]){1, 1, 1, 1, 1, 1});
+}
+
+static void test_squeeze_axis_out_of_range_names_the_shape(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {2, 1};
+    ad_tensor *x = iota(tape, AD_F64, 2, s);
+    assert_failed(tape, ad_squeeze(x, 1, (const int[]){2}), AD_ERR_AXIS, "squeeze", "axis 2",
+                  "[2,1]");
+}
+
+static void test_squeeze_of_0d_with_axis_1_is_an_axis_error(void **state)
+{
+    ad_tape *tape = *state;
+    ad_tensor *z = leaf(tape, AD_F64, 0, NULL, (const double[]){7});
+    assert_failed(tape, ad_squeeze(z, 1, (const int[]){1}), AD_ERR_AXIS, "squeeze", "axis 1", "[]");
+}
+
+static void test_squeeze_with_a_repeated_axis_is_an_axis_error(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {1, 1};
+    ad_tensor *x = iota(tape, AD_F64, 2, s);
+    assert_failed(tape, ad_squeeze(x, 2, (const int[]){0, -2}), AD_ERR_AXIS, "squeeze", "repeated",
+                  "[1,1]");
+}
+
+static void test_unsqueeze_inserts_a_dim_at_negative_and_positive_axes(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {2, 3}, front[3] = {1, 2, 3}, back[3] = {2, 3, 1}, mid[3] = {2, 1, 3},
+                  one[1] = {1};
+    ad_tensor *x = iota(tape, AD_F64, 2, s);
+    assert_shape(ad_unsqueeze(x, 0), 3, front);
+    assert_shape(ad_unsqueeze(x, -1), 3, back);
+    assert_shape(ad_unsqueeze(x, 2), 3, back);
+    assert_shape(ad_unsqueeze(x, -2), 3, mid);
+    assert_exact(ad_unsqueeze(x, 1), 6, (const double[]){0, 1, 2, 3, 4, 5});
+    ad_tensor *z = leaf(tape, AD_F32, 0, NULL, (const double[]){7});
+    assert_shape(ad_unsqueeze(z, -1), 1, one);
+    assert_exact(ad_unsqueeze(z, 0), 1, (const double[]){7});
+}
+
+static void test_unsqueeze_axis_out_of_range_names_the_range_and_shape(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {2, 3};
+    ad_tensor *x = iota(tape, AD_F64, 2, s);
+    assert_failed(tape, ad_unsqueeze(x, 3), AD_ERR_AXIS, "unsqueeze", "[-3, 2]", "[2,3]");
+}
+
+static void test_unsqueeze_of_eight_dims_is_a_shape_error(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[8] = {1, 1, 1, 1, 1, 1, 1, 2};
+    ad_tensor *x = iota(tape, AD_F64, 8, s);
+    assert_failed(tape, ad_unsqueeze(x, 0), AD_ERR_SHAPE, "unsqueeze", "most dims", NULL);
+}
+
+static void test_flatten_merges_a_range_of_dims_as_torch(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[4] = {2, 3, 0, 2}, mid[3] = {2, 0, 2}, all[1] = {0}, same[4] = {2, 3, 0, 2},
+                  one[1] = {1};
+    ad_tensor *x = leaf(tape, AD_F64, 4, s, NULL);
+    assert_shape(ad_flatten(x, 1, 2), 3, mid);
+    assert_shape(ad_flatten(x, 0, -1), 1, all);
+    assert_shape(ad_flatten(x, -2, 2), 4, same);
+    assert_shape(grad_of_sum(ad_flatten(x, 0, -1), x), 4, s);
+    ad_tensor *z = leaf(tape, AD_F64, 0, NULL, (const double[]){7});
+    assert_shape(ad_flatten(z, 0, -1), 1, one);
+    const int64_t s23[2] = {2, 3}, six[1] = {6};
+    ad_tensor *y = ad_flatten(iota(tape, AD_F32, 2, s23), 0, 1);
+    assert_shape(y, 1, six);
+    assert_exact(y, 6, (const double[]){0, 1, 2, 3, 4, 5});
+}
+
+static void test_flatten_with_start_after_end_names_both(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[3] = {2, 3, 4};
+    ad_tensor *x = iota(tape, AD_F64, 3, s);
+    assert_failed(tape, ad_flatten(x, 2, 1), AD_ERR_AXIS, "flatten", "start 2 comes after end 1",
+                  "[2,3,4]");
+}
+
+static void test_flatten_axis_out_of_range_names_the_shape(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {2, 3};
+    ad_tensor *x = iota(tape, AD_F64, 2, s);
+    assert_failed(tape, ad_flatten(x, 0, 2), AD_ERR_AXIS, "flatten", "axis 2", "[2,3]");
+}
+
+static void test_unflatten_splits_a_dim_and_infers_minus_one(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {2, 12}, want[3] = {2, 3, 4}, want2[4] = {2, 2, 3, 2};
+    ad_tensor *x = leaf(tape, AD_F64, 2, s, NULL);
+    assert_shape(ad_unflatten(x, 1, 2, (const int64_t[]){3, -1}), 3, want);
+    assert_shape(ad_unflatten(x, -1, 3, (const int64_t[]){2, 3, 2}), 4, want2);
+    const int64_t z[2] = {2, 0}, zw[3] = {2, 0, 5};
+    assert_shape(ad_unflatten(leaf(tape, AD_F64, 2, z, NULL), 1, 2, (const int64_t[]){0, 5}), 3,
+                 zw);
+}
+
+static void test_unflatten_with_sizes_that_do_not_multiply_names_them(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {2, 12};
+    ad_tensor *x = leaf(tape, AD_F64, 2, s, NULL);
+    assert_failed(tape, ad_unflatten(x, 1, 2, (const int64_t[]){5, -1}), AD_ERR_SHAPE, "unflatten",
+                  "[5,-1]", "[2,12]");
+}
+
+static void test_unflatten_of_zero_with_minus_one_is_ambiguous_as_torch(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {2, 0};
+    ad_tensor *x = leaf(tape, AD_F64, 2, s, NULL);
+    assert_failed(tape, ad_unflatten(x, 1, 2, (const int64_t[]){0, -1}), AD_ERR_SHAPE, "unflatten",
+                  "[0,-1]", "[2,0]");
+}
+
+static void test_unflatten_with_no_sizes_is_a_shape_error(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {2, 12};
+    ad_tensor *x = leaf(tape, AD_F64, 2, s, NULL);
+    assert_failed(tape, ad_unflatten(x, 1, 0, NULL), AD_ERR_SHAPE, "unflatten", "0 sizes",
+                  "[2,12]");
+}
+
+static void test_expand_as_takes_the_other_shape_and_sums_the_gradient_back(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {2, 1}, t[3] = {3, 2, 2};
+    ad_tensor *x = iota(tape, AD_F64, 2, s);
+    ad_tensor *other = leaf(tape, AD_F64, 3, t, NULL);
+    ad_tensor *y = ad_expand_as(x, other);
+    assert_shape(y, 3, t);
+    assert_exact(y, 12, (const double[]){0, 0, 1, 1, 0, 0, 1, 1, 0, 0, 1, 1});
+    assert_exact(grad_of_sum(y, x), 2, (const double[]){6, 6});
+    assert_failed(tape, ad_expand_as(other, x), AD_ERR_SHAPE, "expand", "[3,2,2]", "[2,1]");
+}
+
+/* ---- Compositions: split, chunk, unbind ------------------------------------------------ */
+
+static void test_split_gives_pieces_of_a_size_the_last_shorter(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {5, 2}, p2[2] = {2, 2}, p1[2] = {1, 2};
+    ad_tensor *x = iota(tape, AD_F64, 2, s), *out[4];
+    assert_int_equal(ad_split(x, 0, 2, 4, out), 3);
+    assert_shape(out[0], 2, p2);
+    assert_shape(out[2], 2, p1);
+    assert_exact(out[1], 4, (const double[]){4, 5, 6, 7});
+    assert_exact(out[2], 2, (const double[]){8, 9});
+    /* only the used pieces get a gradient */
+    assert_exact(grad_of_sum(out[1], x), 10, (const double[]){0, 0, 0, 0, 1, 1, 1, 1, 0, 0});
+    assert_int_equal(ad_split(x, -1, 5, 4, out), 1);
+    assert_exact(out[0], 10, (const double[]){0, 1, 2, 3, 4, 5, 6, 7, 8, 9});
+}
+
+static void test_split_of_an_empty_axis_gives_one_empty_piece_as_torch(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {0, 3};
+    ad_tensor *x = leaf(tape, AD_F64, 2, s, NULL), *out[2];
+    assert_int_equal(ad_split(x, 0, 2, 2, out), 1);
+    assert_shape(out[0], 2, s);
+    assert_int_equal(ad_split(x, 0, 0, 2, out), 1);
+    assert_int_equal(ad_tape_status(tape), AD_OK);
+}
+
+static void test_split_into_too_few_slots_names_the_count(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[1] = {5};
+    ad_tensor *x = iota(tape, AD_F64, 1, s), *out[2] = {x, x};
+    assert_int_equal(ad_split(x, 0, 2, 2, out), 0);
+    assert_null(out[0]);
+    assert_null(out[1]);
+    assert_failed(tape, NULL, AD_ERR_ARG, "split", "3 pieces", "room for 2");
+}
+
+static void test_split_of_size_zero_is_an_argument_error(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[1] = {5};
+    ad_tensor *x = iota(tape, AD_F64, 1, s), *out[2];
+    assert_int_equal(ad_split(x, 0, 0, 2, out), 0);
+    assert_failed(tape, NULL, AD_ERR_ARG, "split", "size 0", "[5]");
+}
+
+static void test_split_sizes_gives_pieces_of_the_sizes(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {2, 5}, p0[2] = {2, 0};
+    ad_tensor *x = iota(tape, AD_F32, 2, s), *out[3];
+    assert_int_equal(ad_split_sizes(x, 1, 3, (const int64_t[]){2, 0, 3}, out), 3);
+    assert_exact(out[0], 4, (const double[]){0, 1, 5, 6});
+    assert_shape(out[1], 2, p0);
+    assert_exact(out[2], 6, (const double[]){2, 3, 4, 7, 8, 9});
+}
+
+static void test_split_sizes_that_do_not_sum_to_the_dim_name_the_shape(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[1] = {5};
+    ad_tensor *x = iota(tape, AD_F64, 1, s), *out[2];
+    assert_int_equal(ad_split_sizes(x, 0, 2, (const int64_t[]){2, 2}, out), 0);
+    assert_failed(tape, NULL, AD_ERR_ARG, "split_sizes", "sum to 5", "[5]");
+}
+
+static void test_chunk_may_give_fewer_pieces_than_asked_as_torch(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s6[1] = {6}, s5[1] = {5}, two[1] = {2}, one[1] = {1};
+    ad_tensor *out[4];
+    assert_int_equal(ad_chunk(iota(tape, AD_F64, 1, s6), 0, 4, out), 3);
+    assert_exact(out[2], 2, (const double[]){4, 5});
+    assert_null(out[3]);
+    assert_int_equal(ad_chunk(iota(tape, AD_F64, 1, s5), -1, 4, out), 3);
+    assert_shape(out[1], 1, two);
+    assert_shape(out[2], 1, one);
+    const int64_t s02[2] = {0, 2};
+    assert_int_equal(ad_chunk(leaf(tape, AD_F64, 2, s02, NULL), 0, 3, out), 3);
+    assert_shape(out[2], 2, s02);
+}
+
+static void test_chunk_into_zero_pieces_is_an_argument_error(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[1] = {6};
+    ad_tensor *out[1];
+    assert_int_equal(ad_chunk(iota(tape, AD_F64, 1, s), 0, 0, out), 0);
+    assert_failed(tape, NULL, AD_ERR_ARG, "chunk", "0 chunks", "[6]");
+}
+
+static void test_unbind_removes_the_axis_and_each_slice_gets_its_gradient(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {2, 3}, col[1] = {2};
+    ad_tensor *x = iota(tape, AD_F64, 2, s), *out[3];
+    assert_int_equal(ad_unbind(x, 1, 3, out), 3);
+    assert_shape(out[0], 1, col);
+    assert_exact(out[2], 2, (const double[]){2, 5});
+    ad_tensor *y = ad_add(out[0], ad_mul_scalar(out[2], 3));
+    assert_exact(grad_of_sum(y, x), 6, (const double[]){1, 0, 3, 1, 0, 3});
+    const int64_t s02[2] = {0, 2};
+    assert_int_equal(ad_unbind(leaf(tape, AD_F64, 2, s02, NULL), 0, 0, NULL), 0);
+    assert_int_equal(ad_tape_status(tape), AD_ERR_ARG); /* out is NULL */
+}
+
+static void test_unbind_of_an_empty_axis_gives_no_pieces_and_no_error(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s02[2] = {0, 2};
+    ad_tensor *out[1] = {NULL};
+    assert_int_equal(ad_unbind(leaf(tape, AD_F64, 2, s02, NULL), 0, 1, out), 0);
+    assert_int_equal(ad_tape_status(tape), AD_OK);
+}
+
+static void test_unbind_into_too_few_slots_names_the_count(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {2, 3};
+    ad_tensor *x = iota(tape, AD_F64, 2, s), *out[2];
+    assert_int_equal(ad_unbind(x, -1, 2, out), 0);
+    assert_failed(tape, NULL, AD_ERR_ARG, "unbind", "3 pieces", "room for 2");
+}
+
+static void test_multi_output_ops_given_null_return_zero_and_null_pieces(void **state)
+{
+    ad_tape *tape = *state;
+    ad_tensor *out[2] = {(ad_tensor *)tape, (ad_tensor *)tape};
+    assert_int_equal(ad_split(NULL, 0, 1, 2, out), 0);
+    assert_null(out[0]);
+    assert_null(out[1]);
+    assert_int_equal(ad_chunk(NULL, 0, 2, out), 0);
+    assert_int_equal(ad_unbind(NULL, 0, 2, out), 0);
+    assert_int_equal(ad_split_sizes(NULL, 0, 1, (const int64_t[]){1}, out), 0);
+    assert_int_equal(ad_tape_status(tape), AD_OK);
+}
+
 /* ---- Runner --------------------------------------------------------------------------- */
 
 int main(void)
@@ -1017,6 +1320,33 @@ int main(void)
         TAPE_TEST(test_indexing_ops_given_null_return_null_without_an_error_of_their_own),
         TAPE_TEST(test_an_errored_tape_makes_every_indexing_op_return_null),
         TAPE_TEST(test_second_derivative_flows_through_gather_and_where),
+        TAPE_TEST(test_squeeze_drops_size_one_dims_and_keeps_others_as_torch),
+        TAPE_TEST(test_squeeze_axis_out_of_range_names_the_shape),
+        TAPE_TEST(test_squeeze_of_0d_with_axis_1_is_an_axis_error),
+        TAPE_TEST(test_squeeze_with_a_repeated_axis_is_an_axis_error),
+        TAPE_TEST(test_unsqueeze_inserts_a_dim_at_negative_and_positive_axes),
+        TAPE_TEST(test_unsqueeze_axis_out_of_range_names_the_range_and_shape),
+        TAPE_TEST(test_unsqueeze_of_eight_dims_is_a_shape_error),
+        TAPE_TEST(test_flatten_merges_a_range_of_dims_as_torch),
+        TAPE_TEST(test_flatten_with_start_after_end_names_both),
+        TAPE_TEST(test_flatten_axis_out_of_range_names_the_shape),
+        TAPE_TEST(test_unflatten_splits_a_dim_and_infers_minus_one),
+        TAPE_TEST(test_unflatten_with_sizes_that_do_not_multiply_names_them),
+        TAPE_TEST(test_unflatten_of_zero_with_minus_one_is_ambiguous_as_torch),
+        TAPE_TEST(test_unflatten_with_no_sizes_is_a_shape_error),
+        TAPE_TEST(test_expand_as_takes_the_other_shape_and_sums_the_gradient_back),
+        TAPE_TEST(test_split_gives_pieces_of_a_size_the_last_shorter),
+        TAPE_TEST(test_split_of_an_empty_axis_gives_one_empty_piece_as_torch),
+        TAPE_TEST(test_split_into_too_few_slots_names_the_count),
+        TAPE_TEST(test_split_of_size_zero_is_an_argument_error),
+        TAPE_TEST(test_split_sizes_gives_pieces_of_the_sizes),
+        TAPE_TEST(test_split_sizes_that_do_not_sum_to_the_dim_name_the_shape),
+        TAPE_TEST(test_chunk_may_give_fewer_pieces_than_asked_as_torch),
+        TAPE_TEST(test_chunk_into_zero_pieces_is_an_argument_error),
+        TAPE_TEST(test_unbind_removes_the_axis_and_each_slice_gets_its_gradient),
+        TAPE_TEST(test_unbind_of_an_empty_axis_gives_no_pieces_and_no_error),
+        TAPE_TEST(test_unbind_into_too_few_slots_names_the_count),
+        TAPE_TEST(test_multi_output_ops_given_null_return_zero_and_null_pieces),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

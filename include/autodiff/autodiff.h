@@ -709,6 +709,42 @@ AD_API ad_tensor *ad_concat(size_t n, ad_tensor *const *xs, int axis);
 /* Joined along a new axis; all shapes must agree. */
 AD_API ad_tensor *ad_stack(size_t n, ad_tensor *const *xs, int axis);
 /*
+ * Compositions of reshape, expand, slice, concat, permute, index_select and
+ * where: differentiable to any order, with their parts' gradients.
+ */
+/* Size-1 dims among axes dropped (n_axes = 0: all of them); a listed dim
+ * that is not 1 stays, as in torch. dx = reshape(dy, x.shape) */
+AD_API ad_tensor *ad_squeeze(ad_tensor *x, int n_axes, const int *axes);
+/* A size-1 dim inserted at axis, in [-(ndim+1), ndim]. dx = reshape(dy, x.shape) */
+AD_API ad_tensor *ad_unsqueeze(ad_tensor *x, int axis);
+/* Dims start..end (inclusive) merged into one; 0-d gives [1]. dx = reshape(dy, x.shape) */
+AD_API ad_tensor *ad_flatten(ad_tensor *x, int start, int end);
+/* Dim axis split into sizes[0..n) (one may be -1). dx = reshape(dy, x.shape) */
+AD_API ad_tensor *ad_unflatten(ad_tensor *x, int axis, int n, const int64_t *sizes);
+/* x expanded to other's shape (only its shape is read). dx = sum_to(dy, x.shape) */
+AD_API ad_tensor *ad_expand_as(ad_tensor *x, ad_tensor *other);
+/*
+ * Several results from one call: the pieces are written to out[] and the
+ * count is returned. On error (on the tape, as for any op) they return 0 and
+ * set every out[i] they had room for to NULL; an empty axis may also give 0
+ * pieces (unbind), so tell the two apart with ad_tape_status. Each piece is a
+ * slice: dx = the pieces' gradients placed back into zeros and summed, one
+ * pass over x per piece used.
+ *
+ * ad_split: torch.split(x, size, axis), pieces of `size` (the last shorter):
+ * ceil(dim / size) of them, 1 for an empty axis; more than capacity is
+ * AD_ERR_ARG; size 0 only for an empty axis.
+ * ad_split_sizes: n pieces of sizes[i], which must sum to the dim (AD_ERR_ARG).
+ * ad_chunk: torch.chunk, pieces of ceil(dim / chunks), so possibly fewer than
+ * chunks (out[] needs room for chunks; the unused tail is set NULL).
+ * ad_unbind: the dim's slices with axis removed; room for x.shape[axis].
+ */
+AD_API size_t ad_split(ad_tensor *x, int axis, int64_t size, size_t capacity, ad_tensor **out);
+AD_API size_t ad_split_sizes(ad_tensor *x, int axis, size_t n, const int64_t *sizes,
+                             ad_tensor **out);
+AD_API size_t ad_chunk(ad_tensor *x, int axis, size_t chunks, ad_tensor **out);
+AD_API size_t ad_unbind(ad_tensor *x, int axis, size_t capacity, ad_tensor **out);
+/*
  * Selects index[0..n) along axis (each in [0, dim); copied): y.shape[axis] = n.
  * dx = index_add(zeros, axis, index, dy): repeated indices accumulate.
  */

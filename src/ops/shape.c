@@ -627,3 +627,282 @@ ad_tensor *ad_transpose(ad_tensor *x, int axis0, int axis1)
     perm[a1] = a0;
     return ad_permute(x, perm);
 }
+
+/* ==== Compositions of the primitives above ===================================================
+ * squeeze, unsqueeze, flatten, unflatten and expand_as are reshapes and expands;
+ * split, chunk and unbind are slices; repeat is expands; flip and pad (reflect, replicate,
+ * circular) are index_selects; roll is slices joined; constant pad is slices and
+ * concats; tril/triu are where with a constant mask; diagonal is a strided slice of the
+ * flattened matrix; trace and outer are sums and products of those. None needs a row:
+ * each is differentiable to any order because its parts are, and tests/cases_shape.c
+ * checks each under the row of the primitive that carries its gradient. */
+
+/* ---- squeeze, unsqueeze, flatten, unflatten, expand_as: reshapes ------------------------- */
+
+ad_tensor *ad_squeeze(ad_tensor *x, int n_axes, const int *axes)
+{
+    ad_tape *tape = ad__input_tape(x, "squeeze");
+    if (!tape)
+        return NULL;
+    if (x->ndim == 0) {
+        /* torch lets a 0-d tensor name axis 0 or -1, as if it had one dim */
+        for (int i = 0; i < n_axes; i++)
+            if (!axes || (axes[i] != 0 && axes[i] != -1)) {
+                ad__fail(tape, AD_ERR_AXIS, "squeeze: axis %d is not 0 or -1 for shape []",
+                         axes ? axes[i] : 0);
+                return NULL;
+            }
+        return x;
+    }
+    uint32_t mask;
+    if (ad__axes_mask(tape, "squeeze", x, n_axes, axes, &mask) != AD_OK)
+        return NULL;
+    int64_t shape[AD_MAX_DIMS];
+    int nd = 0;
+    for (int d = 0; d < x->ndim; d++)
+        if (!(mask & (1u << d)) || x->shape[d] != 1)
+            shape[nd++] = x->shape[d];
+    return ad_reshape(x, nd, shape);
+}
+
+ad_tensor *ad_unsqueeze(ad_tensor *x, int axis)
+{
+    ad_tape *tape = ad__input_tape(x, "unsqueeze");
+    if (!tape)
+        return NULL;
+    char s[AD__SHAPE_BUF];
+    int nd = x->ndim, a = ad__axis(axis, nd + 1);
+    if (nd == AD_MAX_DIMS || a < 0) {
+        ad__fail(tape, nd == AD_MAX_DIMS ? AD_ERR_SHAPE : AD_ERR_AXIS,
+                 "unsqueeze: axis %d out of range [%d, %d] for shape %s%s", axis, -(nd + 1), nd,
+                 AD__SHAPE(x, s), nd == AD_MAX_DIMS ? " (it has the most dims)" : "");
+        return NULL;
+    }
+    int64_t shape[AD_MAX_DIMS];
+    for (int d = 0, k = 0; d <= nd; d++)
+        shape[d] = d == a ? 1 : x->shape[k++];
+    return ad_reshape(x, nd + 1, shape);
+}
+
+ad_tensor *ad_flatten(ad_tensor *x, int start, int end)
+{
+    ad_tape *tape = ad__input_tape(x, "flatten");
+    if (!tape)
+        return NULL;
+    char s[AD__SHAPE_BUF];
+    int a, b;
+    if (x->ndim) {
+        a = ad__check_axis(tape, "flatten", x, start);
+        b = a < 0 ? -1 : ad__check_axis(tape, "flatten", x, end);
+    } else { /* torch lets a 0-d tensor name axis 0 or -1, and flattens it to [1] */
+        a = start == 0 || start == -1 ? 0 : -1;
+        b = end == 0 || end == -1 ? 0 : -1;
+        if (a < 0 || b < 0)
+            ad__fail(tape, AD_ERR_AXIS, "flatten: axis %d is not 0 or -1 for shape []",
+                     a < 0 ? start : end);
+    }
+    if (a < 0 || b < 0)
+        return NULL;
+    if (a > b) {
+        ad__fail(tape, AD_ERR_AXIS, "flatten: start %d comes after end %d for shape %s", start, end,
+                 AD__SHAPE(x, s));
+        return NULL;
+    }
+    if (x->ndim == 0) {
+        const int64_t one = 1;
+        return ad_reshape(x, 1, &one);
+    }
+    int64_t shape[AD_MAX_DIMS];
+    int k = 0;
+    for (int d = 0; d < x->ndim; d++) {
+        if (d <= a || d > b)
+            shape[k++] = x->shape[d];
+        else
+            shape[k - 1] *= x->shape[d]; /* no overflow: the product is x's numel */
+    }
+    return ad_reshape(x, k, shape);
+}
+
+ad_tensor *ad_unflatten(ad_tensor *x, int axis, int n, const int64_t *sizes)
+{
+    ad_tape *tape = ad__input_tape(x, "unflatten");
+    if (!tape)
+        return NULL;
+    char s0[AD__SHAPE_BUF], s1[AD__SHAPE_BUF];
+    int a = ad__check_axis(tape, "unflatten", x, axis);
+    if (a < 0)
+        return NULL;
+    if (n < 1 || !sizes || x->ndim - 1 + n > AD_MAX_DIMS) {
+        ad__fail(tape, AD_ERR_SHAPE, "unflatten: %d sizes%s for axis %d of shape %s", n,
+                 sizes ? "" : " (NULL)", axis, AD__SHAPE(x, s0));
+        return NULL;
+    }
+    int64_t shape[AD_MAX_DIMS], known = 1, dim = x->shape[a];
+    int infer = -1, k = 0;
+    bool ok = true;
+    for (int d = 0; d < a; d++)
+        shape[k++] = x->shape[d];
+    for (int i = 0; i < n; i++, k++) {
+        shape[k] = sizes[i];
+        if (sizes[i] == -1 && infer < 0)
+            infer = k;
+        else if (sizes[i] < 0 || (sizes[i] && known > AD__MAX_NUMEL / sizes[i]))
+            ok = false;
+        else
+            known *= sizes[i];
+    }
+    for (int d = a + 1; d < x->ndim; d++)
+        shape[k++] = x->shape[d];
+    /* -1 with a zero product is ambiguous, as in torch */
+    if (infer >= 0 && ok && known && dim % known == 0)
+        shape[infer] = dim / known;
+    else if (infer >= 0)
+        ok = false;
+    if (!ok || (infer < 0 && known != dim)) {
+        ad__fail(tape, AD_ERR_SHAPE, "unflatten: sizes %s do not multiply to %lld, axis %d of %s",
+                 ad__shape_str(s1, n, sizes), (long long)dim, axis, AD__SHAPE(x, s0));
+        return NULL;
+    }
+    return ad_reshape(x, k, shape);
+}
+
+ad_tensor *ad_expand_as(ad_tensor *x, ad_tensor *other)
+{
+    if (!ad__input_tape(x, "expand_as") || !other)
+        return NULL;
+    return ad_expand(x, other->ndim, other->shape);
+}
+
+/* ---- split, chunk, unbind: slices ---------------------------------------------------------
+ * Each piece is a slice, so the gradient of x is the sum of each used piece's gradient
+ * scattered back into zeros: k pieces cost k passes over x in the backward. */
+
+/* Sets out[0..n) to NULL after an error, and returns 0. */
+static size_t pieces_failed(size_t n, ad_tensor **out)
+{
+    for (size_t i = 0; out && i < n; i++)
+        out[i] = NULL;
+    return 0;
+}
+
+/* The axis of x for a multi-output op, or -1 (the error on the tape). */
+static int pieces_axis(ad_tensor *x, const char *op, int axis, ad_tensor **out)
+{
+    ad_tape *tape = ad__input_tape(x, op);
+    if (!tape)
+        return -1;
+    if (!out) {
+        char s[AD__SHAPE_BUF];
+        ad__fail(tape, AD_ERR_ARG, "%s: out is NULL (x of shape %s)", op, AD__SHAPE(x, s));
+        return -1;
+    }
+    return ad__check_axis(tape, op, x, axis);
+}
+
+/* n pieces of length `size` along axis a (the last one shorter), or of sizes[i]. */
+static size_t slice_pieces(ad_tensor *x, int a, size_t n, int64_t size, const int64_t *sizes,
+                           ad_tensor **out)
+{
+    int64_t start = 0, dim = x->shape[a];
+    for (size_t i = 0; i < n; i++) {
+        int64_t len = sizes ? sizes[i] : size < dim - start ? size : dim - start;
+        out[i] = ad_slice(x, a, start, start + len, 1);
+        if (!out[i])
+            return pieces_failed(n, out);
+        start += len;
+    }
+    return n;
+}
+
+size_t ad_split(ad_tensor *x, int axis, int64_t size, size_t capacity, ad_tensor **out)
+{
+    int a = pieces_axis(x, "split", axis, out);
+    if (a < 0)
+        return pieces_failed(capacity, out);
+    char s[AD__SHAPE_BUF];
+    int64_t dim = x->shape[a];
+    if (size < 0 || (size == 0 && dim != 0)) {
+        ad__fail(x->tape, AD_ERR_ARG,
+                 "split: size %lld along axis %d of shape %s (0 only for an "
+                 "empty axis)",
+                 (long long)size, axis, AD__SHAPE(x, s));
+        return pieces_failed(capacity, out);
+    }
+    /* torch: an empty axis gives one empty piece */
+    size_t n = dim == 0 ? 1 : (size_t)((dim - 1) / size + 1);
+    if (n > capacity) {
+        ad__fail(x->tape, AD_ERR_ARG,
+                 "split: %zu pieces of size %lld along axis %d of shape %s, room for %zu", n,
+                 (long long)size, axis, AD__SHAPE(x, s), capacity);
+        return pieces_failed(capacity, out);
+    }
+    return slice_pieces(x, a, n, size, NULL, out);
+}
+
+size_t ad_split_sizes(ad_tensor *x, int axis, size_t n, const int64_t *sizes, ad_tensor **out)
+{
+    int a = pieces_axis(x, "split_sizes", axis, out);
+    if (a < 0)
+        return pieces_failed(n, out);
+    char s[AD__SHAPE_BUF];
+    int64_t total = 0;
+    bool ok = n > 0 && sizes;
+    for (size_t i = 0; ok && i < n; i++) {
+        ok = sizes[i] >= 0 && sizes[i] <= x->shape[a] - total;
+        total += ok ? sizes[i] : 0;
+    }
+    if (!ok || total != x->shape[a]) {
+        ad__fail(x->tape, AD_ERR_ARG,
+                 "split_sizes: %zu sizes%s do not sum to %lld, axis %d of shape %s", n,
+                 sizes ? "" : " (NULL)", (long long)x->shape[a], axis, AD__SHAPE(x, s));
+        return pieces_failed(n, out);
+    }
+    return slice_pieces(x, a, n, 0, sizes, out);
+}
+
+size_t ad_chunk(ad_tensor *x, int axis, size_t chunks, ad_tensor **out)
+{
+    int a = pieces_axis(x, "chunk", axis, out);
+    if (a < 0)
+        return pieces_failed(chunks, out);
+    char s[AD__SHAPE_BUF];
+    int64_t dim = x->shape[a];
+    if (chunks == 0 || chunks > (size_t)AD__MAX_NUMEL) {
+        ad__fail(x->tape, AD_ERR_ARG, "chunk: %zu chunks along axis %d of shape %s (at least 1)",
+                 chunks, axis, AD__SHAPE(x, s));
+        return pieces_failed(chunks, out);
+    }
+    /* torch: pieces of ceil(dim / chunks), so there may be fewer than chunks; an
+     * empty axis gives chunks empty pieces */
+    if (dim == 0)
+        return slice_pieces(x, a, chunks, 0, NULL, out);
+    int64_t size = (dim - 1) / (int64_t)chunks + 1;
+    size_t n = (size_t)((dim - 1) / size + 1);
+    for (size_t i = n; i < chunks; i++)
+        out[i] = NULL;
+    return slice_pieces(x, a, n, size, NULL, out);
+}
+
+size_t ad_unbind(ad_tensor *x, int axis, size_t capacity, ad_tensor **out)
+{
+    int a = pieces_axis(x, "unbind", axis, out);
+    if (a < 0)
+        return pieces_failed(capacity, out);
+    char s[AD__SHAPE_BUF];
+    int64_t dim = x->shape[a];
+    if ((uint64_t)dim > capacity) {
+        ad__fail(x->tape, AD_ERR_ARG, "unbind: %lld pieces along axis %d of shape %s, room for %zu",
+                 (long long)dim, axis, AD__SHAPE(x, s), capacity);
+        return pieces_failed(capacity, out);
+    }
+    int64_t shape[AD_MAX_DIMS];
+    for (int d = 0, k = 0; d < x->ndim; d++)
+        if (d != a)
+            shape[k++] = x->shape[d];
+    for (int64_t i = 0; i < dim; i++) {
+        out[i] = ad_reshape(ad_slice(x, a, i, i + 1, 1), x->ndim - 1, shape);
+        if (!out[i])
+            return pieces_failed(capacity, out);
+    }
+    return (size_t)dim;
+}
