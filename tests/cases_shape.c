@@ -383,6 +383,99 @@ static const comp_ctx chunk_2_axis0 = {.a = 0, .b = 2};
 static const comp_ctx unbind_0_stack_1 = {.a = 0, .b = 1};
 static const comp_ctx unbind_neg1 = {.a = -1, .b = 0};
 
+static ad_tensor *f_repeat(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    const comp_ctx *c = ctx;
+    (void)tape, (void)n;
+    return ad_repeat(in[0], c->n, c->v);
+}
+
+static ad_tensor *f_repeat_squared(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    return ad_square(f_repeat(tape, n, in, ctx));
+}
+
+/* flip(x) * x: each entry meets its mirror, so the second order is not zero. */
+static ad_tensor *f_flip_times(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    const comp_ctx *c = ctx;
+    (void)tape, (void)n;
+    return ad_mul(ad_flip(in[0], c->n, c->axes), in[0]);
+}
+
+/* roll(x) * x; c->b set: no axes (rolled flattened). */
+static ad_tensor *f_roll_times(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    const comp_ctx *c = ctx;
+    (void)tape, (void)n;
+    return ad_mul(ad_roll(in[0], c->n, c->v, c->b ? NULL : c->axes), in[0]);
+}
+
+static ad_tensor *f_pad(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    const comp_ctx *c = ctx;
+    (void)tape, (void)n;
+    return ad_pad(in[0], c->n, c->v, (ad_pad_mode)c->a, c->value);
+}
+
+static ad_tensor *f_pad_squared(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    return ad_square(f_pad(tape, n, in, ctx));
+}
+
+/* tril (c->b set) or triu of x, times x. */
+static ad_tensor *f_triangle_times(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    const comp_ctx *c = ctx;
+    (void)tape, (void)n;
+    ad_tensor *t = c->b ? ad_tril(in[0], c->a) : ad_triu(in[0], c->a);
+    return ad_mul(t, in[0]);
+}
+
+static ad_tensor *f_diagonal(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    const comp_ctx *c = ctx;
+    (void)tape, (void)n;
+    return ad_diagonal(in[0], c->v[0], c->a, c->b);
+}
+
+static ad_tensor *f_diagonal_squared(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    return ad_square(f_diagonal(tape, n, in, ctx));
+}
+
+/* trace(x)^2 */
+static ad_tensor *f_trace_squared(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    (void)tape, (void)n, (void)ctx;
+    return ad_square(ad_trace(in[0]));
+}
+
+static ad_tensor *f_outer(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    (void)tape, (void)ctx;
+    return ad_outer(in[0], in[n - 1]);
+}
+
+static const comp_ctx rep_2_1_2 = {.n = 3, .v = {2, 1, 2}};
+static const comp_ctx rep_0d = {.n = 2, .v = {2, 3}};
+static const comp_ctx rep_3_2 = {.n = 2, .v = {3, 2}};
+static const comp_ctx flip_0_1 = {.n = 2, .axes = {0, 1}};
+static const comp_ctx flip_neg1 = {.n = 1, .axes = {-1}};
+static const comp_ctx roll_flat = {.n = 1, .b = 1, .v = {4}};
+static const comp_ctx roll_two_axes = {.n = 2, .v = {1, -4}, .axes = {0, 1}};
+static const comp_ctx roll_same_axis = {.n = 2, .v = {1, 1}, .axes = {-1, -1}};
+static const comp_ctx pad_const = {.a = AD_PAD_CONSTANT, .n = 2, .v = {1, 2}, .value = 0.5};
+static const comp_ctx pad_const_crop = {.a = AD_PAD_CONSTANT, .n = 4, .v = {-1, 1, 1, 0}};
+static const comp_ctx pad_reflect = {.a = AD_PAD_REFLECT, .n = 4, .v = {2, 1, 1, 0}};
+static const comp_ctx pad_replicate = {.a = AD_PAD_REPLICATE, .n = 4, .v = {2, 2, 0, 1}};
+static const comp_ctx pad_circular = {.a = AD_PAD_CIRCULAR, .n = 2, .v = {1, 3}};
+static const comp_ctx tril_1 = {.a = 1, .b = 1};
+static const comp_ctx triu_neg1 = {.a = -1, .b = 0};
+static const comp_ctx diag_1 = {.a = 0, .b = 1, .v = {1}};
+static const comp_ctx diag_neg1_0_2 = {.a = 0, .b = 2, .v = {-1}};
+static const comp_ctx diag_neg_axes = {.a = -1, .b = -2, .v = {0}};
+
 /* The table is aligned by hand. */
 // clang-format off
 #define ONE(d0, ...) .n_inputs = 1, .ndim = {d0}, .shape = {{__VA_ARGS__}}
@@ -576,6 +669,60 @@ const grad_case cases_shape[] = {
      .ctx = (void *)&unbind_0_stack_1, ONE(2, 3, 2)},
     {.op = "slice", .name = "unbind [2,3,2] along -1: first * second", .f = f_unbind_product,
      .ctx = (void *)&unbind_neg1, ONE(3, 2, 3, 2)},
+
+    /* repeat: expands */
+    {.op = "expand", .name = "repeat [2,3] by {2,1,2}", .f = f_repeat, .ctx = (void *)&rep_2_1_2,
+     ONE(2, 2, 3)},
+    {.op = "expand", .name = "repeat 0-d by {2,3}", .f = f_repeat, .ctx = (void *)&rep_0d,
+     ONE(0, 0)},
+    {.op = "expand", .name = "repeat [2,1] by {3,2}, squared", .f = f_repeat_squared,
+     .ctx = (void *)&rep_3_2, ONE(2, 2, 1)},
+
+    /* flip: index_selects */
+    {.op = "index_select", .name = "flip [2,3] over {0,1} * x", .f = f_flip_times,
+     .ctx = (void *)&flip_0_1, ONE(2, 2, 3)},
+    {.op = "index_select", .name = "flip [2,3,4] over -1 * x", .f = f_flip_times,
+     .ctx = (void *)&flip_neg1, ONE(3, 2, 3, 4)},
+
+    /* roll: slices joined */
+    {.op = "concat", .name = "roll [2,3] by 4, flattened, * x", .f = f_roll_times,
+     .ctx = (void *)&roll_flat, ONE(2, 2, 3)},
+    {.op = "concat", .name = "roll [2,3] by {1,-4} over {0,1} * x", .f = f_roll_times,
+     .ctx = (void *)&roll_two_axes, ONE(2, 2, 3)},
+    {.op = "concat", .name = "roll [3,4] by {1,1} over {-1,-1} * x", .f = f_roll_times,
+     .ctx = (void *)&roll_same_axis, ONE(2, 3, 4)},
+
+    /* pad */
+    {.op = "concat", .name = "pad [2,3] constant 0.5 by (1,2)", .f = f_pad,
+     .ctx = (void *)&pad_const, ONE(2, 2, 3)},
+    {.op = "concat", .name = "pad [2,3] constant by (-1,1,1,0), squared", .f = f_pad_squared,
+     .ctx = (void *)&pad_const_crop, ONE(2, 2, 3)},
+    {.op = "index_select", .name = "pad [1,2,3] reflect by (2,1,1,0)", .f = f_pad,
+     .ctx = (void *)&pad_reflect, ONE(3, 1, 2, 3)},
+    {.op = "index_select", .name = "pad [2,3] replicate by (2,2,0,1), squared",
+     .f = f_pad_squared, .ctx = (void *)&pad_replicate, ONE(2, 2, 3)},
+    {.op = "index_select", .name = "pad [2,3] circular by (1,3)", .f = f_pad,
+     .ctx = (void *)&pad_circular, ONE(2, 2, 3)},
+
+    /* tril, triu: where */
+    {.op = "where", .name = "tril [3,4] diagonal 1 * x", .f = f_triangle_times,
+     .ctx = (void *)&tril_1, ONE(2, 3, 4)},
+    {.op = "where", .name = "triu [2,3,3] diagonal -1 * x (batched)", .f = f_triangle_times,
+     .ctx = (void *)&triu_neg1, ONE(3, 2, 3, 3)},
+
+    /* diagonal, trace: strided slices */
+    {.op = "slice", .name = "diagonal 1 of [3,4]", .f = f_diagonal, .ctx = (void *)&diag_1,
+     ONE(2, 3, 4)},
+    {.op = "slice", .name = "diagonal -1 of [3,2,4] dims 0, 2, squared", .f = f_diagonal_squared,
+     .ctx = (void *)&diag_neg1_0_2, ONE(3, 3, 2, 4)},
+    {.op = "slice", .name = "diagonal of [2,3,3] dims -1, -2", .f = f_diagonal,
+     .ctx = (void *)&diag_neg_axes, ONE(3, 2, 3, 3)},
+    {.op = "slice", .name = "trace of [3,3], squared", .f = f_trace_squared, ONE(2, 3, 3)},
+
+    /* outer: a product */
+    {.op = "mul", .name = "outer [2] and [3]", .f = f_outer, .n_inputs = 2, .ndim = {1, 1},
+     .shape = {SHAPE(2), SHAPE(3)}},
+    {.op = "mul", .name = "outer(a, a) of [3]", .f = f_outer, ONE(1, 3)},
 };
 // clang-format on
 

@@ -1246,6 +1246,317 @@ static void test_multi_output_ops_given_null_return_zero_and_null_pieces(void **
     assert_int_equal(ad_tape_status(tape), AD_OK);
 }
 
+/* ---- Compositions: repeat, flip, roll, pad -------------------------------------------- */
+
+static void test_repeat_tiles_as_torch_and_sums_the_gradient_of_the_tiles(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {2, 3}, want[3] = {2, 2, 6};
+    ad_tensor *x = iota(tape, AD_F64, 2, s);
+    ad_tensor *y = ad_repeat(x, 3, (const int64_t[]){2, 1, 2});
+    assert_shape(y, 3, want);
+    assert_exact(y, 24, (const double[]){0, 1, 2, 0, 1, 2, 3, 4, 5, 3, 4, 5,
+                                         0, 1, 2, 0, 1, 2, 3, 4, 5, 3, 4, 5});
+    assert_exact(grad_of_sum(y, x), 6, (const double[]){4, 4, 4, 4, 4, 4});
+    const int64_t zero[2] = {0, 6}, one23[2] = {2, 3};
+    assert_shape(ad_repeat(x, 2, (const int64_t[]){0, 2}), 2, zero);
+    ad_tensor *z = leaf(tape, AD_F32, 0, NULL, (const double[]){7});
+    ad_tensor *yz = ad_repeat(z, 2, (const int64_t[]){2, 3});
+    assert_shape(yz, 2, one23);
+    assert_exact(yz, 6, (const double[]){7, 7, 7, 7, 7, 7});
+    assert_exact(grad_of_sum(yz, z), 1, (const double[]){6});
+}
+
+static void test_repeat_with_fewer_repeats_than_dims_names_the_shape(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {2, 3};
+    ad_tensor *x = iota(tape, AD_F64, 2, s);
+    assert_failed(tape, ad_repeat(x, 1, (const int64_t[]){2}), AD_ERR_SHAPE, "repeat", "1 repeats",
+                  "[2,3]");
+}
+
+static void test_repeat_with_a_negative_repeat_names_the_repeats(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {2, 3};
+    ad_tensor *x = iota(tape, AD_F64, 2, s);
+    assert_failed(tape, ad_repeat(x, 2, (const int64_t[]){2, -1}), AD_ERR_SHAPE, "repeat", "[2,-1]",
+                  "[2,3]");
+}
+
+static void test_flip_reverses_the_listed_axes(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {2, 3};
+    ad_tensor *x = iota(tape, AD_F64, 2, s);
+    assert_exact(ad_flip(x, 2, (const int[]){0, 1}), 6, (const double[]){5, 4, 3, 2, 1, 0});
+    ad_tensor *y = ad_flip(x, 1, (const int[]){-1});
+    assert_exact(y, 6, (const double[]){2, 1, 0, 5, 4, 3});
+    assert_exact(grad_of_weighted(y, x, (const double[]){1, 2, 3, 4, 5, 6}), 6,
+                 (const double[]){3, 2, 1, 6, 5, 4});
+    assert_ptr_equal(ad_flip(x, 0, NULL), x); /* torch: flip(()) flips nothing */
+    ad_tensor *z = leaf(tape, AD_F64, 0, NULL, (const double[]){7});
+    assert_ptr_equal(ad_flip(z, 1, (const int[]){0}), z);
+    ad_tensor *f = ad_flip(iota(tape, AD_F32, 2, s), 1, (const int[]){0});
+    assert_exact(f, 6, (const double[]){3, 4, 5, 0, 1, 2});
+}
+
+static void test_flip_with_a_repeated_axis_is_an_axis_error(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {2, 3};
+    ad_tensor *x = iota(tape, AD_F64, 2, s);
+    assert_failed(tape, ad_flip(x, 2, (const int[]){0, -2}), AD_ERR_AXIS, "flip", "repeated",
+                  "[2,3]");
+}
+
+static void test_roll_wraps_around_flattened_or_per_axis_as_torch(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {2, 3};
+    ad_tensor *x = iota(tape, AD_F64, 2, s);
+    ad_tensor *flat = ad_roll(x, 1, (const int64_t[]){1}, NULL);
+    assert_shape(flat, 2, s);
+    assert_exact(flat, 6, (const double[]){5, 0, 1, 2, 3, 4});
+    ad_tensor *y = ad_roll(x, 2, (const int64_t[]){1, -4}, (const int[]){0, 1});
+    assert_exact(y, 6, (const double[]){4, 5, 3, 1, 2, 0});
+    /* a repeated axis rolls by the sum of its shifts */
+    assert_exact(ad_roll(x, 2, (const int64_t[]){1, 1}, (const int[]){1, 1}), 6,
+                 (const double[]){1, 2, 0, 4, 5, 3});
+    assert_exact(grad_of_weighted(y, x, (const double[]){1, 2, 3, 4, 5, 6}), 6,
+                 (const double[]){6, 4, 5, 3, 1, 2});
+    ad_tensor *z = leaf(tape, AD_F64, 0, NULL, (const double[]){7});
+    assert_ptr_equal(ad_roll(z, 1, (const int64_t[]){3}, NULL), z);
+    const int64_t s03[2] = {0, 3};
+    assert_shape(ad_roll(leaf(tape, AD_F64, 2, s03, NULL), 1, (const int64_t[]){1}, NULL), 2, s03);
+}
+
+static void test_roll_with_shifts_unlike_axes_is_an_argument_error(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {2, 3};
+    ad_tensor *x = iota(tape, AD_F64, 2, s);
+    assert_failed(tape, ad_roll(x, 2, (const int64_t[]){1, 2}, NULL), AD_ERR_ARG, "roll",
+                  "2 shifts", "[2,3]");
+}
+
+static void test_roll_of_0d_along_an_axis_is_an_axis_error(void **state)
+{
+    ad_tape *tape = *state;
+    ad_tensor *z = leaf(tape, AD_F64, 0, NULL, (const double[]){7});
+    assert_failed(tape, ad_roll(z, 1, (const int64_t[]){1}, (const int[]){0}), AD_ERR_AXIS, "roll",
+                  "axis 0", "[]");
+}
+
+static void test_pad_constant_pads_last_dim_first_and_crops_negative_pads(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {2, 3}, want[2] = {3, 4};
+    ad_tensor *x = iota(tape, AD_F64, 2, s);
+    ad_tensor *y = ad_pad(x, 4, (const int64_t[]){1, 0, 0, 1}, AD_PAD_CONSTANT, 9);
+    assert_shape(y, 2, want);
+    assert_exact(y, 12, (const double[]){9, 0, 1, 2, 9, 3, 4, 5, 9, 9, 9, 9});
+    assert_exact(grad_of_sum(y, x), 6, (const double[]){1, 1, 1, 1, 1, 1});
+    ad_tensor *c = ad_pad(x, 2, (const int64_t[]){-1, 1}, AD_PAD_CONSTANT, 0);
+    assert_exact(c, 6, (const double[]){1, 2, 0, 4, 5, 0});
+    assert_exact(grad_of_sum(c, x), 6, (const double[]){0, 1, 1, 0, 1, 1});
+    assert_ptr_equal(ad_pad(x, 0, NULL, AD_PAD_CONSTANT, 0), x);
+    const int64_t s120[3] = {1, 2, 0}, w122[3] = {1, 2, 2};
+    assert_shape(
+        ad_pad(leaf(tape, AD_F32, 3, s120, NULL), 2, (const int64_t[]){1, 1}, AD_PAD_CONSTANT, 0),
+        3, w122);
+}
+
+static void test_pad_reflect_replicate_and_circular_as_torch(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[3] = {1, 2, 3};
+    ad_tensor *x = iota(tape, AD_F64, 3, s);
+    ad_tensor *r = ad_pad(x, 2, (const int64_t[]){2, 1}, AD_PAD_REFLECT, 0);
+    assert_exact(r, 12, (const double[]){2, 1, 0, 1, 2, 1, 5, 4, 3, 4, 5, 4});
+    assert_exact(grad_of_sum(r, x), 6, (const double[]){1, 3, 2, 1, 3, 2});
+    ad_tensor *p = ad_pad(x, 2, (const int64_t[]){2, 2}, AD_PAD_REPLICATE, 0);
+    assert_exact(p, 14, (const double[]){0, 0, 0, 1, 2, 2, 2, 3, 3, 3, 4, 5, 5, 5});
+    assert_exact(grad_of_sum(p, x), 6, (const double[]){3, 1, 3, 3, 1, 3});
+    ad_tensor *c = ad_pad(x, 2, (const int64_t[]){1, 1}, AD_PAD_CIRCULAR, 0);
+    assert_exact(c, 10, (const double[]){2, 0, 1, 2, 0, 5, 3, 4, 5, 3});
+    ad_tensor *f =
+        ad_pad(iota(tape, AD_F32, 3, s), 4, (const int64_t[]){1, 1, 1, 0}, AD_PAD_REFLECT, 0);
+    assert_exact(f, 15, (const double[]){4, 3, 4, 5, 4, 1, 0, 1, 2, 1, 4, 3, 4, 5, 4});
+}
+
+static void test_pad_reflect_of_a_pad_not_below_the_dim_names_the_pads_and_shape(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[3] = {1, 2, 3};
+    ad_tensor *x = iota(tape, AD_F64, 3, s);
+    assert_failed(tape, ad_pad(x, 2, (const int64_t[]){3, 1}, AD_PAD_REFLECT, 0), AD_ERR_SHAPE,
+                  "pad", "(3, 1)", "[1,2,3]");
+}
+
+static void test_pad_with_an_odd_count_is_an_argument_error(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {2, 3};
+    ad_tensor *x = iota(tape, AD_F64, 2, s);
+    assert_failed(tape, ad_pad(x, 1, (const int64_t[]){1}, AD_PAD_CONSTANT, 0), AD_ERR_ARG, "pad",
+                  "1 pads", "[2,3]");
+}
+
+static void test_pad_with_more_pairs_than_dims_names_the_pads(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {2, 3};
+    ad_tensor *x = iota(tape, AD_F64, 2, s);
+    assert_failed(tape, ad_pad(x, 6, (const int64_t[]){1, 1, 1, 1, 1, 1}, AD_PAD_CONSTANT, 0),
+                  AD_ERR_SHAPE, "pad", "[1,1,1,1,1,1]", "[2,3]");
+}
+
+static void test_pad_cropping_more_than_the_dim_is_a_shape_error(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {2, 3};
+    ad_tensor *x = iota(tape, AD_F64, 2, s);
+    assert_failed(tape, ad_pad(x, 2, (const int64_t[]){2, -4}, AD_PAD_CONSTANT, 0), AD_ERR_SHAPE,
+                  "pad", "(2, -4)", "[2,3]");
+}
+
+static void test_pad_circular_wrapping_more_than_once_is_a_shape_error(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {2, 3};
+    ad_tensor *x = iota(tape, AD_F64, 2, s);
+    assert_failed(tape, ad_pad(x, 2, (const int64_t[]){4, 0}, AD_PAD_CIRCULAR, 0), AD_ERR_SHAPE,
+                  "pad", "(4, 0)", "[2,3]");
+}
+
+/* ---- Compositions: tril, triu, diagonal, trace, outer --------------------------------- */
+
+static void test_tril_and_triu_keep_a_triangle_from_an_offset_diagonal(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {3, 4};
+    ad_tensor *x = iota(tape, AD_F64, 2, s);
+    ad_tensor *lo = ad_tril(x, 1);
+    assert_exact(lo, 12, (const double[]){0, 1, 0, 0, 4, 5, 6, 0, 8, 9, 10, 11});
+    assert_exact(grad_of_sum(lo, x), 12, (const double[]){1, 1, 0, 0, 1, 1, 1, 0, 1, 1, 1, 1});
+    assert_exact(ad_triu(x, -1), 12, (const double[]){0, 1, 2, 3, 4, 5, 6, 7, 0, 9, 10, 11});
+    assert_exact(ad_triu(x, 100), 12, (const double[]){0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0});
+    assert_exact(ad_tril(x, INT64_MAX), 12, (const double[]){0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11});
+    const int64_t b[3] = {2, 2, 2};
+    assert_exact(ad_triu(iota(tape, AD_F32, 3, b), 0), 8, (const double[]){0, 1, 0, 3, 4, 5, 0, 7});
+    const int64_t e[3] = {2, 0, 3};
+    assert_shape(ad_tril(leaf(tape, AD_F64, 3, e, NULL), 0), 3, e);
+}
+
+static void test_tril_gives_zero_not_nan_for_an_inf_above_the_diagonal_as_torch(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {2, 2};
+    ad_tensor *x = leaf(tape, AD_F64, 2, s, (const double[]){1, INFINITY, 2, 3});
+    assert_exact(ad_tril(x, 0), 4, (const double[]){1, 0, 2, 3});
+}
+
+static void test_tril_of_a_vector_names_the_shape(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[1] = {3};
+    ad_tensor *x = iota(tape, AD_F64, 1, s);
+    assert_failed(tape, ad_tril(x, 0), AD_ERR_SHAPE, "tril", "[3]", "fewer than 2 dims");
+}
+
+static void test_diagonal_puts_the_diagonal_last_as_torch(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[3] = {2, 3, 4}, w31[2] = {3, 1}, w22[2] = {2, 2}, w0[1] = {0};
+    ad_tensor *x = iota(tape, AD_F64, 3, s);
+    ad_tensor *y = ad_diagonal(x, -1, 0, 2);
+    assert_shape(y, 2, w31);
+    assert_exact(y, 3, (const double[]){12, 16, 20});
+    ad_tensor *z = ad_diagonal(x, 1, 2, 1);
+    assert_shape(z, 2, w22);
+    assert_exact(z, 4, (const double[]){4, 9, 16, 21});
+    const int64_t m[2] = {3, 4};
+    ad_tensor *xm = iota(tape, AD_F64, 2, m);
+    ad_tensor *d = ad_diagonal(xm, 1, 0, 1);
+    assert_exact(d, 3, (const double[]){1, 6, 11});
+    assert_exact(grad_of_sum(d, xm), 12, (const double[]){0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1});
+    assert_exact(ad_diagonal(xm, -1, 0, 1), 2, (const double[]){4, 9});
+    assert_shape(ad_diagonal(xm, 5, 0, 1), 1, w0);
+    assert_shape(ad_diagonal(xm, INT64_MIN, 0, 1), 1, w0);
+    assert_shape(grad_of_sum(ad_diagonal(xm, -5, 0, 1), xm), 2, m);
+}
+
+static void test_diagonal_of_one_axis_twice_names_the_shape(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[3] = {2, 3, 4};
+    ad_tensor *x = iota(tape, AD_F64, 3, s);
+    assert_failed(tape, ad_diagonal(x, 0, 1, -2), AD_ERR_AXIS, "diagonal", "same dim", "[2,3,4]");
+}
+
+static void test_diagonal_of_a_vector_is_an_axis_error(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[1] = {3};
+    ad_tensor *x = iota(tape, AD_F64, 1, s);
+    assert_failed(tape, ad_diagonal(x, 0, 0, 1), AD_ERR_AXIS, "diagonal", "axis 1", "[3]");
+}
+
+static void test_trace_sums_the_diagonal_of_a_matrix(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {3, 4}, e[2] = {0, 3};
+    ad_tensor *x = iota(tape, AD_F32, 2, s);
+    ad_tensor *t = ad_trace(x);
+    assert_int_equal(ad_tensor_ndim(t), 0);
+    assert_exact(t, 1, (const double[]){15});
+    assert_exact(grad_of_sum(t, x), 12, (const double[]){1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0});
+    assert_exact(ad_trace(leaf(tape, AD_F64, 2, e, NULL)), 1, (const double[]){0});
+    const int64_t v[1] = {3};
+    assert_failed(tape, ad_trace(iota(tape, AD_F64, 1, v)), AD_ERR_SHAPE, "trace", "[3]",
+                  "not a matrix");
+}
+
+static void test_outer_multiplies_a_column_by_a_row(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t n2[1] = {2}, n3[1] = {3}, want[2] = {2, 3};
+    ad_tensor *a = leaf(tape, AD_F64, 1, n2, (const double[]){2, 3});
+    ad_tensor *b = leaf(tape, AD_F64, 1, n3, (const double[]){1, 10, 100});
+    ad_tensor *y = ad_outer(a, b);
+    assert_shape(y, 2, want);
+    assert_exact(y, 6, (const double[]){2, 20, 200, 3, 30, 300});
+    ad_tensor *g[2], *xs[2] = {a, b};
+    grads_of_sum(y, 2, xs, g);
+    assert_exact(g[0], 2, (const double[]){111, 111});
+    assert_exact(g[1], 3, (const double[]){5, 5, 5});
+    const int64_t m[2] = {2, 2};
+    assert_failed(tape, ad_outer(leaf(tape, AD_F64, 2, m, NULL), b), AD_ERR_SHAPE, "outer", "[2,2]",
+                  "[3]");
+}
+
+static void test_compositions_given_null_return_null_without_an_error_of_their_own(void **state)
+{
+    ad_tape *tape = *state;
+    assert_null(ad_squeeze(NULL, 0, NULL));
+    assert_null(ad_unsqueeze(NULL, 0));
+    assert_null(ad_flatten(NULL, 0, -1));
+    assert_null(ad_unflatten(NULL, 0, 1, (const int64_t[]){1}));
+    assert_null(ad_expand_as(NULL, NULL));
+    assert_null(ad_repeat(NULL, 0, NULL));
+    assert_null(ad_flip(NULL, 0, NULL));
+    assert_null(ad_roll(NULL, 1, (const int64_t[]){1}, NULL));
+    assert_null(ad_pad(NULL, 0, NULL, AD_PAD_CONSTANT, 0));
+    assert_null(ad_tril(NULL, 0));
+    assert_null(ad_triu(NULL, 0));
+    assert_null(ad_diagonal(NULL, 0, 0, 1));
+    assert_null(ad_trace(NULL));
+    assert_null(ad_outer(NULL, NULL));
+    assert_int_equal(ad_tape_status(tape), AD_OK);
+}
+
 /* ---- Runner --------------------------------------------------------------------------- */
 
 int main(void)
@@ -1347,6 +1658,30 @@ int main(void)
         TAPE_TEST(test_unbind_of_an_empty_axis_gives_no_pieces_and_no_error),
         TAPE_TEST(test_unbind_into_too_few_slots_names_the_count),
         TAPE_TEST(test_multi_output_ops_given_null_return_zero_and_null_pieces),
+        TAPE_TEST(test_repeat_tiles_as_torch_and_sums_the_gradient_of_the_tiles),
+        TAPE_TEST(test_repeat_with_fewer_repeats_than_dims_names_the_shape),
+        TAPE_TEST(test_repeat_with_a_negative_repeat_names_the_repeats),
+        TAPE_TEST(test_flip_reverses_the_listed_axes),
+        TAPE_TEST(test_flip_with_a_repeated_axis_is_an_axis_error),
+        TAPE_TEST(test_roll_wraps_around_flattened_or_per_axis_as_torch),
+        TAPE_TEST(test_roll_with_shifts_unlike_axes_is_an_argument_error),
+        TAPE_TEST(test_roll_of_0d_along_an_axis_is_an_axis_error),
+        TAPE_TEST(test_pad_constant_pads_last_dim_first_and_crops_negative_pads),
+        TAPE_TEST(test_pad_reflect_replicate_and_circular_as_torch),
+        TAPE_TEST(test_pad_reflect_of_a_pad_not_below_the_dim_names_the_pads_and_shape),
+        TAPE_TEST(test_pad_with_an_odd_count_is_an_argument_error),
+        TAPE_TEST(test_pad_with_more_pairs_than_dims_names_the_pads),
+        TAPE_TEST(test_pad_cropping_more_than_the_dim_is_a_shape_error),
+        TAPE_TEST(test_pad_circular_wrapping_more_than_once_is_a_shape_error),
+        TAPE_TEST(test_tril_and_triu_keep_a_triangle_from_an_offset_diagonal),
+        TAPE_TEST(test_tril_gives_zero_not_nan_for_an_inf_above_the_diagonal_as_torch),
+        TAPE_TEST(test_tril_of_a_vector_names_the_shape),
+        TAPE_TEST(test_diagonal_puts_the_diagonal_last_as_torch),
+        TAPE_TEST(test_diagonal_of_one_axis_twice_names_the_shape),
+        TAPE_TEST(test_diagonal_of_a_vector_is_an_axis_error),
+        TAPE_TEST(test_trace_sums_the_diagonal_of_a_matrix),
+        TAPE_TEST(test_outer_multiplies_a_column_by_a_row),
+        TAPE_TEST(test_compositions_given_null_return_null_without_an_error_of_their_own),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -744,6 +744,40 @@ AD_API size_t ad_split_sizes(ad_tensor *x, int axis, size_t n, const int64_t *si
                              ad_tensor **out);
 AD_API size_t ad_chunk(ad_tensor *x, int axis, size_t chunks, ad_tensor **out);
 AD_API size_t ad_unbind(ad_tensor *x, int axis, size_t capacity, ad_tensor **out);
+/* torch.Tensor.repeat: x tiled repeats[d] times along dim d; n >= x's dims
+ * (leading ones are new dims). dx = dy's tiles summed (sum_to) */
+AD_API ad_tensor *ad_repeat(ad_tensor *x, int n, const int64_t *repeats);
+/* Reversed along each listed axis (n_axes = 0: none, as torch). dx = flip(dy) */
+AD_API ad_tensor *ad_flip(ad_tensor *x, int n_axes, const int *axes);
+/*
+ * torch.roll: shifted by shifts[i] along axes[i], wrapping around (a repeated
+ * axis rolls by the sum). axes NULL: n = 1 and x rolled as if flattened.
+ * dx = roll(dy, -shifts)
+ */
+AD_API ad_tensor *ad_roll(ad_tensor *x, int n, const int64_t *shifts, const int *axes);
+typedef enum ad_pad_mode {
+    AD_PAD_CONSTANT,  /* value */
+    AD_PAD_REFLECT,   /* mirrored, the edge not repeated: pads < dim */
+    AD_PAD_REPLICATE, /* the edge repeated */
+    AD_PAD_CIRCULAR   /* wrapped around: pads <= dim */
+} ad_pad_mode;
+/*
+ * torch.nn.functional.pad: pad[0..n) are (before, after) pairs from the last
+ * dim backwards; a negative pad crops. dx = the entries of dy that came from
+ * x, summed where reflect, replicate or circular copied one twice.
+ */
+AD_API ad_tensor *ad_pad(ad_tensor *x, int n, const int64_t *pad, ad_pad_mode mode, double value);
+/* Entries above (tril) or below (triu) diagonal `diagonal` of the last two
+ * dims set to 0, batched. dx = tril(dy) (triu(dy)) */
+AD_API ad_tensor *ad_tril(ad_tensor *x, int64_t diagonal);
+AD_API ad_tensor *ad_triu(ad_tensor *x, int64_t diagonal);
+/* torch.diagonal: the entries x[.., i, i + offset] of dims axis1, axis2 as a
+ * last dim. dx = dy placed on that diagonal of zeros */
+AD_API ad_tensor *ad_diagonal(ad_tensor *x, int64_t offset, int axis1, int axis2);
+/* Sum of the diagonal of a matrix; 0-d. dx = dy on the diagonal, 0 elsewhere */
+AD_API ad_tensor *ad_trace(ad_tensor *x);
+/* y[i][j] = a[i] b[j] for 1-D a, b. da = dy b, db = dy^T a */
+AD_API ad_tensor *ad_outer(ad_tensor *a, ad_tensor *b);
 /*
  * Selects index[0..n) along axis (each in [0, dim); copied): y.shape[axis] = n.
  * dx = index_add(zeros, axis, index, dy): repeated indices accumulate.

@@ -906,3 +906,368 @@ size_t ad_unbind(ad_tensor *x, int axis, size_t capacity, ad_tensor **out)
     }
     return (size_t)dim;
 }
+
+/* ---- repeat: one expand per repeated dim ----------------------------------------------- */
+
+ad_tensor *ad_repeat(ad_tensor *x, int n, const int64_t *repeats)
+{
+    ad_tape *tape = ad__input_tape(x, "repeat");
+    if (!tape)
+        return NULL;
+    char s0[AD__SHAPE_BUF], s1[AD__SHAPE_BUF];
+    if (n < x->ndim || n > AD_MAX_DIMS || (n && !repeats)) {
+        ad__fail(tape, AD_ERR_SHAPE, "repeat: %d repeats for shape %s (from its %d dims to %d)", n,
+                 AD__SHAPE(x, s0), x->ndim, AD_MAX_DIMS);
+        return NULL;
+    }
+    int lead = n - x->ndim;
+    int64_t cur[AD_MAX_DIMS], out[AD_MAX_DIMS];
+    bool ok = true;
+    for (int d = 0; d < n; d++) {
+        cur[d] = d < lead ? 1 : x->shape[d - lead];
+        ok = ok && repeats[d] >= 0 && (!cur[d] || repeats[d] <= AD__MAX_NUMEL / cur[d]);
+        out[d] = ok ? cur[d] * repeats[d] : 0;
+    }
+    if (!ok || ad__numel(n, out) < 0) {
+        ad__fail(tape, AD_ERR_SHAPE, "repeat: repeats %s of shape %s (negative or too many)",
+                 ad__shape_str(s1, n, repeats), AD__SHAPE(x, s0));
+        return NULL;
+    }
+    /* Dim d repeated: x seen as [A, 1, B] (A the dims before d, B d and after)
+     * expanded to [A, r, B], which tiles dims d.. r times, as torch does. */
+    ad_tensor *y = ad_reshape(x, n, cur);
+    for (int d = 0; d < n && y; d++) {
+        if (repeats[d] == 1)
+            continue;
+        int64_t view[3] = {ad__numel(d, cur), 1, ad__numel(n - d, cur + d)};
+        int64_t tiled[3] = {view[0], repeats[d], view[2]};
+        y = ad_expand(ad_reshape(y, 3, view), 3, tiled);
+        cur[d] *= repeats[d];
+        y = ad_reshape(y, n, cur);
+    }
+    return y;
+}
+
+/* ---- flip: index_select with the reversed index, per axis -------------------------------- */
+
+/* An index of n entries in the tape's arena, or NULL (out of memory, on the tape). */
+static int64_t *index_buffer(ad_tape *tape, int64_t n)
+{
+    return ad__alloc(tape, (size_t)(n ? n : 1) * sizeof(int64_t));
+}
+
+ad_tensor *ad_flip(ad_tensor *x, int n_axes, const int *axes)
+{
+    ad_tape *tape = ad__input_tape(x, "flip");
+    if (!tape)
+        return NULL;
+    if (n_axes == 0) /* torch: no dims, nothing flipped */
+        return x;
+    if (x->ndim == 0) { /* torch lets a 0-d tensor name axis 0 or -1 */
+        for (int i = 0; i < n_axes; i++)
+            if (!axes || (axes[i] != 0 && axes[i] != -1)) {
+                ad__fail(tape, AD_ERR_AXIS, "flip: axis %d is not 0 or -1 for shape []",
+                         axes ? axes[i] : 0);
+                return NULL;
+            }
+        return x;
+    }
+    uint32_t mask;
+    if (ad__axes_mask(tape, "flip", x, n_axes, axes, &mask) != AD_OK)
+        return NULL;
+    ad_tensor *y = x;
+    for (int d = 0; d < x->ndim && y; d++) {
+        int64_t dim = x->shape[d];
+        if (!(mask & (1u << d)) || dim < 2)
+            continue;
+        int64_t *index = index_buffer(tape, dim);
+        if (!index)
+            return NULL;
+        for (int64_t i = 0; i < dim; i++)
+            index[i] = dim - 1 - i;
+        y = ad_index_select(y, d, (size_t)dim, index);
+    }
+    return y;
+}
+
+/* ---- roll: per axis, the last `shift` entries joined before the rest -------------------- */
+
+static ad_tensor *roll_axis(ad_tensor *x, int axis, int64_t shift)
+{
+    int64_t dim = x->shape[axis];
+    if (dim == 0)
+        return x;
+    int64_t s = shift % dim;
+    s = s < 0 ? s + dim : s;
+    if (s == 0)
+        return x;
+    ad_tensor *parts[2] = {ad_slice(x, axis, dim - s, dim, 1), ad_slice(x, axis, 0, dim - s, 1)};
+    return parts[0] && parts[1] ? ad_concat(2, parts, axis) : NULL;
+}
+
+ad_tensor *ad_roll(ad_tensor *x, int n, const int64_t *shifts, const int *axes)
+{
+    ad_tape *tape = ad__input_tape(x, "roll");
+    if (!tape)
+        return NULL;
+    char s[AD__SHAPE_BUF];
+    if (n < 1 || !shifts || (!axes && n != 1)) {
+        ad__fail(tape, AD_ERR_ARG,
+                 "roll: %d shifts%s for shape %s (one without axes, else one per axis)", n,
+                 shifts ? "" : " (NULL)", AD__SHAPE(x, s));
+        return NULL;
+    }
+    if (!axes) { /* torch: rolled as if flattened, then the shape restored */
+        if (x->ndim == 0)
+            return x;
+        ad_tensor *flat = roll_axis(ad_flatten(x, 0, -1), 0, shifts[0]);
+        return ad_reshape(flat, x->ndim, x->shape);
+    }
+    int a[AD_MAX_DIMS];
+    for (int i = 0; i < n; i++)
+        if (i >= AD_MAX_DIMS || (a[i] = ad__check_axis(tape, "roll", x, axes[i])) < 0) {
+            if (i >= AD_MAX_DIMS)
+                ad__fail(tape, AD_ERR_ARG, "roll: %d axes for shape %s (at most %d)", n,
+                         AD__SHAPE(x, s), AD_MAX_DIMS);
+            return NULL;
+        }
+    ad_tensor *y = x; /* a repeated axis rolls by the sum of its shifts, as torch */
+    for (int i = 0; i < n && y; i++)
+        y = roll_axis(y, a[i], shifts[i]);
+    return y;
+}
+
+/* ---- pad: constant by slices and concats, the others by index_select --------------------- */
+
+/* The source index of each entry of a padded dim: out = dim + lo + hi entries. */
+static void pad_index(ad_pad_mode mode, int64_t dim, int64_t lo, int64_t out, int64_t *index)
+{
+    for (int64_t j = 0; j < out; j++) {
+        int64_t src = j - lo;
+        switch (mode) {
+        case AD_PAD_REFLECT: /* edges not repeated; lo, hi < dim */
+            src = src < 0 ? -src : src >= dim ? 2 * (dim - 1) - src : src;
+            break;
+        case AD_PAD_REPLICATE:
+            src = src < 0 ? 0 : src >= dim ? dim - 1 : src;
+            break;
+        case AD_PAD_CIRCULAR: /* lo, hi <= dim: wraps at most once */
+            src = src < 0 ? src + dim : src >= dim ? src - dim : src;
+            break;
+        case AD_PAD_CONSTANT:
+            break;
+        }
+        index[j] = src;
+    }
+}
+
+/* Constant padding of one dim: x cropped where lo or hi < 0, then joined
+ * with blocks of value where they are > 0. */
+static ad_tensor *pad_constant(ad_tensor *x, int d, int64_t lo, int64_t hi, double value)
+{
+    int64_t dim = x->shape[d];
+    int64_t start = lo < 0 ? -lo : 0, stop = hi < 0 ? dim + hi : dim;
+    ad_tensor *y = start || stop < dim ? ad_slice(x, d, start, stop, 1) : x;
+    ad_tensor *parts[3];
+    size_t k = 0;
+    int64_t shape[AD_MAX_DIMS];
+    memcpy(shape, x->shape, (size_t)x->ndim * sizeof *shape);
+    for (int side = 0; side < 2 && y; side++) {
+        int64_t width = side ? hi : lo;
+        if (side)
+            parts[k++] = y;
+        if (width <= 0)
+            continue;
+        shape[d] = width;
+        parts[k++] = ad_expand(ad__scalar_const(x, value), x->ndim, shape);
+    }
+    return !y ? NULL : k == 1 ? y : ad_concat(k, parts, d);
+}
+
+/* Whether one pair of pads fits a dim of the mode: the padded dim not
+ * negative, within the dim for reflect (< dim) and circular (<= dim). */
+static bool pad_fits(ad_pad_mode mode, int64_t dim, int64_t lo, int64_t hi)
+{
+    int64_t crop = (lo < 0 ? -lo : 0) + (hi < 0 ? -hi : 0);
+    if (lo < -AD__MAX_NUMEL || hi < -AD__MAX_NUMEL || lo > AD__MAX_NUMEL || hi > AD__MAX_NUMEL ||
+        crop > dim)
+        return false;
+    switch (mode) {
+    case AD_PAD_REFLECT:
+        return lo < dim && hi < dim;
+    case AD_PAD_REPLICATE:
+        return dim > 0 || (lo <= 0 && hi <= 0);
+    case AD_PAD_CIRCULAR:
+        return lo <= dim && hi <= dim;
+    case AD_PAD_CONSTANT:
+        return true;
+    }
+    return false;
+}
+
+ad_tensor *ad_pad(ad_tensor *x, int n, const int64_t *pad, ad_pad_mode mode, double value)
+{
+    ad_tape *tape = ad__input_tape(x, "pad");
+    if (!tape)
+        return NULL;
+    char s0[AD__SHAPE_BUF], s1[AD__SHAPE_BUF];
+    if ((unsigned)mode > AD_PAD_CIRCULAR || n < 0 || n % 2 || (n && !pad)) {
+        ad__fail(tape, AD_ERR_ARG, "pad: mode %d with %d pads for shape %s (an even count)",
+                 (int)mode, n, AD__SHAPE(x, s0));
+        return NULL;
+    }
+    if (n / 2 > x->ndim) {
+        ad__fail(tape, AD_ERR_SHAPE, "pad: pads %s for shape %s: more pairs than dims",
+                 ad__shape_str(s1, n, pad), AD__SHAPE(x, s0));
+        return NULL;
+    }
+    int64_t shape[AD_MAX_DIMS];
+    memcpy(shape, x->shape, (size_t)x->ndim * sizeof *shape);
+    for (int i = 0; i < n / 2; i++) {
+        int d = x->ndim - 1 - i; /* pairs from the last dim, as torch */
+        if (!pad_fits(mode, x->shape[d], pad[2 * i], pad[2 * i + 1])) {
+            ad__fail(tape, AD_ERR_SHAPE,
+                     "pad: pads (%lld, %lld) do not fit dim %d of shape %s in mode %d "
+                     "(reflect needs pads < dim, circular <= dim)",
+                     (long long)pad[2 * i], (long long)pad[2 * i + 1], d, AD__SHAPE(x, s0),
+                     (int)mode);
+            return NULL;
+        }
+        shape[d] += pad[2 * i] + pad[2 * i + 1];
+    }
+    if (ad__numel(x->ndim, shape) < 0) {
+        ad__fail(tape, AD_ERR_SHAPE, "pad: pads %s of shape %s give too many elements",
+                 ad__shape_str(s1, n, pad), AD__SHAPE(x, s0));
+        return NULL;
+    }
+    ad_tensor *y = x;
+    for (int i = 0; i < n / 2 && y; i++) {
+        int d = x->ndim - 1 - i;
+        int64_t lo = pad[2 * i], hi = pad[2 * i + 1], dim = y->shape[d];
+        if (lo == 0 && hi == 0)
+            continue;
+        if (mode == AD_PAD_CONSTANT) {
+            y = pad_constant(y, d, lo, hi, value);
+            continue;
+        }
+        int64_t *index = index_buffer(tape, shape[d]);
+        if (!index)
+            return NULL;
+        pad_index(mode, dim, lo, shape[d], index);
+        y = ad_index_select(y, d, (size_t)shape[d], index);
+    }
+    return y;
+}
+
+/* ---- tril, triu: where with a constant mask on the last two dims ------------------------ */
+
+static ad_tensor *triangle(ad_tensor *x, int64_t k, bool lower, const char *op)
+{
+    ad_tape *tape = ad__input_tape(x, op);
+    if (!tape)
+        return NULL;
+    char s[AD__SHAPE_BUF];
+    if (x->ndim < 2) {
+        ad__fail(tape, AD_ERR_SHAPE, "%s: x of shape %s has fewer than 2 dims", op,
+                 AD__SHAPE(x, s));
+        return NULL;
+    }
+    int64_t rows = x->shape[x->ndim - 2], cols = x->shape[x->ndim - 1];
+    ad_tensor *mask = ad__new(tape, (ad_dtype)x->dtype, 2, x->shape + x->ndim - 2);
+    if (!mask)
+        return NULL;
+    /* k is clamped, so that j - i never meets an overflowing k */
+    k = k < -rows ? -rows : k > cols ? cols : k;
+    switch ((ad_dtype)x->dtype) {
+    case AD_F32:
+        tri_mask_f32(rows, cols, k, lower, mask->data);
+        break;
+    case AD_F64:
+        tri_mask_f64(rows, cols, k, lower, mask->data);
+        break;
+    }
+    /* where, not a product with the mask: an inf outside the triangle gives 0, as torch */
+    return ad_where(mask, x, ad__scalar_const(x, 0.0));
+}
+
+ad_tensor *ad_tril(ad_tensor *x, int64_t diagonal)
+{
+    return triangle(x, diagonal, true, "tril");
+}
+
+ad_tensor *ad_triu(ad_tensor *x, int64_t diagonal)
+{
+    return triangle(x, diagonal, false, "triu");
+}
+
+/* ---- diagonal, trace: a strided slice of the flattened matrix ----------------------------- */
+
+ad_tensor *ad_diagonal(ad_tensor *x, int64_t offset, int axis1, int axis2)
+{
+    ad_tape *tape = ad__input_tape(x, "diagonal");
+    if (!tape)
+        return NULL;
+    char s[AD__SHAPE_BUF];
+    int a1 = ad__check_axis(tape, "diagonal", x, axis1);
+    int a2 = a1 < 0 ? -1 : ad__check_axis(tape, "diagonal", x, axis2);
+    if (a2 < 0)
+        return NULL;
+    if (a1 == a2) {
+        ad__fail(tape, AD_ERR_AXIS, "diagonal: axes %d and %d are the same dim of shape %s", axis1,
+                 axis2, AD__SHAPE(x, s));
+        return NULL;
+    }
+    /* The two dims moved last (torch puts the diagonal last), merged, and
+     * every (m + 1)-th entry taken from the diagonal's start. */
+    int nd = x->ndim, perm[AD_MAX_DIMS], k = 0;
+    int64_t shape[AD_MAX_DIMS];
+    for (int d = 0; d < nd; d++)
+        if (d != a1 && d != a2) {
+            shape[k] = x->shape[d];
+            perm[k++] = d;
+        }
+    perm[k] = a1;
+    perm[k + 1] = a2;
+    int64_t n = x->shape[a1], m = x->shape[a2], start = 0, len = 0;
+    if (offset >= 0 && offset < m) {
+        start = offset;
+        len = n < m - offset ? n : m - offset;
+    } else if (offset < 0 && offset > -n) {
+        start = -offset * m;
+        len = n + offset < m ? n + offset : m;
+    }
+    shape[k] = n * m;
+    ad_tensor *flat = ad_reshape(ad_permute(x, perm), nd - 1, shape);
+    return ad_slice(flat, nd - 2, start, len ? start + (len - 1) * (m + 1) + 1 : start, m + 1);
+}
+
+ad_tensor *ad_trace(ad_tensor *x)
+{
+    ad_tape *tape = ad__input_tape(x, "trace");
+    if (!tape)
+        return NULL;
+    char s[AD__SHAPE_BUF];
+    if (x->ndim != 2) {
+        ad__fail(tape, AD_ERR_SHAPE, "trace: x of shape %s is not a matrix", AD__SHAPE(x, s));
+        return NULL;
+    }
+    return ad_sum_all(ad_diagonal(x, 0, 0, 1));
+}
+
+/* ---- outer: a column times a row -------------------------------------------------------- */
+
+ad_tensor *ad_outer(ad_tensor *a, ad_tensor *b)
+{
+    ad_tensor *in[2] = {a, b};
+    ad_tape *tape = ad__inputs_tape("outer", 2, in);
+    if (!tape)
+        return NULL;
+    char s0[AD__SHAPE_BUF], s1[AD__SHAPE_BUF];
+    if (a->ndim != 1 || b->ndim != 1) {
+        ad__fail(tape, AD_ERR_SHAPE, "outer: shapes %s and %s are not both 1-D", AD__SHAPE(a, s0),
+                 AD__SHAPE(b, s1));
+        return NULL;
+    }
+    int64_t column[2] = {a->shape[0], 1};
+    return ad_mul(ad_reshape(ad_tape_use(tape, a), 2, column), b);
+}
