@@ -476,6 +476,20 @@ static const comp_ctx diag_1 = {.a = 0, .b = 1, .v = {1}};
 static const comp_ctx diag_neg1_0_2 = {.a = 0, .b = 2, .v = {-1}};
 static const comp_ctx diag_neg_axes = {.a = -1, .b = -2, .v = {0}};
 
+static ad_tensor *f_einsum(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    (void)tape;
+    return ad_einsum(ctx, n, in);
+}
+
+/* One input used as both operands: einsum(x, x) is quadratic in x. */
+static ad_tensor *f_einsum_twice(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    ad_tensor *both[2] = {in[0], in[0]};
+    (void)tape, (void)n;
+    return ad_einsum(ctx, 2, both);
+}
+
 /* The table is aligned by hand. */
 // clang-format off
 #define ONE(d0, ...) .n_inputs = 1, .ndim = {d0}, .shape = {{__VA_ARGS__}}
@@ -723,6 +737,30 @@ const grad_case cases_shape[] = {
     {.op = "mul", .name = "outer [2] and [3]", .f = f_outer, .n_inputs = 2, .ndim = {1, 1},
      .shape = {SHAPE(2), SHAPE(3)}},
     {.op = "mul", .name = "outer(a, a) of [3]", .f = f_outer, ONE(1, 3)},
+
+    /* einsum: diagonals, sums, permutes and batched matmuls */
+    {.op = "matmul", .name = "einsum ij,jk->ik", .f = f_einsum, .ctx = "ij,jk->ik",
+     .n_inputs = 2, .ndim = {2, 2}, .shape = {SHAPE(2, 3), SHAPE(3, 4)}},
+    {.op = "matmul", .name = "einsum bij,bjk->bik", .f = f_einsum, .ctx = "bij,bjk->bik",
+     .n_inputs = 2, .ndim = {3, 3}, .shape = {SHAPE(2, 2, 3), SHAPE(2, 3, 2)}},
+    {.op = "matmul", .name = "einsum bhqd,bhkd->bhqk", .f = f_einsum, .ctx = "bhqd,bhkd->bhqk",
+     .n_inputs = 2, .ndim = {4, 4}, .shape = {SHAPE(2, 2, 3, 4), SHAPE(2, 2, 2, 4)}},
+    {.op = "matmul", .name = "einsum i,j->ij (outer)", .f = f_einsum, .ctx = "i,j->ij",
+     .n_inputs = 2, .ndim = {1, 1}, .shape = {SHAPE(2), SHAPE(3)}},
+    {.op = "matmul", .name = "einsum ij,jk->ki (transposed output)", .f = f_einsum,
+     .ctx = "ij,jk->ki", .n_inputs = 2, .ndim = {2, 2}, .shape = {SHAPE(2, 3), SHAPE(3, 2)}},
+    {.op = "matmul", .name = "einsum ij,ij-> of x with itself", .f = f_einsum_twice,
+     .ctx = "ij,ij->", ONE(2, 2, 3)},
+    {.op = "matmul", .name = "einsum ij,jk,kl->il (three operands)", .f = f_einsum,
+     .ctx = "ij,jk,kl->il", .n_inputs = 3, .ndim = {2, 2, 2},
+     .shape = {SHAPE(2, 3), SHAPE(3, 2), SHAPE(2, 2)}},
+    {.op = "matmul", .name = "einsum iij,jk->ik (diagonal, then product)", .f = f_einsum,
+     .ctx = "iij,jk->ik", .n_inputs = 2, .ndim = {3, 2}, .shape = {SHAPE(2, 2, 3), SHAPE(3, 2)}},
+    {.op = "permute", .name = "einsum ijk->kij", .f = f_einsum, .ctx = "ijk->kij", ONE(3, 2, 3, 4)},
+    {.op = "slice", .name = "einsum ii-> (trace) of x with itself", .f = f_einsum_twice,
+     .ctx = "ii,jj->", ONE(2, 3, 3)},
+    {.op = "slice", .name = "einsum ii->i (diagonal)", .f = f_einsum, .ctx = "ii->i", ONE(2, 3, 3)},
+    {.op = "sum", .name = "einsum ij->j (sum)", .f = f_einsum, .ctx = "ij->j", ONE(2, 2, 3)},
 };
 // clang-format on
 

@@ -1557,6 +1557,94 @@ static void test_compositions_given_null_return_null_without_an_error_of_their_o
     assert_int_equal(ad_tape_status(tape), AD_OK);
 }
 
+/* ---- einsum ------------------------------------------------------------------------------ */
+
+static void test_einsum_computes_products_traces_diagonals_and_sums(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s23[2] = {2, 3}, s32[2] = {3, 2}, s33[2] = {3, 3}, w32[2] = {3, 2};
+    ad_tensor *x = iota(tape, AD_F64, 2, s23), *y = iota(tape, AD_F64, 2, s32);
+    ad_tensor *xy[2] = {x, y};
+    assert_exact(ad_einsum("ij,jk->ik", 2, xy), 4, (const double[]){10, 13, 28, 40});
+    assert_exact(ad_einsum("ij, jk", 2, xy), 4, (const double[]){10, 13, 28, 40});
+    ad_tensor *t = ad_einsum("ba", 1, &x); /* implicit: "ab", a transpose */
+    assert_shape(t, 2, w32);
+    assert_exact(t, 6, (const double[]){0, 3, 1, 4, 2, 5});
+    assert_exact(ad_einsum("ij->", 1, &x), 1, (const double[]){15});
+    assert_exact(ad_einsum("ij->j", 1, &x), 3, (const double[]){3, 5, 7});
+    ad_tensor *m = iota(tape, AD_F64, 2, s33);
+    assert_exact(ad_einsum("ii", 1, &m), 1, (const double[]){12});
+    assert_exact(ad_einsum("ii->i", 1, &m), 3, (const double[]){0, 4, 8});
+    ad_tensor *g = grad_of_sum(ad_einsum("ii", 1, &m), m);
+    assert_exact(g, 9, (const double[]){1, 0, 0, 0, 1, 0, 0, 0, 1});
+    const int64_t n2[1] = {2}, n3[1] = {3};
+    ad_tensor *ab[2] = {iota(tape, AD_F32, 1, n2), iota(tape, AD_F32, 1, n3)};
+    assert_exact(ad_einsum("i,j->ij", 2, ab), 6, (const double[]){0, 0, 0, 0, 1, 2});
+}
+
+static void test_einsum_attention_scores_match_matmul_with_a_transpose(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t sq[4] = {1, 2, 3, 4}, sk[4] = {1, 2, 2, 4}, want[4] = {1, 2, 3, 2};
+    ad_tensor *q = iota(tape, AD_F64, 4, sq), *k = iota(tape, AD_F64, 4, sk);
+    ad_tensor *qk[2] = {q, k};
+    ad_tensor *y = ad_einsum("bhqd,bhkd->bhqk", 2, qk);
+    assert_shape(y, 4, want);
+    ad_tensor *ref = ad_matmul_t(q, k, false, true);
+    for (int64_t i = 0; i < 12; i++)
+        assert_true(ad_tensor_get(y, i) == ad_tensor_get(ref, i));
+}
+
+static void test_einsum_label_of_two_sizes_names_the_label_and_sizes(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s23[2] = {2, 3}, s22[2] = {2, 2};
+    ad_tensor *xs[2] = {iota(tape, AD_F64, 2, s23), iota(tape, AD_F64, 2, s22)};
+    assert_failed(tape, ad_einsum("ij,jk->ik", 2, xs), AD_ERR_SHAPE, "einsum", "label j",
+                  "sizes 3 and 2");
+}
+
+static void test_einsum_with_labels_unlike_the_dims_names_the_shape(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s23[2] = {2, 3};
+    ad_tensor *x = iota(tape, AD_F64, 2, s23);
+    assert_failed(tape, ad_einsum("ijk->i", 1, &x), AD_ERR_SHAPE, "einsum", "3 labels", "[2,3]");
+}
+
+static void test_einsum_with_operands_unlike_the_inputs_is_an_argument_error(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s23[2] = {2, 3};
+    ad_tensor *x = iota(tape, AD_F64, 2, s23);
+    assert_failed(tape, ad_einsum("ij,jk->ik", 1, &x), AD_ERR_ARG, "einsum", "more operands",
+                  "ij,jk->ik");
+}
+
+static void test_einsum_output_label_not_in_an_input_is_an_argument_error(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s23[2] = {2, 3};
+    ad_tensor *x = iota(tape, AD_F64, 2, s23);
+    assert_failed(tape, ad_einsum("ij->k", 1, &x), AD_ERR_ARG, "einsum", "'k'", "ij->k");
+}
+
+static void test_einsum_with_a_repeated_output_label_is_an_argument_error(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s23[2] = {2, 3};
+    ad_tensor *x = iota(tape, AD_F64, 2, s23);
+    assert_failed(tape, ad_einsum("ij->jj", 1, &x), AD_ERR_ARG, "einsum", "repeated", "ij->jj");
+}
+
+static void test_einsum_with_an_ellipsis_is_an_argument_error(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s23[2] = {2, 3};
+    ad_tensor *x = iota(tape, AD_F64, 2, s23);
+    assert_failed(tape, ad_einsum("...j->j", 1, &x), AD_ERR_ARG, "einsum", "'.'", "no ...");
+}
+
 /* ---- Runner --------------------------------------------------------------------------- */
 
 int main(void)
@@ -1682,6 +1770,14 @@ int main(void)
         TAPE_TEST(test_trace_sums_the_diagonal_of_a_matrix),
         TAPE_TEST(test_outer_multiplies_a_column_by_a_row),
         TAPE_TEST(test_compositions_given_null_return_null_without_an_error_of_their_own),
+        TAPE_TEST(test_einsum_computes_products_traces_diagonals_and_sums),
+        TAPE_TEST(test_einsum_attention_scores_match_matmul_with_a_transpose),
+        TAPE_TEST(test_einsum_label_of_two_sizes_names_the_label_and_sizes),
+        TAPE_TEST(test_einsum_with_labels_unlike_the_dims_names_the_shape),
+        TAPE_TEST(test_einsum_with_operands_unlike_the_inputs_is_an_argument_error),
+        TAPE_TEST(test_einsum_output_label_not_in_an_input_is_an_argument_error),
+        TAPE_TEST(test_einsum_with_a_repeated_output_label_is_an_argument_error),
+        TAPE_TEST(test_einsum_with_an_ellipsis_is_an_argument_error),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -779,6 +779,14 @@ AD_API ad_tensor *ad_trace(ad_tensor *x);
 /* y[i][j] = a[i] b[j] for 1-D a, b. da = dy b, db = dy^T a */
 AD_API ad_tensor *ad_outer(ad_tensor *a, ad_tensor *b);
 /*
+ * torch.einsum over n (1..16) inputs: "ij,jk->ik"; labels a-z, A-Z, spaces
+ * ignored; no "..." and no broadcasting of size-1 dims (a label's sizes must
+ * agree: AD_ERR_SHAPE). Without "->" the output is the labels used once, in
+ * ASCII order. Repeated labels take diagonals, dropped labels are summed, and
+ * operands are contracted left to right by batched matmuls; dx follows.
+ */
+AD_API ad_tensor *ad_einsum(const char *equation, size_t n, ad_tensor *const *xs);
+/*
  * Selects index[0..n) along axis (each in [0, dim); copied): y.shape[axis] = n.
  * dx = index_add(zeros, axis, index, dy): repeated indices accumulate.
  */

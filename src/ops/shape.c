@@ -1271,3 +1271,258 @@ ad_tensor *ad_outer(ad_tensor *a, ad_tensor *b)
     int64_t column[2] = {a->shape[0], 1};
     return ad_mul(ad_reshape(ad_tape_use(tape, a), 2, column), b);
 }
+
+/* ---- einsum: diagonals, sums, permutes and a batched matmul per pair of operands -------
+ * Each operand's repeated labels become diagonals and its labels used nowhere else are
+ * summed out; operands are then contracted left to right, each pair as one matmul of
+ * [batch, M, K] by [batch, K, N]; the result is summed and permuted to the output. */
+
+typedef struct labeled {
+    ad_tensor *t;
+    int nd;
+    char label[AD_MAX_DIMS];
+} labeled;
+
+/* Largest number of einsum operands. */
+#define EINSUM_MAX_INPUTS 16
+
+static bool einsum_label_ok(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+/* Repeated labels of one operand reduced to their diagonal (the new dim last). */
+static bool einsum_diagonals(ad_tape *tape, labeled *x, const char *equation)
+{
+    for (int p = 0; p < x->nd; p++) {
+        for (int q = p + 1; q < x->nd; q++) {
+            if (x->label[p] != x->label[q])
+                continue;
+            if (x->t->shape[p] != x->t->shape[q]) {
+                ad__fail(tape, AD_ERR_SHAPE, "einsum: label %c has sizes %lld and %lld in \"%s\"",
+                         x->label[p], (long long)x->t->shape[p], (long long)x->t->shape[q],
+                         equation);
+                return false;
+            }
+            char c = x->label[p];
+            int k = 0;
+            for (int d = 0; d < x->nd; d++)
+                if (d != p && d != q)
+                    x->label[k++] = x->label[d];
+            x->label[k++] = c;
+            x->nd = k;
+            x->t = ad_diagonal(x->t, 0, p, q);
+            if (!x->t)
+                return false;
+            p = -1; /* start again: dims have moved */
+            break;
+        }
+    }
+    return true;
+}
+
+/* The labels of x not in keep summed out. */
+static bool einsum_sum_out(labeled *x, const char *keep)
+{
+    int axes[AD_MAX_DIMS], n = 0, k = 0;
+    for (int d = 0; d < x->nd; d++) {
+        if (!strchr(keep, x->label[d]))
+            axes[n++] = d;
+        else
+            x->label[k++] = x->label[d];
+    }
+    if (n == 0)
+        return true;
+    x->nd = k;
+    x->t = ad_sum(x->t, n, axes, false);
+    return x->t != NULL;
+}
+
+/* The product of the sizes of x's dims picked by perm[0..n). */
+static int64_t einsum_size(const labeled *x, const int *perm, int n)
+{
+    int64_t size = 1;
+    for (int i = 0; i < n; i++)
+        size *= x->t->shape[perm[i]];
+    return size;
+}
+
+/* The dim of x labelled c, or -1. */
+static int einsum_find(const labeled *x, char c)
+{
+    for (int d = 0; d < x->nd; d++)
+        if (x->label[d] == c)
+            return d;
+    return -1;
+}
+
+/* a and b contracted over their shared labels that are not in keep (labels
+ * of either that are in neither keep nor the other were summed out): the
+ * result, labelled batch, a only, b only, in a. */
+static bool einsum_pair(ad_tape *tape, labeled *a, const labeled *b, const char *keep,
+                        const char *equation)
+{
+    int pa[AD_MAX_DIMS], pb[AD_MAX_DIMS], na = 0, nb = 0, nout = 0, count[4] = {0};
+    int64_t shape[2 * AD_MAX_DIMS];
+    char label[2 * AD_MAX_DIMS];
+    /* group 0: batch (shared, kept); 1: a only; 2: contracted (shared, not kept) */
+    for (int group = 0; group < 3; group++)
+        for (int i = 0; i < a->nd; i++) {
+            int j = einsum_find(b, a->label[i]);
+            bool kept = strchr(keep, a->label[i]) != NULL;
+            if ((j < 0 ? 1 : kept ? 0 : 2) != group)
+                continue;
+            if (j >= 0 && b->t->shape[j] != a->t->shape[i]) {
+                ad__fail(tape, AD_ERR_SHAPE, "einsum: label %c has sizes %lld and %lld in \"%s\"",
+                         a->label[i], (long long)a->t->shape[i], (long long)b->t->shape[j],
+                         equation);
+                return false;
+            }
+            pa[na++] = i;
+            if (j >= 0)
+                pb[nb++] = j;
+            if (group < 2) {
+                label[nout] = a->label[i];
+                shape[nout++] = a->t->shape[i];
+            }
+            count[group]++;
+        }
+    for (int j = 0; j < b->nd; j++)
+        if (einsum_find(a, b->label[j]) < 0) {
+            pb[nb++] = j;
+            label[nout] = b->label[j];
+            shape[nout++] = b->t->shape[j];
+            count[3]++;
+        }
+    if (nout > AD_MAX_DIMS) {
+        ad__fail(tape, AD_ERR_SHAPE, "einsum: \"%s\" needs %d dims (at most %d)", equation, nout,
+                 AD_MAX_DIMS);
+        return false;
+    }
+    int64_t sa[3] = {einsum_size(a, pa, count[0]), einsum_size(a, pa + count[0], count[1]),
+                     einsum_size(a, pa + count[0] + count[1], count[2])};
+    int64_t sb[3] = {sa[0], sa[2], einsum_size(b, pb + count[0] + count[2], count[3])};
+    ad_tensor *ma = ad_reshape(ad_permute(a->t, pa), 3, sa);
+    ad_tensor *mb = ad_reshape(ad_permute(b->t, pb), 3, sb);
+    a->t = ad_reshape(ad_matmul(ma, mb), nout, shape);
+    a->nd = nout;
+    memcpy(a->label, label, (size_t)nout);
+    return a->t != NULL;
+}
+
+/* Parses "ij,jk->ik": each operand's labels into x[i].label (checked against
+ * its dims), the output's into out (implicit: the labels used once, in ASCII
+ * order, as torch). Returns the output's count, or -1 after an error. */
+static int einsum_parse(ad_tape *tape, const char *equation, size_t n, labeled *x, char *out)
+{
+    char s[AD__SHAPE_BUF];
+    size_t i = 0;
+    int used[128] = {0};
+    const char *c = equation;
+    x[0].nd = 0;
+    for (; *c && !(c[0] == '-' && c[1] == '>'); c++) {
+        if (*c == ' ')
+            continue;
+        if (*c == ',') {
+            if (++i >= n)
+                break;
+            x[i].nd = 0;
+            continue;
+        }
+        if (!einsum_label_ok(*c) || x[i].nd == AD_MAX_DIMS) {
+            ad__fail(tape, AD_ERR_ARG, "einsum: \"%s\": '%c' is not a label (a-z, A-Z; no ...)",
+                     equation, *c);
+            return -1;
+        }
+        x[i].label[x[i].nd++] = *c;
+        used[(int)*c]++;
+    }
+    if (i + 1 != n) {
+        ad__fail(tape, AD_ERR_ARG, "einsum: \"%s\" has %s operands than the %zu inputs", equation,
+                 i + 1 < n ? "fewer" : "more", n);
+        return -1;
+    }
+    for (i = 0; i < n; i++)
+        if (x[i].nd != x[i].t->ndim) {
+            ad__fail(tape, AD_ERR_SHAPE, "einsum: \"%s\": operand %zu has %d labels for shape %s",
+                     equation, i, x[i].nd, AD__SHAPE(x[i].t, s));
+            return -1;
+        }
+    int nout = 0;
+    if (!*c) {
+        for (int l = 0; l < 128; l++)
+            if (used[l] == 1)
+                out[nout++] = (char)l;
+        out[nout] = 0;
+        return nout;
+    }
+    for (c += 2; *c; c++) {
+        if (*c == ' ')
+            continue;
+        if (!einsum_label_ok(*c) || !used[(int)*c] || strchr(out, *c) || nout == AD_MAX_DIMS) {
+            ad__fail(tape, AD_ERR_ARG,
+                     "einsum: \"%s\": output label '%c' is not an input label, or repeated",
+                     equation, *c);
+            return -1;
+        }
+        out[nout++] = *c;
+        out[nout] = 0;
+    }
+    return nout;
+}
+
+/* The labels to keep in operand i: the output's and those of the other operands. */
+static void einsum_keep(const labeled *x, size_t n, size_t i, const char *out, char *keep)
+{
+    size_t k = strlen(out);
+    memcpy(keep, out, k);
+    for (size_t j = 0; j < n; j++)
+        if (j != i) {
+            memcpy(keep + k, x[j].label, (size_t)x[j].nd);
+            k += (size_t)x[j].nd;
+        }
+    keep[k] = 0;
+}
+
+ad_tensor *ad_einsum(const char *equation, size_t n, ad_tensor *const *xs)
+{
+    ad_tape *tape = list_tape("einsum", n, xs);
+    if (!tape)
+        return NULL;
+    if (!equation || n > EINSUM_MAX_INPUTS) {
+        ad__fail(tape, AD_ERR_ARG, "einsum: %zu inputs%s (at most %d)", n,
+                 equation ? "" : " and no equation", EINSUM_MAX_INPUTS);
+        return NULL;
+    }
+    labeled x[EINSUM_MAX_INPUTS];
+    char out[AD_MAX_DIMS + 1] = {0}, keep[AD_MAX_DIMS * (EINSUM_MAX_INPUTS + 1) + 1];
+    for (size_t i = 0; i < n; i++) {
+        if (!ad__same_dtype(tape, "einsum", xs[0], xs[i]))
+            return NULL;
+        x[i].t = ad_tape_use(tape, xs[i]);
+        if (!x[i].t)
+            return NULL;
+    }
+    int nout = einsum_parse(tape, equation, n, x, out);
+    if (nout < 0)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        einsum_keep(x, n, i, out, keep);
+        if (!einsum_diagonals(tape, &x[i], equation) || !einsum_sum_out(&x[i], keep))
+            return NULL;
+    }
+    for (size_t i = 1; i < n; i++) {
+        /* keep the output's labels and those of operands still to come */
+        einsum_keep(x + i, n - i, 0, out, keep);
+        if (!einsum_pair(tape, &x[0], &x[i], keep, equation))
+            return NULL;
+    }
+    /* Sum what the output drops (after the pairs, shared labels may remain
+     * only when kept for a later operand), then permute to the output. */
+    if (!einsum_sum_out(&x[0], out))
+        return NULL;
+    int perm[AD_MAX_DIMS];
+    for (int d = 0; d < nout; d++)
+        perm[d] = einsum_find(&x[0], out[d]);
+    return ad_permute(x[0].t, perm);
+}
