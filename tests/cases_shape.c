@@ -262,6 +262,234 @@ static const where_ctx wh_full = {3, {2, 2, 3}, {1, 0, 1, 0, 0, 1, 1, 1, 0, 0, 1
 static const where_ctx wh_scalar = {0, {0}, {1}};              /* a 0-d cond */
 static const where_ctx wh_nonzero = {1, {4}, {-2, 0, 0.5, 0}}; /* any nonzero is true */
 
+/* ---- Compositions (issue 11): rows filed under the primitive carrying the gradient ----- */
+
+/* The attributes of one composition: axes, counts, sizes, shifts or pads. */
+typedef struct comp_ctx {
+    int a, b;     /* axes, offsets or a count */
+    int n;        /* entries of v and axes */
+    int64_t v[8]; /* sizes, shifts, repeats or pads */
+    int axes[8];
+    double value; /* pad's constant */
+} comp_ctx;
+
+static ad_tensor *f_squeeze(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    const comp_ctx *c = ctx;
+    (void)tape, (void)n;
+    return ad_squeeze(in[0], c->n, c->axes);
+}
+
+/* unsqueeze(x) * x broadcast: the second order is not zero. */
+static ad_tensor *f_unsqueeze_times(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    const comp_ctx *c = ctx;
+    (void)tape, (void)n;
+    return ad_mul(ad_unsqueeze(in[0], c->a), in[0]);
+}
+
+static ad_tensor *f_flatten(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    const comp_ctx *c = ctx;
+    (void)tape, (void)n;
+    return ad_flatten(in[0], c->a, c->b);
+}
+
+static ad_tensor *f_unflatten(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    const comp_ctx *c = ctx;
+    (void)tape, (void)n;
+    return ad_unflatten(in[0], c->a, c->n, c->v);
+}
+
+/* expand_as(x, y) * y: y gives only its shape to the expand, and a factor. */
+static ad_tensor *f_expand_as_times(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    (void)tape, (void)n, (void)ctx;
+    return ad_mul(ad_expand_as(in[0], in[1]), in[1]);
+}
+
+/* The pieces weighted 1, 2, 3, ... and joined again: each piece's gradient differs. */
+static ad_tensor *join_weighted(size_t k, ad_tensor **pieces, int axis)
+{
+    for (size_t i = 0; i < k; i++)
+        pieces[i] = ad_mul_scalar(pieces[i], (double)(i + 1));
+    return ad_concat(k, pieces, axis);
+}
+
+static ad_tensor *f_split(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    const comp_ctx *c = ctx;
+    ad_tensor *pieces[8];
+    (void)tape, (void)n;
+    size_t k = ad_split(in[0], c->a, c->v[0], 8, pieces);
+    return k ? join_weighted(k, pieces, c->a) : NULL;
+}
+
+static ad_tensor *f_split_sizes(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    const comp_ctx *c = ctx;
+    ad_tensor *pieces[8];
+    (void)tape, (void)n;
+    size_t k = ad_split_sizes(in[0], c->a, (size_t)c->n, c->v, pieces);
+    return k ? join_weighted(k, pieces, c->a) : NULL;
+}
+
+/* The first chunk times the last, squared pieces in between unused. */
+static ad_tensor *f_chunk_product(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    const comp_ctx *c = ctx;
+    ad_tensor *pieces[8];
+    (void)tape, (void)n;
+    size_t k = ad_chunk(in[0], c->a, (size_t)c->b, pieces);
+    return k ? ad_mul(pieces[0], pieces[k - 1]) : NULL;
+}
+
+static ad_tensor *f_unbind(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    const comp_ctx *c = ctx;
+    ad_tensor *pieces[8];
+    (void)tape, (void)n;
+    size_t k = ad_unbind(in[0], c->a, 8, pieces);
+    for (size_t i = 0; i < k; i++)
+        pieces[i] = ad_mul_scalar(pieces[i], (double)(i + 1));
+    return k ? ad_stack(k, pieces, c->b) : NULL;
+}
+
+/* unbind(x)[0] * unbind(x)[1]: two rows of one input, nonlinear. */
+static ad_tensor *f_unbind_product(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    const comp_ctx *c = ctx;
+    ad_tensor *pieces[8];
+    (void)tape, (void)n;
+    size_t k = ad_unbind(in[0], c->a, 8, pieces);
+    return k >= 2 ? ad_mul(pieces[0], pieces[1]) : NULL;
+}
+
+static const comp_ctx sq_all = {.n = 0};
+static const comp_ctx sq_axis1 = {.n = 1, .axes = {1}};
+static const comp_ctx sq_neg_and_non1 = {.n = 2, .axes = {-1, 0}};
+static const comp_ctx unsq_0 = {.a = 0};
+static const comp_ctx unsq_neg1 = {.a = -1};
+static const comp_ctx fl_1_2 = {.a = 1, .b = 2};
+static const comp_ctx fl_all = {.a = 0, .b = -1};
+static const comp_ctx unfl_1 = {.a = 1, .n = 2, .v = {2, -1}};
+static const comp_ctx unfl_neg1 = {.a = -1, .n = 3, .v = {1, 3, 2}};
+static const comp_ctx split_2_axis0 = {.a = 0, .v = {2}};
+static const comp_ctx split_4_axis_neg1 = {.a = -1, .v = {4}};
+static const comp_ctx split_sizes_1_0_3 = {.a = 1, .n = 3, .v = {1, 0, 3}};
+static const comp_ctx chunk_3_axis1 = {.a = 1, .b = 3};
+static const comp_ctx chunk_2_axis0 = {.a = 0, .b = 2};
+static const comp_ctx unbind_0_stack_1 = {.a = 0, .b = 1};
+static const comp_ctx unbind_neg1 = {.a = -1, .b = 0};
+
+static ad_tensor *f_repeat(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    const comp_ctx *c = ctx;
+    (void)tape, (void)n;
+    return ad_repeat(in[0], c->n, c->v);
+}
+
+static ad_tensor *f_repeat_squared(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    return ad_square(f_repeat(tape, n, in, ctx));
+}
+
+/* flip(x) * x: each entry meets its mirror, so the second order is not zero. */
+static ad_tensor *f_flip_times(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    const comp_ctx *c = ctx;
+    (void)tape, (void)n;
+    return ad_mul(ad_flip(in[0], c->n, c->axes), in[0]);
+}
+
+/* roll(x) * x; c->b set: no axes (rolled flattened). */
+static ad_tensor *f_roll_times(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    const comp_ctx *c = ctx;
+    (void)tape, (void)n;
+    return ad_mul(ad_roll(in[0], c->n, c->v, c->b ? NULL : c->axes), in[0]);
+}
+
+static ad_tensor *f_pad(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    const comp_ctx *c = ctx;
+    (void)tape, (void)n;
+    return ad_pad(in[0], c->n, c->v, (ad_pad_mode)c->a, c->value);
+}
+
+static ad_tensor *f_pad_squared(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    return ad_square(f_pad(tape, n, in, ctx));
+}
+
+/* tril (c->b set) or triu of x, times x. */
+static ad_tensor *f_triangle_times(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    const comp_ctx *c = ctx;
+    (void)tape, (void)n;
+    ad_tensor *t = c->b ? ad_tril(in[0], c->a) : ad_triu(in[0], c->a);
+    return ad_mul(t, in[0]);
+}
+
+static ad_tensor *f_diagonal(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    const comp_ctx *c = ctx;
+    (void)tape, (void)n;
+    return ad_diagonal(in[0], c->v[0], c->a, c->b);
+}
+
+static ad_tensor *f_diagonal_squared(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    return ad_square(f_diagonal(tape, n, in, ctx));
+}
+
+/* trace(x)^2 */
+static ad_tensor *f_trace_squared(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    (void)tape, (void)n, (void)ctx;
+    return ad_square(ad_trace(in[0]));
+}
+
+static ad_tensor *f_outer(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    (void)tape, (void)ctx;
+    return ad_outer(in[0], in[n - 1]);
+}
+
+static const comp_ctx rep_2_1_2 = {.n = 3, .v = {2, 1, 2}};
+static const comp_ctx rep_0d = {.n = 2, .v = {2, 3}};
+static const comp_ctx rep_3_2 = {.n = 2, .v = {3, 2}};
+static const comp_ctx flip_0_1 = {.n = 2, .axes = {0, 1}};
+static const comp_ctx flip_neg1 = {.n = 1, .axes = {-1}};
+static const comp_ctx roll_flat = {.n = 1, .b = 1, .v = {4}};
+static const comp_ctx roll_two_axes = {.n = 2, .v = {1, -4}, .axes = {0, 1}};
+static const comp_ctx roll_same_axis = {.n = 2, .v = {1, 1}, .axes = {-1, -1}};
+static const comp_ctx pad_const = {.a = AD_PAD_CONSTANT, .n = 2, .v = {1, 2}, .value = 0.5};
+static const comp_ctx pad_const_crop = {.a = AD_PAD_CONSTANT, .n = 4, .v = {-1, 1, 1, 0}};
+static const comp_ctx pad_reflect = {.a = AD_PAD_REFLECT, .n = 4, .v = {2, 1, 1, 0}};
+static const comp_ctx pad_replicate = {.a = AD_PAD_REPLICATE, .n = 4, .v = {2, 2, 0, 1}};
+static const comp_ctx pad_circular = {.a = AD_PAD_CIRCULAR, .n = 2, .v = {1, 3}};
+static const comp_ctx tril_1 = {.a = 1, .b = 1};
+static const comp_ctx triu_neg1 = {.a = -1, .b = 0};
+static const comp_ctx diag_1 = {.a = 0, .b = 1, .v = {1}};
+static const comp_ctx diag_neg1_0_2 = {.a = 0, .b = 2, .v = {-1}};
+static const comp_ctx diag_neg_axes = {.a = -1, .b = -2, .v = {0}};
+
+static ad_tensor *f_einsum(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    (void)tape;
+    return ad_einsum(ctx, n, in);
+}
+
+/* One input used as both operands: einsum(x, x) is quadratic in x. */
+static ad_tensor *f_einsum_twice(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    ad_tensor *both[2] = {in[0], in[0]};
+    (void)tape, (void)n;
+    return ad_einsum(ctx, 2, both);
+}
+
 /* The table is aligned by hand. */
 // clang-format off
 #define ONE(d0, ...) .n_inputs = 1, .ndim = {d0}, .shape = {{__VA_ARGS__}}
@@ -415,6 +643,124 @@ const grad_case cases_shape[] = {
      .n_inputs = 2, .ndim = {1, 2}, .shape = {SHAPE(2), SHAPE(3, 1)}},
     {.op = "where", .name = "cond [4] with -2 and 0.5 true, a^2 and b*a", .f = f_where_nonlinear,
      .ctx = (void *)&wh_nonzero, .n_inputs = 2, .ndim = {1, 1}, .shape = {SHAPE(4), SHAPE(4)}},
+
+    /* squeeze, unsqueeze, flatten, unflatten, expand_as: compositions */
+    {.op = "reshape", .name = "squeeze all of [1,3,1,2]", .f = f_squeeze, .ctx = (void *)&sq_all,
+     ONE(4, 1, 3, 1, 2)},
+    {.op = "reshape", .name = "squeeze axis 1 of [2,1,3]", .f = f_squeeze,
+     .ctx = (void *)&sq_axis1, ONE(3, 2, 1, 3)},
+    {.op = "reshape", .name = "squeeze axes {-1,0} of [2,3,1] (0 is not 1: kept)",
+     .f = f_squeeze, .ctx = (void *)&sq_neg_and_non1, ONE(3, 2, 3, 1)},
+    {.op = "reshape", .name = "squeeze all of 0-d", .f = f_squeeze, .ctx = (void *)&sq_all,
+     ONE(0, 0)},
+    {.op = "expand", .name = "unsqueeze([3], 0) * x", .f = f_unsqueeze_times,
+     .ctx = (void *)&unsq_0, ONE(1, 3)},
+    {.op = "expand", .name = "unsqueeze([3,3], -1) * x", .f = f_unsqueeze_times,
+     .ctx = (void *)&unsq_neg1, ONE(2, 3, 3)},
+    {.op = "reshape", .name = "flatten [2,3,2,2] dims 1..2", .f = f_flatten,
+     .ctx = (void *)&fl_1_2, ONE(4, 2, 3, 2, 2)},
+    {.op = "reshape", .name = "flatten 0-d to [1]", .f = f_flatten, .ctx = (void *)&fl_all,
+     ONE(0, 0)},
+    {.op = "reshape", .name = "unflatten axis 1 of [3,6] to {2,-1}", .f = f_unflatten,
+     .ctx = (void *)&unfl_1, ONE(2, 3, 6)},
+    {.op = "reshape", .name = "unflatten axis -1 of [2,6] to {1,3,2}", .f = f_unflatten,
+     .ctx = (void *)&unfl_neg1, ONE(2, 2, 6)},
+    {.op = "expand", .name = "expand_as([3,1], [2,3,4]) * y", .f = f_expand_as_times,
+     .n_inputs = 2, .ndim = {2, 3}, .shape = {SHAPE(3, 1), SHAPE(2, 3, 4)}},
+
+    /* split, chunk, unbind: slices */
+    {.op = "slice", .name = "split [5,2] in 2s along 0, weighted", .f = f_split,
+     .ctx = (void *)&split_2_axis0, ONE(2, 5, 2)},
+    {.op = "slice", .name = "split [2,3] in 4s along -1 (one piece)", .f = f_split,
+     .ctx = (void *)&split_4_axis_neg1, ONE(2, 2, 3)},
+    {.op = "slice", .name = "split [2,4] in sizes {1,0,3} along 1", .f = f_split_sizes,
+     .ctx = (void *)&split_sizes_1_0_3, ONE(2, 2, 4)},
+    {.op = "slice", .name = "chunk [2,7] in 3 along 1: first * last", .f = f_chunk_product,
+     .ctx = (void *)&chunk_3_axis1, ONE(2, 2, 7)},
+    {.op = "slice", .name = "chunk [4,3] in 2 along 0: first * last", .f = f_chunk_product,
+     .ctx = (void *)&chunk_2_axis0, ONE(2, 4, 3)},
+    {.op = "slice", .name = "unbind [3,2] along 0, stacked along 1", .f = f_unbind,
+     .ctx = (void *)&unbind_0_stack_1, ONE(2, 3, 2)},
+    {.op = "slice", .name = "unbind [2,3,2] along -1: first * second", .f = f_unbind_product,
+     .ctx = (void *)&unbind_neg1, ONE(3, 2, 3, 2)},
+
+    /* repeat: expands */
+    {.op = "expand", .name = "repeat [2,3] by {2,1,2}", .f = f_repeat, .ctx = (void *)&rep_2_1_2,
+     ONE(2, 2, 3)},
+    {.op = "expand", .name = "repeat 0-d by {2,3}", .f = f_repeat, .ctx = (void *)&rep_0d,
+     ONE(0, 0)},
+    {.op = "expand", .name = "repeat [2,1] by {3,2}, squared", .f = f_repeat_squared,
+     .ctx = (void *)&rep_3_2, ONE(2, 2, 1)},
+
+    /* flip: index_selects */
+    {.op = "index_select", .name = "flip [2,3] over {0,1} * x", .f = f_flip_times,
+     .ctx = (void *)&flip_0_1, ONE(2, 2, 3)},
+    {.op = "index_select", .name = "flip [2,3,4] over -1 * x", .f = f_flip_times,
+     .ctx = (void *)&flip_neg1, ONE(3, 2, 3, 4)},
+
+    /* roll: slices joined */
+    {.op = "concat", .name = "roll [2,3] by 4, flattened, * x", .f = f_roll_times,
+     .ctx = (void *)&roll_flat, ONE(2, 2, 3)},
+    {.op = "concat", .name = "roll [2,3] by {1,-4} over {0,1} * x", .f = f_roll_times,
+     .ctx = (void *)&roll_two_axes, ONE(2, 2, 3)},
+    {.op = "concat", .name = "roll [3,4] by {1,1} over {-1,-1} * x", .f = f_roll_times,
+     .ctx = (void *)&roll_same_axis, ONE(2, 3, 4)},
+
+    /* pad */
+    {.op = "concat", .name = "pad [2,3] constant 0.5 by (1,2)", .f = f_pad,
+     .ctx = (void *)&pad_const, ONE(2, 2, 3)},
+    {.op = "concat", .name = "pad [2,3] constant by (-1,1,1,0), squared", .f = f_pad_squared,
+     .ctx = (void *)&pad_const_crop, ONE(2, 2, 3)},
+    {.op = "index_select", .name = "pad [1,2,3] reflect by (2,1,1,0)", .f = f_pad,
+     .ctx = (void *)&pad_reflect, ONE(3, 1, 2, 3)},
+    {.op = "index_select", .name = "pad [2,3] replicate by (2,2,0,1), squared",
+     .f = f_pad_squared, .ctx = (void *)&pad_replicate, ONE(2, 2, 3)},
+    {.op = "index_select", .name = "pad [2,3] circular by (1,3)", .f = f_pad,
+     .ctx = (void *)&pad_circular, ONE(2, 2, 3)},
+
+    /* tril, triu: where */
+    {.op = "where", .name = "tril [3,4] diagonal 1 * x", .f = f_triangle_times,
+     .ctx = (void *)&tril_1, ONE(2, 3, 4)},
+    {.op = "where", .name = "triu [2,3,3] diagonal -1 * x (batched)", .f = f_triangle_times,
+     .ctx = (void *)&triu_neg1, ONE(3, 2, 3, 3)},
+
+    /* diagonal, trace: strided slices */
+    {.op = "slice", .name = "diagonal 1 of [3,4]", .f = f_diagonal, .ctx = (void *)&diag_1,
+     ONE(2, 3, 4)},
+    {.op = "slice", .name = "diagonal -1 of [3,2,4] dims 0, 2, squared", .f = f_diagonal_squared,
+     .ctx = (void *)&diag_neg1_0_2, ONE(3, 3, 2, 4)},
+    {.op = "slice", .name = "diagonal of [2,3,3] dims -1, -2", .f = f_diagonal,
+     .ctx = (void *)&diag_neg_axes, ONE(3, 2, 3, 3)},
+    {.op = "slice", .name = "trace of [3,3], squared", .f = f_trace_squared, ONE(2, 3, 3)},
+
+    /* outer: a product */
+    {.op = "mul", .name = "outer [2] and [3]", .f = f_outer, .n_inputs = 2, .ndim = {1, 1},
+     .shape = {SHAPE(2), SHAPE(3)}},
+    {.op = "mul", .name = "outer(a, a) of [3]", .f = f_outer, ONE(1, 3)},
+
+    /* einsum: diagonals, sums, permutes and batched matmuls */
+    {.op = "matmul", .name = "einsum ij,jk->ik", .f = f_einsum, .ctx = "ij,jk->ik",
+     .n_inputs = 2, .ndim = {2, 2}, .shape = {SHAPE(2, 3), SHAPE(3, 4)}},
+    {.op = "matmul", .name = "einsum bij,bjk->bik", .f = f_einsum, .ctx = "bij,bjk->bik",
+     .n_inputs = 2, .ndim = {3, 3}, .shape = {SHAPE(2, 2, 3), SHAPE(2, 3, 2)}},
+    {.op = "matmul", .name = "einsum bhqd,bhkd->bhqk", .f = f_einsum, .ctx = "bhqd,bhkd->bhqk",
+     .n_inputs = 2, .ndim = {4, 4}, .shape = {SHAPE(2, 2, 3, 4), SHAPE(2, 2, 2, 4)}},
+    {.op = "matmul", .name = "einsum i,j->ij (outer)", .f = f_einsum, .ctx = "i,j->ij",
+     .n_inputs = 2, .ndim = {1, 1}, .shape = {SHAPE(2), SHAPE(3)}},
+    {.op = "matmul", .name = "einsum ij,jk->ki (transposed output)", .f = f_einsum,
+     .ctx = "ij,jk->ki", .n_inputs = 2, .ndim = {2, 2}, .shape = {SHAPE(2, 3), SHAPE(3, 2)}},
+    {.op = "matmul", .name = "einsum ij,ij-> of x with itself", .f = f_einsum_twice,
+     .ctx = "ij,ij->", ONE(2, 2, 3)},
+    {.op = "matmul", .name = "einsum ij,jk,kl->il (three operands)", .f = f_einsum,
+     .ctx = "ij,jk,kl->il", .n_inputs = 3, .ndim = {2, 2, 2},
+     .shape = {SHAPE(2, 3), SHAPE(3, 2), SHAPE(2, 2)}},
+    {.op = "matmul", .name = "einsum iij,jk->ik (diagonal, then product)", .f = f_einsum,
+     .ctx = "iij,jk->ik", .n_inputs = 2, .ndim = {3, 2}, .shape = {SHAPE(2, 2, 3), SHAPE(3, 2)}},
+    {.op = "permute", .name = "einsum ijk->kij", .f = f_einsum, .ctx = "ijk->kij", ONE(3, 2, 3, 4)},
+    {.op = "slice", .name = "einsum ii-> (trace) of x with itself", .f = f_einsum_twice,
+     .ctx = "ii,jj->", ONE(2, 3, 3)},
+    {.op = "slice", .name = "einsum ii->i (diagonal)", .f = f_einsum, .ctx = "ii->i", ONE(2, 3, 3)},
+    {.op = "sum", .name = "einsum ij->j (sum)", .f = f_einsum, .ctx = "ij->j", ONE(2, 2, 3)},
 };
 // clang-format on
 

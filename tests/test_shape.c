@@ -943,6 +943,708 @@ static void test_second_derivative_flows_through_gather_and_where(void **state)
     assert_exact(h, 3, (const double[]){0, 0, 4});
 }
 
+/* ---- Compositions: squeeze, unsqueeze, flatten, unflatten, expand_as ------------------ */
+
+static void test_squeeze_drops_size_one_dims_and_keeps_others_as_torch(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[4] = {1, 3, 1, 2}, all[2] = {3, 2}, one[3] = {1, 3, 2}, same[4] = {1, 3, 1, 2};
+    ad_tensor *x = iota(tape, AD_F64, 4, s);
+    assert_shape(ad_squeeze(x, 0, NULL), 2, all);
+    assert_exact(ad_squeeze(x, 0, NULL), 6, (const double[]){0, 1, 2, 3, 4, 5});
+    assert_shape(ad_squeeze(x, 1, (const int[]){-2}), 3, one);
+    /* torch: squeezing a dim that is not 1 is a no-op */
+    assert_ptr_equal(ad_squeeze(x, 1, (const int[]){1}), x);
+    assert_shape(ad_squeeze(x, 1, (const int[]){1}), 4, same);
+    ad_tensor *z = leaf(tape, AD_F64, 0, NULL, (const double[]){7});
+    assert_ptr_equal(ad_squeeze(z, 1, (const int[]){-1}), z);
+    assert_ptr_equal(ad_squeeze(z, 0, NULL), z);
+    assert_exact(grad_of_sum(ad_squeeze(x, 0, NULL), x), 6, (const double[]){1, 1, 1, 1, 1, 1});
+}
+
+static void test_squeeze_axis_out_of_range_names_the_shape(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {2, 1};
+    ad_tensor *x = iota(tape, AD_F64, 2, s);
+    assert_failed(tape, ad_squeeze(x, 1, (const int[]){2}), AD_ERR_AXIS, "squeeze", "axis 2",
+                  "[2,1]");
+}
+
+static void test_squeeze_of_0d_with_axis_1_is_an_axis_error(void **state)
+{
+    ad_tape *tape = *state;
+    ad_tensor *z = leaf(tape, AD_F64, 0, NULL, (const double[]){7});
+    assert_failed(tape, ad_squeeze(z, 1, (const int[]){1}), AD_ERR_AXIS, "squeeze", "axis 1", "[]");
+}
+
+static void test_squeeze_with_a_repeated_axis_is_an_axis_error(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {1, 1};
+    ad_tensor *x = iota(tape, AD_F64, 2, s);
+    assert_failed(tape, ad_squeeze(x, 2, (const int[]){0, -2}), AD_ERR_AXIS, "squeeze", "repeated",
+                  "[1,1]");
+}
+
+static void test_unsqueeze_inserts_a_dim_at_negative_and_positive_axes(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {2, 3}, front[3] = {1, 2, 3}, back[3] = {2, 3, 1}, mid[3] = {2, 1, 3},
+                  one[1] = {1};
+    ad_tensor *x = iota(tape, AD_F64, 2, s);
+    assert_shape(ad_unsqueeze(x, 0), 3, front);
+    assert_shape(ad_unsqueeze(x, -1), 3, back);
+    assert_shape(ad_unsqueeze(x, 2), 3, back);
+    assert_shape(ad_unsqueeze(x, -2), 3, mid);
+    assert_exact(ad_unsqueeze(x, 1), 6, (const double[]){0, 1, 2, 3, 4, 5});
+    ad_tensor *z = leaf(tape, AD_F32, 0, NULL, (const double[]){7});
+    assert_shape(ad_unsqueeze(z, -1), 1, one);
+    assert_exact(ad_unsqueeze(z, 0), 1, (const double[]){7});
+}
+
+static void test_unsqueeze_axis_out_of_range_names_the_range_and_shape(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {2, 3};
+    ad_tensor *x = iota(tape, AD_F64, 2, s);
+    assert_failed(tape, ad_unsqueeze(x, 3), AD_ERR_AXIS, "unsqueeze", "[-3, 2]", "[2,3]");
+}
+
+static void test_unsqueeze_of_eight_dims_is_a_shape_error(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[8] = {1, 1, 1, 1, 1, 1, 1, 2};
+    ad_tensor *x = iota(tape, AD_F64, 8, s);
+    assert_failed(tape, ad_unsqueeze(x, 0), AD_ERR_SHAPE, "unsqueeze", "most dims", NULL);
+}
+
+static void test_flatten_merges_a_range_of_dims_as_torch(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[4] = {2, 3, 0, 2}, mid[3] = {2, 0, 2}, all[1] = {0}, same[4] = {2, 3, 0, 2},
+                  one[1] = {1};
+    ad_tensor *x = leaf(tape, AD_F64, 4, s, NULL);
+    assert_shape(ad_flatten(x, 1, 2), 3, mid);
+    assert_shape(ad_flatten(x, 0, -1), 1, all);
+    assert_shape(ad_flatten(x, -2, 2), 4, same);
+    assert_shape(grad_of_sum(ad_flatten(x, 0, -1), x), 4, s);
+    ad_tensor *z = leaf(tape, AD_F64, 0, NULL, (const double[]){7});
+    assert_shape(ad_flatten(z, 0, -1), 1, one);
+    const int64_t s23[2] = {2, 3}, six[1] = {6};
+    ad_tensor *y = ad_flatten(iota(tape, AD_F32, 2, s23), 0, 1);
+    assert_shape(y, 1, six);
+    assert_exact(y, 6, (const double[]){0, 1, 2, 3, 4, 5});
+}
+
+static void test_flatten_with_start_after_end_names_both(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[3] = {2, 3, 4};
+    ad_tensor *x = iota(tape, AD_F64, 3, s);
+    assert_failed(tape, ad_flatten(x, 2, 1), AD_ERR_AXIS, "flatten", "start 2 comes after end 1",
+                  "[2,3,4]");
+}
+
+static void test_flatten_axis_out_of_range_names_the_shape(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {2, 3};
+    ad_tensor *x = iota(tape, AD_F64, 2, s);
+    assert_failed(tape, ad_flatten(x, 0, 2), AD_ERR_AXIS, "flatten", "axis 2", "[2,3]");
+}
+
+static void test_unflatten_splits_a_dim_and_infers_minus_one(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {2, 12}, want[3] = {2, 3, 4}, want2[4] = {2, 2, 3, 2};
+    ad_tensor *x = leaf(tape, AD_F64, 2, s, NULL);
+    assert_shape(ad_unflatten(x, 1, 2, (const int64_t[]){3, -1}), 3, want);
+    assert_shape(ad_unflatten(x, -1, 3, (const int64_t[]){2, 3, 2}), 4, want2);
+    const int64_t z[2] = {2, 0}, zw[3] = {2, 0, 5};
+    assert_shape(ad_unflatten(leaf(tape, AD_F64, 2, z, NULL), 1, 2, (const int64_t[]){0, 5}), 3,
+                 zw);
+}
+
+static void test_unflatten_with_sizes_that_do_not_multiply_names_them(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {2, 12};
+    ad_tensor *x = leaf(tape, AD_F64, 2, s, NULL);
+    assert_failed(tape, ad_unflatten(x, 1, 2, (const int64_t[]){5, -1}), AD_ERR_SHAPE, "unflatten",
+                  "[5,-1]", "[2,12]");
+}
+
+static void test_unflatten_of_zero_with_minus_one_is_ambiguous_as_torch(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {2, 0};
+    ad_tensor *x = leaf(tape, AD_F64, 2, s, NULL);
+    assert_failed(tape, ad_unflatten(x, 1, 2, (const int64_t[]){0, -1}), AD_ERR_SHAPE, "unflatten",
+                  "[0,-1]", "[2,0]");
+}
+
+static void test_unflatten_with_no_sizes_is_a_shape_error(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {2, 12};
+    ad_tensor *x = leaf(tape, AD_F64, 2, s, NULL);
+    assert_failed(tape, ad_unflatten(x, 1, 0, NULL), AD_ERR_SHAPE, "unflatten", "0 sizes",
+                  "[2,12]");
+}
+
+static void test_expand_as_takes_the_other_shape_and_sums_the_gradient_back(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {2, 1}, t[3] = {3, 2, 2};
+    ad_tensor *x = iota(tape, AD_F64, 2, s);
+    ad_tensor *other = leaf(tape, AD_F64, 3, t, NULL);
+    ad_tensor *y = ad_expand_as(x, other);
+    assert_shape(y, 3, t);
+    assert_exact(y, 12, (const double[]){0, 0, 1, 1, 0, 0, 1, 1, 0, 0, 1, 1});
+    assert_exact(grad_of_sum(y, x), 2, (const double[]){6, 6});
+    assert_failed(tape, ad_expand_as(other, x), AD_ERR_SHAPE, "expand", "[3,2,2]", "[2,1]");
+}
+
+/* ---- Compositions: split, chunk, unbind ------------------------------------------------ */
+
+static void test_split_gives_pieces_of_a_size_the_last_shorter(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {5, 2}, p2[2] = {2, 2}, p1[2] = {1, 2};
+    ad_tensor *x = iota(tape, AD_F64, 2, s), *out[4];
+    assert_int_equal(ad_split(x, 0, 2, 4, out), 3);
+    assert_shape(out[0], 2, p2);
+    assert_shape(out[2], 2, p1);
+    assert_exact(out[1], 4, (const double[]){4, 5, 6, 7});
+    assert_exact(out[2], 2, (const double[]){8, 9});
+    /* only the used pieces get a gradient */
+    assert_exact(grad_of_sum(out[1], x), 10, (const double[]){0, 0, 0, 0, 1, 1, 1, 1, 0, 0});
+    assert_int_equal(ad_split(x, -1, 5, 4, out), 1);
+    assert_exact(out[0], 10, (const double[]){0, 1, 2, 3, 4, 5, 6, 7, 8, 9});
+}
+
+static void test_split_of_an_empty_axis_gives_one_empty_piece_as_torch(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {0, 3};
+    ad_tensor *x = leaf(tape, AD_F64, 2, s, NULL), *out[2];
+    assert_int_equal(ad_split(x, 0, 2, 2, out), 1);
+    assert_shape(out[0], 2, s);
+    assert_int_equal(ad_split(x, 0, 0, 2, out), 1);
+    assert_int_equal(ad_tape_status(tape), AD_OK);
+}
+
+static void test_split_into_too_few_slots_names_the_count(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[1] = {5};
+    ad_tensor *x = iota(tape, AD_F64, 1, s), *out[2] = {x, x};
+    assert_int_equal(ad_split(x, 0, 2, 2, out), 0);
+    assert_null(out[0]);
+    assert_null(out[1]);
+    assert_failed(tape, NULL, AD_ERR_ARG, "split", "3 pieces", "room for 2");
+}
+
+static void test_split_of_size_zero_is_an_argument_error(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[1] = {5};
+    ad_tensor *x = iota(tape, AD_F64, 1, s), *out[2];
+    assert_int_equal(ad_split(x, 0, 0, 2, out), 0);
+    assert_failed(tape, NULL, AD_ERR_ARG, "split", "size 0", "[5]");
+}
+
+static void test_split_sizes_gives_pieces_of_the_sizes(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {2, 5}, p0[2] = {2, 0};
+    ad_tensor *x = iota(tape, AD_F32, 2, s), *out[3];
+    assert_int_equal(ad_split_sizes(x, 1, 3, (const int64_t[]){2, 0, 3}, out), 3);
+    assert_exact(out[0], 4, (const double[]){0, 1, 5, 6});
+    assert_shape(out[1], 2, p0);
+    assert_exact(out[2], 6, (const double[]){2, 3, 4, 7, 8, 9});
+}
+
+static void test_split_sizes_that_do_not_sum_to_the_dim_name_the_shape(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[1] = {5};
+    ad_tensor *x = iota(tape, AD_F64, 1, s), *out[2];
+    assert_int_equal(ad_split_sizes(x, 0, 2, (const int64_t[]){2, 2}, out), 0);
+    assert_failed(tape, NULL, AD_ERR_ARG, "split_sizes", "sum to 5", "[5]");
+}
+
+static void test_chunk_may_give_fewer_pieces_than_asked_as_torch(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s6[1] = {6}, s5[1] = {5}, two[1] = {2}, one[1] = {1};
+    ad_tensor *out[4];
+    assert_int_equal(ad_chunk(iota(tape, AD_F64, 1, s6), 0, 4, out), 3);
+    assert_exact(out[2], 2, (const double[]){4, 5});
+    assert_null(out[3]);
+    assert_int_equal(ad_chunk(iota(tape, AD_F64, 1, s5), -1, 4, out), 3);
+    assert_shape(out[1], 1, two);
+    assert_shape(out[2], 1, one);
+    const int64_t s02[2] = {0, 2};
+    assert_int_equal(ad_chunk(leaf(tape, AD_F64, 2, s02, NULL), 0, 3, out), 3);
+    assert_shape(out[2], 2, s02);
+}
+
+static void test_chunk_into_zero_pieces_is_an_argument_error(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[1] = {6};
+    ad_tensor *out[1];
+    assert_int_equal(ad_chunk(iota(tape, AD_F64, 1, s), 0, 0, out), 0);
+    assert_failed(tape, NULL, AD_ERR_ARG, "chunk", "0 chunks", "[6]");
+}
+
+static void test_unbind_removes_the_axis_and_each_slice_gets_its_gradient(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {2, 3}, col[1] = {2};
+    ad_tensor *x = iota(tape, AD_F64, 2, s), *out[3];
+    assert_int_equal(ad_unbind(x, 1, 3, out), 3);
+    assert_shape(out[0], 1, col);
+    assert_exact(out[2], 2, (const double[]){2, 5});
+    ad_tensor *y = ad_add(out[0], ad_mul_scalar(out[2], 3));
+    assert_exact(grad_of_sum(y, x), 6, (const double[]){1, 0, 3, 1, 0, 3});
+    const int64_t s02[2] = {0, 2};
+    assert_int_equal(ad_unbind(leaf(tape, AD_F64, 2, s02, NULL), 0, 0, NULL), 0);
+    assert_int_equal(ad_tape_status(tape), AD_ERR_ARG); /* out is NULL */
+}
+
+static void test_unbind_of_an_empty_axis_gives_no_pieces_and_no_error(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s02[2] = {0, 2};
+    ad_tensor *out[1] = {NULL};
+    assert_int_equal(ad_unbind(leaf(tape, AD_F64, 2, s02, NULL), 0, 1, out), 0);
+    assert_int_equal(ad_tape_status(tape), AD_OK);
+}
+
+static void test_unbind_into_too_few_slots_names_the_count(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {2, 3};
+    ad_tensor *x = iota(tape, AD_F64, 2, s), *out[2];
+    assert_int_equal(ad_unbind(x, -1, 2, out), 0);
+    assert_failed(tape, NULL, AD_ERR_ARG, "unbind", "3 pieces", "room for 2");
+}
+
+static void test_multi_output_ops_given_null_return_zero_and_null_pieces(void **state)
+{
+    ad_tape *tape = *state;
+    ad_tensor *out[2] = {(ad_tensor *)tape, (ad_tensor *)tape};
+    assert_int_equal(ad_split(NULL, 0, 1, 2, out), 0);
+    assert_null(out[0]);
+    assert_null(out[1]);
+    assert_int_equal(ad_chunk(NULL, 0, 2, out), 0);
+    assert_int_equal(ad_unbind(NULL, 0, 2, out), 0);
+    assert_int_equal(ad_split_sizes(NULL, 0, 1, (const int64_t[]){1}, out), 0);
+    assert_int_equal(ad_tape_status(tape), AD_OK);
+}
+
+/* ---- Compositions: repeat, flip, roll, pad -------------------------------------------- */
+
+static void test_repeat_tiles_as_torch_and_sums_the_gradient_of_the_tiles(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {2, 3}, want[3] = {2, 2, 6};
+    ad_tensor *x = iota(tape, AD_F64, 2, s);
+    ad_tensor *y = ad_repeat(x, 3, (const int64_t[]){2, 1, 2});
+    assert_shape(y, 3, want);
+    assert_exact(y, 24, (const double[]){0, 1, 2, 0, 1, 2, 3, 4, 5, 3, 4, 5,
+                                         0, 1, 2, 0, 1, 2, 3, 4, 5, 3, 4, 5});
+    assert_exact(grad_of_sum(y, x), 6, (const double[]){4, 4, 4, 4, 4, 4});
+    const int64_t zero[2] = {0, 6}, one23[2] = {2, 3};
+    assert_shape(ad_repeat(x, 2, (const int64_t[]){0, 2}), 2, zero);
+    ad_tensor *z = leaf(tape, AD_F32, 0, NULL, (const double[]){7});
+    ad_tensor *yz = ad_repeat(z, 2, (const int64_t[]){2, 3});
+    assert_shape(yz, 2, one23);
+    assert_exact(yz, 6, (const double[]){7, 7, 7, 7, 7, 7});
+    assert_exact(grad_of_sum(yz, z), 1, (const double[]){6});
+}
+
+static void test_repeat_with_fewer_repeats_than_dims_names_the_shape(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {2, 3};
+    ad_tensor *x = iota(tape, AD_F64, 2, s);
+    assert_failed(tape, ad_repeat(x, 1, (const int64_t[]){2}), AD_ERR_SHAPE, "repeat", "1 repeats",
+                  "[2,3]");
+}
+
+static void test_repeat_with_a_negative_repeat_names_the_repeats(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {2, 3};
+    ad_tensor *x = iota(tape, AD_F64, 2, s);
+    assert_failed(tape, ad_repeat(x, 2, (const int64_t[]){2, -1}), AD_ERR_SHAPE, "repeat", "[2,-1]",
+                  "[2,3]");
+}
+
+static void test_flip_reverses_the_listed_axes(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {2, 3};
+    ad_tensor *x = iota(tape, AD_F64, 2, s);
+    assert_exact(ad_flip(x, 2, (const int[]){0, 1}), 6, (const double[]){5, 4, 3, 2, 1, 0});
+    ad_tensor *y = ad_flip(x, 1, (const int[]){-1});
+    assert_exact(y, 6, (const double[]){2, 1, 0, 5, 4, 3});
+    assert_exact(grad_of_weighted(y, x, (const double[]){1, 2, 3, 4, 5, 6}), 6,
+                 (const double[]){3, 2, 1, 6, 5, 4});
+    assert_ptr_equal(ad_flip(x, 0, NULL), x); /* torch: flip(()) flips nothing */
+    ad_tensor *z = leaf(tape, AD_F64, 0, NULL, (const double[]){7});
+    assert_ptr_equal(ad_flip(z, 1, (const int[]){0}), z);
+    ad_tensor *f = ad_flip(iota(tape, AD_F32, 2, s), 1, (const int[]){0});
+    assert_exact(f, 6, (const double[]){3, 4, 5, 0, 1, 2});
+}
+
+static void test_flip_with_a_repeated_axis_is_an_axis_error(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {2, 3};
+    ad_tensor *x = iota(tape, AD_F64, 2, s);
+    assert_failed(tape, ad_flip(x, 2, (const int[]){0, -2}), AD_ERR_AXIS, "flip", "repeated",
+                  "[2,3]");
+}
+
+static void test_roll_wraps_around_flattened_or_per_axis_as_torch(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {2, 3};
+    ad_tensor *x = iota(tape, AD_F64, 2, s);
+    ad_tensor *flat = ad_roll(x, 1, (const int64_t[]){1}, NULL);
+    assert_shape(flat, 2, s);
+    assert_exact(flat, 6, (const double[]){5, 0, 1, 2, 3, 4});
+    ad_tensor *y = ad_roll(x, 2, (const int64_t[]){1, -4}, (const int[]){0, 1});
+    assert_exact(y, 6, (const double[]){4, 5, 3, 1, 2, 0});
+    /* a repeated axis rolls by the sum of its shifts */
+    assert_exact(ad_roll(x, 2, (const int64_t[]){1, 1}, (const int[]){1, 1}), 6,
+                 (const double[]){1, 2, 0, 4, 5, 3});
+    assert_exact(grad_of_weighted(y, x, (const double[]){1, 2, 3, 4, 5, 6}), 6,
+                 (const double[]){6, 4, 5, 3, 1, 2});
+    ad_tensor *z = leaf(tape, AD_F64, 0, NULL, (const double[]){7});
+    assert_ptr_equal(ad_roll(z, 1, (const int64_t[]){3}, NULL), z);
+    const int64_t s03[2] = {0, 3};
+    assert_shape(ad_roll(leaf(tape, AD_F64, 2, s03, NULL), 1, (const int64_t[]){1}, NULL), 2, s03);
+}
+
+static void test_roll_with_shifts_unlike_axes_is_an_argument_error(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {2, 3};
+    ad_tensor *x = iota(tape, AD_F64, 2, s);
+    assert_failed(tape, ad_roll(x, 2, (const int64_t[]){1, 2}, NULL), AD_ERR_ARG, "roll",
+                  "2 shifts", "[2,3]");
+}
+
+static void test_roll_of_0d_along_an_axis_is_an_axis_error(void **state)
+{
+    ad_tape *tape = *state;
+    ad_tensor *z = leaf(tape, AD_F64, 0, NULL, (const double[]){7});
+    assert_failed(tape, ad_roll(z, 1, (const int64_t[]){1}, (const int[]){0}), AD_ERR_AXIS, "roll",
+                  "axis 0", "[]");
+}
+
+static void test_pad_constant_pads_last_dim_first_and_crops_negative_pads(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {2, 3}, want[2] = {3, 4};
+    ad_tensor *x = iota(tape, AD_F64, 2, s);
+    ad_tensor *y = ad_pad(x, 4, (const int64_t[]){1, 0, 0, 1}, AD_PAD_CONSTANT, 9);
+    assert_shape(y, 2, want);
+    assert_exact(y, 12, (const double[]){9, 0, 1, 2, 9, 3, 4, 5, 9, 9, 9, 9});
+    assert_exact(grad_of_sum(y, x), 6, (const double[]){1, 1, 1, 1, 1, 1});
+    ad_tensor *c = ad_pad(x, 2, (const int64_t[]){-1, 1}, AD_PAD_CONSTANT, 0);
+    assert_exact(c, 6, (const double[]){1, 2, 0, 4, 5, 0});
+    assert_exact(grad_of_sum(c, x), 6, (const double[]){0, 1, 1, 0, 1, 1});
+    assert_ptr_equal(ad_pad(x, 0, NULL, AD_PAD_CONSTANT, 0), x);
+    const int64_t s120[3] = {1, 2, 0}, w122[3] = {1, 2, 2};
+    assert_shape(
+        ad_pad(leaf(tape, AD_F32, 3, s120, NULL), 2, (const int64_t[]){1, 1}, AD_PAD_CONSTANT, 0),
+        3, w122);
+}
+
+static void test_pad_reflect_replicate_and_circular_as_torch(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[3] = {1, 2, 3};
+    ad_tensor *x = iota(tape, AD_F64, 3, s);
+    ad_tensor *r = ad_pad(x, 2, (const int64_t[]){2, 1}, AD_PAD_REFLECT, 0);
+    assert_exact(r, 12, (const double[]){2, 1, 0, 1, 2, 1, 5, 4, 3, 4, 5, 4});
+    assert_exact(grad_of_sum(r, x), 6, (const double[]){1, 3, 2, 1, 3, 2});
+    ad_tensor *p = ad_pad(x, 2, (const int64_t[]){2, 2}, AD_PAD_REPLICATE, 0);
+    assert_exact(p, 14, (const double[]){0, 0, 0, 1, 2, 2, 2, 3, 3, 3, 4, 5, 5, 5});
+    assert_exact(grad_of_sum(p, x), 6, (const double[]){3, 1, 3, 3, 1, 3});
+    ad_tensor *c = ad_pad(x, 2, (const int64_t[]){1, 1}, AD_PAD_CIRCULAR, 0);
+    assert_exact(c, 10, (const double[]){2, 0, 1, 2, 0, 5, 3, 4, 5, 3});
+    ad_tensor *f =
+        ad_pad(iota(tape, AD_F32, 3, s), 4, (const int64_t[]){1, 1, 1, 0}, AD_PAD_REFLECT, 0);
+    assert_exact(f, 15, (const double[]){4, 3, 4, 5, 4, 1, 0, 1, 2, 1, 4, 3, 4, 5, 4});
+}
+
+static void test_pad_reflect_of_a_pad_not_below_the_dim_names_the_pads_and_shape(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[3] = {1, 2, 3};
+    ad_tensor *x = iota(tape, AD_F64, 3, s);
+    assert_failed(tape, ad_pad(x, 2, (const int64_t[]){3, 1}, AD_PAD_REFLECT, 0), AD_ERR_SHAPE,
+                  "pad", "(3, 1)", "[1,2,3]");
+}
+
+static void test_pad_with_an_odd_count_is_an_argument_error(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {2, 3};
+    ad_tensor *x = iota(tape, AD_F64, 2, s);
+    assert_failed(tape, ad_pad(x, 1, (const int64_t[]){1}, AD_PAD_CONSTANT, 0), AD_ERR_ARG, "pad",
+                  "1 pads", "[2,3]");
+}
+
+static void test_pad_with_more_pairs_than_dims_names_the_pads(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {2, 3};
+    ad_tensor *x = iota(tape, AD_F64, 2, s);
+    assert_failed(tape, ad_pad(x, 6, (const int64_t[]){1, 1, 1, 1, 1, 1}, AD_PAD_CONSTANT, 0),
+                  AD_ERR_SHAPE, "pad", "[1,1,1,1,1,1]", "[2,3]");
+}
+
+static void test_pad_cropping_more_than_the_dim_is_a_shape_error(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {2, 3};
+    ad_tensor *x = iota(tape, AD_F64, 2, s);
+    assert_failed(tape, ad_pad(x, 2, (const int64_t[]){2, -4}, AD_PAD_CONSTANT, 0), AD_ERR_SHAPE,
+                  "pad", "(2, -4)", "[2,3]");
+}
+
+static void test_pad_circular_wrapping_more_than_once_is_a_shape_error(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {2, 3};
+    ad_tensor *x = iota(tape, AD_F64, 2, s);
+    assert_failed(tape, ad_pad(x, 2, (const int64_t[]){4, 0}, AD_PAD_CIRCULAR, 0), AD_ERR_SHAPE,
+                  "pad", "(4, 0)", "[2,3]");
+}
+
+/* ---- Compositions: tril, triu, diagonal, trace, outer --------------------------------- */
+
+static void test_tril_and_triu_keep_a_triangle_from_an_offset_diagonal(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {3, 4};
+    ad_tensor *x = iota(tape, AD_F64, 2, s);
+    ad_tensor *lo = ad_tril(x, 1);
+    assert_exact(lo, 12, (const double[]){0, 1, 0, 0, 4, 5, 6, 0, 8, 9, 10, 11});
+    assert_exact(grad_of_sum(lo, x), 12, (const double[]){1, 1, 0, 0, 1, 1, 1, 0, 1, 1, 1, 1});
+    assert_exact(ad_triu(x, -1), 12, (const double[]){0, 1, 2, 3, 4, 5, 6, 7, 0, 9, 10, 11});
+    assert_exact(ad_triu(x, 100), 12, (const double[]){0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0});
+    assert_exact(ad_tril(x, INT64_MAX), 12, (const double[]){0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11});
+    const int64_t b[3] = {2, 2, 2};
+    assert_exact(ad_triu(iota(tape, AD_F32, 3, b), 0), 8, (const double[]){0, 1, 0, 3, 4, 5, 0, 7});
+    const int64_t e[3] = {2, 0, 3};
+    assert_shape(ad_tril(leaf(tape, AD_F64, 3, e, NULL), 0), 3, e);
+}
+
+static void test_tril_gives_zero_not_nan_for_an_inf_above_the_diagonal_as_torch(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {2, 2};
+    ad_tensor *x = leaf(tape, AD_F64, 2, s, (const double[]){1, INFINITY, 2, 3});
+    assert_exact(ad_tril(x, 0), 4, (const double[]){1, 0, 2, 3});
+}
+
+static void test_tril_of_a_vector_names_the_shape(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[1] = {3};
+    ad_tensor *x = iota(tape, AD_F64, 1, s);
+    assert_failed(tape, ad_tril(x, 0), AD_ERR_SHAPE, "tril", "[3]", "fewer than 2 dims");
+}
+
+static void test_diagonal_puts_the_diagonal_last_as_torch(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[3] = {2, 3, 4}, w31[2] = {3, 1}, w22[2] = {2, 2}, w0[1] = {0};
+    ad_tensor *x = iota(tape, AD_F64, 3, s);
+    ad_tensor *y = ad_diagonal(x, -1, 0, 2);
+    assert_shape(y, 2, w31);
+    assert_exact(y, 3, (const double[]){12, 16, 20});
+    ad_tensor *z = ad_diagonal(x, 1, 2, 1);
+    assert_shape(z, 2, w22);
+    assert_exact(z, 4, (const double[]){4, 9, 16, 21});
+    const int64_t m[2] = {3, 4};
+    ad_tensor *xm = iota(tape, AD_F64, 2, m);
+    ad_tensor *d = ad_diagonal(xm, 1, 0, 1);
+    assert_exact(d, 3, (const double[]){1, 6, 11});
+    assert_exact(grad_of_sum(d, xm), 12, (const double[]){0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1});
+    assert_exact(ad_diagonal(xm, -1, 0, 1), 2, (const double[]){4, 9});
+    assert_shape(ad_diagonal(xm, 5, 0, 1), 1, w0);
+    assert_shape(ad_diagonal(xm, INT64_MIN, 0, 1), 1, w0);
+    assert_shape(grad_of_sum(ad_diagonal(xm, -5, 0, 1), xm), 2, m);
+}
+
+static void test_diagonal_of_one_axis_twice_names_the_shape(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[3] = {2, 3, 4};
+    ad_tensor *x = iota(tape, AD_F64, 3, s);
+    assert_failed(tape, ad_diagonal(x, 0, 1, -2), AD_ERR_AXIS, "diagonal", "same dim", "[2,3,4]");
+}
+
+static void test_diagonal_of_a_vector_is_an_axis_error(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[1] = {3};
+    ad_tensor *x = iota(tape, AD_F64, 1, s);
+    assert_failed(tape, ad_diagonal(x, 0, 0, 1), AD_ERR_AXIS, "diagonal", "axis 1", "[3]");
+}
+
+static void test_trace_sums_the_diagonal_of_a_matrix(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {3, 4}, e[2] = {0, 3};
+    ad_tensor *x = iota(tape, AD_F32, 2, s);
+    ad_tensor *t = ad_trace(x);
+    assert_int_equal(ad_tensor_ndim(t), 0);
+    assert_exact(t, 1, (const double[]){15});
+    assert_exact(grad_of_sum(t, x), 12, (const double[]){1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0});
+    assert_exact(ad_trace(leaf(tape, AD_F64, 2, e, NULL)), 1, (const double[]){0});
+    const int64_t v[1] = {3};
+    assert_failed(tape, ad_trace(iota(tape, AD_F64, 1, v)), AD_ERR_SHAPE, "trace", "[3]",
+                  "not a matrix");
+}
+
+static void test_outer_multiplies_a_column_by_a_row(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t n2[1] = {2}, n3[1] = {3}, want[2] = {2, 3};
+    ad_tensor *a = leaf(tape, AD_F64, 1, n2, (const double[]){2, 3});
+    ad_tensor *b = leaf(tape, AD_F64, 1, n3, (const double[]){1, 10, 100});
+    ad_tensor *y = ad_outer(a, b);
+    assert_shape(y, 2, want);
+    assert_exact(y, 6, (const double[]){2, 20, 200, 3, 30, 300});
+    ad_tensor *g[2], *xs[2] = {a, b};
+    grads_of_sum(y, 2, xs, g);
+    assert_exact(g[0], 2, (const double[]){111, 111});
+    assert_exact(g[1], 3, (const double[]){5, 5, 5});
+    const int64_t m[2] = {2, 2};
+    assert_failed(tape, ad_outer(leaf(tape, AD_F64, 2, m, NULL), b), AD_ERR_SHAPE, "outer", "[2,2]",
+                  "[3]");
+}
+
+static void test_compositions_given_null_return_null_without_an_error_of_their_own(void **state)
+{
+    ad_tape *tape = *state;
+    assert_null(ad_squeeze(NULL, 0, NULL));
+    assert_null(ad_unsqueeze(NULL, 0));
+    assert_null(ad_flatten(NULL, 0, -1));
+    assert_null(ad_unflatten(NULL, 0, 1, (const int64_t[]){1}));
+    assert_null(ad_expand_as(NULL, NULL));
+    assert_null(ad_repeat(NULL, 0, NULL));
+    assert_null(ad_flip(NULL, 0, NULL));
+    assert_null(ad_roll(NULL, 1, (const int64_t[]){1}, NULL));
+    assert_null(ad_pad(NULL, 0, NULL, AD_PAD_CONSTANT, 0));
+    assert_null(ad_tril(NULL, 0));
+    assert_null(ad_triu(NULL, 0));
+    assert_null(ad_diagonal(NULL, 0, 0, 1));
+    assert_null(ad_trace(NULL));
+    assert_null(ad_outer(NULL, NULL));
+    assert_int_equal(ad_tape_status(tape), AD_OK);
+}
+
+/* ---- einsum ------------------------------------------------------------------------------ */
+
+static void test_einsum_computes_products_traces_diagonals_and_sums(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s23[2] = {2, 3}, s32[2] = {3, 2}, s33[2] = {3, 3}, w32[2] = {3, 2};
+    ad_tensor *x = iota(tape, AD_F64, 2, s23), *y = iota(tape, AD_F64, 2, s32);
+    ad_tensor *xy[2] = {x, y};
+    assert_exact(ad_einsum("ij,jk->ik", 2, xy), 4, (const double[]){10, 13, 28, 40});
+    assert_exact(ad_einsum("ij, jk", 2, xy), 4, (const double[]){10, 13, 28, 40});
+    ad_tensor *t = ad_einsum("ba", 1, &x); /* implicit: "ab", a transpose */
+    assert_shape(t, 2, w32);
+    assert_exact(t, 6, (const double[]){0, 3, 1, 4, 2, 5});
+    assert_exact(ad_einsum("ij->", 1, &x), 1, (const double[]){15});
+    assert_exact(ad_einsum("ij->j", 1, &x), 3, (const double[]){3, 5, 7});
+    ad_tensor *m = iota(tape, AD_F64, 2, s33);
+    assert_exact(ad_einsum("ii", 1, &m), 1, (const double[]){12});
+    assert_exact(ad_einsum("ii->i", 1, &m), 3, (const double[]){0, 4, 8});
+    ad_tensor *g = grad_of_sum(ad_einsum("ii", 1, &m), m);
+    assert_exact(g, 9, (const double[]){1, 0, 0, 0, 1, 0, 0, 0, 1});
+    const int64_t n2[1] = {2}, n3[1] = {3};
+    ad_tensor *ab[2] = {iota(tape, AD_F32, 1, n2), iota(tape, AD_F32, 1, n3)};
+    assert_exact(ad_einsum("i,j->ij", 2, ab), 6, (const double[]){0, 0, 0, 0, 1, 2});
+}
+
+static void test_einsum_attention_scores_match_matmul_with_a_transpose(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t sq[4] = {1, 2, 3, 4}, sk[4] = {1, 2, 2, 4}, want[4] = {1, 2, 3, 2};
+    ad_tensor *q = iota(tape, AD_F64, 4, sq), *k = iota(tape, AD_F64, 4, sk);
+    ad_tensor *qk[2] = {q, k};
+    ad_tensor *y = ad_einsum("bhqd,bhkd->bhqk", 2, qk);
+    assert_shape(y, 4, want);
+    ad_tensor *ref = ad_matmul_t(q, k, false, true);
+    for (int64_t i = 0; i < 12; i++)
+        assert_true(ad_tensor_get(y, i) == ad_tensor_get(ref, i));
+}
+
+static void test_einsum_label_of_two_sizes_names_the_label_and_sizes(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s23[2] = {2, 3}, s22[2] = {2, 2};
+    ad_tensor *xs[2] = {iota(tape, AD_F64, 2, s23), iota(tape, AD_F64, 2, s22)};
+    assert_failed(tape, ad_einsum("ij,jk->ik", 2, xs), AD_ERR_SHAPE, "einsum", "label j",
+                  "sizes 3 and 2");
+}
+
+static void test_einsum_with_labels_unlike_the_dims_names_the_shape(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s23[2] = {2, 3};
+    ad_tensor *x = iota(tape, AD_F64, 2, s23);
+    assert_failed(tape, ad_einsum("ijk->i", 1, &x), AD_ERR_SHAPE, "einsum", "3 labels", "[2,3]");
+}
+
+static void test_einsum_with_operands_unlike_the_inputs_is_an_argument_error(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s23[2] = {2, 3};
+    ad_tensor *x = iota(tape, AD_F64, 2, s23);
+    assert_failed(tape, ad_einsum("ij,jk->ik", 1, &x), AD_ERR_ARG, "einsum", "more operands",
+                  "ij,jk->ik");
+}
+
+static void test_einsum_output_label_not_in_an_input_is_an_argument_error(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s23[2] = {2, 3};
+    ad_tensor *x = iota(tape, AD_F64, 2, s23);
+    assert_failed(tape, ad_einsum("ij->k", 1, &x), AD_ERR_ARG, "einsum", "'k'", "ij->k");
+}
+
+static void test_einsum_with_a_repeated_output_label_is_an_argument_error(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s23[2] = {2, 3};
+    ad_tensor *x = iota(tape, AD_F64, 2, s23);
+    assert_failed(tape, ad_einsum("ij->jj", 1, &x), AD_ERR_ARG, "einsum", "repeated", "ij->jj");
+}
+
+static void test_einsum_with_an_ellipsis_is_an_argument_error(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s23[2] = {2, 3};
+    ad_tensor *x = iota(tape, AD_F64, 2, s23);
+    assert_failed(tape, ad_einsum("...j->j", 1, &x), AD_ERR_ARG, "einsum", "'.'", "no ...");
+}
+
 /* ---- Runner --------------------------------------------------------------------------- */
 
 int main(void)
@@ -1017,6 +1719,65 @@ int main(void)
         TAPE_TEST(test_indexing_ops_given_null_return_null_without_an_error_of_their_own),
         TAPE_TEST(test_an_errored_tape_makes_every_indexing_op_return_null),
         TAPE_TEST(test_second_derivative_flows_through_gather_and_where),
+        TAPE_TEST(test_squeeze_drops_size_one_dims_and_keeps_others_as_torch),
+        TAPE_TEST(test_squeeze_axis_out_of_range_names_the_shape),
+        TAPE_TEST(test_squeeze_of_0d_with_axis_1_is_an_axis_error),
+        TAPE_TEST(test_squeeze_with_a_repeated_axis_is_an_axis_error),
+        TAPE_TEST(test_unsqueeze_inserts_a_dim_at_negative_and_positive_axes),
+        TAPE_TEST(test_unsqueeze_axis_out_of_range_names_the_range_and_shape),
+        TAPE_TEST(test_unsqueeze_of_eight_dims_is_a_shape_error),
+        TAPE_TEST(test_flatten_merges_a_range_of_dims_as_torch),
+        TAPE_TEST(test_flatten_with_start_after_end_names_both),
+        TAPE_TEST(test_flatten_axis_out_of_range_names_the_shape),
+        TAPE_TEST(test_unflatten_splits_a_dim_and_infers_minus_one),
+        TAPE_TEST(test_unflatten_with_sizes_that_do_not_multiply_names_them),
+        TAPE_TEST(test_unflatten_of_zero_with_minus_one_is_ambiguous_as_torch),
+        TAPE_TEST(test_unflatten_with_no_sizes_is_a_shape_error),
+        TAPE_TEST(test_expand_as_takes_the_other_shape_and_sums_the_gradient_back),
+        TAPE_TEST(test_split_gives_pieces_of_a_size_the_last_shorter),
+        TAPE_TEST(test_split_of_an_empty_axis_gives_one_empty_piece_as_torch),
+        TAPE_TEST(test_split_into_too_few_slots_names_the_count),
+        TAPE_TEST(test_split_of_size_zero_is_an_argument_error),
+        TAPE_TEST(test_split_sizes_gives_pieces_of_the_sizes),
+        TAPE_TEST(test_split_sizes_that_do_not_sum_to_the_dim_name_the_shape),
+        TAPE_TEST(test_chunk_may_give_fewer_pieces_than_asked_as_torch),
+        TAPE_TEST(test_chunk_into_zero_pieces_is_an_argument_error),
+        TAPE_TEST(test_unbind_removes_the_axis_and_each_slice_gets_its_gradient),
+        TAPE_TEST(test_unbind_of_an_empty_axis_gives_no_pieces_and_no_error),
+        TAPE_TEST(test_unbind_into_too_few_slots_names_the_count),
+        TAPE_TEST(test_multi_output_ops_given_null_return_zero_and_null_pieces),
+        TAPE_TEST(test_repeat_tiles_as_torch_and_sums_the_gradient_of_the_tiles),
+        TAPE_TEST(test_repeat_with_fewer_repeats_than_dims_names_the_shape),
+        TAPE_TEST(test_repeat_with_a_negative_repeat_names_the_repeats),
+        TAPE_TEST(test_flip_reverses_the_listed_axes),
+        TAPE_TEST(test_flip_with_a_repeated_axis_is_an_axis_error),
+        TAPE_TEST(test_roll_wraps_around_flattened_or_per_axis_as_torch),
+        TAPE_TEST(test_roll_with_shifts_unlike_axes_is_an_argument_error),
+        TAPE_TEST(test_roll_of_0d_along_an_axis_is_an_axis_error),
+        TAPE_TEST(test_pad_constant_pads_last_dim_first_and_crops_negative_pads),
+        TAPE_TEST(test_pad_reflect_replicate_and_circular_as_torch),
+        TAPE_TEST(test_pad_reflect_of_a_pad_not_below_the_dim_names_the_pads_and_shape),
+        TAPE_TEST(test_pad_with_an_odd_count_is_an_argument_error),
+        TAPE_TEST(test_pad_with_more_pairs_than_dims_names_the_pads),
+        TAPE_TEST(test_pad_cropping_more_than_the_dim_is_a_shape_error),
+        TAPE_TEST(test_pad_circular_wrapping_more_than_once_is_a_shape_error),
+        TAPE_TEST(test_tril_and_triu_keep_a_triangle_from_an_offset_diagonal),
+        TAPE_TEST(test_tril_gives_zero_not_nan_for_an_inf_above_the_diagonal_as_torch),
+        TAPE_TEST(test_tril_of_a_vector_names_the_shape),
+        TAPE_TEST(test_diagonal_puts_the_diagonal_last_as_torch),
+        TAPE_TEST(test_diagonal_of_one_axis_twice_names_the_shape),
+        TAPE_TEST(test_diagonal_of_a_vector_is_an_axis_error),
+        TAPE_TEST(test_trace_sums_the_diagonal_of_a_matrix),
+        TAPE_TEST(test_outer_multiplies_a_column_by_a_row),
+        TAPE_TEST(test_compositions_given_null_return_null_without_an_error_of_their_own),
+        TAPE_TEST(test_einsum_computes_products_traces_diagonals_and_sums),
+        TAPE_TEST(test_einsum_attention_scores_match_matmul_with_a_transpose),
+        TAPE_TEST(test_einsum_label_of_two_sizes_names_the_label_and_sizes),
+        TAPE_TEST(test_einsum_with_labels_unlike_the_dims_names_the_shape),
+        TAPE_TEST(test_einsum_with_operands_unlike_the_inputs_is_an_argument_error),
+        TAPE_TEST(test_einsum_output_label_not_in_an_input_is_an_argument_error),
+        TAPE_TEST(test_einsum_with_a_repeated_output_label_is_an_argument_error),
+        TAPE_TEST(test_einsum_with_an_ellipsis_is_an_argument_error),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -781,6 +781,84 @@ AD_API ad_tensor *ad_concat(size_t n, ad_tensor *const *xs, int axis);
 /* Joined along a new axis; all shapes must agree. */
 AD_API ad_tensor *ad_stack(size_t n, ad_tensor *const *xs, int axis);
 /*
+ * Compositions of reshape, expand, slice, concat, permute, index_select and
+ * where: differentiable to any order, with their parts' gradients.
+ */
+/* Size-1 dims among axes dropped (n_axes = 0: all of them); a listed dim
+ * that is not 1 stays, as in torch. dx = reshape(dy, x.shape) */
+AD_API ad_tensor *ad_squeeze(ad_tensor *x, int n_axes, const int *axes);
+/* A size-1 dim inserted at axis, in [-(ndim+1), ndim]. dx = reshape(dy, x.shape) */
+AD_API ad_tensor *ad_unsqueeze(ad_tensor *x, int axis);
+/* Dims start..end (inclusive) merged into one; 0-d gives [1]. dx = reshape(dy, x.shape) */
+AD_API ad_tensor *ad_flatten(ad_tensor *x, int start, int end);
+/* Dim axis split into sizes[0..n) (one may be -1). dx = reshape(dy, x.shape) */
+AD_API ad_tensor *ad_unflatten(ad_tensor *x, int axis, int n, const int64_t *sizes);
+/* x expanded to other's shape (only its shape is read). dx = sum_to(dy, x.shape) */
+AD_API ad_tensor *ad_expand_as(ad_tensor *x, ad_tensor *other);
+/*
+ * Several results from one call: the pieces are written to out[] and the
+ * count is returned. On error (on the tape, as for any op) they return 0 and
+ * set every out[i] they had room for to NULL; an empty axis may also give 0
+ * pieces (unbind), so tell the two apart with ad_tape_status. Each piece is a
+ * slice: dx = the pieces' gradients placed back into zeros and summed, one
+ * pass over x per piece used.
+ *
+ * ad_split: torch.split(x, size, axis), pieces of `size` (the last shorter):
+ * ceil(dim / size) of them, 1 for an empty axis; more than capacity is
+ * AD_ERR_ARG; size 0 only for an empty axis.
+ * ad_split_sizes: n pieces of sizes[i], which must sum to the dim (AD_ERR_ARG).
+ * ad_chunk: torch.chunk, pieces of ceil(dim / chunks), so possibly fewer than
+ * chunks (out[] needs room for chunks; the unused tail is set NULL).
+ * ad_unbind: the dim's slices with axis removed; room for x.shape[axis].
+ */
+AD_API size_t ad_split(ad_tensor *x, int axis, int64_t size, size_t capacity, ad_tensor **out);
+AD_API size_t ad_split_sizes(ad_tensor *x, int axis, size_t n, const int64_t *sizes,
+                             ad_tensor **out);
+AD_API size_t ad_chunk(ad_tensor *x, int axis, size_t chunks, ad_tensor **out);
+AD_API size_t ad_unbind(ad_tensor *x, int axis, size_t capacity, ad_tensor **out);
+/* torch.Tensor.repeat: x tiled repeats[d] times along dim d; n >= x's dims
+ * (leading ones are new dims). dx = dy's tiles summed (sum_to) */
+AD_API ad_tensor *ad_repeat(ad_tensor *x, int n, const int64_t *repeats);
+/* Reversed along each listed axis (n_axes = 0: none, as torch). dx = flip(dy) */
+AD_API ad_tensor *ad_flip(ad_tensor *x, int n_axes, const int *axes);
+/*
+ * torch.roll: shifted by shifts[i] along axes[i], wrapping around (a repeated
+ * axis rolls by the sum). axes NULL: n = 1 and x rolled as if flattened.
+ * dx = roll(dy, -shifts)
+ */
+AD_API ad_tensor *ad_roll(ad_tensor *x, int n, const int64_t *shifts, const int *axes);
+typedef enum ad_pad_mode {
+    AD_PAD_CONSTANT,  /* value */
+    AD_PAD_REFLECT,   /* mirrored, the edge not repeated: pads < dim */
+    AD_PAD_REPLICATE, /* the edge repeated */
+    AD_PAD_CIRCULAR   /* wrapped around: pads <= dim */
+} ad_pad_mode;
+/*
+ * torch.nn.functional.pad: pad[0..n) are (before, after) pairs from the last
+ * dim backwards; a negative pad crops. dx = the entries of dy that came from
+ * x, summed where reflect, replicate or circular copied one twice.
+ */
+AD_API ad_tensor *ad_pad(ad_tensor *x, int n, const int64_t *pad, ad_pad_mode mode, double value);
+/* Entries above (tril) or below (triu) diagonal `diagonal` of the last two
+ * dims set to 0, batched. dx = tril(dy) (triu(dy)) */
+AD_API ad_tensor *ad_tril(ad_tensor *x, int64_t diagonal);
+AD_API ad_tensor *ad_triu(ad_tensor *x, int64_t diagonal);
+/* torch.diagonal: the entries x[.., i, i + offset] of dims axis1, axis2 as a
+ * last dim. dx = dy placed on that diagonal of zeros */
+AD_API ad_tensor *ad_diagonal(ad_tensor *x, int64_t offset, int axis1, int axis2);
+/* Sum of the diagonal of a matrix; 0-d. dx = dy on the diagonal, 0 elsewhere */
+AD_API ad_tensor *ad_trace(ad_tensor *x);
+/* y[i][j] = a[i] b[j] for 1-D a, b. da = dy b, db = dy^T a */
+AD_API ad_tensor *ad_outer(ad_tensor *a, ad_tensor *b);
+/*
+ * torch.einsum over n (1..16) inputs: "ij,jk->ik"; labels a-z, A-Z, spaces
+ * ignored; no "..." and no broadcasting of size-1 dims (a label's sizes must
+ * agree: AD_ERR_SHAPE). Without "->" the output is the labels used once, in
+ * ASCII order. Repeated labels take diagonals, dropped labels are summed, and
+ * operands are contracted left to right by batched matmuls; dx follows.
+ */
+AD_API ad_tensor *ad_einsum(const char *equation, size_t n, ad_tensor *const *xs);
+/*
  * Selects index[0..n) along axis (each in [0, dim); copied): y.shape[axis] = n.
  * dx = index_add(zeros, axis, index, dy): repeated indices accumulate.
  */
