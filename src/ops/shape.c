@@ -1179,19 +1179,15 @@ static ad_tensor *triangle(ad_tensor *x, int64_t k, bool lower, const char *op)
         return NULL;
     }
     int64_t rows = x->shape[x->ndim - 2], cols = x->shape[x->ndim - 1];
-    ad_tensor *mask = ad__new(tape, (ad_dtype)x->dtype, 2, x->shape + x->ndim - 2);
+    ad_tensor *mask = ad__new(tape, AD_BOOL, 2, x->shape + x->ndim - 2);
     if (!mask)
         return NULL;
     /* k is clamped, so that j - i never meets an overflowing k */
     k = k < -rows ? -rows : k > cols ? cols : k;
-    switch ((ad_dtype)x->dtype) {
-    case AD_F32:
-        tri_mask_f32(rows, cols, k, lower, mask->data);
-        break;
-    case AD_F64:
-        tri_mask_f64(rows, cols, k, lower, mask->data);
-        break;
-    }
+    bool *m = mask->data; /* true where column - row <= k (lower) or >= k (upper) */
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < cols; j++)
+            m[i * cols + j] = lower ? j - i <= k : j - i >= k;
     /* where, not a product with the mask: an inf outside the triangle gives 0, as torch */
     return ad_where(mask, x, ad__scalar_const(x, 0.0));
 }

@@ -43,11 +43,3 @@ static void K(permute)(const T *x, T *y, int64_t rows, int nd, const int64_t *sh
         }
     }
 }
-
-// tri_mask: 1 where column - row <= k (lower) or >= k (upper), else 0: m: (rows, cols)
-static void K(tri_mask)(int64_t rows, int64_t cols, int64_t k, bool lower, T *m)
-{
-    for (int64_t i = 0; i < rows; i++)
-        for (int64_t j = 0; j < cols; j++)
-            m[i * cols + j] = (lower ? j - i <= k : j - i >= k) ? (T)1 : (T)0;
-}
