@@ -28,6 +28,7 @@ REDUCE_FN(mean)
 REDUCE_FN(max)
 REDUCE_FN(logsumexp)
 REDUCE_FN(min)
+REDUCE_FN(prod)
 
 static ad_tensor *f_var(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
 {
@@ -50,6 +51,23 @@ static ad_tensor *f_min_of_copies(ad_tape *tape, size_t n, ad_tensor *const *in,
     int64_t shape[2] = {2, ad_tensor_dim(in[0], 0)};
     (void)tape, (void)n, (void)ctx;
     return ad_amin(ad_expand(in[0], 2, shape), 1, axis0, false);
+}
+
+/* prod of x + offset over axes: with the inputs all 1 (lo = hi = 1), an
+ * offset of -1 makes an exact zero that is still an input's element. */
+typedef struct offset_ctx {
+    int ndim;
+    int64_t shape[AD_MAX_DIMS];
+    double offset[12];
+    axes_ctx axes;
+} offset_ctx;
+
+static ad_tensor *f_prod_offset(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    const offset_ctx *o = ctx;
+    (void)n;
+    ad_tensor *k = ad_tape_tensor_from_doubles(tape, AD_F64, o->ndim, o->shape, o->offset);
+    return ad_prod(ad_add(in[0], k), o->axes.n_axes, o->axes.axes, o->axes.keepdim);
 }
 
 static ad_tensor *f_sum_all(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
@@ -111,6 +129,14 @@ static axes_ctx all_c0 = {0, {0}, false, 0};
 static axes_ctx axis1_c0_keep = {1, {1}, true, 0};
 static axes_ctx axes_neg_c1 = {2, {-1, 0}, false, 1};
 static axes_ctx axis_size1 = {1, {1}, false, 1};
+
+/* rows of x + offset, all inputs 1: [0, 1.5, -0.25] (one zero), [0.5, 2, 3] (none) */
+static offset_ctx one_zero = {2, {2, 3}, {-1, 0.5, -1.25, -0.5, 1, 2}, {1, {1}, false, 1}};
+/* rows [0, 0, 1.5, -0.5] (two zeros), [0.25, 0, 2, 1.5] (one), [0, 0, 0, 3] (three) */
+static offset_ctx some_zeros = {
+    2, {3, 4}, {-1, -1, 0.5, -1.5, -0.75, -1, 1, 0.5, -1, -1, -1, 2}, {1, {-1}, true, 1}};
+/* columns of a [3,2]: [0, 0.5, 2] and [-0.5, 0, 0] */
+static offset_ctx columns_zeros = {2, {3, 2}, {-1, -1.5, -0.5, -1, 1, -1}, {1, {0}, false, 1}};
 
 static shape_ctx to_row = {2, {1, 3}};
 static shape_ctx to_vec = {1, {3}};
@@ -204,6 +230,23 @@ const grad_case cases_reduce[] = {
      .ctx = &axis0, ONE(2, 3, 2), .lo = 100, .hi = 104},
     {.op = "logsumexp", .name = "logsumexp(x, -1, keepdim) * x, [2,3]",
      .f = f_logsumexp_weighted, ONE(2, 2, 3)},
+
+    /* prod: away from 0 so that products stay near 1; exact zeros from offsets */
+    {.op = "prod", .name = "all of [2,3]", .f = f_prod, .ctx = &all, ONE(2, 2, 3), .lo = 0.5,
+     .hi = 1.5},
+    {.op = "prod", .name = "0-d", .f = f_prod, .ctx = &all, ONE(0, 0)},
+    {.op = "prod", .name = "axis 1 of [2,3,4] keepdim", .f = f_prod, .ctx = &axis1_keep,
+     ONE(3, 2, 3, 4), .lo = -1.5, .hi = -0.5},
+    {.op = "prod", .name = "axes {-1,-3} of [2,3,4]", .f = f_prod, .ctx = &axes_neg,
+     ONE(3, 2, 3, 4), .lo = 0.5, .hi = 1.5},
+    {.op = "prod", .name = "axis 0 of [3,4] (strided groups)", .f = f_prod, .ctx = &axis0,
+     ONE(2, 3, 4), .lo = 0.5, .hi = 1.5},
+    {.op = "prod", .name = "rows with one zero and none", .f = f_prod_offset, .ctx = &one_zero,
+     ONE(2, 2, 3), .lo = 1, .hi = 1},
+    {.op = "prod", .name = "rows with two, one and three zeros", .f = f_prod_offset,
+     .ctx = &some_zeros, ONE(2, 3, 4), .lo = 1, .hi = 1},
+    {.op = "prod", .name = "columns with one and two zeros", .f = f_prod_offset,
+     .ctx = &columns_zeros, ONE(2, 3, 2), .lo = 1, .hi = 1},
 
     /* min, amin: -max(-x), filed under max */
     {.op = "max", .name = "min of all of [2,3]", .f = f_min, .ctx = &all, ONE(2, 2, 3)},

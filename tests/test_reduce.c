@@ -138,6 +138,79 @@ static void test_std_errors_name_std(void **state)
     assert_axis_error(tape, ad_std(x, 1, bad, false, 1), "std: axis -3");
 }
 
+/* ---- prod ------------------------------------------------------------------------------------ */
+
+static void test_prod_by_hand(void **state)
+{
+    ad_tape *tape = *state;
+    ad_tensor *x = leaf(tape, AD_F64, 2, shape23, r23);
+    const int ax0[1] = {0}, ax1[1] = {-1};
+    assert_close(720.0, ad_value(ad_prod(x, 0, NULL, false)), 0, 0);
+    const double p0[3] = {4, 10, 18}, p1[2] = {15, 48};
+    ad_tensor *cols = ad_prod(x, 1, ax0, false);
+    assert_exact(cols, 3, p0);
+    ad_tensor *rows = ad_prod(x, 1, ax1, true);
+    const int64_t kept[2] = {2, 1};
+    assert_shape(rows, 2, kept);
+    assert_exact(rows, 2, p1);
+    const double g1[6] = {15, 3, 5, 12, 24, 8};
+    assert_values(grad_of_sum(rows, x), 6, g1, 1e-15, 0);
+    const double g0[6] = {4, 2, 6, 1, 5, 3};
+    assert_values(grad_of_sum(cols, x), 6, g0, 1e-15, 0);
+}
+
+static void test_prod_gradient_with_zeros_is_the_product_of_the_others(void **state)
+{
+    ad_tape *tape = *state;
+    int64_t shape[2] = {3, 3};
+    /* torch: [2, 0, 4] -> [0, 8, 0]; [0, 0, 4] -> [0, 0, 0]; [2, 3, 4] -> [12, 8, 6] */
+    const double x[9] = {2, 0, 4, 0, -0.0, 4, 2, 3, 4};
+    ad_tensor *xs = leaf(tape, AD_F64, 2, shape, x);
+    const int ax1[1] = {1};
+    ad_tensor *y = ad_prod(xs, 1, ax1, false);
+    const double want_y[3] = {0, 0, 24};
+    assert_exact(y, 3, want_y);
+    const double want_g[9] = {0, 8, 0, 0, 0, 0, 12, 8, 6};
+    assert_exact(grad_of_sum(y, xs), 9, want_g);
+}
+
+static void test_prod_second_order_with_one_zero_matches_torch(void **state)
+{
+    ad_tape *tape = *state;
+    const double x[3] = {2, 0, 4};
+    ad_tensor *xs = leaf_vec(tape, 3, x);
+    ad_tensor *p = ad_prod(xs, 0, NULL, false), *g, *gg;
+    assert_int_equal(ad_grad(1, &p, NULL, 1, &xs, &g, &(ad_backward_opts){.create_graph = true}),
+                     AD_OK);
+    ad_tensor *s = ad_sum_all(g);
+    assert_int_equal(ad_grad(1, &s, NULL, 1, &xs, &gg, NULL), AD_OK);
+    /* torch: d sum(grad) / dx = [x1 + x2, x0 + x2, x0 + x1] = [4, 6, 2] */
+    const double want[3] = {4, 6, 2};
+    assert_exact(gg, 3, want);
+}
+
+static void test_prod_of_an_empty_dim_is_one(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t rows0[2] = {0, 3};
+    ad_tensor *x = leaf(tape, AD_F64, 2, rows0, NULL);
+    const int ax0[1] = {0}, ax1[1] = {1};
+    const double ones[3] = {1, 1, 1};
+    assert_exact(ad_prod(x, 1, ax0, false), 3, ones);
+    const int64_t empty[1] = {0};
+    ad_tensor *y = ad_prod(x, 1, ax1, false);
+    assert_shape(y, 1, empty);
+    assert_shape(grad_of_sum(y, x), 2, rows0);
+}
+
+static void test_prod_errors_name_prod(void **state)
+{
+    ad_tape *tape = *state;
+    ad_tensor *x = leaf(tape, AD_F64, 2, shape23, r23);
+    const int bad[1] = {5};
+    assert_axis_error(tape, ad_prod(x, 1, bad, false), "prod: axis 5");
+}
+
 /* ---- float32 ----------------------------------------------------------------------------------
  */
 
@@ -151,6 +224,10 @@ static void test_float32_reductions_agree_with_float64(void **state)
         assert_values(ad_min(x, 1, ax1, false), 2, mins, 0, 0);
         const double stds[2] = {2, 2};
         assert_values(ad_std(x, 1, ax1, false, 1), 2, stds, 1e-6, 0);
+        ad_tensor *p = ad_prod(x, 1, ax1, false);
+        const double prods[2] = {15, 48}, gp[6] = {15, 3, 5, 12, 24, 8};
+        assert_values(p, 2, prods, 0, 0);
+        assert_values(grad_of_sum(p, x), 6, gp, 1e-6, 0);
     }
 }
 
@@ -164,6 +241,11 @@ int main(void)
         TAPE_TEST(test_std_by_hand_with_both_corrections),
         TAPE_TEST(test_std_at_zero_variance_has_a_zero_gradient),
         TAPE_TEST(test_std_errors_name_std),
+        TAPE_TEST(test_prod_by_hand),
+        TAPE_TEST(test_prod_gradient_with_zeros_is_the_product_of_the_others),
+        TAPE_TEST(test_prod_second_order_with_one_zero_matches_torch),
+        TAPE_TEST(test_prod_of_an_empty_dim_is_one),
+        TAPE_TEST(test_prod_errors_name_prod),
         TAPE_TEST(test_float32_reductions_agree_with_float64),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -665,6 +665,8 @@ AD_API ad_tensor *ad_max(ad_tensor *x, int n_axes, const int *axes, bool keepdim
 AD_API ad_tensor *ad_logsumexp(ad_tensor *x, int n_axes, const int *axes, bool keepdim);
 /* sum((x - mean)^2) / (N - correction); PyTorch's default correction is 1 */
 AD_API ad_tensor *ad_var(ad_tensor *x, int n_axes, const int *axes, bool keepdim, int correction);
+/* product; dx = dy prod of the others: with one zero only it gets it; with two or more, all 0 */
+AD_API ad_tensor *ad_prod(ad_tensor *x, int n_axes, const int *axes, bool keepdim);
 /* sqrt(var); dx = dy (x - mean) / ((N - correction) y), and 0 where y = 0 (as PyTorch) */
 AD_API ad_tensor *ad_std(ad_tensor *x, int n_axes, const int *axes, bool keepdim, int correction);
 /* torch.amax: the same op as ad_max (tied maxima share dy evenly) */

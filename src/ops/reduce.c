@@ -1,5 +1,5 @@
 /* Reductions over all elements or chosen axes, with keepdim. Primitives: sum,
- * max, logsumexp. mean, var, std, min, amax and amin are compositions of them. */
+ * max, logsumexp, prod. mean, var, std, min, amax and amin are compositions of them. */
 #include "ops.h"
 
 #include <math.h>
@@ -118,7 +118,7 @@ static ad_tensor *reduce(int op, ad_tensor *x, int n_axes, const int *axes, bool
 static ad_tensor *keepdim_view(ad_tensor *g, const ad_tensor *y)
 {
     const ad_tensor *x = y->src[0];
-    if (y->param[1].i || g->ndim == x->ndim)
+    if (!g || y->param[1].i || g->ndim == x->ndim)
         return g;
     int64_t shape[AD_MAX_DIMS];
     ad__keepdim_shape(x, (uint32_t)y->param[0].i, shape);
@@ -300,6 +300,84 @@ ad_tensor *ad__logsumexp_jvp(ad_tensor *y, ad_tensor *const *t)
 ad_tensor *ad_logsumexp(ad_tensor *x, int n_axes, const int *axes, bool keepdim)
 {
     return reduce(AD_OP_logsumexp, x, n_axes, axes, keepdim);
+}
+
+/* ---- prod ------------------------------------------------------------------------------ */
+/*
+ * dx_j = dy prod_{l != j} x_l, written so that it is exact with zeros and its
+ * own derivative is right (second order): with z = [x == 0] and c zeros in the
+ * group, x' = x + z (the zeros made 1) and P' = prod(x'),
+ *     dx = dy P' / x' Z,   Z_j = the product of the group's zeros other than j
+ *                              = a + b S - d x,   S = sum(x z) over the group
+ * where a, b, d are the constants of prod_coefficients: Z = 1 without zeros; with
+ * one zero, 1 at it and S (its value 0, slope 1 in the zero) elsewhere; with two,
+ * S - x_j (the other zero) at each zero and 0 elsewhere; with more, 0. So one
+ * zero gives the zero dy times the product of the others and the rest 0, and two
+ * or more give 0 everywhere, as PyTorch.
+ */
+ad_status ad__prod_shape(ad_tensor *y)
+{
+    return reduce_rule(y);
+}
+
+void ad__prod_forward(ad_tensor *y)
+{
+    ad__reduce_plan p;
+    if (ad__reduce_plan_make(y->tape, y->src[0], (uint32_t)y->param[0].i, &p) != AD_OK)
+        return;
+    switch ((ad_dtype)y->dtype) {
+    case AD_F32:
+        prod_groups_f32(y->src[0]->data, y->data, &p);
+        break;
+    case AD_F64:
+        prod_groups_f64(y->src[0]->data, y->data, &p);
+        break;
+    }
+}
+
+/* dy/dx of prod as a tensor of x's shape (the rule above with dy = 1). */
+static ad_tensor *prod_slope(ad_tensor *y)
+{
+    ad_tensor *x = y->src[0];
+    ad__reduce_plan p;
+    if (ad__reduce_plan_make(y->tape, x, (uint32_t)y->param[0].i, &p) != AD_OK)
+        return NULL;
+    ad_tensor *c[4];
+    for (int k = 0; k < 4; k++)
+        if (!(c[k] = ad__new(x->tape, (ad_dtype)x->dtype, x->ndim, x->shape)))
+            return NULL;
+    switch ((ad_dtype)x->dtype) {
+    case AD_F32:
+        prod_coefficients_f32(x->data, c[0]->data, c[1]->data, c[2]->data, c[3]->data, &p);
+        break;
+    case AD_F64:
+        prod_coefficients_f64(x->data, c[0]->data, c[1]->data, c[2]->data, c[3]->data, &p);
+        break;
+    }
+    ad_tensor *nonzero = ad_add(x, c[0]);
+    ad_tensor *others =
+        ad_div(keepdim_view(ad__apply(AD_OP_prod, 1, &nonzero, y->param), y), nonzero);
+    ad_tensor *zeros = ad_mul(x, c[0]);
+    ad_tensor *s = keepdim_view(ad__apply(AD_OP_sum, 1, &zeros, y->param), y);
+    ad_tensor *rest = ad_sub(ad_add(c[1], ad_mul(c[2], s)), ad_mul(c[3], x));
+    return ad_mul(others, rest);
+}
+
+void ad__prod_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    gin[0] = ad_mul(keepdim_view(gy, y), prod_slope(y));
+}
+
+// dy = sum(dx slope) over the reduced axes
+ad_tensor *ad__prod_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    ad_tensor *w = ad_mul(t[0], prod_slope(y));
+    return w ? ad__apply(AD_OP_sum, 1, &w, y->param) : NULL;
+}
+
+ad_tensor *ad_prod(ad_tensor *x, int n_axes, const int *axes, bool keepdim)
+{
+    return reduce(AD_OP_prod, x, n_axes, axes, keepdim);
 }
 
 /* ---- mean, var: compositions ------------------------------------------------------------ */

@@ -90,3 +90,34 @@ static void K(zero_mask)(const T *x, T *m, int64_t n)
     for (int64_t i = 0; i < n; i++)
         m[i] = x[i] == 0 ? (T)1 : (T)0;
 }
+
+// product per group, accumulated in double: x: (groups of p) -> y: (p->n_out)
+static void K(prod_groups)(const T *x, T *y, const ad__reduce_plan *p)
+{
+    for (int64_t o = 0; o < p->n_out; o++) {
+        const T *g = x + ad__plan_base(p, o);
+        double acc = 1;
+        for (int64_t r = 0; r < p->n_red; r++)
+            acc *= (double)g[ad__plan_off(p, r)];
+        y[o] = (T)acc;
+    }
+}
+
+// prod's gradient constants, all x's shape, for a group with c zeros: z = [x == 0];
+// a = [c == 0 or (c == 1 and z)]; b = [(c == 1 and not z) or (c == 2 and z)]; d = [c == 2 and z]
+static void K(prod_coefficients)(const T *x, T *z, T *a, T *b, T *d, const ad__reduce_plan *p)
+{
+    for (int64_t o = 0; o < p->n_out; o++) {
+        int64_t base = ad__plan_base(p, o), c = 0;
+        for (int64_t r = 0; r < p->n_red; r++)
+            c += x[base + ad__plan_off(p, r)] == 0;
+        for (int64_t r = 0; r < p->n_red; r++) {
+            int64_t i = base + ad__plan_off(p, r);
+            bool zero = x[i] == 0;
+            z[i] = (T)zero;
+            a[i] = (T)(c == 0 || (c == 1 && zero));
+            b[i] = (T)((c == 1 && !zero) || (c == 2 && zero));
+            d[i] = (T)(c == 2 && zero);
+        }
+    }
+}
