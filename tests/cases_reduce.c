@@ -5,6 +5,7 @@
  * from copies, where the even split keeps the derivative exact. */
 #include "grad_cases.h"
 
+#include <math.h>
 #include <stddef.h>
 
 /* An axis list and the options of one reduction. */
@@ -68,6 +69,19 @@ static ad_tensor *f_prod_offset(ad_tape *tape, size_t n, ad_tensor *const *in, v
     (void)n;
     ad_tensor *k = ad_tape_tensor_from_doubles(tape, AD_F64, o->ndim, o->shape, o->offset);
     return ad_prod(ad_add(in[0], k), o->axes.n_axes, o->axes.axes, o->axes.keepdim);
+}
+
+/* A p-norm over an axis list. */
+typedef struct norm_ctx {
+    double p;
+    axes_ctx axes;
+} norm_ctx;
+
+static ad_tensor *f_norm(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    const norm_ctx *c = ctx;
+    (void)tape, (void)n;
+    return ad_norm(in[0], c->p, c->axes.n_axes, c->axes.axes, c->axes.keepdim);
 }
 
 static ad_tensor *f_sum_all(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
@@ -137,6 +151,14 @@ static offset_ctx some_zeros = {
     2, {3, 4}, {-1, -1, 0.5, -1.5, -0.75, -1, 1, 0.5, -1, -1, -1, 2}, {1, {-1}, true, 1}};
 /* columns of a [3,2]: [0, 0.5, 2] and [-0.5, 0, 0] */
 static offset_ctx columns_zeros = {2, {3, 2}, {-1, -1.5, -0.5, -1, 1, -1}, {1, {0}, false, 1}};
+
+static norm_ctx norm2_all = {2, {0, {0}, false, 1}};
+static norm_ctx norm2_frobenius = {2, {2, {-2, -1}, false, 1}};
+static norm_ctx norm1_rows = {1, {1, {-1}, true, 1}};
+static norm_ctx norm_inf_axes = {INFINITY, {2, {0, 2}, false, 1}};
+static norm_ctx norm3_axis0 = {3, {1, {0}, false, 1}};
+static norm_ctx norm_half_all = {0.5, {0, {0}, true, 1}};
+static norm_ctx norm2_axis1 = {2, {1, {1}, true, 1}};
 
 static shape_ctx to_row = {2, {1, 3}};
 static shape_ctx to_vec = {1, {3}};
@@ -247,6 +269,24 @@ const grad_case cases_reduce[] = {
      .ctx = &some_zeros, ONE(2, 3, 4), .lo = 1, .hi = 1},
     {.op = "prod", .name = "columns with one and two zeros", .f = f_prod_offset,
      .ctx = &columns_zeros, ONE(2, 3, 2), .lo = 1, .hi = 1},
+
+    /* norm: inputs away from 0 (the kink of |x|) */
+    {.op = "norm", .name = "p = 2 of all of [2,3]", .f = f_norm, .ctx = &norm2_all,
+     ONE(2, 2, 3), .lo = 0.2, .hi = 1},
+    {.op = "norm", .name = "p = 2 over axis 1 of [2,3,4] keepdim, signs", .f = f_norm,
+     .ctx = &norm2_axis1, ONE(3, 2, 3, 4)},
+    {.op = "norm", .name = "Frobenius: p = 2 over axes {-2,-1} of [2,3,2]", .f = f_norm,
+     .ctx = &norm2_frobenius, ONE(3, 2, 3, 2)},
+    {.op = "norm", .name = "p = 1 over axis -1 of [3,4] keepdim", .f = f_norm,
+     .ctx = &norm1_rows, ONE(2, 3, 4)},
+    {.op = "norm", .name = "p = inf over axes {0,2} of [2,3,4]", .f = f_norm,
+     .ctx = &norm_inf_axes, ONE(3, 2, 3, 4)},
+    {.op = "norm", .name = "p = 3 over axis 0 of [3,2], signs", .f = f_norm, .ctx = &norm3_axis0,
+     ONE(2, 3, 2)},
+    {.op = "norm", .name = "p = 0.5 of all of [4] keepdim", .f = f_norm, .ctx = &norm_half_all,
+     ONE(1, 4), .lo = 0.3, .hi = 1},
+    {.op = "norm", .name = "p = 2 of 0-d", .f = f_norm, .ctx = &norm2_all, ONE(0, 0), .lo = 0.2,
+     .hi = 1},
 
     /* min, amin: -max(-x), filed under max */
     {.op = "max", .name = "min of all of [2,3]", .f = f_min, .ctx = &all, ONE(2, 2, 3)},

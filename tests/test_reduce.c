@@ -211,6 +211,91 @@ static void test_prod_errors_name_prod(void **state)
     assert_axis_error(tape, ad_prod(x, 1, bad, false), "prod: axis 5");
 }
 
+/* ---- norm ------------------------------------------------------------------------------------ */
+
+/* norm(v, p) of a vector and its gradient, against torch.linalg.vector_norm. */
+static void check_norm(ad_tape *tape, int64_t n, const double *v, double p, double want,
+                       const double *want_g)
+{
+    ad_tensor *x = leaf_vec(tape, n, v);
+    ad_tensor *y = ad_norm(x, p, 0, NULL, false);
+    assert_int_equal(ad_tensor_ndim(y), 0);
+    assert_close(want, ad_value(y), 1e-15, 0);
+    assert_values(grad_of_sum(y, x), n, want_g, 1e-15, 0);
+}
+
+static void test_norm_values_and_gradients_match_torch(void **state)
+{
+    ad_tape *tape = *state;
+    check_norm(tape, 2, (double[]){3, -4}, 2, 5, (double[]){0.6, -0.8});
+    check_norm(tape, 3, (double[]){3, -4, 0}, 1, 7, (double[]){1, -1, 0});
+    check_norm(tape, 3, (double[]){1, -2, 0}, 3, 2.080083823051904,
+               (double[]){0.2311204247835449, -0.9244816991341795, 0});
+    check_norm(tape, 3, (double[]){1, -2, 0}, 0.5, 5.82842712474619,
+               (double[]){2.414213562373095, -1.7071067811865472, 0});
+    /* inf: tied |x| split the gradient evenly, with their signs */
+    check_norm(tape, 3, (double[]){3, -3, 1}, INFINITY, 3, (double[]){0.5, -0.5, 0});
+}
+
+static void test_norm_of_a_zero_vector_has_a_zero_gradient(void **state)
+{
+    ad_tape *tape = *state;
+    const double ps[4] = {1, 2, 3, INFINITY};
+    for (int i = 0; i < 4; i++)
+        check_norm(tape, 2, (double[]){0, 0}, ps[i], 0, (double[]){0, 0});
+}
+
+static void test_norm_over_axes_and_frobenius(void **state)
+{
+    ad_tape *tape = *state;
+    ad_tensor *x = leaf(tape, AD_F64, 2, shape23, r23);
+    const int ax1[1] = {-1}, both[2] = {0, 1};
+    ad_tensor *rows = ad_norm(x, 1, 1, ax1, true);
+    const int64_t kept[2] = {2, 1};
+    assert_shape(rows, 2, kept);
+    const double want_rows[2] = {9, 12};
+    assert_exact(rows, 2, want_rows);
+    /* Frobenius: sqrt(1 + 25 + 9 + 16 + 4 + 36) = sqrt(91) */
+    ad_tensor *f = ad_norm(x, 2, 2, both, false);
+    assert_close(sqrt(91.0), ad_value(f), 1e-15, 0);
+    double g[6];
+    for (int i = 0; i < 6; i++)
+        g[i] = r23[i] / sqrt(91.0);
+    assert_values(grad_of_sum(f, x), 6, g, 1e-15, 0);
+}
+
+static void test_norm_extremes_follow_torch(void **state)
+{
+    ad_tape *tape = *state;
+    /* p = 2 of [inf, 1]: inf, gradient [nan, 0]; of [nan, 1]: nan, [nan, nan] */
+    ad_tensor *x = leaf_vec(tape, 2, (double[]){INFINITY, 1});
+    ad_tensor *y = ad_norm(x, 2, 0, NULL, false);
+    assert_true(isinf(ad_value(y)));
+    ad_tensor *g = grad_of_sum(y, x);
+    assert_true(isnan(ad_tensor_get(g, 0)));
+    assert_close(0.0, ad_tensor_get(g, 1), 0, 0);
+    /* p = inf of [nan, 1]: nan, and torch's gradient is [0, 0] */
+    ad_tensor *n = leaf_vec(tape, 2, (double[]){NAN, 1});
+    ad_tensor *m = ad_norm(n, INFINITY, 0, NULL, false);
+    assert_true(isnan(ad_value(m)));
+    const double zeros[2] = {0, 0};
+    assert_exact(grad_of_sum(m, n), 2, zeros);
+}
+
+static void test_norm_errors_name_norm(void **state)
+{
+    ad_tape *tape = *state;
+    ad_tensor *x = leaf(tape, AD_F64, 2, shape23, r23);
+    const int bad[1] = {2};
+    assert_axis_error(tape, ad_norm(x, 2, 1, bad, false), "norm: axis 2");
+    assert_null(ad_norm(x, 0, 0, NULL, false));
+    assert_int_equal(ad_tape_status(tape), AD_ERR_ARG);
+    assert_message_has(tape, "norm: p = 0");
+    ad_tape_clear_error(tape);
+    assert_null(ad_norm(x, NAN, 0, NULL, false));
+    assert_int_equal(ad_tape_status(tape), AD_ERR_ARG);
+}
+
 /* ---- float32 ----------------------------------------------------------------------------------
  */
 
@@ -228,6 +313,12 @@ static void test_float32_reductions_agree_with_float64(void **state)
         const double prods[2] = {15, 48}, gp[6] = {15, 3, 5, 12, 24, 8};
         assert_values(p, 2, prods, 0, 0);
         assert_values(grad_of_sum(p, x), 6, gp, 1e-6, 0);
+        ad_tensor *nx = ad_norm(x, 2, 1, ax1, false);
+        const double norms[2] = {sqrt(35.0), sqrt(56.0)};
+        assert_values(nx, 2, norms, 1e-7, 0);
+        const double gn[6] = {1 / sqrt(35.0), 5 / sqrt(35.0), 3 / sqrt(35.0),
+                              4 / sqrt(56.0), 2 / sqrt(56.0), 6 / sqrt(56.0)};
+        assert_values(grad_of_sum(nx, x), 6, gn, 1e-6, 0);
     }
 }
 
@@ -246,6 +337,11 @@ int main(void)
         TAPE_TEST(test_prod_second_order_with_one_zero_matches_torch),
         TAPE_TEST(test_prod_of_an_empty_dim_is_one),
         TAPE_TEST(test_prod_errors_name_prod),
+        TAPE_TEST(test_norm_values_and_gradients_match_torch),
+        TAPE_TEST(test_norm_of_a_zero_vector_has_a_zero_gradient),
+        TAPE_TEST(test_norm_over_axes_and_frobenius),
+        TAPE_TEST(test_norm_extremes_follow_torch),
+        TAPE_TEST(test_norm_errors_name_norm),
         TAPE_TEST(test_float32_reductions_agree_with_float64),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

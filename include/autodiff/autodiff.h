@@ -667,6 +667,13 @@ AD_API ad_tensor *ad_logsumexp(ad_tensor *x, int n_axes, const int *axes, bool k
 AD_API ad_tensor *ad_var(ad_tensor *x, int n_axes, const int *axes, bool keepdim, int correction);
 /* product; dx = dy prod of the others: with one zero only it gets it; with two or more, all 0 */
 AD_API ad_tensor *ad_prod(ad_tensor *x, int n_axes, const int *axes, bool keepdim);
+/*
+ * Vector p-norm (sum |x|^p)^(1/p) over the axes (torch.linalg.vector_norm), p > 0 or
+ * INFINITY (max |x|), else AD_ERR_ARG; p = 2 over a matrix's two axes is its Frobenius
+ * norm. dx = dy sign(x) |x|^(p-1) / y^(p-1): 0 where x = 0 or y = 0 (p = 2 at a zero
+ * vector gives 0, not NaN); p = inf: dy sign(x) split evenly among tied max |x|.
+ */
+AD_API ad_tensor *ad_norm(ad_tensor *x, double p, int n_axes, const int *axes, bool keepdim);
 /* sqrt(var); dx = dy (x - mean) / ((N - correction) y), and 0 where y = 0 (as PyTorch) */
 AD_API ad_tensor *ad_std(ad_tensor *x, int n_axes, const int *axes, bool keepdim, int correction);
 /* torch.amax: the same op as ad_max (tied maxima share dy evenly) */

@@ -1,5 +1,5 @@
 /* Reductions over all elements or chosen axes, with keepdim. Primitives: sum,
- * max, logsumexp, prod. mean, var, std, min, amax and amin are compositions of them. */
+ * max, logsumexp, prod, norm. mean, var, std, min, amax and amin are compositions of them. */
 #include "ops.h"
 
 #include <math.h>
@@ -302,6 +302,25 @@ ad_tensor *ad_logsumexp(ad_tensor *x, int n_axes, const int *axes, bool keepdim)
     return reduce(AD_OP_logsumexp, x, n_axes, axes, keepdim);
 }
 
+/* A constant of x's shape: 1 where x is 0 (either sign), 0 elsewhere (NaN included). */
+static ad_tensor *zero_mask(ad_tensor *x)
+{
+    if (!x)
+        return NULL;
+    ad_tensor *m = ad__new(x->tape, (ad_dtype)x->dtype, x->ndim, x->shape);
+    if (!m)
+        return NULL;
+    switch ((ad_dtype)x->dtype) {
+    case AD_F32:
+        zero_mask_f32(x->data, m->data, x->numel);
+        break;
+    case AD_F64:
+        zero_mask_f64(x->data, m->data, x->numel);
+        break;
+    }
+    return m;
+}
+
 /* ---- prod ------------------------------------------------------------------------------ */
 /*
  * dx_j = dy prod_{l != j} x_l, written so that it is exact with zeros and its
@@ -380,6 +399,104 @@ ad_tensor *ad_prod(ad_tensor *x, int n_axes, const int *axes, bool keepdim)
     return reduce(AD_OP_prod, x, n_axes, axes, keepdim);
 }
 
+/* ---- norm: vector p-norms over axes, p > 0 or inf --------------------------------------- */
+/*
+ * p = 1:   dx = dy sign(x)                     (sign(0) = 0)
+ * p = 2:   dx = dy x / y, and 0 where y = 0    (as x / (y + [y == 0]))
+ * p = inf: dx = dy sign(x) / k at the k elements with |x| = y (ties split as amax)
+ * else:    dx = dy sign(x) |x|^(p-1) / y^(p-1), and 0 where x = 0 or y = 0 (as PyTorch)
+ */
+ad_status ad__norm_shape(ad_tensor *y)
+{
+    return reduce_rule(y);
+}
+
+void ad__norm_forward(ad_tensor *y)
+{
+    ad__reduce_plan p;
+    if (ad__reduce_plan_make(y->tape, y->src[0], (uint32_t)y->param[0].i, &p) != AD_OK)
+        return;
+    switch ((ad_dtype)y->dtype) {
+    case AD_F32:
+        norm_groups_f32(y->src[0]->data, y->data, &p, y->param[2].f);
+        break;
+    case AD_F64:
+        norm_groups_f64(y->src[0]->data, y->data, &p, y->param[2].f);
+        break;
+    }
+}
+
+/* A constant of x's shape: sign(x), or for the inf-norm the tie-split slope. */
+static ad_tensor *norm_sign(ad_tensor *y)
+{
+    ad_tensor *x = y->src[0];
+    bool inf = isinf(y->param[2].f);
+    ad__reduce_plan p;
+    if (inf && ad__reduce_plan_make(y->tape, x, (uint32_t)y->param[0].i, &p) != AD_OK)
+        return NULL;
+    ad_tensor *s = ad__new(x->tape, (ad_dtype)x->dtype, x->ndim, x->shape);
+    if (!s)
+        return NULL;
+    if (inf)
+        memset(s->data, 0, (size_t)x->numel * ad_dtype_size((ad_dtype)x->dtype));
+    switch ((ad_dtype)x->dtype) {
+    case AD_F32:
+        if (inf)
+            norm_inf_slope_f32(x->data, y->data, s->data, &p);
+        else
+            sign_f32(x->data, s->data, x->numel);
+        break;
+    case AD_F64:
+        if (inf)
+            norm_inf_slope_f64(x->data, y->data, s->data, &p);
+        else
+            sign_f64(x->data, s->data, x->numel);
+        break;
+    }
+    return s;
+}
+
+/* dy/dx of the norm, x's shape (the rules above with dy = 1). */
+static ad_tensor *norm_slope(ad_tensor *y)
+{
+    ad_tensor *x = y->src[0];
+    double p = y->param[2].f;
+    if (isinf(p) || p == 1)
+        return norm_sign(y);
+    ad_tensor *safe_y = ad_add(y, zero_mask(y));
+    if (p == 2)
+        return ad_div(x, keepdim_view(safe_y, y));
+    ad_tensor *mag = ad_pow_scalar(ad_add(ad_abs(x), zero_mask(x)), p - 1);
+    return ad_div(ad_mul(norm_sign(y), mag), keepdim_view(ad_pow_scalar(safe_y, p - 1), y));
+}
+
+void ad__norm_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    gin[0] = ad_mul(keepdim_view(gy, y), norm_slope(y));
+}
+
+// dy = sum(dx slope) over the reduced axes
+ad_tensor *ad__norm_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    ad_tensor *w = ad_mul(t[0], norm_slope(y));
+    return w ? ad__apply(AD_OP_sum, 1, &w, y->param) : NULL;
+}
+
+ad_tensor *ad_norm(ad_tensor *x, double p, int n_axes, const int *axes, bool keepdim)
+{
+    if (!ad__input_tape(x, "norm"))
+        return NULL;
+    if (!(p > 0)) {
+        ad__fail(x->tape, AD_ERR_ARG, "norm: p = %g is not > 0 (use INFINITY for the max norm)", p);
+        return NULL;
+    }
+    uint32_t mask;
+    if (ad__axes_mask(x->tape, "norm", x, n_axes, axes, &mask) != AD_OK)
+        return NULL;
+    ad__param params[AD_NPARAM] = {{.i = mask}, {.i = keepdim}, {.f = p}};
+    return ad__apply(AD_OP_norm, 1, &x, params);
+}
+
 /* ---- mean, var: compositions ------------------------------------------------------------ */
 
 /* Number of elements reduced over by an axis list, or -1 after an error. */
@@ -423,25 +540,6 @@ ad_tensor *ad_var(ad_tensor *x, int n_axes, const int *axes, bool keepdim, int c
     ad_tensor *ss = ad_sum(ad_square(centred), n_axes, axes, keepdim);
     double dof = (double)n - correction;
     return ad_div(ss, ss ? ad__scalar_const(ss, dof > 0 ? dof : 0.0) : NULL);
-}
-
-/* A constant of x's shape: 1 where x is 0 (either sign), 0 elsewhere (NaN included). */
-static ad_tensor *zero_mask(ad_tensor *x)
-{
-    if (!x)
-        return NULL;
-    ad_tensor *m = ad__new(x->tape, (ad_dtype)x->dtype, x->ndim, x->shape);
-    if (!m)
-        return NULL;
-    switch ((ad_dtype)x->dtype) {
-    case AD_F32:
-        zero_mask_f32(x->data, m->data, x->numel);
-        break;
-    case AD_F64:
-        zero_mask_f64(x->data, m->data, x->numel);
-        break;
-    }
-    return m;
 }
 
 // std = sqrt(v + m) - m with v the var and m = [v == 0]: sqrt(v) where v > 0, and at zero

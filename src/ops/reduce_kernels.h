@@ -121,3 +121,50 @@ static void K(prod_coefficients)(const T *x, T *z, T *a, T *b, T *d, const ad__r
         }
     }
 }
+
+// vector p-norm per group, accumulated in double (p > 0 or inf; inf: max |x|, NaN wins):
+// x: (groups of p) -> y: (p->n_out)
+static void K(norm_groups)(const T *x, T *y, const ad__reduce_plan *p, double ord)
+{
+    for (int64_t o = 0; o < p->n_out; o++) {
+        const T *g = x + ad__plan_base(p, o);
+        double acc = 0;
+        for (int64_t r = 0; r < p->n_red; r++) {
+            double v = fabs((double)g[ad__plan_off(p, r)]);
+            if (isinf(ord))
+                acc = v > acc || v != v ? v : acc;
+            else if (ord == 1)
+                acc += v;
+            else if (ord == 2)
+                acc += v * v;
+            else
+                acc += pow(v, ord);
+            if (acc != acc)
+                break;
+        }
+        y[o] = (T)(isinf(ord) || ord == 1 ? acc : ord == 2 ? sqrt(acc) : pow(acc, 1 / ord));
+    }
+}
+
+// sign(x) with sign(0) = 0 and sign(NaN) = NaN: x, s: (n)
+static void K(sign)(const T *x, T *s, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        s[i] = x[i] > 0 ? (T)1 : x[i] < 0 ? (T)-1 : x[i] == 0 ? (T)0 : x[i];
+}
+
+// the inf-norm's slope: x: (groups of p), y: (p->n_out) -> s: x's shape, sign(x) / k at each of
+// the k elements with |x| = y, 0 elsewhere (all 0 when y is NaN, as PyTorch); s is zeroed
+static void K(norm_inf_slope)(const T *x, const T *y, T *s, const ad__reduce_plan *p)
+{
+    for (int64_t o = 0; o < p->n_out; o++) {
+        int64_t base = ad__plan_base(p, o), k = 0;
+        for (int64_t r = 0; r < p->n_red; r++)
+            k += fabs(x[base + ad__plan_off(p, r)]) == y[o];
+        for (int64_t r = 0; r < p->n_red && k; r++) {
+            T v = x[base + ad__plan_off(p, r)];
+            if (fabs(v) == y[o])
+                s[base + ad__plan_off(p, r)] = (T)((v > 0) - (v < 0)) / (T)k;
+        }
+    }
+}
