@@ -84,6 +84,13 @@ static ad_tensor *f_norm(ad_tape *tape, size_t n, ad_tensor *const *in, void *ct
     return ad_norm(in[0], c->p, c->axes.n_axes, c->axes.axes, c->axes.keepdim);
 }
 
+/* A scan along axis ctx (an int); squared so that second order has work to do. */
+static ad_tensor *f_cumsum(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    (void)tape, (void)n;
+    return ad_mul(ad_cumsum(in[0], *(const int *)ctx), in[0]);
+}
+
 static ad_tensor *f_sum_all(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
 {
     (void)tape, (void)n, (void)ctx;
@@ -159,6 +166,8 @@ static norm_ctx norm_inf_axes = {INFINITY, {2, {0, 2}, false, 1}};
 static norm_ctx norm3_axis0 = {3, {1, {0}, false, 1}};
 static norm_ctx norm_half_all = {0.5, {0, {0}, true, 1}};
 static norm_ctx norm2_axis1 = {2, {1, {1}, true, 1}};
+
+static int scan_axis0 = 0, scan_axis1 = 1, scan_last = -1;
 
 static shape_ctx to_row = {2, {1, 3}};
 static shape_ctx to_vec = {1, {3}};
@@ -287,6 +296,13 @@ const grad_case cases_reduce[] = {
      ONE(1, 4), .lo = 0.3, .hi = 1},
     {.op = "norm", .name = "p = 2 of 0-d", .f = f_norm, .ctx = &norm2_all, ONE(0, 0), .lo = 0.2,
      .hi = 1},
+
+    /* cumsum, times x */
+    {.op = "cumsum", .name = "axis 0 of [4]", .f = f_cumsum, .ctx = &scan_axis0, ONE(1, 4)},
+    {.op = "cumsum", .name = "axis 1 of [2,3,2]", .f = f_cumsum, .ctx = &scan_axis1,
+     ONE(3, 2, 3, 2)},
+    {.op = "cumsum", .name = "axis -1 of [3,4]", .f = f_cumsum, .ctx = &scan_last, ONE(2, 3, 4)},
+    {.op = "cumsum", .name = "0-d", .f = f_cumsum, .ctx = &scan_last, ONE(0, 0)},
 
     /* min, amin: -max(-x), filed under max */
     {.op = "max", .name = "min of all of [2,3]", .f = f_min, .ctx = &all, ONE(2, 2, 3)},

@@ -296,6 +296,40 @@ static void test_norm_errors_name_norm(void **state)
     assert_int_equal(ad_tape_status(tape), AD_ERR_ARG);
 }
 
+/* ---- cumsum ------------------------------------------------------------------------------------
+ */
+
+static void test_cumsum_by_hand(void **state)
+{
+    ad_tape *tape = *state;
+    ad_tensor *x = leaf(tape, AD_F64, 2, shape23, r23);
+    ad_tensor *rows = ad_cumsum(x, -1);
+    assert_shape(rows, 2, shape23);
+    const double want_rows[6] = {1, 6, 9, 4, 6, 12};
+    assert_exact(rows, 6, want_rows);
+    /* d sum(cumsum) / dx_k = the number of outputs that include x_k */
+    const double g_rows[6] = {3, 2, 1, 3, 2, 1};
+    assert_exact(grad_of_sum(rows, x), 6, g_rows);
+    const double want_cols[6] = {1, 5, 3, 5, 7, 9}, g_cols[6] = {2, 2, 2, 1, 1, 1};
+    ad_tensor *cols = ad_cumsum(x, 0);
+    assert_exact(cols, 6, want_cols);
+    assert_exact(grad_of_sum(cols, x), 6, g_cols);
+    /* 0-d and empty */
+    ad_tensor *s = ad_cumsum(leaf(tape, AD_F64, 0, NULL, (double[]){2.5}), 0);
+    assert_int_equal(ad_tensor_ndim(s), 0);
+    assert_close(2.5, ad_value(s), 0, 0);
+    const int64_t rows0[2] = {0, 3};
+    assert_shape(ad_cumsum(ad_tape_tensor(tape, AD_F64, 2, rows0, NULL), 1), 2, rows0);
+}
+
+static void test_cumsum_errors_name_cumsum(void **state)
+{
+    ad_tape *tape = *state;
+    ad_tensor *x = leaf(tape, AD_F64, 2, shape23, r23);
+    assert_axis_error(tape, ad_cumsum(x, 2), "cumsum: axis 2");
+    assert_axis_error(tape, ad_cumsum(x, -3), "cumsum: axis -3");
+}
+
 /* ---- float32 ----------------------------------------------------------------------------------
  */
 
@@ -319,6 +353,8 @@ static void test_float32_reductions_agree_with_float64(void **state)
         const double gn[6] = {1 / sqrt(35.0), 5 / sqrt(35.0), 3 / sqrt(35.0),
                               4 / sqrt(56.0), 2 / sqrt(56.0), 6 / sqrt(56.0)};
         assert_values(grad_of_sum(nx, x), 6, gn, 1e-6, 0);
+        const double sums[6] = {1, 6, 9, 4, 6, 12};
+        assert_values(ad_cumsum(x, 1), 6, sums, 0, 0);
     }
 }
 
@@ -342,6 +378,8 @@ int main(void)
         TAPE_TEST(test_norm_over_axes_and_frobenius),
         TAPE_TEST(test_norm_extremes_follow_torch),
         TAPE_TEST(test_norm_errors_name_norm),
+        TAPE_TEST(test_cumsum_by_hand),
+        TAPE_TEST(test_cumsum_errors_name_cumsum),
         TAPE_TEST(test_float32_reductions_agree_with_float64),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

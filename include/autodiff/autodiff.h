@@ -682,6 +682,8 @@ AD_API ad_tensor *ad_amax(ad_tensor *x, int n_axes, const int *axes, bool keepdi
 AD_API ad_tensor *ad_min(ad_tensor *x, int n_axes, const int *axes, bool keepdim);
 /* torch.amin: the same op as ad_min */
 AD_API ad_tensor *ad_amin(ad_tensor *x, int n_axes, const int *axes, bool keepdim);
+/* Running sum along axis (same shape; a 0-d x takes axis 0 or -1). dx = dy summed from the end */
+AD_API ad_tensor *ad_cumsum(ad_tensor *x, int axis);
 /* Whole-tensor shorthands: 0-d results. */
 AD_API ad_tensor *ad_sum_all(ad_tensor *x);
 AD_API ad_tensor *ad_mean_all(ad_tensor *x);

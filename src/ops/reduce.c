@@ -1,5 +1,6 @@
 /* Reductions over all elements or chosen axes, with keepdim. Primitives: sum,
- * max, logsumexp, prod, norm. mean, var, std, min, amax and amin are compositions of them. */
+ * max, logsumexp, prod, norm, and the scan cumsum. mean, var, std, min, amax and amin are
+ * compositions of them. */
 #include "ops.h"
 
 #include <math.h>
@@ -495,6 +496,78 @@ ad_tensor *ad_norm(ad_tensor *x, double p, int n_axes, const int *axes, bool kee
         return NULL;
     ad__param params[AD_NPARAM] = {{.i = mask}, {.i = keepdim}, {.f = p}};
     return ad__apply(AD_OP_norm, 1, &x, params);
+}
+
+/* ---- cumsum: running sums along one axis -------------------------------------------------- */
+/* param[0].i is the axis (normalised), param[1].i reverse (from the end): the
+ * reverse scan is the adjoint of the forward one, so each is the other's backward. */
+
+/* x seen as (outer, n, inner) around axis. */
+static void scan_extent(const ad_tensor *x, int axis, int64_t *outer, int64_t *n, int64_t *inner)
+{
+    *outer = *inner = 1;
+    *n = x->shape[axis];
+    for (int d = 0; d < x->ndim; d++) {
+        if (d < axis)
+            *outer *= x->shape[d];
+        else if (d > axis)
+            *inner *= x->shape[d];
+    }
+}
+
+static ad_tensor *scan(int op, ad_tensor *x, int axis, bool reverse)
+{
+    if (!ad__input_tape(x, ad__ops[op].name))
+        return NULL;
+    /* A 0-d tensor scans as one element along axis 0 or -1, as in PyTorch. */
+    int a = x->ndim == 0 && (axis == 0 || axis == -1)
+                ? 0
+                : ad__check_axis(x->tape, ad__ops[op].name, x, axis);
+    if (a < 0)
+        return NULL;
+    ad__param params[AD_NPARAM] = {{.i = a}, {.i = reverse}};
+    return ad__apply(op, 1, &x, params);
+}
+
+// dx = cumsum(dy) from the other end
+ad_status ad__cumsum_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
+
+void ad__cumsum_forward(ad_tensor *y)
+{
+    const ad_tensor *x = y->src[0];
+    int64_t outer, n, inner;
+    if (x->ndim)
+        scan_extent(x, (int)y->param[0].i, &outer, &n, &inner);
+    else
+        outer = n = inner = 1;
+    switch ((ad_dtype)y->dtype) {
+    case AD_F32:
+        cumsum_scan_f32(x->data, y->data, outer, n, inner, y->param[1].i != 0);
+        break;
+    case AD_F64:
+        cumsum_scan_f64(x->data, y->data, outer, n, inner, y->param[1].i != 0);
+        break;
+    }
+}
+
+void ad__cumsum_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    ad__param params[AD_NPARAM] = {{.i = y->param[0].i}, {.i = !y->param[1].i}};
+    gin[0] = ad__apply(AD_OP_cumsum, 1, &gy, params);
+}
+
+// dy = the op applied to dx (it is linear)
+ad_tensor *ad__cumsum_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_linear(y, t);
+}
+
+ad_tensor *ad_cumsum(ad_tensor *x, int axis)
+{
+    return scan(AD_OP_cumsum, x, axis, false);
 }
 
 /* ---- mean, var: compositions ------------------------------------------------------------ */

@@ -168,3 +168,18 @@ static void K(norm_inf_slope)(const T *x, const T *y, T *s, const ad__reduce_pla
         }
     }
 }
+
+// running sum along an axis, accumulated in double, from the end when reverse:
+// x, y: (outer, n, inner)
+static void K(cumsum_scan)(const T *x, T *y, int64_t outer, int64_t n, int64_t inner, bool reverse)
+{
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t i = 0; i < inner; i++) {
+            double acc = 0;
+            for (int64_t k = 0; k < n; k++) {
+                int64_t at = (o * n + (reverse ? n - 1 - k : k)) * inner + i;
+                acc += (double)x[at];
+                y[at] = (T)acc;
+            }
+        }
+}
