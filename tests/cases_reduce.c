@@ -5,6 +5,7 @@
  * from copies, where the even split keeps the derivative exact. */
 #include "grad_cases.h"
 
+#include <math.h>
 #include <stddef.h>
 
 /* An axis list and the options of one reduction. */
@@ -27,12 +28,67 @@ REDUCE_FN(sum)
 REDUCE_FN(mean)
 REDUCE_FN(max)
 REDUCE_FN(logsumexp)
+REDUCE_FN(min)
+REDUCE_FN(prod)
 
 static ad_tensor *f_var(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
 {
     const axes_ctx *a = ctx;
     (void)tape, (void)n;
     return ad_var(in[0], a->n_axes, a->axes, a->keepdim, a->correction);
+}
+
+static ad_tensor *f_std(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    const axes_ctx *a = ctx;
+    (void)tape, (void)n;
+    return ad_std(in[0], a->n_axes, a->axes, a->keepdim, a->correction);
+}
+
+/* min over two broadcast copies of x: every column is a tie of two minima. */
+static ad_tensor *f_min_of_copies(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    static const int axis0[] = {0};
+    int64_t shape[2] = {2, ad_tensor_dim(in[0], 0)};
+    (void)tape, (void)n, (void)ctx;
+    return ad_amin(ad_expand(in[0], 2, shape), 1, axis0, false);
+}
+
+/* prod of x + offset over axes: with the inputs all 1 (lo = hi = 1), an
+ * offset of -1 makes an exact zero that is still an input's element. */
+typedef struct offset_ctx {
+    int ndim;
+    int64_t shape[AD_MAX_DIMS];
+    double offset[12];
+    axes_ctx axes;
+} offset_ctx;
+
+static ad_tensor *f_prod_offset(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    const offset_ctx *o = ctx;
+    (void)n;
+    ad_tensor *k = ad_tape_tensor_from_doubles(tape, AD_F64, o->ndim, o->shape, o->offset);
+    return ad_prod(ad_add(in[0], k), o->axes.n_axes, o->axes.axes, o->axes.keepdim);
+}
+
+/* A p-norm over an axis list. */
+typedef struct norm_ctx {
+    double p;
+    axes_ctx axes;
+} norm_ctx;
+
+static ad_tensor *f_norm(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    const norm_ctx *c = ctx;
+    (void)tape, (void)n;
+    return ad_norm(in[0], c->p, c->axes.n_axes, c->axes.axes, c->axes.keepdim);
+}
+
+/* A scan along axis ctx (an int); squared so that second order has work to do. */
+static ad_tensor *f_cumsum(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    (void)tape, (void)n;
+    return ad_mul(ad_cumsum(in[0], *(const int *)ctx), in[0]);
 }
 
 static ad_tensor *f_sum_all(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
@@ -94,6 +150,24 @@ static axes_ctx all_c0 = {0, {0}, false, 0};
 static axes_ctx axis1_c0_keep = {1, {1}, true, 0};
 static axes_ctx axes_neg_c1 = {2, {-1, 0}, false, 1};
 static axes_ctx axis_size1 = {1, {1}, false, 1};
+
+/* rows of x + offset, all inputs 1: [0, 1.5, -0.25] (one zero), [0.5, 2, 3] (none) */
+static offset_ctx one_zero = {2, {2, 3}, {-1, 0.5, -1.25, -0.5, 1, 2}, {1, {1}, false, 1}};
+/* rows [0, 0, 1.5, -0.5] (two zeros), [0.25, 0, 2, 1.5] (one), [0, 0, 0, 3] (three) */
+static offset_ctx some_zeros = {
+    2, {3, 4}, {-1, -1, 0.5, -1.5, -0.75, -1, 1, 0.5, -1, -1, -1, 2}, {1, {-1}, true, 1}};
+/* columns of a [3,2]: [0, 0.5, 2] and [-0.5, 0, 0] */
+static offset_ctx columns_zeros = {2, {3, 2}, {-1, -1.5, -0.5, -1, 1, -1}, {1, {0}, false, 1}};
+
+static norm_ctx norm2_all = {2, {0, {0}, false, 1}};
+static norm_ctx norm2_frobenius = {2, {2, {-2, -1}, false, 1}};
+static norm_ctx norm1_rows = {1, {1, {-1}, true, 1}};
+static norm_ctx norm_inf_axes = {INFINITY, {2, {0, 2}, false, 1}};
+static norm_ctx norm3_axis0 = {3, {1, {0}, false, 1}};
+static norm_ctx norm_half_all = {0.5, {0, {0}, true, 1}};
+static norm_ctx norm2_axis1 = {2, {1, {1}, true, 1}};
+
+static int scan_axis0 = 0, scan_axis1 = 1, scan_last = -1;
 
 static shape_ctx to_row = {2, {1, 3}};
 static shape_ctx to_vec = {1, {3}};
@@ -187,6 +261,65 @@ const grad_case cases_reduce[] = {
      .ctx = &axis0, ONE(2, 3, 2), .lo = 100, .hi = 104},
     {.op = "logsumexp", .name = "logsumexp(x, -1, keepdim) * x, [2,3]",
      .f = f_logsumexp_weighted, ONE(2, 2, 3)},
+
+    /* prod: away from 0 so that products stay near 1; exact zeros from offsets */
+    {.op = "prod", .name = "all of [2,3]", .f = f_prod, .ctx = &all, ONE(2, 2, 3), .lo = 0.5,
+     .hi = 1.5},
+    {.op = "prod", .name = "0-d", .f = f_prod, .ctx = &all, ONE(0, 0)},
+    {.op = "prod", .name = "axis 1 of [2,3,4] keepdim", .f = f_prod, .ctx = &axis1_keep,
+     ONE(3, 2, 3, 4), .lo = -1.5, .hi = -0.5},
+    {.op = "prod", .name = "axes {-1,-3} of [2,3,4]", .f = f_prod, .ctx = &axes_neg,
+     ONE(3, 2, 3, 4), .lo = 0.5, .hi = 1.5},
+    {.op = "prod", .name = "axis 0 of [3,4] (strided groups)", .f = f_prod, .ctx = &axis0,
+     ONE(2, 3, 4), .lo = 0.5, .hi = 1.5},
+    {.op = "prod", .name = "rows with one zero and none", .f = f_prod_offset, .ctx = &one_zero,
+     ONE(2, 2, 3), .lo = 1, .hi = 1},
+    {.op = "prod", .name = "rows with two, one and three zeros", .f = f_prod_offset,
+     .ctx = &some_zeros, ONE(2, 3, 4), .lo = 1, .hi = 1},
+    {.op = "prod", .name = "columns with one and two zeros", .f = f_prod_offset,
+     .ctx = &columns_zeros, ONE(2, 3, 2), .lo = 1, .hi = 1},
+
+    /* norm: inputs away from 0 (the kink of |x|) */
+    {.op = "norm", .name = "p = 2 of all of [2,3]", .f = f_norm, .ctx = &norm2_all,
+     ONE(2, 2, 3), .lo = 0.2, .hi = 1},
+    {.op = "norm", .name = "p = 2 over axis 1 of [2,3,4] keepdim, signs", .f = f_norm,
+     .ctx = &norm2_axis1, ONE(3, 2, 3, 4)},
+    {.op = "norm", .name = "Frobenius: p = 2 over axes {-2,-1} of [2,3,2]", .f = f_norm,
+     .ctx = &norm2_frobenius, ONE(3, 2, 3, 2)},
+    {.op = "norm", .name = "p = 1 over axis -1 of [3,4] keepdim", .f = f_norm,
+     .ctx = &norm1_rows, ONE(2, 3, 4)},
+    {.op = "norm", .name = "p = inf over axes {0,2} of [2,3,4]", .f = f_norm,
+     .ctx = &norm_inf_axes, ONE(3, 2, 3, 4)},
+    {.op = "norm", .name = "p = 3 over axis 0 of [3,2], signs", .f = f_norm, .ctx = &norm3_axis0,
+     ONE(2, 3, 2)},
+    {.op = "norm", .name = "p = 0.5 of all of [4] keepdim", .f = f_norm, .ctx = &norm_half_all,
+     ONE(1, 4), .lo = 0.3, .hi = 1},
+    {.op = "norm", .name = "p = 2 of 0-d", .f = f_norm, .ctx = &norm2_all, ONE(0, 0), .lo = 0.2,
+     .hi = 1},
+
+    /* cumsum, times x */
+    {.op = "cumsum", .name = "axis 0 of [4]", .f = f_cumsum, .ctx = &scan_axis0, ONE(1, 4)},
+    {.op = "cumsum", .name = "axis 1 of [2,3,2]", .f = f_cumsum, .ctx = &scan_axis1,
+     ONE(3, 2, 3, 2)},
+    {.op = "cumsum", .name = "axis -1 of [3,4]", .f = f_cumsum, .ctx = &scan_last, ONE(2, 3, 4)},
+    {.op = "cumsum", .name = "0-d", .f = f_cumsum, .ctx = &scan_last, ONE(0, 0)},
+
+    /* min, amin: -max(-x), filed under max */
+    {.op = "max", .name = "min of all of [2,3]", .f = f_min, .ctx = &all, ONE(2, 2, 3)},
+    {.op = "max", .name = "min over axes {-1,-3} of [2,3,4]", .f = f_min, .ctx = &axes_neg,
+     ONE(3, 2, 3, 4)},
+    {.op = "max", .name = "min over axis 1 of [2,3,4] keepdim", .f = f_min, .ctx = &axis1_keep,
+     ONE(3, 2, 3, 4)},
+    {.op = "max", .name = "amin over two broadcast copies: tied minima share",
+     .f = f_min_of_copies, ONE(1, 3)},
+
+    /* std: sqrt of var, filed under sum */
+    {.op = "sum", .name = "std of all of [2,3], correction 1", .f = f_std, .ctx = &all,
+     ONE(2, 2, 3)},
+    {.op = "sum", .name = "std over axis 1 of [3,4] keepdim, correction 0", .f = f_std,
+     .ctx = &axis1_c0_keep, ONE(2, 3, 4)},
+    {.op = "sum", .name = "std over axes {-1,0} of [2,2,3]", .f = f_std, .ctx = &axes_neg_c1,
+     ONE(3, 2, 2, 3)},
 };
 // clang-format on
 

@@ -737,6 +737,25 @@ AD_API ad_tensor *ad_max(ad_tensor *x, int n_axes, const int *axes, bool keepdim
 AD_API ad_tensor *ad_logsumexp(ad_tensor *x, int n_axes, const int *axes, bool keepdim);
 /* sum((x - mean)^2) / (N - correction); PyTorch's default correction is 1 */
 AD_API ad_tensor *ad_var(ad_tensor *x, int n_axes, const int *axes, bool keepdim, int correction);
+/* product; dx = dy prod of the others: with one zero only it gets it; with two or more, all 0 */
+AD_API ad_tensor *ad_prod(ad_tensor *x, int n_axes, const int *axes, bool keepdim);
+/*
+ * Vector p-norm (sum |x|^p)^(1/p) over the axes (torch.linalg.vector_norm), p > 0 or
+ * INFINITY (max |x|), else AD_ERR_ARG; p = 2 over a matrix's two axes is its Frobenius
+ * norm. dx = dy sign(x) |x|^(p-1) / y^(p-1): 0 where x = 0 or y = 0 (p = 2 at a zero
+ * vector gives 0, not NaN); p = inf: dy sign(x) split evenly among tied max |x|.
+ */
+AD_API ad_tensor *ad_norm(ad_tensor *x, double p, int n_axes, const int *axes, bool keepdim);
+/* sqrt(var); dx = dy (x - mean) / ((N - correction) y), and 0 where y = 0 (as PyTorch) */
+AD_API ad_tensor *ad_std(ad_tensor *x, int n_axes, const int *axes, bool keepdim, int correction);
+/* torch.amax: the same op as ad_max (tied maxima share dy evenly) */
+AD_API ad_tensor *ad_amax(ad_tensor *x, int n_axes, const int *axes, bool keepdim);
+/* -max(-x): dx = dy at the minima; tied minima share dy evenly; NaN wins */
+AD_API ad_tensor *ad_min(ad_tensor *x, int n_axes, const int *axes, bool keepdim);
+/* torch.amin: the same op as ad_min */
+AD_API ad_tensor *ad_amin(ad_tensor *x, int n_axes, const int *axes, bool keepdim);
+/* Running sum along axis (same shape; a 0-d x takes axis 0 or -1). dx = dy summed from the end */
+AD_API ad_tensor *ad_cumsum(ad_tensor *x, int axis);
 /* Whole-tensor shorthands: 0-d results. */
 AD_API ad_tensor *ad_sum_all(ad_tensor *x);
 AD_API ad_tensor *ad_mean_all(ad_tensor *x);

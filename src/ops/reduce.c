@@ -1,5 +1,6 @@
 /* Reductions over all elements or chosen axes, with keepdim. Primitives: sum,
- * max, logsumexp. mean and var are compositions of them. */
+ * max, logsumexp, prod, norm, and the scan cumsum. mean, var, std, min, amax and amin are
+ * compositions of them. */
 #include "ops.h"
 
 #include <math.h>
@@ -85,18 +86,22 @@ static ad_status reduce_rule(ad_tensor *y)
     return AD_OK;
 }
 
-/* An empty reduction has no maximum (PyTorch raises too). */
-static ad_status nonempty_rule(ad_tensor *y)
+/* An empty reduction has no maximum (PyTorch raises too): AD_ERR_SHAPE naming op. */
+static ad_status check_nonempty(ad_tape *tape, const char *op, const ad_tensor *x, uint32_t mask)
 {
-    const ad_tensor *x = y->src[0];
-    uint32_t mask = (uint32_t)y->param[0].i;
     for (int d = 0; d < x->ndim; d++)
         if ((mask & (1u << d)) && x->shape[d] == 0) {
             char s[AD__SHAPE_BUF];
-            return ad__fail(y->tape, AD_ERR_SHAPE, "%s: cannot reduce over the empty dim %d of %s",
-                            ad__ops[y->op].name, d, AD__SHAPE(x, s));
+            return ad__fail(tape, AD_ERR_SHAPE, "%s: cannot reduce over the empty dim %d of %s", op,
+                            d, AD__SHAPE(x, s));
         }
-    return reduce_rule(y);
+    return AD_OK;
+}
+
+static ad_status nonempty_rule(ad_tensor *y)
+{
+    ad_status s = check_nonempty(y->tape, ad__ops[y->op].name, y->src[0], (uint32_t)y->param[0].i);
+    return s != AD_OK ? s : reduce_rule(y);
 }
 
 static ad_tensor *reduce(int op, ad_tensor *x, int n_axes, const int *axes, bool keepdim)
@@ -114,7 +119,7 @@ static ad_tensor *reduce(int op, ad_tensor *x, int n_axes, const int *axes, bool
 static ad_tensor *keepdim_view(ad_tensor *g, const ad_tensor *y)
 {
     const ad_tensor *x = y->src[0];
-    if (y->param[1].i || g->ndim == x->ndim)
+    if (!g || y->param[1].i || g->ndim == x->ndim)
         return g;
     int64_t shape[AD_MAX_DIMS];
     ad__keepdim_shape(x, (uint32_t)y->param[0].i, shape);
@@ -310,6 +315,273 @@ ad_tensor *ad_logsumexp(ad_tensor *x, int n_axes, const int *axes, bool keepdim)
     return reduce(AD_OP_logsumexp, x, n_axes, axes, keepdim);
 }
 
+/* A constant of x's shape: 1 where x is 0 (either sign), 0 elsewhere (NaN included). */
+static ad_tensor *zero_mask(ad_tensor *x)
+{
+    if (!x)
+        return NULL;
+    ad_tensor *m = ad__new(x->tape, (ad_dtype)x->dtype, x->ndim, x->shape);
+    if (!m)
+        return NULL;
+    switch ((ad_dtype)x->dtype) {
+    case AD_F32:
+        zero_mask_f32(x->data, m->data, x->numel);
+        break;
+    case AD_F64:
+        zero_mask_f64(x->data, m->data, x->numel);
+        break;
+    }
+    return m;
+}
+
+/* ---- prod ------------------------------------------------------------------------------ */
+/*
+ * dx_j = dy prod_{l != j} x_l, written so that it is exact with zeros and its
+ * own derivative is right (second order): with z = [x == 0] and c zeros in the
+ * group, x' = x + z (the zeros made 1) and P' = prod(x'),
+ *     dx = dy P' / x' Z,   Z_j = the product of the group's zeros other than j
+ *                              = a + b S - d x,   S = sum(x z) over the group
+ * where a, b, d are the constants of prod_coefficients: Z = 1 without zeros; with
+ * one zero, 1 at it and S (its value 0, slope 1 in the zero) elsewhere; with two,
+ * S - x_j (the other zero) at each zero and 0 elsewhere; with more, 0. So one
+ * zero gives the zero dy times the product of the others and the rest 0, and two
+ * or more give 0 everywhere, as PyTorch.
+ */
+ad_status ad__prod_shape(ad_tensor *y)
+{
+    return reduce_rule(y);
+}
+
+void ad__prod_forward(ad_tensor *y)
+{
+    ad__reduce_plan p;
+    if (ad__reduce_plan_make(y->tape, y->src[0], (uint32_t)y->param[0].i, &p) != AD_OK)
+        return;
+    switch ((ad_dtype)y->dtype) {
+    case AD_F32:
+        prod_groups_f32(y->src[0]->data, y->data, &p);
+        break;
+    case AD_F64:
+        prod_groups_f64(y->src[0]->data, y->data, &p);
+        break;
+    }
+}
+
+/* dy/dx of prod as a tensor of x's shape (the rule above with dy = 1). */
+static ad_tensor *prod_slope(ad_tensor *y)
+{
+    ad_tensor *x = y->src[0];
+    ad__reduce_plan p;
+    if (ad__reduce_plan_make(y->tape, x, (uint32_t)y->param[0].i, &p) != AD_OK)
+        return NULL;
+    ad_tensor *c[4];
+    for (int k = 0; k < 4; k++)
+        if (!(c[k] = ad__new(x->tape, (ad_dtype)x->dtype, x->ndim, x->shape)))
+            return NULL;
+    switch ((ad_dtype)x->dtype) {
+    case AD_F32:
+        prod_coefficients_f32(x->data, c[0]->data, c[1]->data, c[2]->data, c[3]->data, &p);
+        break;
+    case AD_F64:
+        prod_coefficients_f64(x->data, c[0]->data, c[1]->data, c[2]->data, c[3]->data, &p);
+        break;
+    }
+    ad_tensor *nonzero = ad_add(x, c[0]);
+    ad_tensor *others =
+        ad_div(keepdim_view(ad__apply(AD_OP_prod, 1, &nonzero, y->param), y), nonzero);
+    ad_tensor *zeros = ad_mul(x, c[0]);
+    ad_tensor *s = keepdim_view(ad__apply(AD_OP_sum, 1, &zeros, y->param), y);
+    ad_tensor *rest = ad_sub(ad_add(c[1], ad_mul(c[2], s)), ad_mul(c[3], x));
+    return ad_mul(others, rest);
+}
+
+void ad__prod_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    gin[0] = ad_mul(keepdim_view(gy, y), prod_slope(y));
+}
+
+// dy = sum(dx slope) over the reduced axes
+ad_tensor *ad__prod_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    ad_tensor *w = ad_mul(t[0], prod_slope(y));
+    return w ? ad__apply(AD_OP_sum, 1, &w, y->param) : NULL;
+}
+
+ad_tensor *ad_prod(ad_tensor *x, int n_axes, const int *axes, bool keepdim)
+{
+    return reduce(AD_OP_prod, x, n_axes, axes, keepdim);
+}
+
+/* ---- norm: vector p-norms over axes, p > 0 or inf --------------------------------------- */
+/*
+ * p = 1:   dx = dy sign(x)                     (sign(0) = 0)
+ * p = 2:   dx = dy x / y, and 0 where y = 0    (as x / (y + [y == 0]))
+ * p = inf: dx = dy sign(x) / k at the k elements with |x| = y (ties split as amax)
+ * else:    dx = dy sign(x) |x|^(p-1) / y^(p-1), and 0 where x = 0 or y = 0 (as PyTorch)
+ */
+ad_status ad__norm_shape(ad_tensor *y)
+{
+    return reduce_rule(y);
+}
+
+void ad__norm_forward(ad_tensor *y)
+{
+    ad__reduce_plan p;
+    if (ad__reduce_plan_make(y->tape, y->src[0], (uint32_t)y->param[0].i, &p) != AD_OK)
+        return;
+    switch ((ad_dtype)y->dtype) {
+    case AD_F32:
+        norm_groups_f32(y->src[0]->data, y->data, &p, y->param[2].f);
+        break;
+    case AD_F64:
+        norm_groups_f64(y->src[0]->data, y->data, &p, y->param[2].f);
+        break;
+    }
+}
+
+/* A constant of x's shape: sign(x), or for the inf-norm the tie-split slope. */
+static ad_tensor *norm_sign(ad_tensor *y)
+{
+    ad_tensor *x = y->src[0];
+    bool inf = isinf(y->param[2].f);
+    ad__reduce_plan p;
+    if (inf && ad__reduce_plan_make(y->tape, x, (uint32_t)y->param[0].i, &p) != AD_OK)
+        return NULL;
+    ad_tensor *s = ad__new(x->tape, (ad_dtype)x->dtype, x->ndim, x->shape);
+    if (!s)
+        return NULL;
+    if (inf)
+        memset(s->data, 0, (size_t)x->numel * ad_dtype_size((ad_dtype)x->dtype));
+    switch ((ad_dtype)x->dtype) {
+    case AD_F32:
+        if (inf)
+            norm_inf_slope_f32(x->data, y->data, s->data, &p);
+        else
+            sign_f32(x->data, s->data, x->numel);
+        break;
+    case AD_F64:
+        if (inf)
+            norm_inf_slope_f64(x->data, y->data, s->data, &p);
+        else
+            sign_f64(x->data, s->data, x->numel);
+        break;
+    }
+    return s;
+}
+
+/* dy/dx of the norm, x's shape (the rules above with dy = 1). */
+static ad_tensor *norm_slope(ad_tensor *y)
+{
+    ad_tensor *x = y->src[0];
+    double p = y->param[2].f;
+    if (isinf(p) || p == 1)
+        return norm_sign(y);
+    ad_tensor *safe_y = ad_add(y, zero_mask(y));
+    if (p == 2)
+        return ad_div(x, keepdim_view(safe_y, y));
+    ad_tensor *mag = ad_pow_scalar(ad_add(ad_abs(x), zero_mask(x)), p - 1);
+    return ad_div(ad_mul(norm_sign(y), mag), keepdim_view(ad_pow_scalar(safe_y, p - 1), y));
+}
+
+void ad__norm_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    gin[0] = ad_mul(keepdim_view(gy, y), norm_slope(y));
+}
+
+// dy = sum(dx slope) over the reduced axes
+ad_tensor *ad__norm_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    ad_tensor *w = ad_mul(t[0], norm_slope(y));
+    return w ? ad__apply(AD_OP_sum, 1, &w, y->param) : NULL;
+}
+
+ad_tensor *ad_norm(ad_tensor *x, double p, int n_axes, const int *axes, bool keepdim)
+{
+    if (!ad__input_tape(x, "norm"))
+        return NULL;
+    if (!(p > 0)) {
+        ad__fail(x->tape, AD_ERR_ARG, "norm: p = %g is not > 0 (use INFINITY for the max norm)", p);
+        return NULL;
+    }
+    uint32_t mask;
+    if (ad__axes_mask(x->tape, "norm", x, n_axes, axes, &mask) != AD_OK)
+        return NULL;
+    ad__param params[AD_NPARAM] = {{.i = mask}, {.i = keepdim}, {.f = p}};
+    return ad__apply(AD_OP_norm, 1, &x, params);
+}
+
+/* ---- cumsum: running sums along one axis -------------------------------------------------- */
+/* param[0].i is the axis (normalised), param[1].i reverse (from the end): the
+ * reverse scan is the adjoint of the forward one, so each is the other's backward. */
+
+/* x seen as (outer, n, inner) around axis. */
+static void scan_extent(const ad_tensor *x, int axis, int64_t *outer, int64_t *n, int64_t *inner)
+{
+    *outer = *inner = 1;
+    *n = x->shape[axis];
+    for (int d = 0; d < x->ndim; d++) {
+        if (d < axis)
+            *outer *= x->shape[d];
+        else if (d > axis)
+            *inner *= x->shape[d];
+    }
+}
+
+static ad_tensor *scan(int op, ad_tensor *x, int axis, bool reverse)
+{
+    if (!ad__input_tape(x, ad__ops[op].name))
+        return NULL;
+    /* A 0-d tensor scans as one element along axis 0 or -1, as in PyTorch. */
+    int a = x->ndim == 0 && (axis == 0 || axis == -1)
+                ? 0
+                : ad__check_axis(x->tape, ad__ops[op].name, x, axis);
+    if (a < 0)
+        return NULL;
+    ad__param params[AD_NPARAM] = {{.i = a}, {.i = reverse}};
+    return ad__apply(op, 1, &x, params);
+}
+
+// dx = cumsum(dy) from the other end
+ad_status ad__cumsum_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
+
+void ad__cumsum_forward(ad_tensor *y)
+{
+    const ad_tensor *x = y->src[0];
+    int64_t outer, n, inner;
+    if (x->ndim)
+        scan_extent(x, (int)y->param[0].i, &outer, &n, &inner);
+    else
+        outer = n = inner = 1;
+    switch ((ad_dtype)y->dtype) {
+    case AD_F32:
+        cumsum_scan_f32(x->data, y->data, outer, n, inner, y->param[1].i != 0);
+        break;
+    case AD_F64:
+        cumsum_scan_f64(x->data, y->data, outer, n, inner, y->param[1].i != 0);
+        break;
+    }
+}
+
+void ad__cumsum_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    ad__param params[AD_NPARAM] = {{.i = y->param[0].i}, {.i = !y->param[1].i}};
+    gin[0] = ad__apply(AD_OP_cumsum, 1, &gy, params);
+}
+
+// dy = the op applied to dx (it is linear)
+ad_tensor *ad__cumsum_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_linear(y, t);
+}
+
+ad_tensor *ad_cumsum(ad_tensor *x, int axis)
+{
+    return scan(AD_OP_cumsum, x, axis, false);
+}
+
 /* ---- mean, var: compositions ------------------------------------------------------------ */
 
 /* Number of elements reduced over by an axis list, or -1 after an error. */
@@ -353,4 +625,40 @@ ad_tensor *ad_var(ad_tensor *x, int n_axes, const int *axes, bool keepdim, int c
     ad_tensor *ss = ad_sum(ad_square(centred), n_axes, axes, keepdim);
     double dof = (double)n - correction;
     return ad_div(ss, ss ? ad__scalar_const(ss, dof > 0 ? dof : 0.0) : NULL);
+}
+
+// std = sqrt(v + m) - m with v the var and m = [v == 0]: sqrt(v) where v > 0, and at zero
+// variance the value 0 with gradient 0 (PyTorch masks it so), not sqrt's 0 * inf = NaN
+ad_tensor *ad_std(ad_tensor *x, int n_axes, const int *axes, bool keepdim, int correction)
+{
+    if (!ad__input_tape(x, "std") || reduced_count(x, "std", n_axes, axes) < 0)
+        return NULL;
+    ad_tensor *v = ad_var(x, n_axes, axes, keepdim, correction);
+    ad_tensor *m = zero_mask(v);
+    return ad_sub(ad_sqrt(ad_add(v, m)), m);
+}
+
+/* ---- min, amax, amin: compositions of max -------------------------------------------- */
+
+// amax is max, PyTorch's name for the reduction that splits ties (max's own name is kept)
+ad_tensor *ad_amax(ad_tensor *x, int n_axes, const int *axes, bool keepdim)
+{
+    return ad_max(x, n_axes, axes, keepdim);
+}
+
+// min = -max(-x): dx = dy at the minima, k tied minima get dy / k each; NaN wins
+ad_tensor *ad_min(ad_tensor *x, int n_axes, const int *axes, bool keepdim)
+{
+    /* Checked here so that an error names min, not max. */
+    uint32_t mask;
+    if (!ad__input_tape(x, "min") ||
+        ad__axes_mask(x->tape, "min", x, n_axes, axes, &mask) != AD_OK ||
+        check_nonempty(x->tape, "min", x, mask) != AD_OK)
+        return NULL;
+    return ad_neg(ad_max(ad_neg(x), n_axes, axes, keepdim));
+}
+
+ad_tensor *ad_amin(ad_tensor *x, int n_axes, const int *axes, bool keepdim)
+{
+    return ad_min(x, n_axes, axes, keepdim);
 }

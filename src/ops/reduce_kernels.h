@@ -83,3 +83,103 @@ static void K(logsumexp_groups)(const T *x, T *y, const ad__reduce_plan *p)
         y[o] = (T)(m + log(s));
     }
 }
+
+// the zero mask: m = 1 where x == 0 (either sign), else 0; x, m: (n)
+static void K(zero_mask)(const T *x, T *m, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        m[i] = x[i] == 0 ? (T)1 : (T)0;
+}
+
+// product per group, accumulated in double: x: (groups of p) -> y: (p->n_out)
+static void K(prod_groups)(const T *x, T *y, const ad__reduce_plan *p)
+{
+    for (int64_t o = 0; o < p->n_out; o++) {
+        const T *g = x + ad__plan_base(p, o);
+        double acc = 1;
+        for (int64_t r = 0; r < p->n_red; r++)
+            acc *= (double)g[ad__plan_off(p, r)];
+        y[o] = (T)acc;
+    }
+}
+
+// prod's gradient constants, all x's shape, for a group with c zeros: z = [x == 0];
+// a = [c == 0 or (c == 1 and z)]; b = [(c == 1 and not z) or (c == 2 and z)]; d = [c == 2 and z]
+static void K(prod_coefficients)(const T *x, T *z, T *a, T *b, T *d, const ad__reduce_plan *p)
+{
+    for (int64_t o = 0; o < p->n_out; o++) {
+        int64_t base = ad__plan_base(p, o), c = 0;
+        for (int64_t r = 0; r < p->n_red; r++)
+            c += x[base + ad__plan_off(p, r)] == 0;
+        for (int64_t r = 0; r < p->n_red; r++) {
+            int64_t i = base + ad__plan_off(p, r);
+            bool zero = x[i] == 0;
+            z[i] = (T)zero;
+            a[i] = (T)(c == 0 || (c == 1 && zero));
+            b[i] = (T)((c == 1 && !zero) || (c == 2 && zero));
+            d[i] = (T)(c == 2 && zero);
+        }
+    }
+}
+
+// vector p-norm per group, accumulated in double (p > 0 or inf; inf: max |x|, NaN wins):
+// x: (groups of p) -> y: (p->n_out)
+static void K(norm_groups)(const T *x, T *y, const ad__reduce_plan *p, double ord)
+{
+    for (int64_t o = 0; o < p->n_out; o++) {
+        const T *g = x + ad__plan_base(p, o);
+        double acc = 0;
+        for (int64_t r = 0; r < p->n_red; r++) {
+            double v = fabs((double)g[ad__plan_off(p, r)]);
+            if (isinf(ord))
+                acc = v > acc || v != v ? v : acc;
+            else if (ord == 1)
+                acc += v;
+            else if (ord == 2)
+                acc += v * v;
+            else
+                acc += pow(v, ord);
+            if (acc != acc)
+                break;
+        }
+        y[o] = (T)(isinf(ord) || ord == 1 ? acc : ord == 2 ? sqrt(acc) : pow(acc, 1 / ord));
+    }
+}
+
+// sign(x) with sign(0) = 0 and sign(NaN) = NaN: x, s: (n)
+static void K(sign)(const T *x, T *s, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        s[i] = x[i] > 0 ? (T)1 : x[i] < 0 ? (T)-1 : x[i] == 0 ? (T)0 : x[i];
+}
+
+// the inf-norm's slope: x: (groups of p), y: (p->n_out) -> s: x's shape, sign(x) / k at each of
+// the k elements with |x| = y, 0 elsewhere (all 0 when y is NaN, as PyTorch); s is zeroed
+static void K(norm_inf_slope)(const T *x, const T *y, T *s, const ad__reduce_plan *p)
+{
+    for (int64_t o = 0; o < p->n_out; o++) {
+        int64_t base = ad__plan_base(p, o), k = 0;
+        for (int64_t r = 0; r < p->n_red; r++)
+            k += fabs(x[base + ad__plan_off(p, r)]) == y[o];
+        for (int64_t r = 0; r < p->n_red && k; r++) {
+            T v = x[base + ad__plan_off(p, r)];
+            if (fabs(v) == y[o])
+                s[base + ad__plan_off(p, r)] = (T)((v > 0) - (v < 0)) / (T)k;
+        }
+    }
+}
+
+// running sum along an axis, accumulated in double, from the end when reverse:
+// x, y: (outer, n, inner)
+static void K(cumsum_scan)(const T *x, T *y, int64_t outer, int64_t n, int64_t inner, bool reverse)
+{
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t i = 0; i < inner; i++) {
+            double acc = 0;
+            for (int64_t k = 0; k < n; k++) {
+                int64_t at = (o * n + (reverse ? n - 1 - k : k)) * inner + i;
+                acc += (double)x[at];
+                y[at] = (T)acc;
+            }
+        }
+}
