@@ -330,6 +330,9 @@ static ad_tensor *zero_mask(ad_tensor *x)
     case AD_F64:
         zero_mask_f64(x->data, m->data, x->numel);
         break;
+    case AD_I64:
+    case AD_BOOL:
+        break; /* not a float: refused before any kernel runs */
     }
     return m;
 }
@@ -364,6 +367,9 @@ void ad__prod_forward(ad_tensor *y)
     case AD_F64:
         prod_groups_f64(y->src[0]->data, y->data, &p);
         break;
+    case AD_I64:
+    case AD_BOOL:
+        break; /* not a float: refused before any kernel runs */
     }
 }
 
@@ -385,6 +391,9 @@ static ad_tensor *prod_slope(ad_tensor *y)
     case AD_F64:
         prod_coefficients_f64(x->data, c[0]->data, c[1]->data, c[2]->data, c[3]->data, &p);
         break;
+    case AD_I64:
+    case AD_BOOL:
+        break; /* not a float: refused before any kernel runs */
     }
     ad_tensor *nonzero = ad_add(x, c[0]);
     ad_tensor *others =
@@ -436,6 +445,9 @@ void ad__norm_forward(ad_tensor *y)
     case AD_F64:
         norm_groups_f64(y->src[0]->data, y->data, &p, y->param[2].f);
         break;
+    case AD_I64:
+    case AD_BOOL:
+        break; /* not a float: refused before any kernel runs */
     }
 }
 
@@ -465,6 +477,9 @@ static ad_tensor *norm_sign(ad_tensor *y)
         else
             sign_f64(x->data, s->data, x->numel);
         break;
+    case AD_I64:
+    case AD_BOOL:
+        break; /* not a float: refused before any kernel runs */
     }
     return s;
 }
@@ -562,6 +577,9 @@ void ad__cumsum_forward(ad_tensor *y)
     case AD_F64:
         cumsum_scan_f64(x->data, y->data, outer, n, inner, y->param[1].i != 0);
         break;
+    case AD_I64:
+    case AD_BOOL:
+        break; /* not a float: refused before any kernel runs */
     }
 }
 
