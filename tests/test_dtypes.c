@@ -380,10 +380,132 @@ static void test_cross_entropy_and_embedding_take_int64_tensors(void **state)
     assert_int_equal(ad_backward(ad_sum_all(y), NULL), AD_OK);
     ad_nn_param table;
     assert_int_equal(ad_nn_params(emb, &table, 1), 1);
-    assert_close(2, ad_tensor_get(ad_tensor_grad(table.tensor), 4 * 4), 0, 0); /* row 4 twice */
+    assert_close(2, ad_tensor_get(ad_tensor_grad(table.tensor), 4 * 4), 0, 0);     /* row 4 twice */
     assert_close(1, ad_tensor_get(ad_tensor_grad(table.tensor), 1 * 4 + 1), 0, 0); /* once */
     ad_tape_reset(tape);
     ad_nn_free(emb);
+}
+
+static const int64_t *longs(const ad_tensor *t)
+{
+    assert_non_null(t);
+    assert_int_equal(ad_tensor_dtype(t), AD_I64);
+    assert_false(ad_tensor_requires_grad(t));
+    return ad_tensor_data(t);
+}
+
+/* Values from torch 1.13: torch.argmax / argmin / max(x, 1) on these rows. */
+static void test_argmax_argmin_and_max_along_follow_torch(void **state)
+{
+    ad_tape *tape = *state;
+    ad_tensor *x = ad_requires_grad(ad_tape_tensor_from_doubles(
+        tape, AD_F64, 2, (int64_t[]){2, 5}, (double[]){1, 3, 3, NAN, 2, 5, 5, 1, 0, 5}));
+    const int64_t *amax = longs(ad_argmax(x, 1, false));
+    const int64_t *amin = longs(ad_argmin(x, -1, false));
+    assert_true(amax[0] == 3 && amax[1] == 0); /* NaN wins; the first of tied maxima */
+    assert_true(amin[0] == 3 && amin[1] == 3);
+    ad_tensor *kept = ad_argmax(x, 1, true);
+    assert_int_equal(ad_tensor_ndim(kept), 2);
+    assert_int_equal(ad_tensor_dim(kept, 1), 1);
+    ad_tensor *idx;
+    ad_tensor *v = ad_max_along(x, 1, false, &idx);
+    assert_non_null(v);
+    assert_int_equal(ad_tensor_ndim(v), 1);
+    assert_true(isnan(ad_tensor_get(v, 0)));
+    assert_close(5, ad_tensor_get(v, 1), 0, 0);
+    assert_true(longs(idx)[0] == 3 && longs(idx)[1] == 0);
+    assert_int_equal(ad_backward(ad_sum_all(v), NULL), AD_OK);
+    const double grad[10] = {0, 0, 0, 1, 0, 1, 0, 0, 0, 0}; /* torch: to the selected index */
+    for (int k = 0; k < 10; k++)
+        assert_close(grad[k], ad_tensor_get(ad_tensor_grad(x), k), 0, 0);
+    ad_tensor *m = ad_min_along(x, 0, true, &idx);
+    assert_int_equal(ad_tensor_dim(m, 0), 1);
+    assert_close(1, ad_tensor_get(m, 0), 0, 0);
+    assert_true(isnan(ad_tensor_get(m, 3)));
+    assert_true(longs(idx)[2] == 1);
+}
+
+/* torch.sort (stable) and torch.topk on [3, nan, 1, 3, -inf]. */
+static void test_sort_and_topk_follow_torch(void **state)
+{
+    ad_tape *tape = *state;
+    ad_tensor *y = ad_requires_grad(ad_tape_tensor_from_doubles(
+        tape, AD_F64, 1, (int64_t[]){5}, (double[]){3, NAN, 1, 3, -INFINITY}));
+    ad_tensor *idx;
+    ad_tensor *s = ad_sort(y, 0, false, &idx);
+    const int64_t up[5] = {4, 2, 0, 3, 1}, down[5] = {1, 0, 3, 2, 4};
+    assert_memory_equal(longs(idx), up, sizeof up);
+    assert_close(-INFINITY, ad_tensor_get(s, 0), 0, 0);
+    assert_true(isnan(ad_tensor_get(s, 4)));
+    ad_sort(y, 0, true, &idx);
+    assert_memory_equal(longs(idx), down, sizeof down);
+    assert_memory_equal(longs(ad_argsort(y, -1, true)), down, sizeof down);
+    ad_tensor *z =
+        ad_tape_tensor_from_doubles(tape, AD_F64, 1, (int64_t[]){4}, (double[]){1, 3, 3, 2});
+    ad_tensor *t = ad_topk(z, 2, 0, true, &idx);
+    assert_close(3, ad_tensor_get(t, 0), 0, 0);
+    assert_close(3, ad_tensor_get(t, 1), 0, 0);
+    assert_true(longs(idx)[0] == 1 && longs(idx)[1] == 2);
+    ad_topk(z, 3, 0, false, &idx);
+    assert_memory_equal(longs(idx), ((int64_t[]){0, 3, 1}), 3 * sizeof(int64_t));
+    /* the gradient of sorted values goes back through the permutation */
+    ad_tensor *w =
+        ad_tape_tensor_from_doubles(tape, AD_F64, 1, (int64_t[]){5}, (double[]){1, 2, 3, 4, 5});
+    assert_int_equal(ad_backward(ad_sum_all(ad_mul(ad_sort(y, 0, false, NULL), w)), NULL), AD_OK);
+    const double grad[5] = {3, 5, 2, 4, 1};
+    for (int k = 0; k < 5; k++)
+        assert_close(grad[k], ad_tensor_get(ad_tensor_grad(y), k), 0, 0);
+    assert_null(ad_topk(z, 5, 0, true, NULL));
+    assert_int_equal(ad_tape_status(tape), AD_ERR_ARG);
+    assert_non_null(strstr(ad_tape_message(tape), "topk: k = 5 out of range [0, 4]"));
+}
+
+static void test_sorting_and_arg_ops_check_their_inputs(void **state)
+{
+    ad_tape *tape = *state;
+    ad_tensor *e = ad_full(tape, AD_F64, 2, (int64_t[]){2, 0}, 0.0);
+    assert_null(ad_argmax(e, 1, false));
+    assert_int_equal(ad_tape_status(tape), AD_ERR_SHAPE);
+    assert_non_null(strstr(ad_tape_message(tape), "argmax: axis 1 of shape [2,0] is empty"));
+    ad_tape_clear_error(tape);
+    assert_int_equal(ad_tensor_numel(ad_sort(e, 1, false, NULL)), 0); /* sorting nothing is fine */
+    assert_null(ad_argmin(e, 2, false));
+    assert_int_equal(ad_tape_status(tape), AD_ERR_AXIS);
+    ad_tape_clear_error(tape);
+    ad_tensor *i = ad_full(tape, AD_I64, 1, (int64_t[]){3}, 1.0);
+    assert_null(ad_argmax(i, 0, false));
+    assert_int_equal(ad_tape_status(tape), AD_ERR_DTYPE);
+    ad_tape_clear_error(tape);
+    ad_tensor *s = ad_scalar(tape, 4.0);
+    assert_true(longs(ad_argmax(s, 0, false))[0] == 0);
+    assert_close(4, ad_tensor_get(ad_max_along(s, -1, false, NULL), 0), 0, 0);
+}
+
+/* The composed values have gather's gradient, checked to second order. */
+static ad_tensor *sorted_weighted(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    (void)n, (void)ctx;
+    ad_tensor *w = ad_tape_tensor_from_doubles(tape, AD_F64, 2, (int64_t[]){2, 3},
+                                               (double[]){1, -2, 3, 0.5, 4, -1});
+    ad_tensor *s = ad_sort(in[0], 1, true, NULL);
+    ad_tensor *m = ad_max_along(in[0], 0, false, NULL);
+    ad_tensor *k = ad_topk(in[0], 2, 1, false, NULL);
+    return ad_add(ad_add(ad_sum_all(ad_mul(ad_square(s), w)), ad_sum_all(ad_exp(m))),
+                  ad_sum_all(ad_square(k)));
+}
+
+static void test_sort_max_along_and_topk_pass_gradcheck(void **state)
+{
+    (void)state;
+    ad_tape *tape = test_tape();
+    ad_tensor *x = ad_tape_tensor_from_doubles(tape, AD_F64, 2, (int64_t[]){2, 3},
+                                               (double[]){0.3, -1.2, 2.0, 1.1, 0.7, -0.4});
+    ad_gradcheck_result r;
+    assert_int_equal(ad_gradcheck(sorted_weighted, NULL, 1, &x, NULL, &r), AD_OK);
+    assert_true(r.passed);
+    assert_int_equal(ad_gradgradcheck(sorted_weighted, NULL, 1, &x, 7, NULL, &r), AD_OK);
+    assert_true(r.passed);
+    ad_tape_free(tape);
 }
 
 int main(void)
@@ -406,6 +528,10 @@ int main(void)
         TAPE_TEST(test_index_ops_take_int64_index_tensors),
         TAPE_TEST(test_an_index_tensor_must_be_int64_of_the_right_ndim),
         TAPE_TEST(test_cross_entropy_and_embedding_take_int64_tensors),
+        TAPE_TEST(test_argmax_argmin_and_max_along_follow_torch),
+        TAPE_TEST(test_sort_and_topk_follow_torch),
+        TAPE_TEST(test_sorting_and_arg_ops_check_their_inputs),
+        cmocka_unit_test(test_sort_max_along_and_topk_pass_gradcheck),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -919,6 +919,30 @@ AD_API ad_tensor *ad_scatter_add_tensor(ad_tensor *src, int axis, const ad_tenso
  */
 AD_API ad_tensor *ad_where(ad_tensor *cond, ad_tensor *a, ad_tensor *b);
 
+/* ==== Indices of extremes, sorting ========================================== */
+/*
+ * Along one axis (negative counts from the end; a 0-d x takes 0 or -1). The
+ * indices are int64 tensors that never require grad; the values are x
+ * gathered at them, so the gradient goes to the selected elements only (not
+ * split between ties), as torch's. A NaN counts as the extreme (argmax and
+ * argmin pick the first NaN) and sorts after every number (before, when
+ * descending). Ties keep their order: the first index wins, and sorting is
+ * stable. An empty axis is AD_ERR_SHAPE for argmax, argmin, max_along and
+ * min_along. float32 and float64 only.
+ */
+AD_API ad_tensor *ad_argmax(ad_tensor *x, int axis, bool keepdim);
+AD_API ad_tensor *ad_argmin(ad_tensor *x, int axis, bool keepdim);
+/* torch.max(x, dim): the values, and their indices into *indices if not NULL. */
+AD_API ad_tensor *ad_max_along(ad_tensor *x, int axis, bool keepdim, ad_tensor **indices);
+AD_API ad_tensor *ad_min_along(ad_tensor *x, int axis, bool keepdim, ad_tensor **indices);
+/* The permutation that sorts x along axis (stable). */
+AD_API ad_tensor *ad_argsort(ad_tensor *x, int axis, bool descending);
+/* x sorted along axis (stable); the permutation into *indices if not NULL. */
+AD_API ad_tensor *ad_sort(ad_tensor *x, int axis, bool descending, ad_tensor **indices);
+/* The k largest (or smallest) along axis, in sorted order, ties by lower index
+ * first; k in [0, dim] (AD_ERR_ARG otherwise). */
+AD_API ad_tensor *ad_topk(ad_tensor *x, int64_t k, int axis, bool largest, ad_tensor **indices);
+
 /* ==== Comparisons and logical ops: bool results, no gradient ================ */
 /*
  * Elementwise, broadcasting as the binary ops; a and b of any one dtype

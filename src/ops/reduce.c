@@ -680,3 +680,242 @@ ad_tensor *ad_amin(ad_tensor *x, int n_axes, const int *axes, bool keepdim)
 {
     return ad_min(x, n_axes, axes, keepdim);
 }
+
+/* ---- argmax, argmin, argsort: int64 indices along one axis, no gradient -----------------
+ * param: [0] axis (normalised), [1] keepdim (arg_extreme) or descending (argsort), [2]
+ * largest (arg_extreme). max/min along an axis with their indices, sort and topk are
+ * compositions: the values are a gather of x at the indices, so the gradient goes to the
+ * selected elements, as torch's. */
+// no gradient: the result is an int64 constant
+static ad_status arg_extreme_shape(ad_tensor *y)
+{
+    const ad_tensor *x = y->src[0];
+    int axis = (int)y->param[0].i;
+    bool keepdim = y->param[1].i != 0;
+    if (x->ndim && x->shape[axis] == 0) {
+        char s[AD__SHAPE_BUF];
+        return ad__fail(y->tape, AD_ERR_SHAPE, "%s: axis %d of shape %s is empty",
+                        ad__ops[y->op].name, axis, AD__SHAPE(x, s));
+    }
+    y->dtype = AD_I64;
+    if (x->ndim == 0)
+        return ad__same_shape_rule(y);
+    if (keepdim) {
+        y->ndim = x->ndim;
+        y->shape = ad__shape_replacing(y->tape, x, axis, 1);
+        return y->shape ? AD_OK : y->tape->status;
+    }
+    int64_t shape[AD_MAX_DIMS];
+    int n = 0;
+    for (int d = 0; d < x->ndim; d++)
+        if (d != axis)
+            shape[n++] = x->shape[d];
+    y->ndim = (uint8_t)n;
+    y->shape = ad__copy_i64(y->tape, shape, (size_t)n);
+    return y->shape || n == 0 ? AD_OK : y->tape->status;
+}
+
+static void arg_extreme_forward(ad_tensor *y, bool largest)
+{
+    const ad_tensor *x = y->src[0];
+    int64_t outer = 1, inner = 1, n = 1;
+    if (x->ndim) {
+        ad__split_at(x, (int)y->param[0].i, &outer, &inner);
+        n = x->shape[y->param[0].i];
+    }
+    switch ((ad_dtype)x->dtype) {
+    case AD_F32:
+        arg_extreme_f32(x->data, outer, n, inner, largest, y->data);
+        break;
+    case AD_F64:
+        arg_extreme_f64(x->data, outer, n, inner, largest, y->data);
+        break;
+    case AD_I64:
+    case AD_BOOL:
+        break; /* not a float: refused before any kernel runs */
+    }
+}
+
+static void no_gradient(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    (void)y, (void)gy, (void)gin;
+}
+
+/* The axis of x for an op along one axis: a 0-d x takes 0 or -1, as torch. */
+static int one_axis(ad_tape *tape, const char *op, const ad_tensor *x, int axis)
+{
+    if (x->ndim == 0 && (axis == 0 || axis == -1))
+        return 0;
+    return ad__check_axis(tape, op, x, axis);
+}
+
+static ad_tensor *arg_op(int op, ad_tensor *x, int axis, bool flag)
+{
+    ad_tape *tape = ad__input_tape(x, ad__ops[op].name);
+    int a = tape ? one_axis(tape, ad__ops[op].name, x, axis) : -1;
+    if (a < 0)
+        return NULL;
+    ad__param params[AD_NPARAM] = {{.i = a}, {.i = flag}};
+    return ad__apply(op, 1, &x, params);
+}
+
+ad_status ad__argmax_shape(ad_tensor *y)
+{
+    return arg_extreme_shape(y);
+}
+
+void ad__argmax_forward(ad_tensor *y)
+{
+    arg_extreme_forward(y, true);
+}
+
+void ad__argmax_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    no_gradient(y, gy, gin);
+}
+
+ad_tensor *ad__argmax_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_none(y, t);
+}
+
+ad_tensor *ad_argmax(ad_tensor *x, int axis, bool keepdim)
+{
+    return arg_op(AD_OP_argmax, x, axis, keepdim);
+}
+
+ad_status ad__argmin_shape(ad_tensor *y)
+{
+    return arg_extreme_shape(y);
+}
+
+void ad__argmin_forward(ad_tensor *y)
+{
+    arg_extreme_forward(y, false);
+}
+
+void ad__argmin_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    no_gradient(y, gy, gin);
+}
+
+ad_tensor *ad__argmin_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_none(y, t);
+}
+
+ad_tensor *ad_argmin(ad_tensor *x, int axis, bool keepdim)
+{
+    return arg_op(AD_OP_argmin, x, axis, keepdim);
+}
+
+// no gradient: the result is an int64 constant
+ad_status ad__argsort_shape(ad_tensor *y)
+{
+    y->dtype = AD_I64;
+    return ad__same_shape_rule(y);
+}
+
+void ad__argsort_forward(ad_tensor *y)
+{
+    const ad_tensor *x = y->src[0];
+    int64_t outer = 1, inner = 1, n = 1;
+    if (x->ndim) {
+        ad__split_at(x, (int)y->param[0].i, &outer, &inner);
+        n = x->shape[y->param[0].i];
+    }
+    int64_t *scratch = ad__alloc(y->tape, (size_t)n * sizeof *scratch);
+    if (!scratch)
+        return; /* the error is on the tape, which ad__apply checks */
+    bool descending = y->param[1].i != 0;
+    switch ((ad_dtype)x->dtype) {
+    case AD_F32:
+        argsort_f32(x->data, outer, n, inner, descending, y->data, scratch);
+        break;
+    case AD_F64:
+        argsort_f64(x->data, outer, n, inner, descending, y->data, scratch);
+        break;
+    case AD_I64:
+    case AD_BOOL:
+        break; /* not a float: refused before any kernel runs */
+    }
+}
+
+void ad__argsort_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    no_gradient(y, gy, gin);
+}
+
+ad_tensor *ad__argsort_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_none(y, t);
+}
+
+ad_tensor *ad_argsort(ad_tensor *x, int axis, bool descending)
+{
+    return arg_op(AD_OP_argsort, x, axis, descending);
+}
+
+/* values = x gathered at index along axis (index has x's ndim); with drop, the axis
+ * (of size 1 in index) is removed from values and index. */
+static ad_tensor *gathered(ad_tensor *x, int axis, ad_tensor *index, bool drop, ad_tensor **indices)
+{
+    ad_tensor *values = x && x->ndim ? ad_gather_tensor(x, axis, index) : x;
+    if (drop && x && x->ndim) {
+        int ax[1] = {axis};
+        values = ad_squeeze(values, 1, ax);
+        index = ad_squeeze(index, 1, ax);
+    }
+    if (indices)
+        *indices = values ? index : NULL;
+    return values;
+}
+
+static ad_tensor *extreme_along(int op, ad_tensor *x, int axis, bool keepdim, ad_tensor **indices)
+{
+    if (indices)
+        *indices = NULL;
+    ad_tensor *index = arg_op(op, x, axis, true);
+    if (!index)
+        return NULL;
+    return gathered(x, (int)index->param[0].i, index, !keepdim, indices);
+}
+
+ad_tensor *ad_max_along(ad_tensor *x, int axis, bool keepdim, ad_tensor **indices)
+{
+    return extreme_along(AD_OP_argmax, x, axis, keepdim, indices);
+}
+
+ad_tensor *ad_min_along(ad_tensor *x, int axis, bool keepdim, ad_tensor **indices)
+{
+    return extreme_along(AD_OP_argmin, x, axis, keepdim, indices);
+}
+
+ad_tensor *ad_sort(ad_tensor *x, int axis, bool descending, ad_tensor **indices)
+{
+    if (indices)
+        *indices = NULL;
+    ad_tensor *index = arg_op(AD_OP_argsort, x, axis, descending);
+    if (!index)
+        return NULL;
+    return gathered(x, (int)index->param[0].i, index, false, indices);
+}
+
+ad_tensor *ad_topk(ad_tensor *x, int64_t k, int axis, bool largest, ad_tensor **indices)
+{
+    if (indices)
+        *indices = NULL;
+    ad_tensor *order = arg_op(AD_OP_argsort, x, axis, largest);
+    if (!order)
+        return NULL;
+    int a = (int)order->param[0].i;
+    int64_t n = x->ndim ? x->shape[a] : 1;
+    if (k < 0 || k > n) {
+        char s[AD__SHAPE_BUF];
+        ad__fail(x->tape, AD_ERR_ARG, "topk: k = %lld out of range [0, %lld] for axis %d of %s",
+                 (long long)k, (long long)n, axis, AD__SHAPE(x, s));
+        return NULL;
+    }
+    ad_tensor *index = x->ndim ? ad_slice(order, a, 0, k, 1) : order;
+    return gathered(x, a, index, false, indices);
+}

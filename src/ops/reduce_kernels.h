@@ -183,3 +183,70 @@ static void K(cumsum_scan)(const T *x, T *y, int64_t outer, int64_t n, int64_t i
             }
         }
 }
+
+// argmax (largest) or argmin along the middle axis: x: (outer, n, inner) -> y: (outer, inner),
+// the index of the first extreme element, a NaN counting as the extreme (torch's rule)
+static void K(arg_extreme)(const T *x, int64_t outer, int64_t n, int64_t inner, bool largest,
+                           int64_t *y)
+{
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t in = 0; in < inner; in++) {
+            const T *s = x + o * n * inner + in;
+            int64_t best = 0;
+            T v = s[0];
+            for (int64_t r = 1; r < n && v == v; r++) {
+                T u = s[r * inner];
+                if (u != u || (largest ? u > v : u < v)) {
+                    best = r;
+                    v = u;
+                }
+            }
+            y[o * inner + in] = best;
+        }
+}
+
+// True when a sorts strictly before b: ascending with NaN last, or descending with NaN first
+static inline bool K(sorts_before)(T a, T b, bool descending)
+{
+    if (descending)
+        return a > b || (a != a && b == b);
+    return a < b || (a == a && b != b);
+}
+
+// argsort along the middle axis, stable (equal elements keep their order, as torch's
+// stable sort): x: (outer, n, inner) -> y: (outer, n, inner) indices; scratch: (n) int64
+static void K(argsort)(const T *x, int64_t outer, int64_t n, int64_t inner, bool descending,
+                       int64_t *y, int64_t *scratch)
+{
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t in = 0; in < inner; in++) {
+            const T *s = x + o * n * inner + in;
+            int64_t *idx = y + o * n * inner + in;
+            for (int64_t r = 0; r < n; r++)
+                idx[r * inner] = r;
+            /* bottom-up merge sort of the strided index run, through scratch */
+            for (int64_t width = 1; width < n; width *= 2) {
+                for (int64_t lo = 0; lo < n; lo += 2 * width) {
+                    int64_t mid = lo + width < n ? lo + width : n;
+                    int64_t hi = lo + 2 * width < n ? lo + 2 * width : n;
+                    int64_t i = lo, j = mid, k = 0;
+                    while (i < mid && j < hi) {
+                        int64_t a = idx[i * inner], b = idx[j * inner];
+                        if (K(sorts_before)(s[b * inner], s[a * inner], descending)) {
+                            scratch[k++] = b;
+                            j++;
+                        } else {
+                            scratch[k++] = a;
+                            i++;
+                        }
+                    }
+                    while (i < mid)
+                        scratch[k++] = idx[(i++) * inner];
+                    while (j < hi)
+                        scratch[k++] = idx[(j++) * inner];
+                    for (int64_t t = 0; t < k; t++)
+                        idx[(lo + t) * inner] = scratch[t];
+                }
+            }
+        }
+}
