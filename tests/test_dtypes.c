@@ -508,6 +508,33 @@ static void test_sort_max_along_and_topk_pass_gradcheck(void **state)
     ad_tape_free(tape);
 }
 
+static void test_one_hot_and_masked_fill_follow_torch(void **state)
+{
+    ad_tape *tape = *state;
+    ad_tensor *idx = ad_tape_tensor(tape, AD_I64, 2, (int64_t[]){2, 2}, (int64_t[]){0, 2, 1, 2});
+    ad_tensor *oh = ad_one_hot(idx, 4);
+    assert_int_equal(ad_tensor_ndim(oh), 3);
+    assert_int_equal(ad_tensor_dim(oh, 2), 4);
+    const int64_t want[16] = {1, 0, 0, 0, 0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 1, 0};
+    assert_memory_equal(longs(oh), want, sizeof want);
+    assert_int_equal(ad_tensor_dim(ad_one_hot(idx, -1), 2), 3); /* largest index + 1 */
+    assert_null(ad_one_hot(idx, 2));
+    assert_int_equal(ad_tape_status(tape), AD_ERR_ARG);
+    assert_non_null(strstr(ad_tape_message(tape), "one_hot: index 2 (entry 1 of [2,2])"));
+    ad_tape_clear_error(tape);
+    ad_tensor *x = ad_requires_grad(
+        ad_tape_tensor_from_doubles(tape, AD_F64, 1, (int64_t[]){3}, (double[]){1, -2, 3}));
+    ad_tensor *mask = ad_lt(x, ad_scalar(tape, 0.0));
+    ad_tensor *y = ad_masked_fill(x, mask, -INFINITY);
+    assert_close(-INFINITY, ad_tensor_get(y, 1), 0, 0);
+    assert_close(3, ad_tensor_get(y, 2), 0, 0);
+    assert_int_equal(ad_backward(ad_sum_all(ad_softmax(y, 0)), NULL), AD_OK);
+    assert_close(0, ad_tensor_get(ad_tensor_grad(x), 1), 0, 0); /* masked: no gradient */
+    assert_null(ad_masked_fill(x, x, 0.0));
+    assert_int_equal(ad_tape_status(tape), AD_ERR_DTYPE);
+    assert_non_null(strstr(ad_tape_message(tape), "masked_fill: mask must be bool"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -532,6 +559,7 @@ int main(void)
         TAPE_TEST(test_sort_and_topk_follow_torch),
         TAPE_TEST(test_sorting_and_arg_ops_check_their_inputs),
         cmocka_unit_test(test_sort_max_along_and_topk_pass_gradcheck),
+        TAPE_TEST(test_one_hot_and_masked_fill_follow_torch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

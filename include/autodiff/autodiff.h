@@ -910,6 +910,16 @@ AD_API ad_tensor *ad_gather_tensor(ad_tensor *x, int axis, const ad_tensor *inde
 AD_API ad_tensor *ad_scatter_add_tensor(ad_tensor *src, int axis, const ad_tensor *index, int ndim,
                                         const int64_t *x_shape);
 /*
+ * torch.nn.functional.one_hot: an int64 tensor of index's shape plus a last
+ * dim of num_classes, 1 at each index and 0 elsewhere. index: int64, each in
+ * [0, num_classes); num_classes = -1 means one more than the largest index.
+ * AD_ERR_ARG for an index out of range. No gradient.
+ */
+AD_API ad_tensor *ad_one_hot(ad_tensor *index, int64_t num_classes);
+/* x with value where the bool mask (broadcast to x's shape) is true; dx = dy
+ * where mask is false, 0 where it is true (ad_where underneath). */
+AD_API ad_tensor *ad_masked_fill(ad_tensor *x, ad_tensor *mask, double value);
+/*
  * cond ? a : b elementwise, all three broadcast; cond is a bool tensor (from a
  * comparison, say) or a tensor of a's dtype, true where nonzero (NaN too),
  * never differentiated. a and b: float32 or float64, one dtype, the

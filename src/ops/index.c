@@ -440,3 +440,52 @@ ad_tensor *ad_scatter_add_tensor(ad_tensor *src, int axis, const ad_tensor *inde
     }
     return ad_scatter_add(src, axis, ndim, x_shape, idx);
 }
+
+/* ---- one_hot and masked_fill: compositions over comparisons and where ------------------ */
+
+ad_tensor *ad_one_hot(ad_tensor *index, int64_t num_classes)
+{
+    ad_tape *tape = ad__input_tape(index, "one_hot");
+    const int64_t *idx = tape ? ad__index_data(tape, "one_hot", "index", index, -1) : NULL;
+    if (!idx)
+        return NULL;
+    int64_t top = -1;
+    for (int64_t i = 0; i < index->numel; i++) {
+        if (idx[i] < 0 || (num_classes >= 0 && idx[i] >= num_classes)) {
+            char s[AD__SHAPE_BUF];
+            ad__fail(tape, AD_ERR_ARG,
+                     "one_hot: index %lld (entry %lld of %s) out of range for %lld classes",
+                     (long long)idx[i], (long long)i, AD__SHAPE(index, s), (long long)num_classes);
+            return NULL;
+        }
+        top = idx[i] > top ? idx[i] : top;
+    }
+    /* torch: num_classes = -1 means one more than the largest index */
+    int64_t classes = num_classes >= 0 ? num_classes : top + 1;
+    if (num_classes < -1 || index->ndim >= AD_MAX_DIMS) {
+        char s[AD__SHAPE_BUF];
+        ad__fail(tape, AD_ERR_ARG, "one_hot: %lld classes for an index of shape %s",
+                 (long long)num_classes, AD__SHAPE(index, s));
+        return NULL;
+    }
+    ad_tensor *classes_row = ad__new(tape, AD_I64, 1, &classes);
+    if (!classes_row)
+        return NULL;
+    for (int64_t c = 0; c < classes; c++)
+        ((int64_t *)classes_row->data)[c] = c;
+    return ad_cast(ad_eq(ad_unsqueeze(index, -1), classes_row), AD_I64);
+}
+
+ad_tensor *ad_masked_fill(ad_tensor *x, ad_tensor *mask, double value)
+{
+    ad_tape *tape = ad__input_tape(x, "masked_fill");
+    if (!tape || !mask)
+        return NULL;
+    if (mask->dtype != AD_BOOL) {
+        char s[AD__SHAPE_BUF];
+        ad__fail(tape, AD_ERR_DTYPE, "masked_fill: mask must be bool, not %s %s",
+                 ad_dtype_name((ad_dtype)mask->dtype), AD__SHAPE(mask, s));
+        return NULL;
+    }
+    return ad_where(mask, ad__scalar_const(x, value), x);
+}
