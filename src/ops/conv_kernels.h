@@ -54,6 +54,29 @@ static void K(col2im)(const T *restrict cols, const conv_geom *g, T *restrict x)
             }
 }
 
+// The maximum of each 2x2, stride-2 window of output row oh, unrolled: the
+// same rule as max_pool_argmax, no loops (the common pooling of a CNN).
+// plane: (h, w); idx_row: (wo), positions in the plane.
+static void K(argmax_2x2_row)(const T *restrict plane, int64_t w, int64_t oh, int64_t wo,
+                              int64_t *restrict idx_row)
+{
+    const T *r0 = plane + 2 * oh * w, *r1 = r0 + w;
+    for (int64_t ow = 0; ow < wo; ow++) {
+        const T *q0 = r0 + 2 * ow, *q1 = r1 + 2 * ow;
+        int64_t best = 2 * oh * w + 2 * ow;
+        T best_v = q0[0];
+        bool take = !(q0[1] <= best_v) & (best_v == best_v);
+        best = take ? best + 1 : best;
+        best_v = take ? q0[1] : best_v;
+        take = !(q1[0] <= best_v) & (best_v == best_v);
+        best = take ? 2 * oh * w + w + 2 * ow : best;
+        best_v = take ? q1[0] : best_v;
+        take = !(q1[1] <= best_v) & (best_v == best_v);
+        best = take ? 2 * oh * w + w + 2 * ow + 1 : best;
+        idx_row[ow] = best;
+    }
+}
+
 // idx[plane, oh, ow] = position in its plane of the window's maximum: the
 // first maximal element in row-major window order, the first NaN if any (as
 // PyTorch); padding is -inf, so it is never chosen. Returns false when a
@@ -64,9 +87,13 @@ static void K(col2im)(const T *restrict cols, const conv_geom *g, T *restrict x)
 static bool K(max_pool_argmax)(const T *restrict x, const conv_geom *g, int64_t *restrict idx)
 {
     const int64_t h = g->h, w = g->w;
+    const bool two_by_two = g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->ph == 0 &&
+                            g->pw == 0 && g->dh == 1 && g->dw == 1;
     for (int64_t plane = 0; plane < g->n; plane++) {
         const T *P = x + plane * h * w;
-        for (int64_t oh = 0; oh < g->oh; oh++)
+        for (int64_t oh = 0; two_by_two && oh < g->oh; oh++)
+            K(argmax_2x2_row)(P, w, oh, g->ow, idx + (plane * g->oh + oh) * g->ow);
+        for (int64_t oh = 0; !two_by_two && oh < g->oh; oh++)
             for (int64_t ow = 0; ow < g->ow; ow++) {
                 int64_t h0 = oh * g->sh - g->ph, w0 = ow * g->sw - g->pw, best = -1;
                 T best_v = 0;
