@@ -32,6 +32,7 @@ GRAD_CASE_TABLE(reduce)
 GRAD_CASE_TABLE(linalg)
 GRAD_CASE_TABLE(shape)
 GRAD_CASE_TABLE(fused)
+GRAD_CASE_TABLE(conv)
 GRAD_CASE_TABLE(custom)
 
 #endif

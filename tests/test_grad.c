@@ -21,6 +21,7 @@ static const family families[] = {
     {"linalg", cases_linalg, &n_cases_linalg},
     {"shape", cases_shape, &n_cases_shape},
     {"fused", cases_fused, &n_cases_fused},
+    {"conv", cases_conv, &n_cases_conv},
     {"custom", cases_custom, &n_cases_custom},
 };
 #define N_FAMILIES (sizeof families / sizeof families[0])

@@ -992,6 +992,93 @@ AD_API ad_tensor *ad_cross_entropy_tensor(ad_tensor *logits, const ad_tensor *ta
 /* mean((a - b)^2), broadcasting; 0-d result. */
 AD_API ad_tensor *ad_mse_loss(ad_tensor *a, ad_tensor *b);
 
+/* ==== Convolution and pooling ============================================== */
+/*
+ * torch.nn.functional's conv2d, conv_transpose2d, conv1d and the 2-D pools, on
+ * float tensors in NCHW layout. Options come in small structs made by a
+ * defaults function and then changed: a NULL opts means the defaults, but a
+ * zero stride, dilation, groups or kernel given explicitly is an error
+ * (AD_ERR_ARG naming the op, the attribute and the input's shape), never a
+ * silent default. Shape errors (wrong ndim, channels not divisible by groups,
+ * a kernel larger than the padded input, a bias of the wrong size) are
+ * AD_ERR_SHAPE naming the op and the shapes. All return a tape tensor, NULL
+ * on error (the tape's sticky status).
+ */
+typedef struct ad_conv2d_opts {
+    int64_t stride[2];         /* rows, columns: 1, 1; at least 1 */
+    int64_t padding[2];        /* zeros on each side: 0, 0 */
+    int64_t dilation[2];       /* spacing of kernel taps: 1, 1; at least 1 */
+    int64_t groups;            /* 1; divides the in and out channels */
+    int64_t output_padding[2]; /* conv_transpose2d only: 0, 0; below stride or dilation */
+} ad_conv2d_opts;
+/* stride 1, padding 0, dilation 1, groups 1, output_padding 0 */
+AD_API ad_conv2d_opts ad_conv2d_defaults(void);
+
+typedef struct ad_conv1d_opts {
+    int64_t stride, padding, dilation, groups; /* 1, 0, 1, 1 */
+} ad_conv1d_opts;
+AD_API ad_conv1d_opts ad_conv1d_defaults(void);
+
+typedef struct ad_pool2d_opts {
+    int64_t kernel[2];      /* window rows, columns; at least 1 */
+    int64_t stride[2];      /* the kernel, as torch's default; at least 1 */
+    int64_t padding[2];     /* 0, 0; at most half the kernel; -inf (max) or 0 (avg) */
+    int64_t dilation[2];    /* 1, 1 (max_pool2d; avg_pool2d takes only 1) */
+    bool count_include_pad; /* avg_pool2d: true, padding counts in the divisor */
+} ad_pool2d_opts;
+/* kernel kh x kw, stride = kernel, padding 0, dilation 1, count_include_pad true */
+AD_API ad_pool2d_opts ad_pool2d_defaults(int64_t kernel_h, int64_t kernel_w);
+
+/*
+ * y[n, o] = b[o] + sum over c in o's group and the kernel of w[o, c, i, j] *
+ * x[n, c, oh sh - ph + i dh, ow sw - pw + j dw] (a cross-correlation, as
+ * torch). x [N, C, H, W], w [O, C / groups, kh, kw], b [O] or NULL; y [N, O,
+ * Ho, Wo], Ho = (H + 2 ph - dh (kh - 1) - 1) / sh + 1. One im2col and one
+ * GEMM per group and batch element.
+ * dx = conv_transpose2d(dy, w); dw = sum over n and positions of dy x-window
+ * (the internal op conv2d_weight); db = sum of dy over N, Ho, Wo.
+ */
+AD_API ad_tensor *ad_conv2d(ad_tensor *x, ad_tensor *w, ad_tensor *b, const ad_conv2d_opts *opts);
+/*
+ * The adjoint of conv2d in its input (torch's conv_transpose2d): x [N, C_in,
+ * H, W], w [C_in, C_out / groups, kh, kw], b [C_out] or NULL; y [N, C_out,
+ * (H - 1) sh - 2 ph + dh (kh - 1) + output_padding + 1, likewise W].
+ * dx = conv2d(dy, w); dw = conv2d_weight(dy, x).
+ */
+AD_API ad_tensor *ad_conv_transpose2d(ad_tensor *x, ad_tensor *w, ad_tensor *b,
+                                      const ad_conv2d_opts *opts);
+/*
+ * The adjoint of conv2d in its weight (torch.nn.grad.conv2d_weight): the
+ * gradient of a conv2d of x [N, C, H, W] with a weight of shape [O, C /
+ * groups, kernel_h, kernel_w] whose result had gradient dy [N, O, Ho, Wo].
+ * With G the gradient of the result: dx = conv_transpose2d(dy, G); d(dy) = conv2d(x, G).
+ */
+AD_API ad_tensor *ad_conv2d_weight(ad_tensor *x, ad_tensor *dy, int64_t kernel_h, int64_t kernel_w,
+                                   const ad_conv2d_opts *opts);
+/* conv2d over x [N, C, L] with w [O, C / groups, k], b [O] or NULL: y [N, O, Lo]. */
+AD_API ad_tensor *ad_conv1d(ad_tensor *x, ad_tensor *w, ad_tensor *b, const ad_conv1d_opts *opts);
+/*
+ * The maximum of each window of x [N, C, H, W] (opts required: the kernel has
+ * no default); y [N, C, Ho, Wo] as conv2d's sizes, no ceil mode. Padding acts
+ * as -inf. dx: dy goes to each window's argmax, all of it to the first maximal
+ * element in row-major window order at a tie (the first NaN if any);
+ * windows sharing an argmax accumulate. A window wholly in the padding
+ * (possible with dilation) is AD_ERR_ARG.
+ */
+AD_API ad_tensor *ad_max_pool2d(ad_tensor *x, const ad_pool2d_opts *opts);
+/*
+ * The mean of each window of x [N, C, H, W]; with count_include_pad the
+ * divisor is always kh kw, else the window's elements inside the image.
+ * dx spreads dy / divisor over the window. Dilation must be 1.
+ */
+AD_API ad_tensor *ad_avg_pool2d(ad_tensor *x, const ad_pool2d_opts *opts);
+/*
+ * torch's adaptive_avg_pool2d: y[n, c, i, j] is the mean of rows
+ * [floor(i H / out_h), ceil((i + 1) H / out_h)) and the same columns of x
+ * [N, C, H, W]; y [N, C, out_h, out_w]. Linear; dx spreads dy over windows.
+ */
+AD_API ad_tensor *ad_adaptive_avg_pool2d(ad_tensor *x, int64_t out_h, int64_t out_w);
+
 /* ==== Renamed (docs/names.md): the old names, for one release ============== */
 
 AD_DEPRECATED("ad_tape_tensor")

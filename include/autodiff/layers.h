@@ -191,11 +191,11 @@ typedef enum {
 AD_API ad_status ad_nn_linear(ad_module **out, int64_t in_features, int64_t out_features, bool bias,
                               ad_dtype dtype, ad_rng *rng);
 /* 2-D convolution over x [N, C, H, W] with weight [out, C, k, k], bias [out]:
- * an im2col gather (ad_index_select) and one batched matmul. */
+ * ad_conv2d with stride and padding on both axes. */
 AD_API ad_status ad_nn_conv2d(ad_module **out, int64_t in_channels, int64_t out_channels,
                               int kernel, int stride, int padding, ad_dtype dtype, ad_rng *rng);
 /* Max over k x k windows of x [N, C, H, W]; padding acts as -inf; the gradient
- * goes to each window's first maximal element (ad_gather underneath).
+ * goes to each window's first maximal element (ad_max_pool2d).
  * stride 0 means stride = kernel. */
 AD_API ad_status ad_nn_maxpool2d(ad_module **out, int kernel, int stride, int padding);
 /* [N, ...] -> [N, prod(...)] */

@@ -37,31 +37,6 @@ static ad_status fail_free(ad_module **out, ad_status st)
     return st;
 }
 
-/* Index scratch (conv2d's im2col map, maxpool's argmax), kept between steps
- * so a steady-state step allocates nothing. */
-typedef struct scratch {
-    int64_t *data;
-    size_t cap;
-    int64_t cached_h, cached_w; /* the input size data was made for (conv2d) */
-} scratch;
-
-static int64_t *scratch_get(scratch *s, size_t n)
-{
-    if (n == 0)
-        n = 1; /* an empty batch still gets a buffer, not a false out-of-memory */
-    if (n > s->cap) {
-        /* Nothing to keep: a new size means new contents (cached_h below). */
-        int64_t *d = n <= SIZE_MAX / sizeof *d ? ad__malloc(n * sizeof *d) : NULL;
-        if (!d)
-            return NULL;
-        ad__free(s->data);
-        s->data = d;
-        s->cap = n;
-        s->cached_h = s->cached_w = -1;
-    }
-    return s->data;
-}
-
 /* Reports input x that does not fit a layer: "conv2d: input [2,3] (expected ...)". */
 static ad_tensor *bad_input(ad_tape *tape, const char *layer, const ad_tensor *x,
                             const char *expected, ...)
@@ -74,12 +49,6 @@ static ad_tensor *bad_input(ad_tape *tape, const char *layer, const ad_tensor *x
     ad_shape_string(shape, sizeof shape, ad_tensor_ndim(x), ad_tensor_shape(x));
     ad_tape_set_error(tape, AD_ERR_SHAPE, "%s: input %s does not fit (expected %s)", layer, shape,
                       want);
-    return NULL;
-}
-
-static ad_tensor *no_memory(ad_tape *tape, const char *layer)
-{
-    ad_tape_set_error(tape, AD_ERR_NOMEM, "%s: out of memory for its index map", layer);
     return NULL;
 }
 
@@ -154,76 +123,31 @@ ad_status ad_nn_linear(ad_module **out, int64_t in_features, int64_t out_feature
     return AD_OK;
 }
 
-/* ---- Conv2d: im2col by ad_index_select, then one batched matmul ------------------------- */
+/* ---- Conv2d: ad_conv2d with the module's weight and bias ------------------------------- */
 
 typedef struct conv2d {
     int64_t in, out;
     int kernel, stride, padding;
-    scratch index;
 } conv2d;
-
-static void conv2d_free(void *context)
-{
-    conv2d *c = context;
-    if (c)
-        ad__free(c->index.data);
-    ad__free(c);
-}
-
-/* Output size of a window op along one dim, or -1 if the window does not fit. */
-static int64_t window_out(int64_t size, int kernel, int stride, int padding)
-{
-    int64_t span = size + 2 * (int64_t)padding - kernel;
-    return span < 0 ? -1 : span / stride + 1;
-}
 
 // x [N, C, H, W] -> y [N, out, Ho, Wo]
 static ad_tensor *conv2d_forward(ad_module_call *call, ad_tensor *x)
 {
-    conv2d *m = ad_module_call_context(call);
+    const conv2d *m = ad_module_call_context(call);
     ad_tape *tape = ad_module_call_tape(call);
-    const int64_t *s = ad_tensor_shape(x);
-    int k = m->kernel, p = m->padding;
-    if (ad_tensor_ndim(x) != 4 || s[1] != m->in)
+    if (ad_tensor_ndim(x) != 4 || ad_tensor_shape(x)[1] != m->in)
         return bad_input(tape, "conv2d", x, "[N,%lld,H,W]", (long long)m->in);
     ad_tensor *weight = ad_module_call_param(call, 0);
     if (!same_dtype(tape, "conv2d", x, weight))
         return NULL;
-    int64_t n = s[0], c = s[1], h = s[2], w = s[3];
-    int64_t ho = window_out(h, k, m->stride, p), wo = window_out(w, k, m->stride, p);
-    if (ho <= 0 || wo <= 0)
-        return bad_input(tape, "conv2d", x, "H, W of at least %d", k - 2 * p);
-    int64_t hp = h + 2 * p, wp = w + 2 * p, l = ho * wo, kk = (int64_t)k * k;
-    if (p) {
-        x = ad_slice_scatter(x, 2, hp, p, 1);
-        x = ad_slice_scatter(x, 3, wp, p, 1);
-    }
-    x = ad_reshape(x, 3, (int64_t[]){n, c, hp * wp});
-    /* idx[(ki k + kj) L + l] = position in the padded image read by kernel
-     * tap (ki, kj) at output position l. */
-    int64_t *idx = scratch_get(&m->index, (size_t)(kk * l));
-    if (!idx)
-        return no_memory(tape, "conv2d");
-    if (m->index.cached_h != h || m->index.cached_w != w) {
-        for (int ki = 0; ki < k; ki++)
-            for (int kj = 0; kj < k; kj++)
-                for (int64_t oh = 0; oh < ho; oh++)
-                    for (int64_t ow = 0; ow < wo; ow++)
-                        idx[(ki * k + kj) * l + oh * wo + ow] =
-                            (oh * m->stride + ki) * wp + ow * m->stride + kj;
-        m->index.cached_h = h;
-        m->index.cached_w = w;
-    }
-    ad_tensor *cols = ad_index_select(x, 2, (size_t)(kk * l), idx);
-    cols = ad_reshape(cols, 3, (int64_t[]){n, c * kk, l});
-    ad_tensor *wm = ad_reshape(weight, 2, (int64_t[]){m->out, c * kk});
-    ad_tensor *y = ad_matmul(wm, cols); /* [n, out, l] */
-    y = ad_add(y, ad_reshape(ad_module_call_param(call, 1), 2, (int64_t[]){m->out, 1}));
-    return ad_reshape(y, 4, (int64_t[]){n, m->out, ho, wo});
+    ad_conv2d_opts opts = ad_conv2d_defaults();
+    opts.stride[0] = opts.stride[1] = m->stride;
+    opts.padding[0] = opts.padding[1] = m->padding;
+    return ad_conv2d(x, weight, ad_module_call_param(call, 1), &opts);
 }
 
 static const ad_module_type conv2d_type = {
-    .name = "conv2d", .forward = conv2d_forward, .free_context = conv2d_free};
+    .name = "conv2d", .forward = conv2d_forward, .free_context = ad__free};
 
 ad_status ad_nn_conv2d(ad_module **out, int64_t in_channels, int64_t out_channels, int kernel,
                        int stride, int padding, ad_dtype dtype, ad_rng *rng)
@@ -231,7 +155,7 @@ ad_status ad_nn_conv2d(ad_module **out, int64_t in_channels, int64_t out_channel
     *out = NULL;
     if (in_channels <= 0 || out_channels <= 0 || kernel <= 0 || stride <= 0 || padding < 0 || !rng)
         return AD_ERR_ARG;
-    conv2d config = {in_channels, out_channels, kernel, stride, padding, {NULL, 0, -1, -1}};
+    conv2d config = {in_channels, out_channels, kernel, stride, padding};
     ad_status st = module_with(out, &conv2d_type, &config, sizeof config);
     if (st != AD_OK)
         return st;
@@ -243,80 +167,38 @@ ad_status ad_nn_conv2d(ad_module **out, int64_t in_channels, int64_t out_channel
     return AD_OK;
 }
 
-/* ---- MaxPool2d: the argmax of each window, then ad_gather --------------------------------- */
+/* ---- MaxPool2d: ad_max_pool2d ------------------------------------------------------------ */
 
 typedef struct maxpool2d {
     int kernel, stride, padding;
-    scratch index;
 } maxpool2d;
-
-/* The geometry of a max pooling: planes = N * C images of h x w, windows of
- * kernel x kernel every stride, padding on each side, ho x wo outputs. */
-typedef struct pool_shape {
-    int64_t planes, h, w, ho, wo;
-    int kernel, stride, padding;
-} pool_shape;
-
-#define KERNELS "nn/layers_kernels.h"
-#include "../core/kernels.h"
-
-/* idx: (planes, ho, wo), the argmax of each window (maxpool_argmax). */
-static void maxpool_argmax(const ad_tensor *x, const pool_shape *s, int64_t *idx)
-{
-    switch (ad_tensor_dtype(x)) {
-    case AD_F32:
-        maxpool_argmax_f32(ad_tensor_data(x), s, idx);
-        break;
-    case AD_F64:
-        maxpool_argmax_f64(ad_tensor_data(x), s, idx);
-        break;
-    case AD_I64:
-    case AD_BOOL:
-        break; /* not a float: refused before any kernel runs */
-    }
-}
 
 static ad_tensor *maxpool2d_forward(ad_module_call *call, ad_tensor *x)
 {
-    maxpool2d *m = ad_module_call_context(call);
-    ad_tape *tape = ad_module_call_tape(call);
+    const maxpool2d *m = ad_module_call_context(call);
     if (ad_tensor_ndim(x) != 4)
-        return bad_input(tape, "maxpool2d", x, "[N,C,H,W]");
-    const int64_t *s = ad_tensor_shape(x);
-    int64_t n = s[0], c = s[1], h = s[2], w = s[3];
-    int k = m->kernel, st = m->stride, p = m->padding;
-    int64_t ho = window_out(h, k, st, p), wo = window_out(w, k, st, p);
-    if (ho <= 0 || wo <= 0)
-        return bad_input(tape, "maxpool2d", x, "H, W of at least %d", k - 2 * p);
-    int64_t *idx = scratch_get(&m->index, (size_t)(n * c * ho * wo));
-    if (!idx)
-        return no_memory(tape, "maxpool2d");
-    maxpool_argmax(x, &(pool_shape){n * c, h, w, ho, wo, k, st, p}, idx);
-    ad_tensor *flat = ad_reshape(x, 3, (int64_t[]){n, c, h * w});
-    ad_tensor *y = ad_gather(flat, 2, 3, (int64_t[]){n, c, ho * wo}, idx);
-    return ad_reshape(y, 4, (int64_t[]){n, c, ho, wo});
-}
-
-/* The argmax scratch is freed with the module, like conv2d's index map. */
-static void maxpool2d_free(void *context)
-{
-    maxpool2d *m = context;
-    if (m)
-        ad__free(m->index.data);
-    ad__free(m);
+        return bad_input(ad_module_call_tape(call), "maxpool2d", x, "[N,C,H,W]");
+    ad_pool2d_opts opts = ad_pool2d_defaults(m->kernel, m->kernel);
+    opts.stride[0] = opts.stride[1] = m->stride;
+    opts.padding[0] = opts.padding[1] = m->padding;
+    return ad_max_pool2d(x, &opts);
 }
 
 static const ad_module_type maxpool2d_type = {
-    .name = "maxpool2d", .forward = maxpool2d_forward, .free_context = maxpool2d_free};
+    .name = "maxpool2d", .forward = maxpool2d_forward, .free_context = ad__free};
 
 ad_status ad_nn_maxpool2d(ad_module **out, int kernel, int stride, int padding)
 {
     *out = NULL;
     if (kernel <= 0 || stride < 0 || padding < 0 || padding > kernel / 2)
         return AD_ERR_ARG;
-    maxpool2d config = {kernel, stride ? stride : kernel, padding, {NULL, 0, -1, -1}};
+    maxpool2d config = {kernel, stride ? stride : kernel, padding};
     return module_with(out, &maxpool2d_type, &config, sizeof config);
 }
+
+/* The layer kernels, once per dtype: dropout_mask_f32, dropout_mask_f64. */
+#define KERNELS "nn/layers_kernels.h"
+#include "../core/kernels.h"
 
 /* ---- Flatten, Dropout, activations ------------------------------------------------------ */
 
