@@ -299,21 +299,119 @@ AD_API ad_status ad_nn_save(const ad_module *m, const char *path, char *err, siz
 AD_API ad_status ad_nn_load(ad_module *m, const char *path, char *err, size_t err_size);
 
 /* ==== Losses ================================================================= */
-
-typedef enum { AD_REDUCE_MEAN = 0, AD_REDUCE_SUM = 1 } ad_reduction;
-
-/* mean or sum of (a - b)^2, broadcasting */
-AD_API ad_tensor *ad_nn_mse_loss(ad_tensor *a, ad_tensor *b, ad_reduction reduction);
 /*
- * Cross-entropy from logits [N, C] and class indices targets[N], with label
- * smoothing eps in [0, 1) as PyTorch: (1 - eps) nll + eps mean_c(-log p_c).
- * With eps = 0 and mean it is the fused ad_cross_entropy.
+ * torch.nn.functional's losses, as compositions of the core ops: first and
+ * second derivatives come from the ops' own rules. Each returns a tape tensor
+ * (0-d when reduced) or NULL with the error on the tape, naming the loss and
+ * the shapes. docs/layers.md gives each formula and its conventions at kinks.
+ */
+
+/* How a loss reduces its elements: the mean (the default), the sum, none (the
+ * elementwise loss, of the broadcast or target shape), or, for kl_div only,
+ * the sum divided by the batch size (dim 0). Another loss given
+ * AD_REDUCE_BATCHMEAN fails with AD_ERR_ARG. */
+typedef enum {
+    AD_REDUCE_MEAN = 0,
+    AD_REDUCE_SUM = 1,
+    AD_REDUCE_NONE = 2,
+    AD_REDUCE_BATCHMEAN = 3
+} ad_reduction;
+
+/* (a - b)^2, broadcasting, reduced */
+AD_API ad_tensor *ad_nn_mse_loss(ad_tensor *a, ad_tensor *b, ad_reduction reduction);
+/* |a - b|, broadcasting, reduced; gradient sign(a - b), 0 at a = b */
+AD_API ad_tensor *ad_nn_l1_loss(ad_tensor *a, ad_tensor *b, ad_reduction reduction);
+/*
+ * d = a - b (broadcasting): 0.5 d^2 / beta for |d| < beta, |d| - 0.5 beta
+ * otherwise; beta >= 0 (AD_ERR_ARG below). beta = 0 is |d|, with gradient -1
+ * for both a and b at d = 0 (torch 1.13's kernel: d <= -beta gives -1, and
+ * b's gradient is the kernel with the roles swapped).
+ */
+AD_API ad_tensor *ad_nn_smooth_l1_loss(ad_tensor *a, ad_tensor *b, ad_reduction reduction,
+                                       double beta);
+/* d = a - b: 0.5 d^2 for |d| < delta, delta (|d| - 0.5 delta) otherwise; delta > 0. */
+AD_API ad_tensor *ad_nn_huber_loss(ad_tensor *a, ad_tensor *b, ad_reduction reduction,
+                                   double delta);
+/*
+ * KL divergence with input = log q (log-probabilities) and target p:
+ * xlogy(p, p) - p input, or with log_target (target = log p) e^target (target
+ * - input). Broadcasting. AD_REDUCE_BATCHMEAN is the sum over input.shape[0]
+ * (torch's 'batchmean', the true KL divergence per sample); AD_REDUCE_MEAN
+ * averages over every element, as torch's 'mean'.
+ */
+AD_API ad_tensor *ad_nn_kl_div(ad_tensor *input, ad_tensor *target, ad_reduction reduction,
+                               bool log_target);
+/*
+ * Binary cross-entropy on probabilities p in [0, 1] (AD_ERR_ARG outside),
+ * target t of p's shape (AD_ERR_SHAPE otherwise):
+ * -w (t max(ln p, -100) + (1 - t) max(ln(1 - p), -100)), w the optional
+ * weight (NULL, or broadcasting to p). dp = w (p - t) / max(p (1 - p), 1e-12)
+ * as torch's backward, so finite at p = 0 and 1.
+ */
+AD_API ad_tensor *ad_nn_binary_cross_entropy(ad_tensor *p, ad_tensor *t, ad_tensor *weight,
+                                             ad_reduction reduction);
+/* Binary cross-entropy with logits, stable: (1 - t) x - ln sigmoid(x), broadcasting. */
+AD_API ad_tensor *ad_nn_binary_cross_entropy_with_logits(ad_tensor *logits, ad_tensor *targets,
+                                                         ad_reduction reduction);
+/*
+ * The same with torch's weight and pos_weight (either NULL; both broadcast,
+ * pos_weight usually [C] along the last dim): w ((1 - t) x - l ln sigmoid(x))
+ * with l = 1 + (pos_weight - 1) t.
+ */
+AD_API ad_tensor *ad_nn_binary_cross_entropy_with_logits_weighted(ad_tensor *logits,
+                                                                  ad_tensor *targets,
+                                                                  ad_tensor *weight,
+                                                                  ad_tensor *pos_weight,
+                                                                  ad_reduction reduction);
+/*
+ * torch 1.13's cosine_similarity along dim (negative counts from the end),
+ * x1 and x2 broadcast: sum(x1 / max(|x1|, eps) * x2 / max(|x2|, eps)), each
+ * norm clamped on its own (eps > 0; torch's default 1e-8). The result drops
+ * dim. Below eps the gradient is torch's: the norm's derivative x / eps.
+ */
+AD_API ad_tensor *ad_nn_cosine_similarity(ad_tensor *x1, ad_tensor *x2, int dim, double eps);
+
+/*
+ * Options of the class-index losses (nll_loss, cross_entropy). Start from
+ * ad_nn_class_loss_defaults(): a zeroed struct means ignore_index 0, class 0
+ * ignored.
+ */
+typedef struct ad_nn_class_loss_opts {
+    ad_reduction reduction; /* mean (default), sum or none */
+    ad_tensor *weight;      /* NULL, or [C] of the input's dtype: class c's loss times weight[c] */
+    int64_t ignore_index;   /* targets equal to it add nothing, nor count in the mean (-100) */
+    double label_smoothing; /* cross_entropy only: eps in [0, 1] (0) */
+} ad_nn_class_loss_opts;
+
+/* {AD_REDUCE_MEAN, NULL, -100, 0}: torch's defaults. */
+AD_API ad_nn_class_loss_opts ad_nn_class_loss_defaults(void);
+/*
+ * Negative log-likelihood: log_probs [N, C] or [N, C, d...] (or [C] with a
+ * 0-d target), target an int64 tensor [N] or [N, d...] of classes in [0, C)
+ * or ignore_index. Each element is -w[y] log_probs[n, y]; the mean divides the
+ * sum by the sum of w[y] over the targets not ignored (their count without
+ * weights): NaN when all are ignored. opts NULL means the defaults.
+ * AD_ERR_DTYPE for a target that is not int64 or a weight of another dtype,
+ * AD_ERR_SHAPE for their shapes, AD_ERR_ARG for a target out of range.
+ */
+AD_API ad_tensor *ad_nn_nll_loss(ad_tensor *log_probs, const ad_tensor *target,
+                                 const ad_nn_class_loss_opts *opts);
+/*
+ * Cross-entropy of logits [N, C] or [N, C, d...] with int64 class targets, as
+ * torch 1.13: (1 - eps) nll_loss(log_softmax(logits), target, w) + (eps / C)
+ * s, with s the sum over classes of -w[c] log p[c] per element, 0 where
+ * ignored, reduced as nll_loss reduces (the mean divides by the same sum of
+ * w[y]). Without weights, smoothing or ignored targets the mean is the fused
+ * ad_cross_entropy_tensor. Errors as ad_nn_nll_loss, and AD_ERR_ARG for eps.
+ */
+AD_API ad_tensor *ad_nn_cross_entropy_tensor(ad_tensor *logits, const ad_tensor *target,
+                                             const ad_nn_class_loss_opts *opts);
+/*
+ * ad_nn_cross_entropy_tensor with targets[0..n) in a C array (copied), no
+ * weights and no ignore_index: logits [N, C], n = N.
  */
 AD_API ad_tensor *ad_nn_cross_entropy(ad_tensor *logits, size_t n, const int64_t *targets,
                                       double label_smoothing, ad_reduction reduction);
-/* Binary cross-entropy with logits, stable: softplus(x) - x t, reduced. */
-AD_API ad_tensor *ad_nn_binary_cross_entropy_with_logits(ad_tensor *logits, ad_tensor *targets,
-                                                         ad_reduction reduction);
 
 /* ==== Optimizers ============================================================= */
 
