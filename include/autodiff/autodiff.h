@@ -929,6 +929,31 @@ AD_API ad_tensor *ad_masked_fill(ad_tensor *x, ad_tensor *mask, double value);
  */
 AD_API ad_tensor *ad_where(ad_tensor *cond, ad_tensor *a, ad_tensor *b);
 
+/* ==== Normalisation (torch.nn.functional), compositions of ops ============ */
+/*
+ * (x - mean) / sqrt(var + eps) with the biased variance, then * weight + bias
+ * (either may be NULL; they may be persistent parameters). eps must be finite
+ * and >= 0: 0 means 0 (torch's default is 1e-5). Gradients are those of the
+ * composition, to any order. Errors name the op, the argument and the shapes.
+ */
+/* Over the last n_dims dims of x; weight and bias have those dims' shape. */
+AD_API ad_tensor *ad_layer_norm(ad_tensor *x, int n_dims, ad_tensor *weight, ad_tensor *bias,
+                                double eps);
+/* x [N, C, *] in `groups` groups of C / groups channels, each normalised over
+ * its channels and the other dims; weight and bias [C]. */
+AD_API ad_tensor *ad_group_norm(ad_tensor *x, int64_t groups, ad_tensor *weight, ad_tensor *bias,
+                                double eps);
+/*
+ * x [N, C, *] per channel. training: over N and the other dims, and, when the
+ * persistent tensors running_mean and running_var [C] are given, they are
+ * updated in place: r = (1 - momentum) r + momentum stat, with the unbiased
+ * variance (torch). Eval (!training): with the running stats, which are
+ * required. momentum in [0, 1] (torch's default is 0.1).
+ */
+AD_API ad_tensor *ad_batch_norm(ad_tensor *x, ad_tensor *running_mean, ad_tensor *running_var,
+                                ad_tensor *weight, ad_tensor *bias, bool training, double momentum,
+                                double eps);
+
 /* ==== Indices of extremes, sorting ========================================== */
 /*
  * Along one axis (negative counts from the end; a 0-d x takes 0 or -1). The
