@@ -96,7 +96,6 @@ static axes2_ctx t01 = {0, 1};
 static axes2_ctx t0_last = {0, -1};
 static axes2_ctx t_neg = {-1, -2};
 
-
 /* ---- factorizations and solves (src/ops/linalg_solve.c) ---------------------------------- */
 
 /* m + shift I for m [.., n, n]: well conditioned for |m_ij| < 1 and shift = n. */
