@@ -387,8 +387,9 @@ ad_tensor *ad_solve(ad_tensor *a, ad_tensor *b)
     ad_tape *tape = ad__inputs_tape("solve", 2, src);
     if (!tape)
         return NULL;
-    bool vector = b->ndim == 1 || (b->ndim == a->ndim - 1 && b->ndim >= 1 &&
-                                   memcmp(a->shape, b->shape, (size_t)b->ndim * 8) == 0);
+    bool vector =
+        b->ndim == 1 || (b->ndim == a->ndim - 1 && b->ndim >= 1 &&
+                         memcmp(a->shape, b->shape, (size_t)b->ndim * sizeof *b->shape) == 0);
     if (!vector)
         return ad__apply(AD_OP_solve, 2, src, NULL);
     if (a->ndim < 2 || b->shape[b->ndim - 1] != last(a)) {
