@@ -779,6 +779,79 @@ AD_API ad_tensor *ad_permute(ad_tensor *x, const int *perm);
 /* Two axes swapped. */
 AD_API ad_tensor *ad_transpose(ad_tensor *x, int axis0, int axis1);
 
+/* ==== Linear algebra: factorizations and solves ============================ */
+/*
+ * Leading dims are batch dims (torch.linalg); A is a square matrix or a
+ * batch of them, else AD_ERR_SHAPE naming the op and the shape. float32 or
+ * float64 only (AD_ERR_DTYPE). LAPACK runs them when the build found it in
+ * its BLAS, plain kernels otherwise. Every gradient is written with these
+ * ops, so it can be differentiated again. Where A's lower triangle only is
+ * read (cholesky, eigh), the gradient is torch's: symmetric, the gradient
+ * with respect to a symmetric A.
+ */
+/* L lower with L L^T = A, A's lower triangle read. A not positive definite:
+ * AD_ERR_ARG naming the batch element. dA = sym(L^-T Phi(L^T dL) L^-1),
+ * Phi: lower triangle, diagonal halved; sym(X) = (X + X^T)/2 */
+AD_API ad_tensor *ad_cholesky(ad_tensor *a);
+/*
+ * X with tri(A) X = B (left) or X tri(A) = B (!left); tri(A) is A's upper
+ * or lower triangle, with a unit diagonal if unitriangular. B has >= 2 dims;
+ * the batch dims broadcast. A zero on the diagonal gives inf/NaN, as torch.
+ * dB = tri(A)^-T dX, dA = tri(-dB X^T) (left; the transposes for right)
+ */
+AD_API ad_tensor *ad_solve_triangular(ad_tensor *a, ad_tensor *b, bool upper, bool left,
+                                      bool unitriangular);
+/*
+ * X with A X = B (LU with partial pivoting). B: [.., n, k] with broadcast
+ * batch dims, or a vector [n] (or A's shape without its last dim, a batch of
+ * vectors), then X is one too. Singular A: AD_ERR_ARG naming the batch
+ * element. dB = solve(A^T, dX), dA = -dB X^T
+ */
+AD_API ad_tensor *ad_solve(ad_tensor *a, ad_tensor *b);
+/* A^-1 = solve(A, I); singular: AD_ERR_ARG. dA = -A^-T dY A^-T */
+AD_API ad_tensor *ad_inv(ad_tensor *a);
+/*
+ * log|det A| [..]; *sign (if sign is not NULL) gets det's sign, -1, 0 or 1,
+ * a constant tensor. Singular A: -inf and sign 0. dA = dy A^-T (dy I at a
+ * singular A, so that det's gradient there is 0, as torch 1.13 gives it)
+ */
+AD_API ad_tensor *ad_slogdet(ad_tensor *a, ad_tensor **sign);
+/* log det A: NaN where det < 0, -inf where 0 (torch.logdet). dA = dy A^-T */
+AD_API ad_tensor *ad_logdet(ad_tensor *a);
+/* det A = sign exp(log|det A|); 0 for a singular A. dA = dy det(A) A^-T,
+ * 0 at a singular A (as torch 1.13's LU path; the cofactor matrix would be
+ * the limit) */
+AD_API ad_tensor *ad_det(ad_tensor *a);
+/*
+ * Eigenvalues [.., n] of a symmetric A (lower triangle read), ascending;
+ * *eigenvectors (if not NULL) gets V [.., n, n], the eigenvectors as
+ * columns, each with its largest entry positive: A = V diag(w) V^T.
+ * dA = V (diag(dw) + skew(V^T dV) / E) V^T, E[j][k] = w[k] - w[j] (0 on the
+ * diagonal), skew(M) = (M - M^T)/2: repeated eigenvalues make it inf/NaN
+ * once dV is not 0 (torch's too).
+ */
+AD_API ad_tensor *ad_eigh(ad_tensor *a, ad_tensor **eigenvectors);
+/* The eigenvalues of ad_eigh. dA = V diag(dw) V^T */
+AD_API ad_tensor *ad_eigvalsh(ad_tensor *a);
+/* torch.linalg.matrix_norm's ord. */
+typedef enum ad_matrix_norm_ord {
+    AD_NORM_FRO,     /* sqrt(sum |a_ij|^2) */
+    AD_NORM_NUC,     /* the sum of the singular values */
+    AD_NORM_1,       /* the largest column sum of |a_ij| */
+    AD_NORM_NEG_1,   /* the smallest column sum */
+    AD_NORM_INF,     /* the largest row sum of |a_ij| */
+    AD_NORM_NEG_INF, /* the smallest row sum */
+    AD_NORM_2,       /* the largest singular value */
+    AD_NORM_NEG_2    /* the smallest singular value */
+} ad_matrix_norm_ord;
+/*
+ * The norm of each matrix (last two dims) [..]: compositions of sum, abs,
+ * max and (nuclear, 2, -2) eigvalsh(A^T A), so their gradients are those
+ * ops' (sign(a) for the abs sums, with abs's 0 at 0; ties in max split).
+ * AD_ERR_SHAPE for fewer than 2 dims, AD_ERR_ARG for an unknown ord.
+ */
+AD_API ad_tensor *ad_matrix_norm(ad_tensor *a, ad_matrix_norm_ord ord);
+
 /* ==== Shape and indexing ================================================== */
 
 /* Same elements, new shape; one entry may be -1 (inferred). dx = reshape(dy) */
