@@ -11,6 +11,7 @@
 #include "ops.h"
 
 #include <limits.h>
+#include <stdio.h>
 #include <string.h>
 #include <tgmath.h>
 

@@ -705,7 +705,7 @@ static ad_status arg_extreme_shape(ad_tensor *y)
         y->shape = ad__shape_replacing(y->tape, x, axis, 1);
         return y->shape ? AD_OK : y->tape->status;
     }
-    int64_t shape[AD_MAX_DIMS];
+    int64_t shape[AD_MAX_DIMS] = {0}; /* zeroed: gcc cannot see that n entries are set */
     int n = 0;
     for (int d = 0; d < x->ndim; d++)
         if (d != axis)
