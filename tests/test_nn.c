@@ -1928,6 +1928,70 @@ static void test_constructors_with_bad_sizes_return_bad_argument(void **state)
     ad_nn_free(NULL);
 }
 
+/* F.dropout: the mask's survivors are scaled by 1/(1-p), its gradient is the
+ * same mask, eval mode and p = 0 are the identity, p = 1 gives zeros. */
+static void test_functional_dropout_scales_survivors_and_masks_the_gradient(void **state)
+{
+    (void)state;
+    ad_tape *tape;
+    assert_int_equal(ad_tape_create(&tape), AD_OK);
+    ad_rng rng;
+    ad_rng_seed(&rng, 11);
+    int64_t n = 1000;
+    ad_tensor *x = ad_requires_grad(ad_full(tape, AD_F64, 1, &n, 2.0));
+    ad_tensor *y = ad_dropout(x, 0.25, true, &rng);
+    assert_non_null(y);
+    int64_t kept = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double v = ad_tensor_get(y, i);
+        assert_true(v == 0 || fabs(v - 2.0 / 0.75) < 1e-15);
+        kept += v != 0;
+    }
+    assert_in_range(kept, 700, 800); /* about 750 of 1000 */
+    assert_int_equal(ad_backward(ad_sum_all(y), NULL), AD_OK);
+    for (int64_t i = 0; i < n; i++)
+        assert_close(ad_tensor_get(y, i) / 2.0, ad_tensor_get(ad_tensor_grad(x), i), 1e-15, 0);
+    assert_ptr_equal(ad_dropout(x, 0.25, false, &rng), x);
+    assert_ptr_equal(ad_dropout(x, 0.0, true, NULL), x);
+    assert_close(0, ad_tensor_get(ad_dropout(x, 1.0, true, &rng), 7), 0, 0);
+    assert_null(ad_dropout(x, 1.5, true, &rng));
+    assert_int_equal(ad_tape_status(tape), AD_ERR_ARG);
+    assert_message_has(tape, "dropout: p = 1.5 must be in [0, 1]");
+    ad_tape_free(tape);
+}
+
+/* F.embedding over a persistent table, with an index of shape [2, 2]. */
+static void test_functional_embedding_gathers_rows_and_accumulates_their_gradient(void **state)
+{
+    (void)state;
+    ad_tape *tape;
+    assert_int_equal(ad_tape_create(&tape), AD_OK);
+    ad_tensor *w;
+    assert_int_equal(ad_tensor_create(&w, AD_F64, 2, (int64_t[]){3, 2}, true), AD_OK);
+    for (int k = 0; k < 6; k++)
+        ad_tensor_set(w, k, k + 1);
+    ad_tensor *idx = ad_tape_tensor(tape, AD_I64, 2, (int64_t[]){2, 2}, (int64_t[]){2, 0, 2, 1});
+    ad_tensor *y = ad_embedding(idx, w);
+    assert_non_null(y);
+    assert_int_equal(ad_tensor_ndim(y), 3);
+    const double want[8] = {5, 6, 1, 2, 5, 6, 3, 4};
+    for (int k = 0; k < 8; k++)
+        assert_close(want[k], ad_tensor_get(y, k), 0, 0);
+    assert_int_equal(ad_backward(ad_sum_all(y), NULL), AD_OK);
+    const double grad[6] = {1, 1, 1, 1, 2, 2};
+    for (int k = 0; k < 6; k++)
+        assert_close(grad[k], ad_tensor_get(ad_tensor_grad(w), k), 0, 0);
+    ad_tensor *bad = ad_tape_tensor(tape, AD_I64, 1, (int64_t[]){1}, (int64_t[]){3});
+    assert_null(ad_embedding(bad, w));
+    assert_int_equal(ad_tape_status(tape), AD_ERR_ARG);
+    assert_message_has(tape, "embedding: index 3 (entry 0) out of range [0, 3)");
+    ad_tape_clear_error(tape);
+    assert_null(ad_embedding(ad_full(tape, AD_F64, 1, (int64_t[]){1}, 0.0), w));
+    assert_int_equal(ad_tape_status(tape), AD_ERR_DTYPE);
+    ad_tape_free(tape);
+    ad_tensor_free(w);
+}
+
 /* The names renamed in docs/names.md still work, as deprecated aliases that
  * give the same results as the new names. */
 #pragma GCC diagnostic push
@@ -2009,6 +2073,8 @@ int main(void)
         cmocka_unit_test(test_forward_with_rejects_parameters_that_do_not_fit),
         cmocka_unit_test(test_constructors_with_bad_sizes_return_bad_argument),
         cmocka_unit_test(test_renamed_functions_keep_their_old_names_for_one_release),
+        cmocka_unit_test(test_functional_dropout_scales_survivors_and_masks_the_gradient),
+        cmocka_unit_test(test_functional_embedding_gathers_rows_and_accumulates_their_gradient),
     };
     return cmocka_run_group_tests(tests, temp_dir_create, temp_dir_remove);
 }

@@ -203,6 +203,19 @@ AD_API ad_status ad_nn_flatten(ad_module **out);
 /* Zeroes elements with probability p and scales the rest by 1/(1-p) while
  * training; the identity in eval mode. Owns an ad_rng seeded with seed. */
 AD_API ad_status ad_nn_dropout(ad_module **out, double p, uint64_t seed);
+
+/* ---- Layers as functions (torch.nn.functional) ---- */
+
+/* F.dropout: while training, each element of x is zeroed with probability p
+ * and the rest scaled by 1/(1-p), from rng (advanced); p = 1 gives zeros;
+ * not training or p = 0: x itself. dx = dy * the same mask. p outside
+ * [0, 1], or training without rng, is AD_ERR_ARG on x's tape. */
+AD_API ad_tensor *ad_dropout(ad_tensor *x, double p, bool training, ad_rng *rng);
+/* F.embedding: the rows of weight [num, dim] at an int64 index of any shape
+ * S (on a tape; weight may be persistent): S + [dim]. dweight gets dy's rows
+ * added at each index (repeats accumulate). An index outside [0, num) is
+ * AD_ERR_ARG, a non-int64 index AD_ERR_DTYPE. */
+AD_API ad_tensor *ad_embedding(ad_tensor *index, ad_tensor *weight);
 /* Normalises over the last dim: (x - mean) / sqrt(var + eps) * gamma + beta,
  * var without correction (as PyTorch). gamma ones, beta zeros; eps 0 means
  * PyTorch's 1e-5. Parameters "weight" (gamma) and "bias" (beta). */

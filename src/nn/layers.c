@@ -226,30 +226,44 @@ typedef struct dropout {
     ad_rng rng;
 } dropout;
 
-static ad_tensor *dropout_forward(ad_module_call *call, ad_tensor *x)
+ad_tensor *ad_dropout(ad_tensor *x, double p, bool training, ad_rng *rng)
 {
-    dropout *m = ad_module_call_context(call);
-    if (!ad_module_training(ad_module_call_module(call)) || m->p == 0)
+    ad_tape *tape = ad_tensor_tape(x);
+    if (!x || !tape || ad_tape_status(tape) != AD_OK)
+        return NULL;
+    if (!(p >= 0 && p <= 1) || (training && p > 0 && !rng)) {
+        ad_tape_set_error(tape, AD_ERR_ARG, "dropout: p = %g must be in [0, 1]%s", p,
+                          rng ? "" : ", and training needs an ad_rng");
+        return NULL;
+    }
+    if (!training || p == 0)
         return x;
-    ad_tensor *mask = ad_tape_tensor(ad_module_call_tape(call), ad_tensor_dtype(x),
-                                     ad_tensor_ndim(x), ad_tensor_shape(x), NULL);
+    ad_tensor *mask =
+        ad_tape_tensor(tape, ad_tensor_dtype(x), ad_tensor_ndim(x), ad_tensor_shape(x), NULL);
     if (!mask)
         return NULL;
-    double keep = 1.0 / (1.0 - m->p);
+    /* p = 1 keeps nothing: the mask stays zero (as torch), never 1/0 */
+    double keep = p < 1 ? 1.0 / (1.0 - p) : 0.0;
     int64_t numel = ad_tensor_numel(mask);
     /* A fresh constant: filling it before any op reads it is safe. */
     switch (ad_tensor_dtype(mask)) {
     case AD_F32:
-        dropout_mask_f32(numel, ad_tensor_data(mask), m->p, keep, &m->rng);
+        dropout_mask_f32(numel, ad_tensor_data(mask), p, keep, rng);
         break;
     case AD_F64:
-        dropout_mask_f64(numel, ad_tensor_data(mask), m->p, keep, &m->rng);
+        dropout_mask_f64(numel, ad_tensor_data(mask), p, keep, rng);
         break;
     case AD_I64:
     case AD_BOOL:
-        break; /* not a float: refused before any kernel runs */
+        break; /* not a float: ad_mul below refuses x */
     }
     return ad_mul(x, mask);
+}
+
+static ad_tensor *dropout_forward(ad_module_call *call, ad_tensor *x)
+{
+    dropout *m = ad_module_call_context(call);
+    return ad_dropout(x, m->p, ad_module_training(ad_module_call_module(call)), &m->rng);
 }
 
 static const ad_module_type dropout_type = {
@@ -462,6 +476,40 @@ ad_tensor *ad_nn_embedding_lookup_with(ad_module *m, ad_tape *tape, size_t n,
     if (ad_module_type_of(m) == &embedding_type && !ad__module_params_fit(m, tape, 1, &weight))
         return NULL;
     return lookup(m, tape, n, indices, weight);
+}
+
+ad_tensor *ad_embedding(ad_tensor *index, ad_tensor *weight)
+{
+    ad_tape *tape = ad_tensor_tape(index);
+    if (!index || !weight || !tape || ad_tape_status(tape) != AD_OK)
+        return NULL;
+    int nd = ad_tensor_ndim(index);
+    if (ad_tensor_dtype(index) != AD_I64 || nd >= AD_MAX_DIMS || ad_tensor_ndim(weight) != 2) {
+        char is[96], ws[96];
+        ad_shape_string(is, sizeof is, nd, ad_tensor_shape(index));
+        ad_shape_string(ws, sizeof ws, ad_tensor_ndim(weight), ad_tensor_shape(weight));
+        ad_tape_set_error(tape, ad_tensor_dtype(index) != AD_I64 ? AD_ERR_DTYPE : AD_ERR_SHAPE,
+                          "embedding: index %s %s must be int64 with fewer than %d dims, and "
+                          "weight %s a [num, dim] table",
+                          ad_dtype_name(ad_tensor_dtype(index)), is, AD_MAX_DIMS, ws);
+        return NULL;
+    }
+    int64_t num = ad_tensor_dim(weight, 0), n = ad_tensor_numel(index);
+    const int64_t *idx = ad_tensor_data(index);
+    for (int64_t i = 0; i < n; i++)
+        if (idx[i] < 0 || idx[i] >= num) {
+            ad_tape_set_error(tape, AD_ERR_ARG,
+                              "embedding: index %lld (entry %lld) out of range [0, %lld)",
+                              (long long)idx[i], (long long)i, (long long)num);
+            return NULL;
+        }
+    ad_tensor *rows =
+        ad_index_select_tensor(ad_tape_use(tape, weight), 0, ad_reshape(index, 1, (int64_t[]){n}));
+    int64_t shape[AD_MAX_DIMS];
+    for (int d = 0; d < nd; d++)
+        shape[d] = ad_tensor_shape(index)[d];
+    shape[nd] = ad_tensor_dim(weight, 1);
+    return ad_reshape(rows, nd + 1, shape);
 }
 
 /* ---- Containers ----------------------------------------------------------------------------- */
