@@ -134,6 +134,53 @@ static void test_matrix_norms_match_torch(void **state)
         assert_close(refs[i].value, ad_value(ad_matrix_norm(m, refs[i].ord)), 1e-12, 0);
 }
 
+/* A wide matrix: the singular values come from A A^T (2x2), so the nuclear,
+ * 2 and -2 norms and their gradients equal torch's (A^T A would add a zero
+ * eigenvalue, whose square root has no derivative). */
+static void test_singular_value_norms_of_a_wide_matrix_match_torch(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s23[2] = {2, 3};
+    const double a[6] = {1, 2, 3, -1, 0.5, 2};
+    const struct {
+        ad_matrix_norm_ord ord;
+        double value, grad[6];
+    } refs[] = {{AD_NORM_NUC,
+                 5.612258788929453,
+                 {0.5055214689464753, 0.5745894821800822, 0.6436574954136887, -0.7601193181123154,
+                  -0.05639379665671112, 0.6473317247988936}},
+                {AD_NORM_2,
+                 4.129246101910078,
+                 {0.0945892552724962, 0.43377749734388255, 0.7729657394152688,
+                  0.04809348702685639, 0.22055224328546197, 0.3930109995440675}},
+                {AD_NORM_NEG_2,
+                 1.483012687019375,
+                 {0.41093221367397914, 0.14081198483619964, -0.12930824400158009,
+                  -0.8082128051391718, -0.2769460399421731, 0.2543207252548261}}};
+    for (size_t i = 0; i < sizeof refs / sizeof refs[0]; i++) {
+        ad_tensor *m = leaf(tape, AD_F64, 2, s23, a);
+        ad_tensor *n = ad_matrix_norm(m, refs[i].ord);
+        assert_close(refs[i].value, ad_value(n), 1e-13, 0);
+        assert_values(grad_of_sum(n, m), 6, refs[i].grad, 1e-11, 1e-12);
+    }
+}
+
+/* torch.linalg.matrix_norm of a zero matrix has gradient 0 (not NaN) for these ords. */
+static void test_matrix_norm_gradients_at_zero_are_zero_as_torch(void **state)
+{
+    ad_tape *tape = *state;
+    const double zeros[6] = {0};
+    const int64_t s23[2] = {2, 3};
+    const ad_matrix_norm_ord ords[] = {AD_NORM_FRO, AD_NORM_1, AD_NORM_NEG_1, AD_NORM_INF,
+                                       AD_NORM_NEG_INF};
+    for (size_t i = 0; i < sizeof ords / sizeof ords[0]; i++) {
+        ad_tensor *a = leaf(tape, AD_F64, 2, s23, zeros);
+        ad_tensor *n = ad_matrix_norm(a, ords[i]);
+        assert_close(0, ad_value(n), 0, 0);
+        assert_values(grad_of_sum(n, a), 6, zeros, 0, 0);
+    }
+}
+
 /* ---- batches and special values ------------------------------------------------------------- */
 
 static void test_batched_solve_broadcasts_and_matches_each_matrix(void **state)
@@ -235,6 +282,8 @@ int main(void)
         TAPE_TEST(test_det_slogdet_and_logdet_match_torch_on_both_paths),
         TAPE_TEST(test_eigh_matches_torch_on_both_paths),
         TAPE_TEST(test_matrix_norms_match_torch),
+        TAPE_TEST(test_matrix_norm_gradients_at_zero_are_zero_as_torch),
+        TAPE_TEST(test_singular_value_norms_of_a_wide_matrix_match_torch),
         TAPE_TEST(test_batched_solve_broadcasts_and_matches_each_matrix),
         TAPE_TEST(test_det_of_a_singular_matrix_is_zero_with_zero_gradient_as_torch),
         TAPE_TEST(test_cholesky_of_a_matrix_not_positive_definite_names_the_batch_element),

@@ -845,9 +845,15 @@ typedef enum ad_matrix_norm_ord {
     AD_NORM_NEG_2    /* the smallest singular value */
 } ad_matrix_norm_ord;
 /*
- * The norm of each matrix (last two dims) [..]: compositions of sum, abs,
- * max and (nuclear, 2, -2) eigvalsh(A^T A), so their gradients are those
- * ops' (sign(a) for the abs sums, with abs's 0 at 0; ties in max split).
+ * The norm of each matrix (last two dims) [..]: compositions of norm, sum,
+ * abs, max and (nuclear, 2, -2) singular values as the square roots of the
+ * eigenvalues of the smaller Gram matrix (A^T A or A A^T), so their gradients
+ * are those ops' (Frobenius: a / norm, 0 at a zero matrix as torch's; sign(a)
+ * for the abs sums, with abs's 0 at 0; ties in max split; nuclear: U V^T).
+ * Singular values come from the Gram matrix, so a small one carries an
+ * absolute error near sqrt(machine eps) times the largest; and where a
+ * singular value is exactly 0 (a rank-deficient matrix) the nuclear, 2 and -2
+ * gradients are NaN (torch returns one subgradient there).
  * AD_ERR_SHAPE for fewer than 2 dims, AD_ERR_ARG for an unknown ord.
  */
 AD_API ad_tensor *ad_matrix_norm(ad_tensor *a, ad_matrix_norm_ord ord);

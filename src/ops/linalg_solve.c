@@ -619,11 +619,16 @@ ad_tensor *ad_eigvalsh(ad_tensor *a)
 
 /* ---- matrix norms: compositions of reductions (and eigvalsh) ------------------------------ */
 
-/* Singular values of each matrix, ascending: sqrt(eigvalsh(A^T A)), with
- * rounding's tiny negative eigenvalues clamped to 0. */
+/* Singular values of each matrix, ascending: the square roots of the
+ * eigenvalues of the smaller Gram matrix (A^T A for a tall A, A A^T for a wide
+ * one, so a full-rank A has no zero eigenvalue), with rounding's tiny negative
+ * eigenvalues clamped to 0. A singular value of exactly 0 has no derivative
+ * here: its gradient is NaN (documented in the header). */
 static ad_tensor *singular_values(ad_tensor *a)
 {
-    return ad_sqrt(ad_clamp_min(ad_eigvalsh(ad_matmul_t(a, a, true, false)), 0.0));
+    bool tall = a->shape[a->ndim - 2] >= a->shape[a->ndim - 1];
+    ad_tensor *gram = tall ? ad_matmul_t(a, a, true, false) : ad_matmul_t(a, a, false, true);
+    return ad_sqrt(ad_clamp_min(ad_eigvalsh(gram), 0.0));
 }
 
 ad_tensor *ad_matrix_norm(ad_tensor *a, ad_matrix_norm_ord ord)
@@ -638,8 +643,8 @@ ad_tensor *ad_matrix_norm(ad_tensor *a, ad_matrix_norm_ord ord)
     }
     int both[2] = {-2, -1}, rows_axis = -2, cols_axis = -1, one = -1;
     switch (ord) {
-    case AD_NORM_FRO:
-        return ad_sqrt(ad_sum(ad_square(a), 2, both, false));
+    case AD_NORM_FRO: /* the 2-norm of the entries: its gradient at 0 is 0, as torch's */
+        return ad_norm(a, 2, 2, both, false);
     case AD_NORM_NUC:
         return ad_sum(singular_values(a), 1, &one, false);
     case AD_NORM_2:
