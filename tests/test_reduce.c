@@ -189,6 +189,23 @@ static void test_prod_second_order_with_one_zero_matches_torch(void **state)
     assert_exact(gg, 3, want);
 }
 
+/* A group holding inf or NaN: its product is inf or NaN and every gradient in
+ * it NaN (documented; torch gives inf to some), never a finite number. */
+static void test_prod_gradient_of_a_group_with_inf_or_nan_is_nan(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t shape[2] = {3, 3};
+    const double x[9] = {0, INFINITY, 2, 1, NAN, 2, 1, INFINITY, 2};
+    ad_tensor *xs = leaf(tape, AD_F64, 2, shape, x);
+    const int ax1[1] = {1};
+    ad_tensor *y = ad_prod(xs, 1, ax1, false);
+    assert_true(isnan(ad_tensor_get(y, 0)) && isnan(ad_tensor_get(y, 1)));
+    assert_true(isinf(ad_tensor_get(y, 2)));
+    ad_tensor *g = grad_of_sum(y, xs);
+    for (int i = 0; i < 9; i++)
+        assert_true(isnan(ad_tensor_get(g, i)));
+}
+
 static void test_prod_of_an_empty_dim_is_one(void **state)
 {
     ad_tape *tape = *state;
@@ -371,6 +388,7 @@ int main(void)
         TAPE_TEST(test_prod_by_hand),
         TAPE_TEST(test_prod_gradient_with_zeros_is_the_product_of_the_others),
         TAPE_TEST(test_prod_second_order_with_one_zero_matches_torch),
+        TAPE_TEST(test_prod_gradient_of_a_group_with_inf_or_nan_is_nan),
         TAPE_TEST(test_prod_of_an_empty_dim_is_one),
         TAPE_TEST(test_prod_errors_name_prod),
         TAPE_TEST(test_norm_values_and_gradients_match_torch),

@@ -737,7 +737,9 @@ AD_API ad_tensor *ad_max(ad_tensor *x, int n_axes, const int *axes, bool keepdim
 AD_API ad_tensor *ad_logsumexp(ad_tensor *x, int n_axes, const int *axes, bool keepdim);
 /* sum((x - mean)^2) / (N - correction); PyTorch's default correction is 1 */
 AD_API ad_tensor *ad_var(ad_tensor *x, int n_axes, const int *axes, bool keepdim, int correction);
-/* product; dx = dy prod of the others: with one zero only it gets it; with two or more, all 0 */
+/* product; dx = dy prod of the others: with one zero only it gets it; with two
+ * or more, all 0. A group holding inf or NaN (so its product is inf or NaN)
+ * gets NaN gradients throughout (torch returns inf for some elements). */
 AD_API ad_tensor *ad_prod(ad_tensor *x, int n_axes, const int *axes, bool keepdim);
 /*
  * Vector p-norm (sum |x|^p)^(1/p) over the axes (torch.linalg.vector_norm), p > 0 or
