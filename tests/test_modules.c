@@ -853,6 +853,102 @@ static void test_forward_errors_name_the_user_type(void **state)
     ad_tape_free(tape);
 }
 
+/* ==== Several inputs and outputs ===================================================== */
+
+/* A module with two inputs and two outputs: y = x * w + (s, or 0 when s is
+ * left out), and total = sum(y). Parameter: w [n]. */
+static ad_status scaled_forward_n(ad_module_call *call, size_t n_in, ad_tensor *const *in,
+                                  size_t n_out, ad_tensor **out)
+{
+    ad_tensor *y = ad_mul(in[0], ad_module_call_param(call, 0));
+    if (n_in > 1 && in[1])
+        y = ad_add(y, in[1]);
+    out[0] = y;
+    if (n_out > 1)
+        out[1] = ad_sum_all(y);
+    return ad_tape_status(ad_module_call_tape(call));
+}
+
+/* Its parent runs it through ad_module_forward_child_n and passes both outputs on. */
+static ad_status parent_forward_n(ad_module_call *call, size_t n_in, ad_tensor *const *in,
+                                  size_t n_out, ad_tensor **out)
+{
+    return ad_module_forward_child_n(call, 0, n_in, in, n_out, out);
+}
+
+static const ad_module_type scaled_type = {.name = "scaled", .forward_n = scaled_forward_n};
+static const ad_module_type parent_type = {.name = "parent", .forward_n = parent_forward_n};
+
+static void test_forward_n_passes_several_inputs_and_outputs_through_a_parent(void **state)
+{
+    (void)state;
+    ad_module *child = NULL, *parent = NULL;
+    assert_int_equal(ad_module_create(&child, &scaled_type, NULL), AD_OK);
+    ad_tensor *w;
+    assert_int_equal(ad_module_create_param(child, "w", AD_F64, 1, (int64_t[]){3}, &w), AD_OK);
+    for (int i = 0; i < 3; i++)
+        ad_tensor_set(w, i, i + 1);
+    assert_int_equal(ad_module_create(&parent, &parent_type, NULL), AD_OK);
+    assert_int_equal(ad_module_add_child(parent, "inner", child), AD_OK);
+    ad_tape *tape = test_tape();
+    const double xv[3] = {1, -2, 0.5}, sv[3] = {10, 20, 30};
+    ad_tensor *x = tensor(tape, AD_F64, 1, (int64_t[]){3}, xv);
+    ad_tensor *s = tensor(tape, AD_F64, 1, (int64_t[]){3}, sv);
+    ad_tensor *out[2];
+    assert_int_equal(ad_nn_forward_n(parent, tape, 2, (ad_tensor *[]){x, s}, 2, out), AD_OK);
+    const double want[3] = {11, 16, 31.5};
+    assert_exact(out[0], 3, want);
+    assert_close(58.5, ad_value(out[1]), 0, 0);
+    /* s left out: the module adds nothing; a third output slot stays NULL. */
+    ad_tensor *three[3];
+    assert_int_equal(ad_nn_forward_n(parent, tape, 2, (ad_tensor *[]){x, NULL}, 3, three), AD_OK);
+    const double bare[3] = {1, -4, 1.5};
+    assert_exact(three[0], 3, bare);
+    assert_null(three[2]);
+    /* ad_nn_forward runs forward_n with one input and one output. */
+    assert_exact(ad_nn_forward(parent, tape, x), 3, bare);
+    /* Stand-ins: gradients reach the stand-in, not the module's own w. */
+    ad_tensor *w2 = leaf(tape, AD_F64, 1, (int64_t[]){3}, sv);
+    assert_int_equal(
+        ad_nn_forward_n_with(parent, tape, 2, (ad_tensor *[]){x, s}, 2, out, 1, &w2), AD_OK);
+    assert_exact(grad_of_sum(out[1], w2), 3, xv);
+    ad_tape_free(tape);
+    ad_nn_free(parent);
+}
+
+static void test_forward_n_refuses_what_a_module_cannot_take(void **state)
+{
+    (void)state;
+    ad_rng rng;
+    ad_rng_seed(&rng, 1);
+    ad_module *lin = NULL;
+    assert_int_equal(ad_nn_linear(&lin, 2, 2, true, AD_F64, &rng), AD_OK);
+    ad_tape *tape = test_tape();
+    ad_tensor *x = ad_full(tape, AD_F64, 1, (int64_t[]){2}, 1);
+    ad_tensor *out[2] = {x, x};
+    /* A single-input module given a second input. */
+    assert_int_equal(ad_nn_forward_n(lin, tape, 2, (ad_tensor *[]){x, x}, 2, out), AD_ERR_ARG);
+    assert_message_has(tape, "linear: takes one input");
+    assert_null(out[0]);
+    ad_tape_reset(tape);
+    x = ad_full(tape, AD_F64, 1, (int64_t[]){2}, 1);
+    /* Its extra inputs left NULL are fine, and the extra output stays NULL. */
+    assert_int_equal(ad_nn_forward_n(lin, tape, 2, (ad_tensor *[]){x, NULL}, 2, out), AD_OK);
+    assert_non_null(out[0]);
+    assert_null(out[1]);
+    /* No first input, no output room, no module. */
+    assert_int_equal(ad_nn_forward_n(lin, tape, 1, (ad_tensor *[]){NULL}, 1, out), AD_ERR_ARG);
+    assert_message_has(tape, "first input is missing");
+    ad_tape_reset(tape);
+    x = ad_full(tape, AD_F64, 1, (int64_t[]){2}, 1);
+    assert_int_equal(ad_nn_forward_n(lin, tape, 1, &x, 0, out), AD_ERR_ARG);
+    ad_tape_reset(tape);
+    x = ad_full(tape, AD_F64, 1, (int64_t[]){2}, 1);
+    assert_int_equal(ad_nn_forward_n(NULL, tape, 1, &x, 1, out), AD_ERR_ARG);
+    ad_tape_free(tape);
+    ad_nn_free(lin);
+}
+
 /* ==== Out of memory =================================================================== */
 
 /* Builds the model of make_model, nests it in a sequential afterwards (a
@@ -958,6 +1054,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_user_gated_unit_gradchecks_in_its_four_parameters_and_its_input),
+        cmocka_unit_test(test_forward_n_passes_several_inputs_and_outputs_through_a_parent),
+        cmocka_unit_test(test_forward_n_refuses_what_a_module_cannot_take),
         cmocka_unit_test(test_user_module_with_a_child_gradchecks_inside_a_sequential),
         cmocka_unit_test(test_forward_with_replaces_every_parameter_of_nested_user_modules),
         cmocka_unit_test(test_sequential_of_user_modules_names_parameters_by_path),

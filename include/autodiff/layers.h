@@ -90,6 +90,17 @@ typedef struct ad_module_type {
      * children and parameters, which are still valid here) or when
      * ad_module_create fails. */
     void (*free_context)(void *context);
+    /*
+     * Optional, for a module with several inputs or outputs (a recurrent
+     * layer's states, attention's query, key, value and masks): records
+     * out[0..n_out) from in[0..n_in) on the call's tape. Any input but in[0]
+     * may be NULL (left out by the caller: a zero initial state, no mask),
+     * and out arrives all NULL; fill what the module produces. Returns AD_OK,
+     * or an error recorded on the tape. ad_nn_forward runs it with one input
+     * and one output when the type has no forward.
+     */
+    ad_status (*forward_n)(ad_module_call *call, size_t n_in, ad_tensor *const *in, size_t n_out,
+                           ad_tensor **out);
 } ad_module_type;
 
 /*
@@ -168,6 +179,9 @@ AD_API ad_tensor *ad_module_call_param(ad_module_call *call, size_t index);
  * past the module's children, else the child's error).
  */
 AD_API ad_tensor *ad_module_forward_child(ad_module_call *call, size_t index, ad_tensor *x);
+/* ad_module_forward_child for several inputs and outputs (ad_nn_forward_n). */
+AD_API ad_status ad_module_forward_child_n(ad_module_call *call, size_t index, size_t n_in,
+                                           ad_tensor *const *in, size_t n_out, ad_tensor **out);
 
 /* ---- Built-in layers ---- */
 
@@ -262,6 +276,24 @@ AD_API ad_status ad_nn_module_dict(ad_module **out, size_t n, const char *const 
  * no forward, AD_ERR_NULL for a user forward that returned NULL without
  * recording an error. */
 AD_API ad_tensor *ad_nn_forward(ad_module *m, ad_tape *tape, ad_tensor *x);
+/*
+ * Records a module with several inputs and outputs (ad_module_type's
+ * forward_n): in[0..n_in) may be tape or persistent tensors, and any but
+ * in[0] may be NULL where the module allows it (each module's constructor
+ * says what its inputs and outputs are). out[0..n_out) is set, NULL for an
+ * output not produced and on error. A module with only a single-input
+ * forward takes n_in = 1 (or more, all NULL after the first) and fills
+ * out[0]. Returns AD_OK or the tape's error: AD_ERR_ARG for a NULL module,
+ * in[0] or out, or an input the module does not take, and those of
+ * ad_nn_forward.
+ */
+AD_API ad_status ad_nn_forward_n(ad_module *m, ad_tape *tape, size_t n_in, ad_tensor *const *in,
+                                 size_t n_out, ad_tensor **out);
+/* ad_nn_forward_n with the parameters replaced by params[0..n_params), as
+ * ad_nn_forward_with. */
+AD_API ad_status ad_nn_forward_n_with(ad_module *m, ad_tape *tape, size_t n_in,
+                                      ad_tensor *const *in, size_t n_out, ad_tensor **out,
+                                      size_t n_params, ad_tensor *const *params);
 /* Rows of the embedding table for indices[0..n): [n, dim]. An index outside
  * [0, num) is AD_ERR_ARG on the tape. */
 AD_API ad_tensor *ad_nn_embedding_lookup(ad_module *m, ad_tape *tape, size_t n,

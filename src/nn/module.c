@@ -342,24 +342,99 @@ void *ad_module_call_context(const ad_module_call *call)
 
 /* ---- Forward ---------------------------------------------------------------------------- */
 
+/* The error a forward that failed without recording one leaves behind: the
+ * caller would have nothing to report. */
+static void check_recorded(ad_module *m, ad_tape *tape)
+{
+    if (ad_tape_status(tape) == AD_OK)
+        ad_tape_set_error(tape, AD_ERR_NULL, "%s: forward returned NULL and recorded no error",
+                          m->type->name);
+}
+
 /* params: NULL, or stand-ins for the parameters of m and below (checked). */
 static ad_tensor *forward(ad_module *m, ad_tape *tape, ad_tensor *x, ad_tensor *const *params)
 {
     x = ad_tape_use(tape, x);
     if (!x)
         return NULL;
-    if (!m->type->forward) {
+    ad_module_call call = {m, tape, params};
+    if (m->type->forward) {
+        ad_tensor *y = m->type->forward(&call, x);
+        if (!y)
+            check_recorded(m, tape);
+        return y;
+    }
+    if (!m->type->forward_n) {
         ad_tape_set_error(tape, AD_ERR_UNSUPPORTED, "%s: has no forward of its own", m->type->name);
         return NULL;
     }
-    ad_module_call call = {m, tape, params};
-    ad_tensor *y = m->type->forward(&call, x);
-    /* A NULL with no error on the tape (an op whose inputs were all
-     * persistent, or a bug) would leave the caller nothing to report. */
-    if (!y && ad_tape_status(tape) == AD_OK)
-        ad_tape_set_error(tape, AD_ERR_NULL, "%s: forward returned NULL and recorded no error",
-                          m->type->name);
+    ad_tensor *y = NULL;
+    if (m->type->forward_n(&call, 1, &x, 1, &y) != AD_OK || !y) {
+        check_recorded(m, tape);
+        return NULL;
+    }
     return y;
+}
+
+/* The inputs of a forward_n as tensors on tape (NULL stays NULL, but in[0]
+ * may not be), in a heap array the caller frees; NULL after an error. */
+static ad_tensor **inputs_on_tape(ad_module *m, ad_tape *tape, size_t n_in, ad_tensor *const *in)
+{
+    if (!n_in || !in || !in[0]) {
+        ad_tape_set_error(tape, AD_ERR_ARG, "%s: the first input is missing (NULL)",
+                          m->type->name);
+        return NULL;
+    }
+    ad_tensor **used = ad__calloc(n_in, sizeof *used);
+    if (!used) {
+        ad_tape_set_error(tape, AD_ERR_NOMEM, "%s: out of memory for %zu inputs", m->type->name,
+                          n_in);
+        return NULL;
+    }
+    for (size_t i = 0; i < n_in; i++)
+        if (in[i] && !(used[i] = ad_tape_use(tape, in[i]))) {
+            ad__free(used);
+            return NULL;
+        }
+    return used;
+}
+
+/* forward() for several inputs and outputs; out[0..n_out) is set. */
+static ad_status forward_n(ad_module *m, ad_tape *tape, size_t n_in, ad_tensor *const *in,
+                           size_t n_out, ad_tensor **out, ad_tensor *const *params)
+{
+    if (!out || !n_out) {
+        ad_tape_set_error(tape, AD_ERR_ARG, "%s: no room for outputs", m->type->name);
+        return AD_ERR_ARG;
+    }
+    for (size_t i = 0; i < n_out; i++)
+        out[i] = NULL;
+    if (!m->type->forward_n) {
+        for (size_t i = 1; in && i < n_in; i++)
+            if (in[i]) {
+                ad_tape_set_error(tape, AD_ERR_ARG, "%s: takes one input, given input %zu",
+                                  m->type->name, i);
+                return AD_ERR_ARG;
+            }
+        out[0] = n_in && in ? forward(m, tape, in[0], params) : NULL;
+        if (!out[0] && ad_tape_status(tape) == AD_OK)
+            ad_tape_set_error(tape, AD_ERR_ARG, "%s: the first input is missing (NULL)",
+                              m->type->name);
+        return ad_tape_status(tape);
+    }
+    ad_tensor **used = inputs_on_tape(m, tape, n_in, in);
+    if (!used)
+        return ad_tape_status(tape);
+    ad_module_call call = {m, tape, params};
+    ad_status st = m->type->forward_n(&call, n_in, used, n_out, out);
+    ad__free(used);
+    if (st != AD_OK || ad_tape_status(tape) != AD_OK) {
+        check_recorded(m, tape);
+        for (size_t i = 0; i < n_out; i++)
+            out[i] = NULL;
+        return ad_tape_status(tape);
+    }
+    return AD_OK;
 }
 
 ad_tensor *ad_module_call_param(ad_module_call *call, size_t index)
@@ -375,6 +450,20 @@ ad_tensor *ad_module_call_param(ad_module_call *call, size_t index)
     return ad_tape_use(call->tape, call->params ? call->params[index] : m->params[index].tensor);
 }
 
+/* The stand-ins of child `index` of call's module, which follow the module's
+ * own and those of the children before it (NULL without stand-ins). Only
+ * forward_with pays for this walk. */
+static ad_tensor *const *child_params(const ad_module_call *call, size_t index)
+{
+    if (!call->params)
+        return NULL;
+    const ad_module *m = call->module;
+    size_t offset = m->n_params;
+    for (size_t i = 0; i < index; i++)
+        offset += m->children[i]->total_params;
+    return call->params + offset;
+}
+
 ad_tensor *ad_module_forward_child(ad_module_call *call, size_t index, ad_tensor *x)
 {
     if (!call)
@@ -385,16 +474,47 @@ ad_tensor *ad_module_forward_child(ad_module_call *call, size_t index, ad_tensor
                           m->type->name, index, m->n_children);
         return NULL;
     }
-    ad_tensor *const *params = NULL;
-    if (call->params) {
-        /* The stand-ins of child `index` follow m's own and those of the
-         * children before it. Only forward_with pays for this walk. */
-        size_t offset = m->n_params;
-        for (size_t i = 0; i < index; i++)
-            offset += m->children[i]->total_params;
-        params = call->params + offset;
+    return forward(m->children[index], call->tape, x, child_params(call, index));
+}
+
+ad_status ad_module_forward_child_n(ad_module_call *call, size_t index, size_t n_in,
+                                    ad_tensor *const *in, size_t n_out, ad_tensor **out)
+{
+    if (!call)
+        return AD_ERR_ARG;
+    const ad_module *m = call->module;
+    if (index >= m->n_children) {
+        ad_tape_set_error(call->tape, AD_ERR_ARG, "%s: child %zu asked for, it has %zu",
+                          m->type->name, index, m->n_children);
+        return AD_ERR_ARG;
     }
-    return forward(m->children[index], call->tape, x, params);
+    return forward_n(m->children[index], call->tape, n_in, in, n_out, out,
+                     child_params(call, index));
+}
+
+ad_status ad_nn_forward_n(ad_module *m, ad_tape *tape, size_t n_in, ad_tensor *const *in,
+                          size_t n_out, ad_tensor **out)
+{
+    return ad_nn_forward_n_with(m, tape, n_in, in, n_out, out, 0, NULL);
+}
+
+ad_status ad_nn_forward_n_with(ad_module *m, ad_tape *tape, size_t n_in, ad_tensor *const *in,
+                               size_t n_out, ad_tensor **out, size_t n_params,
+                               ad_tensor *const *params)
+{
+    for (size_t i = 0; out && i < n_out; i++)
+        out[i] = NULL;
+    if (!tape)
+        return AD_ERR_ARG;
+    if (ad_tape_status(tape) != AD_OK)
+        return ad_tape_status(tape);
+    if (!m) {
+        ad_tape_set_error(tape, AD_ERR_ARG, "nn_forward_n: the module is NULL");
+        return AD_ERR_ARG;
+    }
+    if (params && !ad__module_params_fit(m, tape, n_params, params))
+        return ad_tape_status(tape);
+    return forward_n(m, tape, n_in, in, n_out, out, n_params ? params : NULL);
 }
 
 ad_tensor *ad_nn_forward(ad_module *m, ad_tape *tape, ad_tensor *x)
