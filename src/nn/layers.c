@@ -15,65 +15,6 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Makes a module of type whose context is a copy of the size bytes at
- * config (heap memory the module frees, with ad__free or a free_context that
- * ends with it). */
-static ad_status module_with(ad_module **out, const ad_module_type *type, const void *config,
-                             size_t size)
-{
-    *out = NULL;
-    void *context = ad__malloc(size);
-    if (!context)
-        return AD_ERR_NOMEM;
-    memcpy(context, config, size);
-    return ad_module_create(out, type, context); /* frees context on error */
-}
-
-/* Frees a half-built module and passes the status through. */
-static ad_status fail_free(ad_module **out, ad_status st)
-{
-    ad_nn_free(*out);
-    *out = NULL;
-    return st;
-}
-
-/* Reports input x that does not fit a layer: "conv2d: input [2,3] (expected ...)". */
-static ad_tensor *bad_input(ad_tape *tape, const char *layer, const ad_tensor *x,
-                            const char *expected, ...)
-{
-    char shape[96], want[96];
-    va_list ap;
-    va_start(ap, expected);
-    vsnprintf(want, sizeof want, expected, ap);
-    va_end(ap);
-    ad_shape_string(shape, sizeof shape, ad_tensor_ndim(x), ad_tensor_shape(x));
-    ad_tape_set_error(tape, AD_ERR_SHAPE, "%s: input %s does not fit (expected %s)", layer, shape,
-                      want);
-    return NULL;
-}
-
-/* x and the parameter w must share a dtype; an op would say so too, but would
- * name itself instead of the layer. w is NULL when the tape already failed. */
-static bool same_dtype(ad_tape *tape, const char *layer, const ad_tensor *x, const ad_tensor *w)
-{
-    if (!w)
-        return false;
-    if (ad_tensor_dtype(x) == ad_tensor_dtype(w))
-        return true;
-    ad_tape_set_error(tape, AD_ERR_DTYPE, "%s: input is %s, parameters are %s", layer,
-                      ad_dtype_name(ad_tensor_dtype(x)), ad_dtype_name(ad_tensor_dtype(w)));
-    return false;
-}
-
-/* Creates parameter `name` of m, drawn uniform in [-bound, bound) from rng. */
-static ad_status uniform_param(ad_module *m, const char *name, ad_dtype dtype, int ndim,
-                               const int64_t *shape, double bound, ad_rng *rng)
-{
-    ad_tensor *t;
-    ad_status st = ad_module_create_param(m, name, dtype, ndim, shape, &t);
-    return st == AD_OK ? ad_init_uniform(t, -bound, bound, rng) : st;
-}
-
 /* ---- Linear: y = x W^T + b ------------------------------------------------------------ */
 
 typedef struct linear {
@@ -87,9 +28,9 @@ static ad_tensor *linear_forward(ad_module_call *call, ad_tensor *x)
     const linear *l = ad_module_call_context(call);
     ad_tape *tape = ad_module_call_tape(call);
     if (ad_tensor_ndim(x) < 1 || ad_tensor_dim(x, -1) != l->in)
-        return bad_input(tape, "linear", x, "[...,%lld]", (long long)l->in);
+        return ad__nn_bad_input(tape, "linear", x, "[...,%lld]", (long long)l->in);
     ad_tensor *w = ad_module_call_param(call, 0);
-    if (!same_dtype(tape, "linear", x, w))
+    if (!ad__nn_same_dtype(tape, "linear", x, w))
         return NULL;
     /* A 1-d x is a single row, as in PyTorch: [in] -> [out]. */
     bool row = ad_tensor_ndim(x) == 1;
@@ -111,15 +52,16 @@ ad_status ad_nn_linear(ad_module **out, int64_t in_features, int64_t out_feature
     if (in_features <= 0 || out_features <= 0 || !rng)
         return AD_ERR_ARG;
     linear config = {in_features, out_features, bias};
-    ad_status st = module_with(out, &linear_type, &config, sizeof config);
+    ad_status st = ad__nn_module_with(out, &linear_type, &config, sizeof config);
     if (st != AD_OK)
         return st;
     /* PyTorch's default: kaiming_uniform(a = sqrt 5) = U(+-1/sqrt(in)), bias likewise. */
     double bound = 1.0 / sqrt((double)in_features);
     int64_t wshape[2] = {out_features, in_features};
-    if ((st = uniform_param(*out, "weight", dtype, 2, wshape, bound, rng)) != AD_OK ||
-        (bias && (st = uniform_param(*out, "bias", dtype, 1, &out_features, bound, rng)) != AD_OK))
-        return fail_free(out, st);
+    if ((st = ad__nn_uniform_param(*out, "weight", dtype, 2, wshape, bound, rng)) != AD_OK ||
+        (bias &&
+         (st = ad__nn_uniform_param(*out, "bias", dtype, 1, &out_features, bound, rng)) != AD_OK))
+        return ad__nn_fail_free(out, st);
     return AD_OK;
 }
 
@@ -136,9 +78,9 @@ static ad_tensor *conv2d_forward(ad_module_call *call, ad_tensor *x)
     const conv2d *m = ad_module_call_context(call);
     ad_tape *tape = ad_module_call_tape(call);
     if (ad_tensor_ndim(x) != 4 || ad_tensor_shape(x)[1] != m->in)
-        return bad_input(tape, "conv2d", x, "[N,%lld,H,W]", (long long)m->in);
+        return ad__nn_bad_input(tape, "conv2d", x, "[N,%lld,H,W]", (long long)m->in);
     ad_tensor *weight = ad_module_call_param(call, 0);
-    if (!same_dtype(tape, "conv2d", x, weight))
+    if (!ad__nn_same_dtype(tape, "conv2d", x, weight))
         return NULL;
     ad_conv2d_opts opts = ad_conv2d_defaults();
     opts.stride[0] = opts.stride[1] = m->stride;
@@ -156,14 +98,14 @@ ad_status ad_nn_conv2d(ad_module **out, int64_t in_channels, int64_t out_channel
     if (in_channels <= 0 || out_channels <= 0 || kernel <= 0 || stride <= 0 || padding < 0 || !rng)
         return AD_ERR_ARG;
     conv2d config = {in_channels, out_channels, kernel, stride, padding};
-    ad_status st = module_with(out, &conv2d_type, &config, sizeof config);
+    ad_status st = ad__nn_module_with(out, &conv2d_type, &config, sizeof config);
     if (st != AD_OK)
         return st;
     double bound = 1.0 / sqrt((double)(in_channels * kernel * kernel));
     int64_t wshape[4] = {out_channels, in_channels, kernel, kernel};
-    if ((st = uniform_param(*out, "weight", dtype, 4, wshape, bound, rng)) != AD_OK ||
-        (st = uniform_param(*out, "bias", dtype, 1, &out_channels, bound, rng)) != AD_OK)
-        return fail_free(out, st);
+    if ((st = ad__nn_uniform_param(*out, "weight", dtype, 4, wshape, bound, rng)) != AD_OK ||
+        (st = ad__nn_uniform_param(*out, "bias", dtype, 1, &out_channels, bound, rng)) != AD_OK)
+        return ad__nn_fail_free(out, st);
     return AD_OK;
 }
 
@@ -177,7 +119,7 @@ static ad_tensor *maxpool2d_forward(ad_module_call *call, ad_tensor *x)
 {
     const maxpool2d *m = ad_module_call_context(call);
     if (ad_tensor_ndim(x) != 4)
-        return bad_input(ad_module_call_tape(call), "maxpool2d", x, "[N,C,H,W]");
+        return ad__nn_bad_input(ad_module_call_tape(call), "maxpool2d", x, "[N,C,H,W]");
     ad_pool2d_opts opts = ad_pool2d_defaults(m->kernel, m->kernel);
     opts.stride[0] = opts.stride[1] = m->stride;
     opts.padding[0] = opts.padding[1] = m->padding;
@@ -193,7 +135,7 @@ ad_status ad_nn_maxpool2d(ad_module **out, int kernel, int stride, int padding)
     if (kernel <= 0 || stride < 0 || padding < 0 || padding > kernel / 2)
         return AD_ERR_ARG;
     maxpool2d config = {kernel, stride ? stride : kernel, padding};
-    return module_with(out, &maxpool2d_type, &config, sizeof config);
+    return ad__nn_module_with(out, &maxpool2d_type, &config, sizeof config);
 }
 
 /* The layer kernels, once per dtype: dropout_mask_f32, dropout_mask_f64. */
@@ -206,7 +148,8 @@ static ad_tensor *flatten_forward(ad_module_call *call, ad_tensor *x)
 {
     int ndim = ad_tensor_ndim(x);
     if (ndim < 2)
-        return bad_input(ad_module_call_tape(call), "flatten", x, "[N, ...] with at least 2 dims");
+        return ad__nn_bad_input(ad_module_call_tape(call), "flatten", x,
+                                "[N, ...] with at least 2 dims");
     const int64_t *s = ad_tensor_shape(x);
     int64_t rest = 1;
     for (int i = 1; i < ndim; i++)
@@ -276,7 +219,7 @@ ad_status ad_nn_dropout(ad_module **out, double p, uint64_t seed)
         return AD_ERR_ARG;
     dropout config = {.p = p};
     ad_rng_seed(&config.rng, seed);
-    return module_with(out, &dropout_type, &config, sizeof config);
+    return ad__nn_module_with(out, &dropout_type, &config, sizeof config);
 }
 
 /* One type per activation: the kind is chosen once, at construction. */
@@ -347,9 +290,9 @@ static ad_tensor *layer_norm_forward(ad_module_call *call, ad_tensor *x)
     const layer_norm *m = ad_module_call_context(call);
     ad_tape *tape = ad_module_call_tape(call);
     if (ad_tensor_ndim(x) < 1 || ad_tensor_dim(x, -1) != m->dim)
-        return bad_input(tape, "layer_norm", x, "[...,%lld]", (long long)m->dim);
+        return ad__nn_bad_input(tape, "layer_norm", x, "[...,%lld]", (long long)m->dim);
     ad_tensor *gamma = ad_module_call_param(call, 0);
-    if (!same_dtype(tape, "layer_norm", x, gamma))
+    if (!ad__nn_same_dtype(tape, "layer_norm", x, gamma))
         return NULL;
     int last[1] = {-1};
     ad_tensor *mu = ad_mean(x, 1, last, true);
@@ -367,13 +310,13 @@ ad_status ad_nn_layer_norm(ad_module **out, int64_t dim, double eps, ad_dtype dt
     if (dim <= 0 || eps < 0)
         return AD_ERR_ARG;
     layer_norm config = {dim, eps > 0 ? eps : 1e-5};
-    ad_status st = module_with(out, &layer_norm_type, &config, sizeof config);
+    ad_status st = ad__nn_module_with(out, &layer_norm_type, &config, sizeof config);
     if (st != AD_OK)
         return st;
     ad_tensor *gamma;
     if ((st = ad_module_create_param(*out, "weight", dtype, 1, &dim, &gamma)) != AD_OK ||
         (st = ad_module_create_param(*out, "bias", dtype, 1, &dim, NULL)) != AD_OK)
-        return fail_free(out, st);
+        return ad__nn_fail_free(out, st);
     for (int64_t i = 0; i < dim; i++)
         ad_tensor_set(gamma, i, 1.0);
     return AD_OK;
@@ -424,14 +367,14 @@ ad_status ad_nn_embedding(ad_module **out, int64_t num, int64_t dim, ad_dtype dt
     if (num <= 0 || dim <= 0 || !rng)
         return AD_ERR_ARG;
     embedding config = {num, dim};
-    ad_status st = module_with(out, &embedding_type, &config, sizeof config);
+    ad_status st = ad__nn_module_with(out, &embedding_type, &config, sizeof config);
     if (st != AD_OK)
         return st;
     ad_tensor *table;
     if ((st = ad_module_create_param(*out, "weight", dtype, 2, (int64_t[]){num, dim}, &table)) !=
             AD_OK ||
         (st = ad_init_normal(table, 0.0, 1.0, rng)) != AD_OK)
-        return fail_free(out, st);
+        return ad__nn_fail_free(out, st);
     return AD_OK;
 }
 
