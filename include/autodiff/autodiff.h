@@ -383,6 +383,14 @@ AD_API ad_status ad_tensor_set(ad_tensor *t, int64_t i, double value);
 AD_API ad_status ad_tensor_copy_to_doubles(const ad_tensor *t, double *out);
 /* Copies numel doubles into a persistent tensor. */
 AD_API ad_status ad_tensor_copy_from_doubles(ad_tensor *t, const double *values);
+/*
+ * Copies src's elements (any tensor: a tape tensor, or persistent) into the
+ * persistent tensor dst of the same dtype and shape, so a value outlives its
+ * tape: a recurrent state carried across ad_tape_reset, for truncated
+ * backpropagation through time. No gradient flows. AD_ERR_NULL, AD_ERR_FREED
+ * (a stale handle), AD_ERR_ARG (dst on a tape), AD_ERR_DTYPE, AD_ERR_SHAPE.
+ */
+AD_API ad_status ad_tensor_assign(ad_tensor *dst, const ad_tensor *src);
 
 /* Scalar convenience: the first element, and the first element of the gradient (NaN if none). */
 AD_API double ad_value(const ad_tensor *t);

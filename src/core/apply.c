@@ -152,7 +152,7 @@ ad_tensor *ad__node_new(ad_tape *tape, int op, int nsrc, ad_dtype dtype)
         return NULL;
     memset(y, 0, sizeof *y);
     y->src = (ad_tensor **)(y + 1);
-    y->nsrc = (uint8_t)nsrc;
+    y->nsrc = (int32_t)nsrc;
     y->tape = tape;
     y->op = (uint8_t)op;
     y->dtype = (uint8_t)dtype;
@@ -217,9 +217,9 @@ ad_tensor *ad__apply(int op, int nsrc, ad_tensor *const *src, const ad__param *p
     if (!tape)
         return NULL;
     int arity = ad__ops[op].arity;
-    if ((arity >= 0 && nsrc != arity) || (arity < 0 && nsrc < 1) || nsrc > UINT8_MAX) {
+    if ((arity >= 0 && nsrc != arity) || (arity < 0 && nsrc < 1) || nsrc > AD__MAX_INPUTS) {
         ad__fail(tape, AD_ERR_ARG, "%s: %d inputs (the op takes %s%d)", name, nsrc,
-                 arity < 0 ? "1 to " : "", arity < 0 ? UINT8_MAX : arity);
+                 arity < 0 ? "1 to " : "", arity < 0 ? AD__MAX_INPUTS : arity);
         return NULL;
     }
     const bool differentiable = !(ad__ops[op].flags & AD_OPF_NONDIFF);

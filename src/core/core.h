@@ -86,6 +86,9 @@ typedef union ad__param {
 
 #define AD_NPARAM 4
 
+/* The most inputs one node takes (concat and stack of a long sequence's steps). */
+#define AD__MAX_INPUTS (1 << 24)
+
 struct ad_tensor {
     void *data;      /* numel elements, contiguous, row-major */
     int64_t *shape;  /* ndim entries; often shared with an input */
@@ -97,7 +100,7 @@ struct ad_tensor {
     uint32_t id;         /* index in tape->nodes when RECORDED */
     uint32_t generation; /* tape generation at creation */
     uint8_t op, dtype, ndim, flags;
-    uint8_t nsrc;
+    int32_t nsrc; /* at most AD__MAX_INPUTS */
     const ad_allocator *allocator; /* persistent tensors: how to free */
     struct ad__hook *hooks;        /* persistent tensors: accumulate hooks (heap) */
 };

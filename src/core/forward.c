@@ -226,38 +226,6 @@ ad_status ad_jvp(size_t n_outputs, ad_tensor *const *outputs, size_t n_inputs,
 
 /* ---- Jacobians ---------------------------------------------------------------- */
 
-/* Joins n tensors along axis in groups of at most 255. */
-static ad_tensor *concat_many(size_t n, ad_tensor **xs, int axis)
-{
-    while (n > 255) {
-        size_t n_groups = (n + 254) / 255;
-        for (size_t g = 0; g < n_groups; g++) {
-            size_t len = n - g * 255 < 255 ? n - g * 255 : 255;
-            xs[g] = ad_concat(len, xs + g * 255, axis);
-        }
-        n = n_groups;
-    }
-    return ad_concat(n, xs, axis);
-}
-
-/* Stacks n tensors of one shape along a new axis, in groups that fit one
- * concat (at most 255 inputs). */
-static ad_tensor *stack_many(ad_tape *tape, size_t n, ad_tensor **xs, int axis)
-{
-    const size_t group = 255;
-    if (n <= group)
-        return ad_stack(n, xs, axis);
-    size_t n_groups = (n + group - 1) / group;
-    ad_tensor **parts = ad__alloc(tape, n_groups * sizeof *parts);
-    if (!parts)
-        return NULL;
-    for (size_t g = 0; g < n_groups; g++) {
-        size_t len = n - g * group < group ? n - g * group : group;
-        parts[g] = ad_stack(len, xs + g * group, axis);
-    }
-    return concat_many(n_groups, parts, axis);
-}
-
 /* y's shape followed by x's, into shape; its ndim, or -1 past AD_MAX_DIMS. */
 static int joined_shape(const ad_tensor *y, const ad_tensor *x, int64_t *shape)
 {
@@ -307,7 +275,7 @@ static ad_status jacobian_reverse(ad_tape *tape, size_t n_out, ad_tensor *const 
         for (size_t i = 0; i < n_in; i++) {
             int64_t shape[AD_MAX_DIMS];
             int nd = joined_shape(y, inputs[i], shape);
-            ad_tensor *stacked = stack_many(tape, (size_t)m, rows + i * (size_t)m, 0);
+            ad_tensor *stacked = ad_stack((size_t)m, rows + i * (size_t)m, 0);
             jac[j * n_in + i] = ad_reshape(stacked, nd, shape);
             if (!jac[j * n_in + i])
                 return tape->status;
@@ -346,7 +314,7 @@ static ad_status jacobian_forward(ad_tape *tape, size_t n_out, ad_tensor *const 
             const ad_tensor *y = outputs[j];
             int64_t shape[AD_MAX_DIMS];
             int nd = joined_shape(y, x, shape);
-            ad_tensor *stacked = stack_many(tape, (size_t)n, cols + j * (size_t)n, y->ndim);
+            ad_tensor *stacked = ad_stack((size_t)n, cols + j * (size_t)n, y->ndim);
             jac[j * n_in + i] = ad_reshape(stacked, nd, shape);
             if (!jac[j * n_in + i])
                 return tape->status;

@@ -546,6 +546,23 @@ ad_status ad_tensor_copy_from_doubles(ad_tensor *t, const double *values)
     return AD_OK;
 }
 
+ad_status ad_tensor_assign(ad_tensor *dst, const ad_tensor *src)
+{
+    if (!dst || !src)
+        return AD_ERR_NULL;
+    if (ad__is_stale(dst) || ad__is_stale(src))
+        return AD_ERR_FREED;
+    if (!(dst->flags & AD_TF_PERSISTENT))
+        return AD_ERR_ARG;
+    if (dst->dtype != src->dtype)
+        return AD_ERR_DTYPE;
+    if (!ad__same_shape(dst, src))
+        return AD_ERR_SHAPE;
+    if (dst->data != src->data)
+        memmove(dst->data, src->data, (size_t)dst->numel * ad_dtype_size((ad_dtype)dst->dtype));
+    return AD_OK;
+}
+
 double ad_value(const ad_tensor *t)
 {
     return t && t->numel && !ad__is_stale(t) ? ad__get(t, 0) : NAN;

@@ -182,8 +182,8 @@ ad_tensor *ad_sum_to(ad_tensor *x, int ndim, const int64_t *shape)
  * by element size (a float is 4 bytes, a double 8); only the adding ops and
  * where look at values, once per dtype. */
 
-/* Largest number of inputs of concat and stack: y->nsrc is a uint8_t. */
-#define MAX_JOINED 255
+/* Largest number of inputs of concat and stack: those of one node. */
+#define MAX_JOINED AD__MAX_INPUTS
 
 /* Moves `count` rows of `row` bytes, for each of `outer` blocks: row k of
  * block o goes from src row (o * src_dim + src_start + k * src_step) to dst row
@@ -466,7 +466,7 @@ ad_tensor *ad_concat(size_t n, ad_tensor *const *xs, int axis)
         return NULL;
     char s[AD__SHAPE_BUF];
     if (n > MAX_JOINED) {
-        ad__fail(tape, AD_ERR_ARG, "concat: %zu inputs (at most %d; concat in groups)", n,
+        ad__fail(tape, AD_ERR_ARG, "concat: %zu inputs (at most %d)", n,
                  MAX_JOINED);
         return NULL;
     }
@@ -488,7 +488,7 @@ ad_tensor *ad_stack(size_t n, ad_tensor *const *xs, int axis)
         return NULL;
     char s0[AD__SHAPE_BUF], s1[AD__SHAPE_BUF];
     if (n > MAX_JOINED) {
-        ad__fail(tape, AD_ERR_ARG, "stack: %zu inputs (at most %d; stack in groups)", n,
+        ad__fail(tape, AD_ERR_ARG, "stack: %zu inputs (at most %d)", n,
                  MAX_JOINED);
         return NULL;
     }
@@ -519,7 +519,9 @@ ad_tensor *ad_stack(size_t n, ad_tensor *const *xs, int axis)
     int64_t shape[AD_MAX_DIMS];
     for (int d = 0, k = 0; d <= nd; d++)
         shape[d] = d == a ? 1 : x0->shape[k++];
-    ad_tensor *parts[MAX_JOINED];
+    ad_tensor **parts = ad__alloc(tape, n * sizeof *parts);
+    if (!parts)
+        return NULL;
     for (size_t i = 0; i < n; i++) {
         parts[i] = ad_reshape(ad_tape_use(tape, xs[i]), nd + 1, shape);
         if (!parts[i])
