@@ -91,6 +91,46 @@ static ad_tensor *f_cumsum(ad_tape *tape, size_t n, ad_tensor *const *in, void *
     return ad_mul(ad_cumsum(in[0], *(const int *)ctx), in[0]);
 }
 
+/* The scans cumprod and logcumsumexp along axis ctx (an int). */
+static ad_tensor *f_cumprod(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    (void)tape, (void)n;
+    return ad_cumprod(in[0], *(const int *)ctx);
+}
+
+static ad_tensor *f_logcumsumexp(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    (void)tape, (void)n;
+    return ad_logcumsumexp(in[0], *(const int *)ctx);
+}
+
+/* logcumsumexp times x, so that its backward gets a gradient of both signs
+ * that depends on x. */
+static ad_tensor *f_logcumsumexp_weighted(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    (void)tape, (void)n;
+    return ad_mul(ad_logcumsumexp(in[0], *(const int *)ctx), in[0]);
+}
+
+/* A scan of x + offset along axis: with the inputs all 1 (lo = hi = 1), an
+ * offset of -1 makes an exact zero that is still an input's element; with
+ * random inputs, offsets of +-1000 make logits whose exp overflows. */
+typedef struct scan_offset_ctx {
+    ad_tensor *(*scan)(ad_tensor *x, int axis);
+    int ndim;
+    int64_t shape[AD_MAX_DIMS];
+    double offset[12];
+    int axis;
+} scan_offset_ctx;
+
+static ad_tensor *f_scan_offset(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    const scan_offset_ctx *o = ctx;
+    (void)n;
+    ad_tensor *k = ad_tape_tensor_from_doubles(tape, AD_F64, o->ndim, o->shape, o->offset);
+    return o->scan(ad_add(in[0], k), o->axis);
+}
+
 static ad_tensor *f_sum_all(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
 {
     (void)tape, (void)n, (void)ctx;
@@ -168,6 +208,21 @@ static norm_ctx norm_half_all = {0.5, {0, {0}, true, 1}};
 static norm_ctx norm2_axis1 = {2, {1, {1}, true, 1}};
 
 static int scan_axis0 = 0, scan_axis1 = 1, scan_last = -1;
+
+/* rows of x + offset, all inputs 1: [2, 0, 1.5, -0.5] (a zero inside), [0, 1.5, -2, 0.5]
+ * (first), [0.5, 2, -1.5, 0] (last) */
+static scan_offset_ctx cumprod_one_zero = {
+    ad_cumprod, 2, {3, 4}, {1, -1, 0.5, -1.5, -1, 0.5, -3, -0.5, -0.5, 1, -2.5, -1}, -1};
+/* rows [2, 0, 1.5, 0] (two zeros), [0, 0, -2, 0.5] (two leading), [0, -0.5, 0, 0] (three) */
+static scan_offset_ctx cumprod_zeros = {
+    ad_cumprod, 2, {3, 4}, {1, -1, 0.5, -1, -1, -1, -3, -0.5, -1, -1.5, -1, -1}, 1};
+/* columns of a [3,2]: [1.5, 0, 2] (one zero) and [0, -0.5, 0] (two) */
+static scan_offset_ctx cumprod_columns = {ad_cumprod, 2, {3, 2}, {0.5, -1, -1, -1.5, 1, -1}, 0};
+/* rows of random logits in [-1, 1) around +-1000: exp overflows at either */
+static scan_offset_ctx logcumsumexp_huge = {
+    ad_logcumsumexp, 2, {2, 4}, {1000, 1001, 999, 1000.5, -1000, -1003, -999, -1000}, 1};
+/* logits 1000 apart in one row: the small ones get gradients of exactly 0 from the large */
+static scan_offset_ctx logcumsumexp_spread = {ad_logcumsumexp, 1, {4}, {-1000, 0, 1000, 0}, 0};
 
 static shape_ctx to_row = {2, {1, 3}};
 static shape_ctx to_vec = {1, {3}};
@@ -303,6 +358,38 @@ const grad_case cases_reduce[] = {
      ONE(3, 2, 3, 2)},
     {.op = "cumsum", .name = "axis -1 of [3,4]", .f = f_cumsum, .ctx = &scan_last, ONE(2, 3, 4)},
     {.op = "cumsum", .name = "0-d", .f = f_cumsum, .ctx = &scan_last, ONE(0, 0)},
+
+    /* cumprod: away from 0 so that products stay near 1; exact zeros from offsets */
+    {.op = "cumprod", .name = "axis 0 of [5]", .f = f_cumprod, .ctx = &scan_axis0, ONE(1, 5),
+     .lo = 0.5, .hi = 1.5},
+    {.op = "cumprod", .name = "axis 1 of [2,3,2], signs", .f = f_cumprod, .ctx = &scan_axis1,
+     ONE(3, 2, 3, 2), .lo = -1.5, .hi = 1.5},
+    {.op = "cumprod", .name = "axis -1 of [3,4]", .f = f_cumprod, .ctx = &scan_last, ONE(2, 3, 4),
+     .lo = -1.5, .hi = -0.5},
+    {.op = "cumprod", .name = "axis 0 of [3,4] (strided runs)", .f = f_cumprod,
+     .ctx = &scan_axis0, ONE(2, 3, 4), .lo = 0.5, .hi = 1.5},
+    {.op = "cumprod", .name = "0-d", .f = f_cumprod, .ctx = &scan_last, ONE(0, 0)},
+    {.op = "cumprod", .name = "rows with one zero: inside, first, last", .f = f_scan_offset,
+     .ctx = &cumprod_one_zero, ONE(2, 3, 4), .lo = 1, .hi = 1},
+    {.op = "cumprod", .name = "rows with two and three zeros", .f = f_scan_offset,
+     .ctx = &cumprod_zeros, ONE(2, 3, 4), .lo = 1, .hi = 1},
+    {.op = "cumprod", .name = "columns with one and two zeros", .f = f_scan_offset,
+     .ctx = &cumprod_columns, ONE(2, 3, 2), .lo = 1, .hi = 1},
+
+    /* logcumsumexp */
+    {.op = "logcumsumexp", .name = "axis 0 of [5]", .f = f_logcumsumexp, .ctx = &scan_axis0,
+     ONE(1, 5), .lo = -3, .hi = 3},
+    {.op = "logcumsumexp", .name = "axis 1 of [2,3,2]", .f = f_logcumsumexp,
+     .ctx = &scan_axis1, ONE(3, 2, 3, 2)},
+    {.op = "logcumsumexp", .name = "axis 0 of [3,4] (strided runs)", .f = f_logcumsumexp,
+     .ctx = &scan_axis0, ONE(2, 3, 4), .lo = -2, .hi = 2},
+    {.op = "logcumsumexp", .name = "0-d", .f = f_logcumsumexp, .ctx = &scan_last, ONE(0, 0)},
+    {.op = "logcumsumexp", .name = "logcumsumexp(x, -1) * x, [3,4]",
+     .f = f_logcumsumexp_weighted, .ctx = &scan_last, ONE(2, 3, 4)},
+    {.op = "logcumsumexp", .name = "rows of logits near 1000 and -1000", .f = f_scan_offset,
+     .ctx = &logcumsumexp_huge, ONE(2, 2, 4)},
+    {.op = "logcumsumexp", .name = "logits 1000 apart", .f = f_scan_offset,
+     .ctx = &logcumsumexp_spread, ONE(1, 4)},
 
     /* min, amin: -max(-x), filed under max */
     {.op = "max", .name = "min of all of [2,3]", .f = f_min, .ctx = &all, ONE(2, 2, 3)},

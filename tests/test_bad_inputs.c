@@ -1387,6 +1387,32 @@ static ad_tensor *where_branch_dtypes(ad_tape *t)
     return ad_where(F64(t, 2), F64(t, 2), F32(t, 2));
 }
 
+/* ---- scans ---- */
+static ad_tensor *cumsum_axis_2(ad_tape *t)
+{
+    return ad_cumsum(F64(t, 2, 3), 2);
+}
+static ad_tensor *cumprod_axis_2(ad_tape *t)
+{
+    return ad_cumprod(F64(t, 2, 3), 2);
+}
+static ad_tensor *cumprod_axis_minus_3(ad_tape *t)
+{
+    return ad_cumprod(F64(t, 2, 3), -3);
+}
+static ad_tensor *cumprod_0d_axis_1(ad_tape *t)
+{
+    return ad_cumprod(ad_scalar(t, 2.0), 1);
+}
+static ad_tensor *logcumsumexp_axis_2(ad_tape *t)
+{
+    return ad_logcumsumexp(F64(t, 2, 3), 2);
+}
+static ad_tensor *logcumsumexp_axis_minus_3(ad_tape *t)
+{
+    return ad_logcumsumexp(F64(t, 2, 3), -3);
+}
+
 /* ---- fused ---- */
 static ad_tensor *softmax_axis_2(ad_tape *t)
 {
@@ -1591,6 +1617,13 @@ static const error_row error_rows[] = {
     {E(where_shapes, AD_ERR_SHAPE, "where", "[2]", "[3]")},
     {E(where_cond_dtype, AD_ERR_DTYPE, "where", "float32 [2]", "float64 [2]")},
     {E(where_branch_dtypes, AD_ERR_DTYPE, "where", "float64 [2]", "float32 [2]")},
+    /* cumsum, cumprod, logcumsumexp (a 0-d tensor takes axis 0 or -1, as PyTorch) */
+    {E(cumsum_axis_2, AD_ERR_AXIS, "cumsum", "2", "[2,3]")},
+    {E(cumprod_axis_2, AD_ERR_AXIS, "cumprod", "2", "[2,3]")},
+    {E(cumprod_axis_minus_3, AD_ERR_AXIS, "cumprod", "-3", "[2,3]")},
+    {E(cumprod_0d_axis_1, AD_ERR_AXIS, "cumprod", "1", "[]")},
+    {E(logcumsumexp_axis_2, AD_ERR_AXIS, "logcumsumexp", "2", "[2,3]")},
+    {E(logcumsumexp_axis_minus_3, AD_ERR_AXIS, "logcumsumexp", "-3", "[2,3]")},
     /* softmax, log_softmax (PyTorch takes dim 0 of a 0-d tensor; we refuse it
      * clearly), cross_entropy, mse */
     {E(softmax_axis_2, AD_ERR_AXIS, "softmax", "2", "[2,3]")},

@@ -347,6 +347,231 @@ static void test_cumsum_errors_name_cumsum(void **state)
     assert_axis_error(tape, ad_cumsum(x, -3), "cumsum: axis -3");
 }
 
+/* ---- cumprod ----------------------------------------------------------------------------------
+ */
+
+/* d sum(y) / dx and d sum(d sum(y) / dx) / dx of a scan of a vector. */
+static void first_and_second(ad_tensor *y, ad_tensor *x, ad_tensor **g, ad_tensor **gg)
+{
+    ad_tensor *s = ad_sum_all(y);
+    assert_int_equal(ad_grad(1, &s, NULL, 1, &x, g, &(ad_backward_opts){.create_graph = true}),
+                     AD_OK);
+    ad_tensor *sg = ad_sum_all(*g);
+    assert_int_equal(ad_grad(1, &sg, NULL, 1, &x, gg, NULL), AD_OK);
+}
+
+static void test_cumprod_by_hand(void **state)
+{
+    ad_tape *tape = *state;
+    ad_tensor *x = leaf(tape, AD_F64, 2, shape23, r23);
+    ad_tensor *rows = ad_cumprod(x, -1);
+    assert_shape(rows, 2, shape23);
+    const double want_rows[6] = {1, 5, 15, 4, 8, 48};
+    assert_exact(rows, 6, want_rows);
+    /* torch: d sum(cumprod(x, 1)) / dx = [[21, 4, 5], [15, 28, 8]] */
+    const double g_rows[6] = {21, 4, 5, 15, 28, 8};
+    assert_values(grad_of_sum(rows, x), 6, g_rows, 1e-15, 0);
+    ad_tensor *cols = ad_cumprod(x, 0);
+    const double want_cols[6] = {1, 5, 3, 4, 10, 18}, g_cols[6] = {5, 3, 7, 1, 5, 3};
+    assert_exact(cols, 6, want_cols);
+    assert_values(grad_of_sum(cols, x), 6, g_cols, 1e-15, 0);
+    /* 0-d and empty */
+    ad_tensor *s = ad_cumprod(leaf(tape, AD_F64, 0, NULL, (double[]){2.5}), -1);
+    assert_int_equal(ad_tensor_ndim(s), 0);
+    assert_close(2.5, ad_value(s), 0, 0);
+    const int64_t rows0[2] = {0, 3};
+    ad_tensor *e = leaf(tape, AD_F64, 2, rows0, NULL);
+    ad_tensor *ye = ad_cumprod(e, 1);
+    assert_shape(ye, 2, rows0);
+    assert_shape(grad_of_sum(ye, e), 2, rows0);
+}
+
+/* cumprod of a vector with zeros: its value, gradient and second-order
+ * gradient (of sum(grad)) against torch's. */
+static void check_cumprod_zeros(ad_tape *tape, int64_t n, const double *x, const double *want_g,
+                                const double *want_gg)
+{
+    ad_tensor *xs = leaf_vec(tape, n, x), *g, *gg;
+    ad_tensor *y = ad_cumprod(xs, 0);
+    double prod = 1;
+    for (int64_t i = 0; i < n; i++) {
+        prod *= x[i];
+        assert_close(prod, ad_tensor_get(y, i), 0, 0);
+    }
+    /* without create_graph (zeros after the first skipped), then with it */
+    assert_values(grad_of_sum(y, xs), n, want_g, 1e-15, 0);
+    first_and_second(ad_cumprod(xs, 0), xs, &g, &gg);
+    assert_values(g, n, want_g, 1e-15, 0);
+    assert_values(gg, n, want_gg, 1e-14, 1e-14);
+}
+
+static void test_cumprod_gradients_with_zeros_match_torch(void **state)
+{
+    ad_tape *tape = *state;
+    /* torch 1.13 (its create_graph path for the second order) */
+    check_cumprod_zeros(tape, 4, (double[]){2, 0, 4, 5}, (double[]){1, 50, 0, 0},
+                        (double[]){25, 45, 12, 8});
+    check_cumprod_zeros(tape, 4, (double[]){0, 3, 4, 5}, (double[]){76, 0, 0, 0},
+                        (double[]){55, 25, 18, 12});
+    check_cumprod_zeros(tape, 4, (double[]){2, 3, 4, 0}, (double[]){16, 10, 6, 24},
+                        (double[]){20, 15, 11, 26});
+    check_cumprod_zeros(tape, 3, (double[]){2, 0, 4}, (double[]){1, 10, 0}, (double[]){5, 7, 2});
+    /* two zeros: the second still has a slope in the first */
+    check_cumprod_zeros(tape, 5, (double[]){2, 0, 4, 0, 3}, (double[]){1, 10, 0, 0, 0},
+                        (double[]){5, 39, 2, 32, 0});
+    check_cumprod_zeros(tape, 4, (double[]){0, 0, 3, 2}, (double[]){1, 0, 0, 0},
+                        (double[]){10, 10, 0, 0});
+}
+
+static void test_cumprod_third_order_with_two_zeros_matches_torch(void **state)
+{
+    ad_tape *tape = *state;
+    const double x[5] = {2, 0, 4, 0, 3}, w[5] = {-1.3, -0.3, 0.7, -1.3, -0.3},
+                 v[5] = {-1, -0.3, 0.4, 1.1, 1.8};
+    ad_tensor *xs = leaf_vec(tape, 5, x), *g, *gg, *ggg;
+    int64_t n = 5;
+    ad_tensor *ws = tensor(tape, AD_F64, 1, &n, w), *vs = tensor(tape, AD_F64, 1, &n, v);
+    ad_backward_opts create = {.create_graph = true};
+    ad_tensor *l = ad_sum_all(ad_mul(ad_cumprod(xs, 0), ws));
+    assert_int_equal(ad_grad(1, &l, NULL, 1, &xs, &g, &create), AD_OK);
+    ad_tensor *lg = ad_sum_all(ad_mul(g, vs));
+    assert_int_equal(ad_grad(1, &lg, NULL, 1, &xs, &gg, &create), AD_OK);
+    ad_tensor *lgg = ad_sum_all(ad_mul(gg, ws));
+    assert_int_equal(ad_grad(1, &lgg, NULL, 1, &xs, &ggg, NULL), AD_OK);
+    /* torch: [-0.759, 5.598, 0.219, -3.54, -0.144] */
+    const double want[5] = {-0.759, 5.598, 0.219, -3.54, -0.144};
+    assert_values(ggg, 5, want, 1e-13, 1e-15);
+}
+
+static void test_cumprod_forward_mode_with_zeros_matches_torch(void **state)
+{
+    ad_tape *tape = *state;
+    int64_t n = 5;
+    ad_tensor *x = leaf_vec(tape, n, (double[]){2, 0, 4, 0, 3});
+    ad_tensor *v = tensor(tape, AD_F64, 1, &n, (double[]){1, 2, 3, 4, 5});
+    ad_tensor *y = ad_cumprod(x, 0), *t;
+    assert_int_equal(ad_jvp(1, &y, 1, &x, &v, &t, NULL), AD_OK);
+    /* torch.autograd.forward_ad: [1, 4, 16, 0, 0] */
+    const double want[5] = {1, 4, 16, 0, 0};
+    assert_exact(t, 5, want);
+}
+
+static void test_cumprod_errors_name_cumprod(void **state)
+{
+    ad_tape *tape = *state;
+    ad_tensor *x = leaf(tape, AD_F64, 2, shape23, r23);
+    assert_axis_error(tape, ad_cumprod(x, 2), "cumprod: axis 2");
+    assert_axis_error(tape, ad_cumprod(x, -3), "cumprod: axis -3");
+}
+
+/* ---- logcumsumexp ---------------------------------------------------------------------------- */
+
+static void test_logcumsumexp_by_hand(void **state)
+{
+    ad_tape *tape = *state;
+    ad_tensor *x = leaf(tape, AD_F64, 2, shape23, r23);
+    ad_tensor *rows = ad_logcumsumexp(x, 1);
+    assert_shape(rows, 2, shape23);
+    /* torch */
+    const double want_rows[6] = {1, 5.0181499279178094, 5.142931628499899,
+                                 4, 4.126928011042972,  6.142931628499899};
+    assert_values(rows, 6, want_rows, 1e-15, 0);
+    const double g_rows[6] = {1.0338624499385582, 1.8488271222352435,  0.11731042782619841,
+                              1.9981075058040816, 0.13507916199858436, 0.8668133321973351};
+    assert_values(grad_of_sum(rows, x), 6, g_rows, 1e-14, 0);
+    ad_tensor *cols = ad_logcumsumexp(x, -2);
+    const double want_cols[6] = {1, 5, 3, 4.048587351573742, 5.048587351573742, 6.048587351573742};
+    assert_values(cols, 6, want_cols, 1e-15, 0);
+    const double g_cols[6] = {1.0474258731775667, 1.952574126822434,   1.047425873177567,
+                              0.9525741268224333, 0.04742587317756678, 0.9525741268224333};
+    assert_values(grad_of_sum(cols, x), 6, g_cols, 1e-14, 0);
+    ad_tensor *s = ad_logcumsumexp(leaf(tape, AD_F64, 0, NULL, (double[]){-2.5}), 0);
+    assert_int_equal(ad_tensor_ndim(s), 0);
+    assert_close(-2.5, ad_value(s), 0, 0);
+}
+
+static void test_logcumsumexp_of_huge_logits_does_not_overflow(void **state)
+{
+    ad_tape *tape = *state;
+    /* exp(1000) overflows a double: a naive log(cumsum(exp(x))) gives inf */
+    for (int dt = 0; dt < 2; dt++) {
+        int64_t n = 3;
+        ad_tensor *x = leaf(tape, (ad_dtype)dt, 1, &n, (double[]){1000, 1001, 999});
+        ad_tensor *y = ad_logcumsumexp(x, 0);
+        /* torch: float64 [1000, 1001.3132616875182, 1001.4076059644443], and
+         * float32 [1000, 1001.313232421875, 1001.4075927734375] */
+        const double want64[3] = {1000, 1001.3132616875182, 1001.4076059644443};
+        const double want32[3] = {1000, 1001.313232421875, 1001.4075927734375};
+        assert_values(y, 3, dt ? want64 : want32, dt ? 1e-15 : 0, 0);
+        const double g64[3] = {1.5136698924247556, 1.396299534404897, 0.09003057317038635};
+        const double g32[3] = {1.5136905908584595, 1.3963508605957031, 0.09003175795078278};
+        assert_values(grad_of_sum(y, x), 3, dt ? g64 : g32, dt ? 1e-13 : 1e-6, 0);
+    }
+    ad_tensor *neg = leaf_vec(tape, 3, (double[]){-1000, -999.5, -1001});
+    ad_tensor *yn = ad_logcumsumexp(neg, 0);
+    const double want_neg[3] = {-1000, -999.0259230158199, -998.8958693946632};
+    assert_values(yn, 3, want_neg, 1e-15, 0);
+    const double g_neg[3] = {1.7090396292222514, 1.1690087184680795, 0.12195165230972457};
+    assert_values(grad_of_sum(yn, neg), 3, g_neg, 1e-13, 0);
+}
+
+static void test_logcumsumexp_of_infinities_and_nan_follows_torch(void **state)
+{
+    ad_tape *tape = *state;
+    /* torch: [-inf, -inf, 2] -> [-inf, -inf, 2]; [1, inf, 2] -> [1, inf, inf];
+     * [1, nan, 2] -> [1, nan, nan]; all -inf stays -inf */
+    const double in[4][3] = {{-INFINITY, -INFINITY, 2},
+                             {1, INFINITY, 2},
+                             {1, NAN, 2},
+                             {-INFINITY, -INFINITY, -INFINITY}};
+    const double want[4][3] = {{-INFINITY, -INFINITY, 2},
+                               {1, INFINITY, INFINITY},
+                               {1, NAN, NAN},
+                               {-INFINITY, -INFINITY, -INFINITY}};
+    for (int dt = 0; dt < 2; dt++)
+        for (int k = 0; k < 4; k++) {
+            int64_t n = 3;
+            assert_values(ad_logcumsumexp(tensor(tape, (ad_dtype)dt, 1, &n, in[k]), 0), 3, want[k],
+                          0, 0);
+        }
+    /* torch's gradient at [-inf, 0, 1]: [nan, 1.2689414213699952, 0.7310585786300049] */
+    ad_tensor *x = leaf_vec(tape, 3, (double[]){-INFINITY, 0, 1});
+    const double g[3] = {NAN, 1.2689414213699952, 0.7310585786300049};
+    assert_values(grad_of_sum(ad_logcumsumexp(x, 0), x), 3, g, 1e-15, 0);
+    /* and at [1, inf, 2]: [1, nan, 0] */
+    ad_tensor *xi = leaf_vec(tape, 3, (double[]){1, INFINITY, 2});
+    const double gi[3] = {1, NAN, 0};
+    assert_values(grad_of_sum(ad_logcumsumexp(xi, 0), xi), 3, gi, 0, 0);
+}
+
+static void test_logcumsumexp_second_order_at_a_zero_gradient_is_finite(void **state)
+{
+    ad_tape *tape = *state;
+    int64_t n = 4;
+    ad_tensor *x = leaf_vec(tape, n, (double[]){3, -2, 0.1, 5}), *g, *gg;
+    /* dy has zeros: log |dy| would be -inf there, and its derivatives NaN */
+    ad_tensor *w = tensor(tape, AD_F64, 1, &n, (double[]){1, 0, -2, 0});
+    ad_tensor *v = tensor(tape, AD_F64, 1, &n, (double[]){1, 2, 3, 4});
+    ad_tensor *l = ad_sum_all(ad_mul(ad_logcumsumexp(x, 0), w));
+    assert_int_equal(ad_grad(1, &l, NULL, 1, &x, &g, &(ad_backward_opts){.create_graph = true}),
+                     AD_OK);
+    ad_tensor *lg = ad_sum_all(ad_mul(g, v));
+    assert_int_equal(ad_grad(1, &lg, NULL, 1, &x, &gg, NULL), AD_OK);
+    /* torch */
+    const double want_g[4] = {-0.8836627878814387, -0.012692020028894706, -0.10364519208966595, 0};
+    const double want_gg[4] = {0.20718633439786482, -0.011296009488787102, -0.19589032490907782, 0};
+    assert_values(g, 4, want_g, 1e-14, 0);
+    assert_values(gg, 4, want_gg, 1e-13, 1e-16);
+}
+
+static void test_logcumsumexp_errors_name_logcumsumexp(void **state)
+{
+    ad_tape *tape = *state;
+    ad_tensor *x = leaf(tape, AD_F64, 2, shape23, r23);
+    assert_axis_error(tape, ad_logcumsumexp(x, 2), "logcumsumexp: axis 2");
+    assert_axis_error(tape, ad_logcumsumexp(x, -3), "logcumsumexp: axis -3");
+}
+
 /* ---- float32 ----------------------------------------------------------------------------------
  */
 
@@ -372,6 +597,19 @@ static void test_float32_reductions_agree_with_float64(void **state)
         assert_values(grad_of_sum(nx, x), 6, gn, 1e-6, 0);
         const double sums[6] = {1, 6, 9, 4, 6, 12};
         assert_values(ad_cumsum(x, 1), 6, sums, 0, 0);
+        ad_tensor *c = ad_cumprod(x, 1);
+        const double cprods[6] = {1, 5, 15, 4, 8, 48}, gc[6] = {21, 4, 5, 15, 28, 8};
+        assert_values(c, 6, cprods, 0, 0);
+        assert_values(grad_of_sum(c, x), 6, gc, 0, 0);
+        /* torch's float32 logcumsumexp rounds the float64 result (it runs in double) */
+        ad_tensor *l = ad_logcumsumexp(x, 1);
+        const double lse[6] = {1, 5.0181499279178094, 5.142931628499899,
+                               4, 4.126928011042972,  6.142931628499899};
+        for (int i = 0; i < 6; i++)
+            assert_close(dt ? lse[i] : (double)(float)lse[i], ad_tensor_get(l, i), 1e-15, 0);
+        const double gl[6] = {1.0338624715805054, 1.8488272428512573,  0.11731044948101044,
+                              1.99810791015625,   0.13507920503616333, 0.8668134808540344};
+        assert_values(grad_of_sum(l, x), 6, gl, dt ? 1e-6 : 1e-7, 0);
     }
 }
 
@@ -398,6 +636,16 @@ int main(void)
         TAPE_TEST(test_norm_errors_name_norm),
         TAPE_TEST(test_cumsum_by_hand),
         TAPE_TEST(test_cumsum_errors_name_cumsum),
+        TAPE_TEST(test_cumprod_by_hand),
+        TAPE_TEST(test_cumprod_gradients_with_zeros_match_torch),
+        TAPE_TEST(test_cumprod_third_order_with_two_zeros_matches_torch),
+        TAPE_TEST(test_cumprod_forward_mode_with_zeros_matches_torch),
+        TAPE_TEST(test_cumprod_errors_name_cumprod),
+        TAPE_TEST(test_logcumsumexp_by_hand),
+        TAPE_TEST(test_logcumsumexp_of_huge_logits_does_not_overflow),
+        TAPE_TEST(test_logcumsumexp_of_infinities_and_nan_follows_torch),
+        TAPE_TEST(test_logcumsumexp_second_order_at_a_zero_gradient_is_finite),
+        TAPE_TEST(test_logcumsumexp_errors_name_logcumsumexp),
         TAPE_TEST(test_float32_reductions_agree_with_float64),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

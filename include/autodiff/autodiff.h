@@ -766,6 +766,18 @@ AD_API ad_tensor *ad_min(ad_tensor *x, int n_axes, const int *axes, bool keepdim
 AD_API ad_tensor *ad_amin(ad_tensor *x, int n_axes, const int *axes, bool keepdim);
 /* Running sum along axis (same shape; a 0-d x takes axis 0 or -1). dx = dy summed from the end */
 AD_API ad_tensor *ad_cumsum(ad_tensor *x, int axis);
+/*
+ * Running product along axis (torch.cumprod; same shape, a 0-d x takes axis 0 or -1).
+ * dx_k = sum_{j >= k} dy_j prod_{i <= j, i != k} x_i, exact with zeros (a zero gets dy times
+ * the products of the others; elements after it 0) and differentiable again to any order.
+ */
+AD_API ad_tensor *ad_cumprod(ad_tensor *x, int axis);
+/*
+ * Running log(sum(exp)) along axis (torch.logcumsumexp), stable for logits of any size:
+ * all -inf so far gives -inf, +inf gives +inf, NaN propagates.
+ * dx_k = sum_{j >= k} dy_j exp(x_k - y_j), computed in the log domain.
+ */
+AD_API ad_tensor *ad_logcumsumexp(ad_tensor *x, int axis);
 /* Whole-tensor shorthands: 0-d results. */
 AD_API ad_tensor *ad_sum_all(ad_tensor *x);
 AD_API ad_tensor *ad_mean_all(ad_tensor *x);

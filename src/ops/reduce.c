@@ -1,8 +1,9 @@
 /* Reductions over all elements or chosen axes, with keepdim. Primitives: sum,
- * max, logsumexp, prod, norm, and the scan cumsum. mean, var, std, min, amax and amin are
- * compositions of them. */
+ * max, logsumexp, prod, norm, and the scans cumsum, cumprod and logcumsumexp. mean, var,
+ * std, min, amax and amin are compositions of them. */
 #include "ops.h"
 
+#include <float.h>
 #include <math.h>
 
 void ad__keepdim_shape(const ad_tensor *x, uint32_t mask, int64_t *out)
@@ -525,14 +526,16 @@ ad_tensor *ad_norm(ad_tensor *x, double p, int n_axes, const int *axes, bool kee
     return ad__apply(AD_OP_norm, 1, &x, params);
 }
 
-/* ---- cumsum: running sums along one axis -------------------------------------------------- */
-/* param[0].i is the axis (normalised), param[1].i reverse (from the end): the
- * reverse scan is the adjoint of the forward one, so each is the other's backward. */
+/* ---- scans: cumsum, cumprod, logcumsumexp along one axis ---------------------------------- */
+/* param[0].i is the axis (normalised), param[1].i reverse (from the end). The
+ * public ops scan forward; the reverse scans appear in their backward rules. */
 
-/* x seen as (outer, n, inner) around axis. */
+/* x seen as (outer, n, inner) around axis; a 0-d x as one element. */
 static void scan_extent(const ad_tensor *x, int axis, int64_t *outer, int64_t *n, int64_t *inner)
 {
-    *outer = *inner = 1;
+    *outer = *n = *inner = 1;
+    if (!x->ndim)
+        return;
     *n = x->shape[axis];
     for (int d = 0; d < x->ndim; d++) {
         if (d < axis)
@@ -556,6 +559,46 @@ static ad_tensor *scan(int op, ad_tensor *x, int axis, bool reverse)
     return ad__apply(op, 1, &x, params);
 }
 
+/* True when y's scan runs over one element (0-d x, or a dim of size 1): then
+ * y = x, and the gradient is dy itself (PyTorch's shortcut too, for 0-d). */
+static bool scans_one(const ad_tensor *y)
+{
+    return !y->ndim || y->shape[y->param[0].i] == 1;
+}
+
+/* op along y's axis over x, forward or from the end. */
+static ad_tensor *scan_along(const ad_tensor *y, int op, ad_tensor *x, bool reverse)
+{
+    ad__param params[AD_NPARAM] = {{.i = y->param[0].i}, {.i = reverse}};
+    return ad__apply(op, 1, &x, params);
+}
+
+typedef void scan_f32(const float *x, float *y, int64_t outer, int64_t n, int64_t inner,
+                      bool reverse);
+typedef void scan_f64(const double *x, double *y, int64_t outer, int64_t n, int64_t inner,
+                      bool reverse);
+
+/* The forward of a scan: the kernel of y's dtype over x as (outer, n, inner). */
+static void scan_forward(ad_tensor *y, scan_f32 *f32, scan_f64 *f64)
+{
+    const ad_tensor *x = y->src[0];
+    int64_t outer, n, inner;
+    scan_extent(x, (int)y->param[0].i, &outer, &n, &inner);
+    switch ((ad_dtype)y->dtype) {
+    case AD_F32:
+        f32(x->data, y->data, outer, n, inner, y->param[1].i != 0);
+        break;
+    case AD_F64:
+        f64(x->data, y->data, outer, n, inner, y->param[1].i != 0);
+        break;
+    case AD_I64:
+    case AD_BOOL:
+        break; /* not a float: refused before any kernel runs */
+    }
+}
+
+/* ---- cumsum: running sums ----------------------------------------------------------------- */
+/* The reverse scan is the adjoint of the forward one, so each is the other's backward. */
 // dx = cumsum(dy) from the other end
 ad_status ad__cumsum_shape(ad_tensor *y)
 {
@@ -564,29 +607,12 @@ ad_status ad__cumsum_shape(ad_tensor *y)
 
 void ad__cumsum_forward(ad_tensor *y)
 {
-    const ad_tensor *x = y->src[0];
-    int64_t outer, n, inner;
-    if (x->ndim)
-        scan_extent(x, (int)y->param[0].i, &outer, &n, &inner);
-    else
-        outer = n = inner = 1;
-    switch ((ad_dtype)y->dtype) {
-    case AD_F32:
-        cumsum_scan_f32(x->data, y->data, outer, n, inner, y->param[1].i != 0);
-        break;
-    case AD_F64:
-        cumsum_scan_f64(x->data, y->data, outer, n, inner, y->param[1].i != 0);
-        break;
-    case AD_I64:
-    case AD_BOOL:
-        break; /* not a float: refused before any kernel runs */
-    }
+    scan_forward(y, cumsum_scan_f32, cumsum_scan_f64);
 }
 
 void ad__cumsum_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
-    ad__param params[AD_NPARAM] = {{.i = y->param[0].i}, {.i = !y->param[1].i}};
-    gin[0] = ad__apply(AD_OP_cumsum, 1, &gy, params);
+    gin[0] = scan_along(y, AD_OP_cumsum, gy, !y->param[1].i);
 }
 
 // dy = the op applied to dx (it is linear)
@@ -598,6 +624,199 @@ ad_tensor *ad__cumsum_jvp(ad_tensor *y, ad_tensor *const *t)
 ad_tensor *ad_cumsum(ad_tensor *x, int axis)
 {
     return scan(AD_OP_cumsum, x, axis, false);
+}
+
+/* ---- cumprod: running products ------------------------------------------------------------ */
+/*
+ * dx_k = sum_{j >= k} dy_j prod_{i <= j, i != k} x_i, written with ops so that it is
+ * exact at zeros and to every order. With constant masks Z = [x == 0] and, for each
+ * run along the axis, m_l = its zero number l (0 for the first):
+ *     dx = where(Z, 0, rcumsum(dy y) / where(Z, 1, x))           (x_k != 0)
+ *     dx = rcumsum(dy cumprod(where(m_l, 1, x)))   at each zero   (x_z made 1)
+ * where rcumsum is cumsum from the other end. Each is an identity in x near the
+ * point (x_k stays nonzero there; the second does not depend on x_z at all), so its
+ * derivatives are those of the true gradient too: with one zero, the elements after
+ * it get 0 but keep their slope in the zero, which a constant 0 would lose (PyTorch
+ * switches to an O(n^2) rule for the same reason when grad mode is on). Zeros after a
+ * run's first have a gradient of exactly 0 for finite x, so an unrecorded backward
+ * (no create_graph) skips them; a recorded one takes one term per zero.
+ */
+ad_status ad__cumprod_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
+
+void ad__cumprod_forward(ad_tensor *y)
+{
+    scan_forward(y, cumprod_scan_f32, cumprod_scan_f64);
+}
+
+/* A constant of x's shape: 1 at zero number `level` of each run along y's axis
+ * (counted the way y scans), 0 elsewhere; NULL when no run has that many zeros or
+ * after an error (which is then on the tape). */
+static ad_tensor *nth_zero(const ad_tensor *y, int64_t level)
+{
+    const ad_tensor *x = y->src[0];
+    int64_t outer, n, inner;
+    scan_extent(x, (int)y->param[0].i, &outer, &n, &inner);
+    ad_tensor *m = ad__new(x->tape, (ad_dtype)x->dtype, x->ndim, x->shape);
+    if (!m)
+        return NULL;
+    bool any = false, reverse = y->param[1].i != 0;
+    switch ((ad_dtype)x->dtype) {
+    case AD_F32:
+        any = nth_zero_f32(x->data, m->data, outer, n, inner, level, reverse);
+        break;
+    case AD_F64:
+        any = nth_zero_f64(x->data, m->data, outer, n, inner, level, reverse);
+        break;
+    case AD_I64:
+    case AD_BOOL:
+        break; /* not a float: refused before any kernel runs */
+    }
+    return any ? m : NULL;
+}
+
+/* The zeros' levels to visit: all when the rule is recorded, else the first. */
+static bool more_zeros(const ad_tensor *y, int64_t level)
+{
+    return level == 0 || y->tape->grad_enabled;
+}
+
+void ad__cumprod_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    if (scans_one(y)) {
+        gin[0] = gy;
+        return;
+    }
+    ad_tensor *x = y->src[0];
+    bool reverse = y->param[1].i != 0;
+    ad_tensor *w = scan_along(y, AD_OP_cumsum, ad_mul(gy, y), !reverse);
+    ad_tensor *m = nth_zero(y, 0);
+    if (!m) {
+        gin[0] = ad_div(w, x);
+        return;
+    }
+    ad_tensor *zeros = zero_mask(x), *one = ad__scalar_const(x, 1.0);
+    ad_tensor *dx = ad_where(zeros, ad__scalar_const(x, 0.0), ad_div(w, ad_where(zeros, one, x)));
+    /* m is the mask of zero number level - 1 */
+    for (int64_t level = 1; m; level++) {
+        ad_tensor *c = ad__reapply(y, 0, ad_where(m, one, x));
+        dx = ad_where(m, scan_along(y, AD_OP_cumsum, ad_mul(gy, c), !reverse), dx);
+        m = more_zeros(y, level) ? nth_zero(y, level) : NULL;
+    }
+    gin[0] = dx;
+}
+
+// dy_j = sum_{k <= j} dx_k prod_{i <= j, i != k} x_i, split as the backward:
+// y cumsum(where(Z, 0, dx / where(Z, 1, x))) + the sum over zeros z of cumsum(dx at z) times
+// cumprod(where(m_z, 1, x))
+ad_tensor *ad__cumprod_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    if (scans_one(y))
+        return t[0];
+    ad_tensor *x = y->src[0];
+    bool reverse = y->param[1].i != 0;
+    ad_tensor *m = nth_zero(y, 0);
+    if (!m)
+        return ad_mul(y, scan_along(y, AD_OP_cumsum, ad_div(t[0], x), reverse));
+    ad_tensor *zeros = zero_mask(x), *one = ad__scalar_const(x, 1.0);
+    ad_tensor *zero = ad__scalar_const(x, 0.0);
+    ad_tensor *ratio = ad_where(zeros, zero, ad_div(t[0], ad_where(zeros, one, x)));
+    ad_tensor *dy = ad_mul(y, scan_along(y, AD_OP_cumsum, ratio, reverse));
+    for (int64_t level = 1; m; level++) {
+        ad_tensor *c = ad__reapply(y, 0, ad_where(m, one, x));
+        ad_tensor *at_zero = scan_along(y, AD_OP_cumsum, ad_where(m, t[0], zero), reverse);
+        dy = ad_add(dy, ad_mul(at_zero, c));
+        m = more_zeros(y, level) ? nth_zero(y, level) : NULL;
+    }
+    return dy;
+}
+
+ad_tensor *ad_cumprod(ad_tensor *x, int axis)
+{
+    return scan(AD_OP_cumprod, x, axis, false);
+}
+
+/* ---- logcumsumexp: running log-sum-exp, stable for any logits ------------------------------ */
+/*
+ * dx_k = sum_{j >= k} dy_j exp(x_k - y_j), in the log domain as PyTorch does, dy split
+ * by sign so that each half is a log-sum-exp of real logs:
+ *     dx = exp(rlcse(log dy+ - y) + x) - exp(rlcse(log dy- - y) + x)
+ * rlcse being logcumsumexp from the other end, log dy+ = log dy where dy > 0 and the
+ * lowest finite number elsewhere (not -inf, whose derivatives would be NaN), and log
+ * of 1 standing in for log 0 so that no -inf is made at dy = 0.
+ */
+ad_status ad__logcumsumexp_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
+
+void ad__logcumsumexp_forward(ad_tensor *y)
+{
+    scan_forward(y, logcumsumexp_scan_f32, logcumsumexp_scan_f64);
+}
+
+/* The most negative finite number of a float dtype. */
+static double lowest_finite(ad_dtype dtype)
+{
+    switch (dtype) {
+    case AD_F32:
+        return -FLT_MAX;
+    case AD_F64:
+        return -DBL_MAX;
+    case AD_I64:
+    case AD_BOOL:
+        break; /* not a float: refused before any kernel runs */
+    }
+    return -DBL_MAX;
+}
+
+/* sum_j w_j exp(a_j) over the js that the scan of y (in direction reverse) has
+ * reached, times exp(b): exp(lcse(log w+ + a) + b) - exp(lcse(log w- + a) + b). A
+ * NaN in w is in both halves, so that it stays NaN. */
+static ad_tensor *signed_scan(const ad_tensor *y, ad_tensor *w, ad_tensor *a, ad_tensor *b,
+                              bool reverse)
+{
+    ad_tensor *mask[3];
+    for (int k = 0; k < 3; k++)
+        if (!(mask[k] = ad__new(w->tape, (ad_dtype)w->dtype, w->ndim, w->shape)))
+            return NULL;
+    switch ((ad_dtype)w->dtype) {
+    case AD_F32:
+        sign_masks_f32(w->data, mask[0]->data, mask[1]->data, mask[2]->data, w->numel);
+        break;
+    case AD_F64:
+        sign_masks_f64(w->data, mask[0]->data, mask[1]->data, mask[2]->data, w->numel);
+        break;
+    case AD_I64:
+    case AD_BOOL:
+        break; /* not a float: refused before any kernel runs */
+    }
+    ad_tensor *lowest = ad__scalar_const(w, lowest_finite((ad_dtype)w->dtype));
+    ad_tensor *log_w = ad_log(ad_where(mask[2], ad_abs(w), ad__scalar_const(w, 1.0)));
+    ad_tensor *half[2];
+    for (int k = 0; k < 2; k++) {
+        ad_tensor *logs = ad_add(ad_where(mask[k], log_w, lowest), a);
+        half[k] = ad_exp(ad_add(scan_along(y, AD_OP_logcumsumexp, logs, reverse), b));
+    }
+    return ad_sub(half[0], half[1]);
+}
+
+void ad__logcumsumexp_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    gin[0] = scans_one(y) ? gy : signed_scan(y, gy, ad_neg(y), y->src[0], !y->param[1].i);
+}
+
+// dy_k = sum_{j <= k} dx_j exp(x_j - y_k), the same split scanned y's way
+ad_tensor *ad__logcumsumexp_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return scans_one(y) ? t[0] : signed_scan(y, t[0], y->src[0], ad_neg(y), y->param[1].i != 0);
+}
+
+ad_tensor *ad_logcumsumexp(ad_tensor *x, int axis)
+{
+    return scan(AD_OP_logcumsumexp, x, axis, false);
 }
 
 /* ---- mean, var: compositions ------------------------------------------------------------ */

@@ -184,6 +184,80 @@ static void K(cumsum_scan)(const T *x, T *y, int64_t outer, int64_t n, int64_t i
         }
 }
 
+// running product along an axis, accumulated in double, from the end when reverse:
+// x, y: (outer, n, inner)
+static void K(cumprod_scan)(const T *x, T *y, int64_t outer, int64_t n, int64_t inner, bool reverse)
+{
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t i = 0; i < inner; i++) {
+            double acc = 1;
+            for (int64_t k = 0; k < n; k++) {
+                int64_t at = (o * n + (reverse ? n - 1 - k : k)) * inner + i;
+                acc *= (double)x[at];
+                y[at] = (T)acc;
+            }
+        }
+}
+
+// log(e^a + e^b) as max + log1p(e^(min - max)), so that nothing overflows; two equal
+// infinities give themselves (no inf - inf), and a NaN gives NaN
+static inline double K(log_add_exp)(double a, double b)
+{
+    if (a != a || b != b)
+        return a + b;
+    double hi = a > b ? a : b, lo = a > b ? b : a;
+    if (lo == hi && isinf(hi))
+        return hi;
+    return hi + log1p(exp(lo - hi));
+}
+
+// running log-sum-exp along an axis in one pass, y_k = log_add_exp(y_{k-1}, x_k) in double
+// (starting from -inf), from the end when reverse: x, y: (outer, n, inner)
+static void K(logcumsumexp_scan)(const T *x, T *y, int64_t outer, int64_t n, int64_t inner,
+                                 bool reverse)
+{
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t i = 0; i < inner; i++) {
+            double acc = -INFINITY;
+            for (int64_t k = 0; k < n; k++) {
+                int64_t at = (o * n + (reverse ? n - 1 - k : k)) * inner + i;
+                acc = K(log_add_exp)(acc, (double)x[at]);
+                y[at] = (T)acc;
+            }
+        }
+}
+
+// the zero number `level` (0 for the first) of each run along the axis, counted from the
+// run's start (its end when reverse): m = 1 there and 0 elsewhere; returns true when some
+// run has that many zeros. x, m: (outer, n, inner)
+static bool K(nth_zero)(const T *x, T *m, int64_t outer, int64_t n, int64_t inner, int64_t level,
+                        bool reverse)
+{
+    bool any = false;
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t i = 0; i < inner; i++) {
+            int64_t seen = 0;
+            for (int64_t k = 0; k < n; k++) {
+                int64_t at = (o * n + (reverse ? n - 1 - k : k)) * inner + i;
+                bool hit = x[at] == 0 && seen++ == level;
+                m[at] = hit ? (T)1 : (T)0;
+                any |= hit;
+            }
+        }
+    return any;
+}
+
+// g's sign masks, a NaN counting as both signs (so that it reaches both halves):
+// pos = [not g <= 0], neg = [not g >= 0], nonzero = [g != 0]; all (n)
+static void K(sign_masks)(const T *g, T *pos, T *neg, T *nonzero, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        pos[i] = !(g[i] <= 0) ? (T)1 : (T)0;
+        neg[i] = !(g[i] >= 0) ? (T)1 : (T)0;
+        nonzero[i] = g[i] != 0 ? (T)1 : (T)0;
+    }
+}
+
 // argmax (largest) or argmin along the middle axis: x: (outer, n, inner) -> y: (outer, inner),
 // the index of the first extreme element, a NaN counting as the extreme (torch's rule)
 static void K(arg_extreme)(const T *x, int64_t outer, int64_t n, int64_t inner, bool largest,
