@@ -854,6 +854,10 @@ AD_API ad_tensor *ad_matrix_norm(ad_tensor *a, ad_matrix_norm_ord ord);
 
 /* ==== Shape and indexing ================================================== */
 
+/* reshape, expand, slice, slice_scatter, concat, stack, permute, transpose,
+ * flip and roll (and their compositions: squeeze, repeat, ...) only move
+ * elements, and take int64 and bool tensors too. */
+
 /* Same elements, new shape; one entry may be -1 (inferred). dx = reshape(dy) */
 AD_API ad_tensor *ad_reshape(ad_tensor *x, int ndim, const int64_t *shape);
 /* Broadcast to shape (NumPy rules); dx = dy summed back to x's shape */
@@ -911,12 +915,13 @@ AD_API size_t ad_unbind(ad_tensor *x, int axis, size_t capacity, ad_tensor **out
 /* torch.Tensor.repeat: x tiled repeats[d] times along dim d; n >= x's dims
  * (leading ones are new dims). dx = dy's tiles summed (sum_to) */
 AD_API ad_tensor *ad_repeat(ad_tensor *x, int n, const int64_t *repeats);
-/* Reversed along each listed axis (n_axes = 0: none, as torch). dx = flip(dy) */
+/* Reversed along each listed axis (n_axes = 0: none, as torch), in one pass.
+ * dx = flip(dy) */
 AD_API ad_tensor *ad_flip(ad_tensor *x, int n_axes, const int *axes);
 /*
  * torch.roll: shifted by shifts[i] along axes[i], wrapping around (a repeated
- * axis rolls by the sum). axes NULL: n = 1 and x rolled as if flattened.
- * dx = roll(dy, -shifts)
+ * axis rolls by the sum), in one pass. axes NULL: n = 1 and x rolled as if
+ * flattened. dx = roll(dy, -shifts)
  */
 AD_API ad_tensor *ad_roll(ad_tensor *x, int n, const int64_t *shifts, const int *axes);
 typedef enum ad_pad_mode {
