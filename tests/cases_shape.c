@@ -462,9 +462,14 @@ static const comp_ctx rep_0d = {.n = 2, .v = {2, 3}};
 static const comp_ctx rep_3_2 = {.n = 2, .v = {3, 2}};
 static const comp_ctx flip_0_1 = {.n = 2, .axes = {0, 1}};
 static const comp_ctx flip_neg1 = {.n = 1, .axes = {-1}};
+static const comp_ctx flip_0 = {.n = 1, .axes = {0}};
+static const comp_ctx flip_1 = {.n = 1, .axes = {1}};
+static const comp_ctx flip_all = {.n = 3, .axes = {2, 0, 1}};
 static const comp_ctx roll_flat = {.n = 1, .b = 1, .v = {4}};
 static const comp_ctx roll_two_axes = {.n = 2, .v = {1, -4}, .axes = {0, 1}};
 static const comp_ctx roll_same_axis = {.n = 2, .v = {1, 1}, .axes = {-1, -1}};
+static const comp_ctx roll_0 = {.n = 1, .v = {2}, .axes = {0}};
+static const comp_ctx roll_1_2 = {.n = 2, .v = {-1, 5}, .axes = {1, 2}};
 static const comp_ctx pad_const = {.a = AD_PAD_CONSTANT, .n = 2, .v = {1, 2}, .value = 0.5};
 static const comp_ctx pad_const_crop = {.a = AD_PAD_CONSTANT, .n = 4, .v = {-1, 1, 1, 0}};
 static const comp_ctx pad_reflect = {.a = AD_PAD_REFLECT, .n = 4, .v = {2, 1, 1, 0}};
@@ -692,19 +697,29 @@ const grad_case cases_shape[] = {
     {.op = "expand", .name = "repeat [2,1] by {3,2}, squared", .f = f_repeat_squared,
      .ctx = (void *)&rep_3_2, ONE(2, 2, 1)},
 
-    /* flip: index_selects */
-    {.op = "index_select", .name = "flip [2,3] over {0,1} * x", .f = f_flip_times,
+    /* flip */
+    {.op = "flip", .name = "flip [2,3] over {0,1} * x", .f = f_flip_times,
      .ctx = (void *)&flip_0_1, ONE(2, 2, 3)},
-    {.op = "index_select", .name = "flip [2,3,4] over -1 * x", .f = f_flip_times,
+    {.op = "flip", .name = "flip [2,3,4] over -1 * x", .f = f_flip_times,
      .ctx = (void *)&flip_neg1, ONE(3, 2, 3, 4)},
+    {.op = "flip", .name = "flip [3,2,4] over 0 (rows of 8) * x", .f = f_flip_times,
+     .ctx = (void *)&flip_0, ONE(3, 3, 2, 4)},
+    {.op = "flip", .name = "flip [2,3,2] over the middle dim * x", .f = f_flip_times,
+     .ctx = (void *)&flip_1, ONE(3, 2, 3, 2)},
+    {.op = "flip", .name = "flip [3,1,4] over {2,0,1} * x", .f = f_flip_times,
+     .ctx = (void *)&flip_all, ONE(3, 3, 1, 4)},
 
-    /* roll: slices joined */
-    {.op = "concat", .name = "roll [2,3] by 4, flattened, * x", .f = f_roll_times,
+    /* roll */
+    {.op = "roll", .name = "roll [2,3] by 4, flattened, * x", .f = f_roll_times,
      .ctx = (void *)&roll_flat, ONE(2, 2, 3)},
-    {.op = "concat", .name = "roll [2,3] by {1,-4} over {0,1} * x", .f = f_roll_times,
+    {.op = "roll", .name = "roll [2,3] by {1,-4} over {0,1} * x", .f = f_roll_times,
      .ctx = (void *)&roll_two_axes, ONE(2, 2, 3)},
-    {.op = "concat", .name = "roll [3,4] by {1,1} over {-1,-1} * x", .f = f_roll_times,
+    {.op = "roll", .name = "roll [3,4] by {1,1} over {-1,-1} * x", .f = f_roll_times,
      .ctx = (void *)&roll_same_axis, ONE(2, 3, 4)},
+    {.op = "roll", .name = "roll [4,3] by 2 over 0 (one run) * x", .f = f_roll_times,
+     .ctx = (void *)&roll_0, ONE(2, 4, 3)},
+    {.op = "roll", .name = "roll [2,3,4] by {-1,5} over {1,2} * x", .f = f_roll_times,
+     .ctx = (void *)&roll_1_2, ONE(3, 2, 3, 4)},
 
     /* pad */
     {.op = "concat", .name = "pad [2,3] constant 0.5 by (1,2)", .f = f_pad,

@@ -567,7 +567,7 @@ static ad_status model_create(ad_module **out, uint64_t seed)
     if (st == AD_OK)
         st = ad_nn_linear(&m[3], 18, HIDDEN, true, AD_F64, &rng);
     if (st == AD_OK)
-        st = ad_nn_layer_norm(&m[4], HIDDEN, 0, AD_F64);
+        st = ad_nn_layer_norm(&m[4], HIDDEN, AD_NORM_EPS, AD_F64);
     if (st == AD_OK)
         st = ad_nn_activation(&m[5], AD_ACT_TANH);
     if (st == AD_OK)

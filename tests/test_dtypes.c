@@ -128,6 +128,19 @@ static void test_a_float_op_refuses_int64_and_bool_tensors_naming_the_op(void **
     assert_non_null(r);
     assert_int_equal(ad_tensor_dtype(r), AD_I64);
     assert_non_null(ad_detach(b));
+    /* So do the ones that only move elements: transpose, expand, flip, roll. */
+    const int64_t iv[6] = {1, 2, 3, 4, 5, 6};
+    ad_tensor *m = ad_tape_tensor(tape, AD_I64, 2, (int64_t[]){2, 3}, iv);
+    const int64_t *t = ad_tensor_data(ad_transpose(m, 0, 1));
+    assert_true(t[0] == 1 && t[1] == 4 && t[2] == 2 && t[5] == 6);
+    const int64_t *f = ad_tensor_data(ad_flip(m, 1, (int[]){1}));
+    assert_true(f[0] == 3 && f[2] == 1 && f[3] == 6);
+    const int64_t *rl = ad_tensor_data(ad_roll(m, 1, (int64_t[]){1}, (int[]){0}));
+    assert_true(rl[0] == 4 && rl[3] == 1);
+    ad_tensor *e = ad_expand(ad_reshape(b, 2, (int64_t[]){3, 1}), 2, (int64_t[]){3, 2});
+    assert_int_equal(ad_tensor_dtype(e), AD_BOOL);
+    assert_int_equal(ad_tensor_numel(e), 6);
+    assert_int_equal(ad_tape_status(tape), AD_OK);
 }
 
 static void test_int64_and_bool_tensors_never_require_grad(void **state)

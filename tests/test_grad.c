@@ -21,6 +21,7 @@ static const family families[] = {
     {"linalg", cases_linalg, &n_cases_linalg},
     {"shape", cases_shape, &n_cases_shape},
     {"fused", cases_fused, &n_cases_fused},
+    {"norm", cases_norm, &n_cases_norm},
     {"conv", cases_conv, &n_cases_conv},
     {"custom", cases_custom, &n_cases_custom},
 };

@@ -237,7 +237,7 @@ static void test_layer_norm_gradients_in_input_gamma_and_beta(void **state)
     ad_module *m = NULL;
     assert_int_equal(ad_nn_layer_norm(&m, 4, 1e-5, AD_F64), AD_OK);
     check_module("layer_norm over 4", m, 2, (int64_t[]){3, 4});
-    assert_int_equal(ad_nn_layer_norm(&m, 3, 0, AD_F64), AD_OK);
+    assert_int_equal(ad_nn_layer_norm(&m, 3, AD_NORM_EPS, AD_F64), AD_OK);
     check_module("layer_norm over 3 of a 3-d input", m, 3, (int64_t[]){2, 2, 3});
 }
 
@@ -330,7 +330,7 @@ static void test_sequential_gradients_in_input_and_all_parameters(void **state)
     assert_int_equal(ad_nn_conv2d(&conv, 1, 2, 3, 1, 1, AD_F64, &rng), AD_OK);
     assert_int_equal(ad_nn_maxpool2d(&pool, 2, 0, 0), AD_OK);
     assert_int_equal(ad_nn_flatten(&flat), AD_OK);
-    assert_int_equal(ad_nn_layer_norm(&norm, 3, 0, AD_F64), AD_OK);
+    assert_int_equal(ad_nn_layer_norm(&norm, 3, AD_NORM_EPS, AD_F64), AD_OK);
     ad_module *cnn_layers[6] = {conv, make_activation(AD_ACT_TANH),          pool,
                                 flat, make_linear(8, 3, true, AD_F64, &rng), norm};
     ad_module *cnn = NULL;
@@ -715,6 +715,40 @@ static void test_layer_norm_forward_matches_pytorch(void **state)
     ad_nn_free(m);
 }
 
+/* nn.LayerNorm(4, eps=0.0).double()([[0.5, -1, 2, 0.25], [1, 1, 1, 1]]): eps 0 is
+ * used as 0, so the constant row divides 0 by 0, as in PyTorch; the module is
+ * ad_layer_norm with its weight and bias, bit for bit. */
+static void test_layer_norm_module_uses_eps_as_given_zero_included(void **state)
+{
+    (void)state;
+    static const double expected[8] = {0.05862103817605491,
+                                       -1.3482838780492632,
+                                       1.465525954401373,
+                                       -0.17586311452816478,
+                                       NAN,
+                                       NAN,
+                                       NAN,
+                                       NAN};
+    const double x[8] = {0.5, -1.0, 2.0, 0.25, 1.0, 1.0, 1.0, 1.0};
+    ad_module *m = NULL;
+    assert_int_equal(ad_nn_layer_norm(&m, 4, 0.0, AD_F64), AD_OK);
+    ad_tape *tape = test_tape();
+    ad_tensor *xs = ad_tape_tensor_from_doubles(tape, AD_F64, 2, (int64_t[]){2, 4}, x);
+    ad_tensor *y = ad_nn_forward(m, tape, xs);
+    assert_values(y, COUNT(expected), expected, 1e-14, 1e-15);
+    ad_nn_param p[2];
+    assert_int_equal(ad_nn_params(m, p, 2), 2);
+    ad_tensor *f = ad_layer_norm(xs, 1, p[0].tensor, p[1].tensor, 0.0);
+    assert_memory_equal(ad_tensor_data(f), ad_tensor_data(y), 4 * sizeof(double));
+    ad_tape_free(tape);
+    ad_nn_free(m);
+    /* eps < 0, NaN or inf is refused, never read as a default */
+    assert_int_equal(ad_nn_layer_norm(&m, 4, -1e-5, AD_F64), AD_ERR_ARG);
+    assert_int_equal(ad_nn_layer_norm(&m, 4, NAN, AD_F64), AD_ERR_ARG);
+    assert_int_equal(ad_nn_layer_norm(&m, 4, INFINITY, AD_F64), AD_ERR_ARG);
+    assert_null(m);
+}
+
 /*
  * F.linear(torch.tensor([[1.0, -2.0, 0.5], [0.25, 0.75, -1.5]]),
  *          torch.tensor([[0.1, 0.2, 0.3], [-0.4, 0.5, -0.6]]), torch.tensor([0.05, -0.05]))
@@ -924,7 +958,7 @@ static void test_sequential_names_parameters_as_pytorch_state_dict(void **state)
     ad_rng rng;
     ad_rng_seed(&rng, 1);
     ad_module *norm = NULL;
-    assert_int_equal(ad_nn_layer_norm(&norm, 2, 0, AD_F32), AD_OK);
+    assert_int_equal(ad_nn_layer_norm(&norm, 2, AD_NORM_EPS, AD_F32), AD_OK);
     ad_module *inner_layers[2] = {make_linear(4, 2, false, AD_F32, &rng), norm};
     ad_module *inner = NULL;
     assert_int_equal(ad_nn_sequential(&inner, 2, inner_layers), AD_OK);
@@ -1820,7 +1854,7 @@ static void test_other_layers_reject_inputs_that_do_not_fit(void **state)
     assert_message_has(tape, "[1,4,4]");
 
     ad_tape_reset(tape);
-    assert_int_equal(ad_nn_layer_norm(&norm, 4, 0, AD_F64), AD_OK);
+    assert_int_equal(ad_nn_layer_norm(&norm, 4, AD_NORM_EPS, AD_F64), AD_OK);
     /* A last dim of 1 would broadcast silently against gamma [4]. */
     assert_null(ad_nn_forward(norm, tape, ad_full(tape, AD_F64, 2, (int64_t[]){3, 1}, 1)));
     assert_int_equal(ad_tape_status(tape), AD_ERR_SHAPE);
@@ -1916,6 +1950,7 @@ static void test_constructors_with_bad_sizes_return_bad_argument(void **state)
     assert_int_equal(ad_nn_dropout(&m, NAN, 1), AD_ERR_ARG);
     assert_int_equal(ad_nn_layer_norm(&m, 0, 1e-5, AD_F64), AD_ERR_ARG);
     assert_int_equal(ad_nn_layer_norm(&m, 3, -1, AD_F64), AD_ERR_ARG);
+    assert_int_equal(ad_nn_layer_norm(&m, 3, NAN, AD_F64), AD_ERR_ARG);
     assert_int_equal(ad_nn_embedding(&m, 0, 3, AD_F64, &rng), AD_ERR_ARG);
     assert_int_equal(ad_nn_embedding(&m, 3, 0, AD_F64, &rng), AD_ERR_ARG);
     assert_int_equal(ad_nn_activation(&m, (ad_activation)99), AD_ERR_ARG);
@@ -2044,6 +2079,7 @@ int main(void)
         cmocka_unit_test(test_maxpool2d_fast_and_general_paths_agree_on_ties_and_nans),
         cmocka_unit_test(test_sequential_refuses_the_same_child_twice),
         cmocka_unit_test(test_layer_norm_forward_matches_pytorch),
+        cmocka_unit_test(test_layer_norm_module_uses_eps_as_given_zero_included),
         cmocka_unit_test(test_linear_forward_matches_pytorch),
         cmocka_unit_test(test_activations_forward_match_pytorch),
         cmocka_unit_test(test_losses_match_pytorch),

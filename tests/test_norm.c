@@ -130,6 +130,94 @@ static void test_norms_check_their_arguments(void **state)
     assert_int_equal(ad_tape_status(tape), AD_ERR_SHAPE);
 }
 
+/* The gradient has two paths: one kernel when it is not recorded, and ops
+ * (differentiable again) under create_graph. Both must give torch's.
+ * x = tensor(X).reshape(3,4); y = F.layer_norm(x, (4,), None, None, 1e-5);
+ * g, = grad((y * arange(12).reshape(3,4)).sum(), x, create_graph=True);
+ * (g * g).sum().backward(); x.grad */
+static void test_layer_norm_gradients_with_and_without_a_graph_match_torch(void **state)
+{
+    ad_tape *tape = *state;
+    const double g_torch[12] = {-1.1846078414121086, 0.4364274674950044,  -0.18703844310529227,
+                                0.9352188170223965,  -0.8071039572532288, -0.3240927429721743,
+                                0.4442194860000246,  0.6869772142253785,  -2.056688234475441,
+                                -0.7259925389088018, 1.4941586264982583,  1.2885221468859847};
+    const double gg_torch[12] = {1.4201363753389171,  1.2335379769027022,   -1.0054902213657833,
+                                 -1.6481841308758363, -0.12323555698770787, 0.14503118910999863,
+                                 -0.5510887340683285, 0.5292931019460377,   -3.9724243597299034,
+                                 -0.9586596087573409, -5.985495436475881,   10.916579404963125};
+    double c[12];
+    for (int k = 0; k < 12; k++)
+        c[k] = k;
+    const int64_t s[2] = {3, 4};
+    ad_tensor *x = ad_requires_grad(from(tape, 2, s, X));
+    for (int create_graph = 0; create_graph < 2; create_graph++) {
+        ad_tensor *y = ad_layer_norm(x, 1, NULL, NULL, 1e-5);
+        ad_tensor *loss = ad_sum_all(ad_mul(y, from(tape, 2, s, c)));
+        ad_tensor *g;
+        ad_backward_opts o = {.create_graph = create_graph};
+        assert_int_equal(ad_grad(1, &loss, NULL, 1, &x, &g, &o), AD_OK);
+        for (int k = 0; k < 12; k++)
+            assert_close(g_torch[k], ad_tensor_get(g, k), 1e-13, 1e-15);
+        if (!create_graph)
+            continue;
+        assert_int_equal(ad_backward(ad_sum_all(ad_mul(g, g)), NULL), AD_OK);
+        for (int k = 0; k < 12; k++)
+            assert_close(gg_torch[k], ad_tensor_get(ad_tensor_grad(x), k), 1e-12, 1e-14);
+    }
+}
+
+/* x32 = tensor(X, float32).reshape(3,4); w = [1.5,-.5,2,.3]; b = [.1,.2,.3,-.1];
+ * y = F.layer_norm(x32, (4,), w, b, 1e-5); (y * arange(12).reshape(3,4)).sum().backward() */
+static void test_float32_layer_norm_matches_torch(void **state)
+{
+    ad_tape *tape = *state;
+    const double y_torch[12] = {-0.22732561826705933, 0.96375972032547,    2.482170820236206,
+                                0.09639537334442139,  0.20182648301124573, 0.4375951290130615,
+                                3.4226789474487305,   -0.4462100863456726, 0.2587999701499939,
+                                0.21764445304870605,  3.05253267288208,    -0.5340532660484314};
+    const double g_torch[12] = {-0.6879053711891174, 0.5091590285301208, 1.1700692176818848,
+                                -0.9913228750228882, 0.7038700580596924, -2.5918707847595215,
+                                0.3312363624572754,  1.5567638874053955, 5.166345596313477,
+                                -16.91986083984375,  5.618680953979492,  6.134834289550781};
+    const int64_t s[2] = {3, 4}, four = 4;
+    double c[12];
+    for (int k = 0; k < 12; k++)
+        c[k] = k;
+    ad_tensor *x = ad_requires_grad(ad_tape_tensor_from_doubles(tape, AD_F32, 2, s, X));
+    ad_tensor *w =
+        ad_tape_tensor_from_doubles(tape, AD_F32, 1, &four, (double[]){1.5, -0.5, 2.0, 0.3});
+    ad_tensor *b =
+        ad_tape_tensor_from_doubles(tape, AD_F32, 1, &four, (double[]){0.1, 0.2, 0.3, -0.1});
+    ad_tensor *y = ad_layer_norm(x, 1, w, b, 1e-5);
+    assert_int_equal(ad_tensor_dtype(y), AD_F32);
+    for (int k = 0; k < 12; k++)
+        assert_close(y_torch[k], ad_tensor_get(y, k), 1e-6, 1e-6);
+    ad_tensor *loss = ad_sum_all(ad_mul(y, ad_tape_tensor_from_doubles(tape, AD_F32, 2, s, c)));
+    assert_int_equal(ad_backward(loss, NULL), AD_OK);
+    for (int k = 0; k < 12; k++)
+        assert_close(g_torch[k], ad_tensor_get(ad_tensor_grad(x), k), 1e-5, 1e-5);
+}
+
+static void test_layer_norm_of_empty_tensors_gives_empty_gradients(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t shapes[2][2] = {{3, 0}, {0, 4}};
+    for (int k = 0; k < 2; k++) {
+        ad_tensor *x = ad_requires_grad(ad_full(tape, AD_F64, 2, shapes[k], 1.0));
+        for (int create_graph = 0; create_graph < 2; create_graph++) {
+            ad_tensor *y = ad_layer_norm(x, 1, NULL, NULL, 1e-5);
+            assert_non_null(y);
+            assert_int_equal(ad_tensor_numel(y), 0);
+            ad_tensor *g, *loss = ad_sum_all(y);
+            ad_backward_opts o = {.create_graph = create_graph};
+            assert_int_equal(ad_grad(1, &loss, NULL, 1, &x, &g, &o), AD_OK);
+            assert_int_equal(ad_tensor_ndim(g), 2);
+            assert_memory_equal(ad_tensor_shape(g), shapes[k], sizeof shapes[k]);
+        }
+    }
+}
+
 static ad_tensor *all_norms(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
 {
     (void)n, (void)ctx;
@@ -162,6 +250,9 @@ int main(void)
         TAPE_TEST(test_group_norm_matches_torch),
         TAPE_TEST(test_batch_norm_trains_updates_running_stats_and_evaluates_as_torch),
         TAPE_TEST(test_norms_check_their_arguments),
+        TAPE_TEST(test_layer_norm_gradients_with_and_without_a_graph_match_torch),
+        TAPE_TEST(test_float32_layer_norm_matches_torch),
+        TAPE_TEST(test_layer_norm_of_empty_tensors_gives_empty_gradients),
         cmocka_unit_test(test_norms_pass_gradcheck_to_second_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

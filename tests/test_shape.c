@@ -1351,6 +1351,62 @@ static void test_roll_of_0d_along_an_axis_is_an_axis_error(void **state)
                   "axis 0", "[]");
 }
 
+/* x = torch.arange(24).reshape(2,3,4): x.flip(...), torch.roll(x, ...), in torch 1.13 */
+static const double flip_0_2[24] = {15, 14, 13, 12, 19, 18, 17, 16, 23, 22, 21, 20,
+                                    3,  2,  1,  0,  7,  6,  5,  4,  11, 10, 9,  8};
+static const double flip_1[24] = {8,  9,  10, 11, 4,  5,  6,  7,  0,  1,  2,  3,
+                                  20, 21, 22, 23, 16, 17, 18, 19, 12, 13, 14, 15};
+static const double roll_1_m2_over_1_2[24] = {10, 11, 8,  9,  2,  3,  0,  1,  6,  7,  4,  5,
+                                              22, 23, 20, 21, 14, 15, 12, 13, 18, 19, 16, 17};
+static const double roll_3_over_0[24] = {12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23,
+                                         0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11};
+static const double roll_1_5_over_0_1[24] = {16, 17, 18, 19, 20, 21, 22, 23, 12, 13, 14, 15,
+                                             4,  5,  6,  7,  8,  9,  10, 11, 0,  1,  2,  3};
+static const double roll_7_flat[24] = {17, 18, 19, 20, 21, 22, 23, 0,  1,  2,  3,  4,
+                                       5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16};
+
+static void test_flip_and_roll_of_3d_tensors_of_every_dtype_match_torch(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[3] = {2, 3, 4};
+    const ad_dtype dtypes[3] = {AD_F32, AD_F64, AD_I64};
+    double v[24];
+    for (int i = 0; i < 24; i++)
+        v[i] = i;
+    for (int k = 0; k < 3; k++) {
+        ad_tensor *x = tensor(tape, dtypes[k], 3, s, v);
+        ad_tensor *f = ad_flip(x, 2, (const int[]){0, -1});
+        assert_int_equal(ad_tensor_dtype(f), dtypes[k]);
+        assert_exact(f, 24, flip_0_2);
+        assert_exact(ad_flip(x, 1, (const int[]){1}), 24, flip_1);
+        assert_exact(ad_roll(x, 2, (const int64_t[]){1, -2}, (const int[]){1, 2}), 24,
+                     roll_1_m2_over_1_2);
+        assert_exact(ad_roll(x, 1, (const int64_t[]){3}, (const int[]){0}), 24, roll_3_over_0);
+        assert_exact(ad_roll(x, 2, (const int64_t[]){1, 5}, (const int[]){0, 1}), 24,
+                     roll_1_5_over_0_1);
+        assert_exact(ad_roll(x, 1, (const int64_t[]){7}, NULL), 24, roll_7_flat);
+        /* flipping back and rolling back give x */
+        assert_exact(ad_flip(f, 2, (const int[]){2, 0}), 24, v);
+    }
+    /* bool: torch.roll(b, -1) and b.flip(0) */
+    const int64_t n6 = 6;
+    ad_tensor *b = tensor(tape, AD_BOOL, 1, &n6, (const double[]){1, 0, 0, 1, 1, 0});
+    assert_exact(ad_roll(b, 1, (const int64_t[]){-1}, NULL), 6, (const double[]){0, 0, 1, 1, 0, 1});
+    assert_exact(ad_flip(b, 1, (const int[]){0}), 6, (const double[]){0, 1, 1, 0, 0, 1});
+    assert_int_equal(ad_tape_status(tape), AD_OK);
+}
+
+static void test_roll_by_whole_turns_and_flip_of_size_1_dims_return_x_itself(void **state)
+{
+    ad_tape *tape = *state;
+    const int64_t s[2] = {2, 3};
+    ad_tensor *x = iota(tape, AD_F64, 2, s);
+    assert_ptr_equal(ad_roll(x, 2, (const int64_t[]){-4, 3}, (const int[]){0, 1}), x);
+    assert_ptr_equal(ad_roll(x, 2, (const int64_t[]){2, -2}, (const int[]){1, 1}), x);
+    ad_tensor *row = leaf(tape, AD_F64, 2, (const int64_t[]){1, 3}, NULL);
+    assert_ptr_equal(ad_flip(row, 1, (const int[]){0}), row); /* a size-1 dim: nothing moves */
+}
+
 static void test_pad_constant_pads_last_dim_first_and_crops_negative_pads(void **state)
 {
     ad_tape *tape = *state;
@@ -1756,6 +1812,8 @@ int main(void)
         TAPE_TEST(test_roll_wraps_around_flattened_or_per_axis_as_torch),
         TAPE_TEST(test_roll_with_shifts_unlike_axes_is_an_argument_error),
         TAPE_TEST(test_roll_of_0d_along_an_axis_is_an_axis_error),
+        TAPE_TEST(test_flip_and_roll_of_3d_tensors_of_every_dtype_match_torch),
+        TAPE_TEST(test_roll_by_whole_turns_and_flip_of_size_1_dims_return_x_itself),
         TAPE_TEST(test_pad_constant_pads_last_dim_first_and_crops_negative_pads),
         TAPE_TEST(test_pad_reflect_replicate_and_circular_as_torch),
         TAPE_TEST(test_pad_reflect_of_a_pad_not_below_the_dim_names_the_pads_and_shape),

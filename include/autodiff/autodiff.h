@@ -882,6 +882,10 @@ AD_API ad_tensor *ad_matrix_norm(ad_tensor *a, ad_matrix_norm_ord ord);
 
 /* ==== Shape and indexing ================================================== */
 
+/* reshape, expand, slice, slice_scatter, concat, stack, permute, transpose,
+ * flip and roll (and their compositions: squeeze, repeat, ...) only move
+ * elements, and take int64 and bool tensors too. */
+
 /* Same elements, new shape; one entry may be -1 (inferred). dx = reshape(dy) */
 AD_API ad_tensor *ad_reshape(ad_tensor *x, int ndim, const int64_t *shape);
 /* Broadcast to shape (NumPy rules); dx = dy summed back to x's shape */
@@ -939,12 +943,13 @@ AD_API size_t ad_unbind(ad_tensor *x, int axis, size_t capacity, ad_tensor **out
 /* torch.Tensor.repeat: x tiled repeats[d] times along dim d; n >= x's dims
  * (leading ones are new dims). dx = dy's tiles summed (sum_to) */
 AD_API ad_tensor *ad_repeat(ad_tensor *x, int n, const int64_t *repeats);
-/* Reversed along each listed axis (n_axes = 0: none, as torch). dx = flip(dy) */
+/* Reversed along each listed axis (n_axes = 0: none, as torch), in one pass.
+ * dx = flip(dy) */
 AD_API ad_tensor *ad_flip(ad_tensor *x, int n_axes, const int *axes);
 /*
  * torch.roll: shifted by shifts[i] along axes[i], wrapping around (a repeated
- * axis rolls by the sum). axes NULL: n = 1 and x rolled as if flattened.
- * dx = roll(dy, -shifts)
+ * axis rolls by the sum), in one pass. axes NULL: n = 1 and x rolled as if
+ * flattened. dx = roll(dy, -shifts)
  */
 AD_API ad_tensor *ad_roll(ad_tensor *x, int n, const int64_t *shifts, const int *axes);
 typedef enum ad_pad_mode {
@@ -1030,18 +1035,26 @@ AD_API ad_tensor *ad_masked_fill(ad_tensor *x, ad_tensor *mask, double value);
  */
 AD_API ad_tensor *ad_where(ad_tensor *cond, ad_tensor *a, ad_tensor *b);
 
-/* ==== Normalisation (torch.nn.functional), compositions of ops ============ */
+/* ==== Normalisation (torch.nn.functional) ================================= */
 /*
  * (x - mean) / sqrt(var + eps) with the biased variance, then * weight + bias
  * (either may be NULL; they may be persistent parameters). eps must be finite
- * and >= 0: 0 means 0 (torch's default is 1e-5). Gradients are those of the
- * composition, to any order. Errors name the op, the argument and the shapes.
+ * and >= 0: 0 means 0, never a default; pass AD_NORM_EPS for torch's. The
+ * normalisation over trailing dims (layer_norm, group_norm) is one fused op,
+ * computed in double per row, whose gradient is written with ops (exact to any
+ * order); batch_norm and the affine part are compositions. Errors name the
+ * op, the argument and the shapes.
  */
-/* Over the last n_dims dims of x; weight and bias have those dims' shape. */
+#define AD_NORM_EPS 1e-5 /* torch's default eps of layer_norm, group_norm, batch_norm */
+/*
+ * Over the last n_dims dims of x; weight and bias have those dims' shape.
+ * dx = rstd (g - mean(g) - y mean(g y)) over those dims, for g = dy (* weight),
+ * y the normalised x and rstd = 1 / sqrt(var + eps).
+ */
 AD_API ad_tensor *ad_layer_norm(ad_tensor *x, int n_dims, ad_tensor *weight, ad_tensor *bias,
                                 double eps);
 /* x [N, C, *] in `groups` groups of C / groups channels, each normalised over
- * its channels and the other dims; weight and bias [C]. */
+ * its channels and the other dims (layer_norm's op); weight and bias [C]. */
 AD_API ad_tensor *ad_group_norm(ad_tensor *x, int64_t groups, ad_tensor *weight, ad_tensor *bias,
                                 double eps);
 /*

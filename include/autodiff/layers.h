@@ -195,9 +195,11 @@ typedef enum {
 } ad_activation;
 
 /*
- * Every constructor returns AD_OK, AD_ERR_ARG (bad size) or AD_ERR_NOMEM and
- * sets *out (NULL on error). Free a module with ad_nn_free (not needed for
- * children given to a container, which owns them).
+ * Every constructor returns AD_OK, AD_ERR_ARG (a bad size or argument) or
+ * AD_ERR_NOMEM and sets *out (NULL on error). Free a module with ad_nn_free
+ * (not needed for children given to a container, which owns them). No
+ * argument takes 0 to mean a default value, except MaxPool2d's stride, for
+ * which 0 is not a stride.
  */
 
 /* y = x W^T + b; x [..., in], W [out, in], b [out]. Kaiming-uniform init as
@@ -230,9 +232,11 @@ AD_API ad_tensor *ad_dropout(ad_tensor *x, double p, bool training, ad_rng *rng)
  * added at each index (repeats accumulate). An index outside [0, num) is
  * AD_ERR_ARG, a non-int64 index AD_ERR_DTYPE. */
 AD_API ad_tensor *ad_embedding(ad_tensor *index, ad_tensor *weight);
-/* Normalises over the last dim: (x - mean) / sqrt(var + eps) * gamma + beta,
- * var without correction (as PyTorch). gamma ones, beta zeros; eps 0 means
- * PyTorch's 1e-5. Parameters "weight" (gamma) and "bias" (beta). */
+/* nn.LayerNorm(dim, eps): ad_layer_norm over the last dim,
+ * (x - mean) / sqrt(var + eps) * gamma + beta, var without correction (as
+ * PyTorch). gamma ones, beta zeros. eps is used as given, 0 meaning 0: pass
+ * AD_NORM_EPS (1e-5) for PyTorch's default; AD_ERR_ARG for eps < 0, NaN or
+ * inf. Parameters "weight" (gamma) and "bias" (beta). */
 AD_API ad_status ad_nn_layer_norm(ad_module **out, int64_t dim, double eps, ad_dtype dtype);
 /* A table [num, dim], N(0, 1) init. ad_nn_forward takes an int64 tensor of
  * indices of any shape S (each in [0, num)) and gives S + [dim], as torch's

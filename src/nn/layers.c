@@ -277,7 +277,7 @@ ad_status ad_nn_activation(ad_module **out, ad_activation kind)
     return ad_module_create(out, &activation_types[kind], NULL);
 }
 
-/* ---- LayerNorm ---------------------------------------------------------------------------- */
+/* ---- LayerNorm: ad_layer_norm over the last dim, with its weight and bias ------------------ */
 
 typedef struct layer_norm {
     int64_t dim;
@@ -289,16 +289,13 @@ static ad_tensor *layer_norm_forward(ad_module_call *call, ad_tensor *x)
 {
     const layer_norm *m = ad_module_call_context(call);
     ad_tape *tape = ad_module_call_tape(call);
+    /* Checked here, not left to ad_layer_norm, so that the messages name the layer. */
     if (ad_tensor_ndim(x) < 1 || ad_tensor_dim(x, -1) != m->dim)
         return ad__nn_bad_input(tape, "layer_norm", x, "[...,%lld]", (long long)m->dim);
     ad_tensor *gamma = ad_module_call_param(call, 0);
     if (!ad__nn_same_dtype(tape, "layer_norm", x, gamma))
         return NULL;
-    int last[1] = {-1};
-    ad_tensor *mu = ad_mean(x, 1, last, true);
-    ad_tensor *var = ad_var(x, 1, last, true, 0);
-    ad_tensor *xhat = ad_div(ad_sub(x, mu), ad_sqrt(ad_add_scalar(var, m->eps)));
-    return ad_add(ad_mul(xhat, gamma), ad_module_call_param(call, 1));
+    return ad_layer_norm(x, 1, gamma, ad_module_call_param(call, 1), m->eps);
 }
 
 static const ad_module_type layer_norm_type = {
@@ -307,9 +304,10 @@ static const ad_module_type layer_norm_type = {
 ad_status ad_nn_layer_norm(ad_module **out, int64_t dim, double eps, ad_dtype dtype)
 {
     *out = NULL;
-    if (dim <= 0 || eps < 0)
+    /* eps is used as given: 0 means 0 (AD_NORM_EPS is torch's 1e-5) */
+    if (dim <= 0 || !(eps >= 0 && eps < INFINITY))
         return AD_ERR_ARG;
-    layer_norm config = {dim, eps > 0 ? eps : 1e-5};
+    layer_norm config = {dim, eps};
     ad_status st = ad__nn_module_with(out, &layer_norm_type, &config, sizeof config);
     if (st != AD_OK)
         return st;

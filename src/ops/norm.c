@@ -1,7 +1,113 @@
 /* Normalisation layers as functions, torch.nn.functional's layer_norm,
- * group_norm and batch_norm: compositions of mean, var and elementwise ops,
- * so their gradients (to any order) are those of the parts. */
+ * group_norm and batch_norm. The normalisation over trailing dims (layer_norm,
+ * and group_norm once reshaped) is one fused op, whose backward is written
+ * with ops so that second derivatives are exact; batch_norm and the affine
+ * weight and bias are compositions of mean, var and elementwise ops. */
 #include "ops.h"
+
+#include <math.h>
+
+/* The row kernels, once per float dtype: layer_norm_rows_f32, ... */
+#define KERNELS "ops/norm_kernels.h"
+#include "../core/kernels.h"
+
+/* ---- layer_norm: (x - mean) / sqrt(var + eps) over the last k dims, fused ------------------
+ * x seen as rows of the last k dims' n elements; biased variance, as torch. The forward is
+ * one kernel call per row (mean, rstd = 1 / sqrt(var + eps), then y), in double whatever
+ * the dtype. The Jacobian is symmetric: rstd (I - 1/n - y y^T / n) per row.
+ * param[0].i: k; [1].f: eps; [2].p: each row's rstd (double, arena), set by the forward
+ * and read by the backward's fused kernel. */
+// dx = rstd (dy - mean(dy) - y mean(dy y)) over the k dims, rstd = 1 / sqrt(var(x) + eps)
+ad_status ad__layer_norm_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
+
+/* One parallel job over rows: a forward or a backward, of one dtype. */
+typedef struct layer_norm_job {
+    const ad_tensor *y, *in; /* in: x for the forward, the incoming gradient for the backward */
+    ad_tensor *out;          /* y for the forward, dx for the backward */
+    int64_t n;
+    bool backward;
+} layer_norm_job;
+
+static void layer_norm_range(void *ctx, int64_t begin, int64_t end)
+{
+    const layer_norm_job *j = ctx;
+    double eps = j->y->param[1].f, *rstd = j->y->param[2].p;
+    switch ((ad_dtype)j->y->dtype) {
+    case AD_F32:
+        if (j->backward)
+            layer_norm_grad_rows_f32(begin, end, j->n, j->in->data, j->y->data, rstd, j->out->data);
+        else
+            layer_norm_rows_f32(begin, end, j->n, j->in->data, j->out->data, rstd, eps);
+        break;
+    case AD_F64:
+        if (j->backward)
+            layer_norm_grad_rows_f64(begin, end, j->n, j->in->data, j->y->data, rstd, j->out->data);
+        else
+            layer_norm_rows_f64(begin, end, j->n, j->in->data, j->out->data, rstd, eps);
+        break;
+    case AD_I64:
+    case AD_BOOL:
+        break; /* not a float: refused before any kernel runs */
+    }
+}
+
+/* Runs the job over y's rows, split over threads as a cheap pass is. */
+static void layer_norm_rows(layer_norm_job *job)
+{
+    const ad_tensor *y = job->y;
+    job->n = ad__numel((int)y->param[0].i, y->shape + y->ndim - y->param[0].i);
+    if (y->numel == 0 || !y->param[2].p)
+        return;
+    int64_t rows = y->numel / job->n, grain = AD__GRAIN_CHEAP / job->n;
+    ad__parallel_for(rows, grain > 1 ? grain : 1, layer_norm_range, job);
+}
+
+void ad__layer_norm_forward(ad_tensor *y)
+{
+    int64_t n = ad__numel((int)y->param[0].i, y->shape + y->ndim - y->param[0].i);
+    y->param[2].p = ad__alloc(y->tape, (size_t)(y->numel / n) * sizeof(double));
+    layer_norm_job job = {.y = y, .in = y->src[0], .out = y};
+    layer_norm_rows(&job); /* out of memory: param[2].p is NULL, the error on the tape */
+}
+
+void ad__layer_norm_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    ad_tensor *x = y->src[0];
+    if (!y->tape->grad_enabled && y->param[2].p && gy->numel == y->numel && gy->dtype == y->dtype) {
+        /* Not recorded (no create_graph): the same rule as one kernel over the rows,
+         * with the forward's rstd. */
+        ad_tensor *dx = ad__new(y->tape, (ad_dtype)y->dtype, y->ndim, y->shape);
+        layer_norm_job job = {.y = y, .in = gy, .out = dx, .backward = true};
+        if (dx)
+            layer_norm_rows(&job);
+        gin[0] = dx;
+        return;
+    }
+    int k = (int)y->param[0].i, axes[AD_MAX_DIMS];
+    for (int d = 0; d < k; d++)
+        axes[d] = y->ndim - k + d;
+    /* rstd from x and y itself, both recorded: their own derivatives give the second order */
+    ad_tensor *rstd = ad_rsqrt(ad_add_scalar(ad_var(x, k, axes, true, 0), y->param[1].f));
+    ad_tensor *mean_g = ad_mean(gy, k, axes, true);
+    ad_tensor *mean_gy = ad_mean(ad_mul(gy, y), k, axes, true);
+    gin[0] = ad_mul(ad_sub(ad_sub(gy, mean_g), ad_mul(y, mean_gy)), rstd);
+}
+
+// dy = the backward rule applied to dx (a symmetric Jacobian)
+ad_tensor *ad__layer_norm_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_self_adjoint(y, t);
+}
+
+/* The fused normalisation over the last k dims of x (checked by the caller). */
+static ad_tensor *normalise_last(ad_tensor *x, int k, double eps)
+{
+    ad__param params[AD_NPARAM] = {{.i = k}, {.f = eps}};
+    return ad__apply(AD_OP_layer_norm, 1, &x, params);
+}
 
 /* (x - mean) / sqrt(var + eps) over the axes, biased variance (as torch). */
 static ad_tensor *normalise(ad_tensor *x, int n_axes, const int *axes, double eps)
@@ -56,10 +162,7 @@ ad_tensor *ad_layer_norm(ad_tensor *x, int n_dims, ad_tensor *weight, ad_tensor 
     if (!optional_shape(tape, "layer_norm", "weight", weight, n_dims, last, x) ||
         !optional_shape(tape, "layer_norm", "bias", bias, n_dims, last, x))
         return NULL;
-    int axes[AD_MAX_DIMS];
-    for (int k = 0; k < n_dims; k++)
-        axes[k] = x->ndim - n_dims + k;
-    return affine(normalise(x, n_dims, axes, eps), weight, bias);
+    return affine(normalise_last(x, n_dims, eps), weight, bias);
 }
 
 /* weight or bias [C] as [C, 1, ..., 1] for x [N, C, *]. */
@@ -107,7 +210,7 @@ ad_tensor *ad_group_norm(ad_tensor *x, int64_t groups, ad_tensor *weight, ad_ten
     /* [N, G, C/G * rest], normalised over the last axis, and back */
     int64_t grouped[3] = {x->shape[0], groups, x->numel ? -1 : 0};
     ad_tensor *g = ad_reshape(x, 3, grouped);
-    ad_tensor *y = ad_reshape(normalise(g, 1, (int[]){2}, eps), x->ndim, x->shape);
+    ad_tensor *y = ad_reshape(normalise_last(g, 1, eps), x->ndim, x->shape);
     return affine(y, per_channel(weight, x), per_channel(bias, x));
 }
 

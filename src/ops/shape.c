@@ -1,10 +1,13 @@
 /* Shape ops: reshape, expand, sum_to, slice, slice_scatter, concat, stack,
- * permute, transpose. reshape shares its input's data (values on a tape never
- * change); the others copy. Indexing ops are in index.c. */
+ * permute, transpose, flip, roll, and compositions of them. reshape shares its
+ * input's data (values on a tape never change); the others copy. They move
+ * elements of any dtype: the ones with a row and no arithmetic are flagged
+ * AD_OPF_ANY_DTYPE. Indexing ops are in index.c. */
 #include "ops.h"
 
-/* The copy kernels, once per dtype: expand_f32, permute_f64, ... */
+/* The copy kernels, once per dtype: expand_f32, permute_f64, flip_roll_i64, ... */
 #define KERNELS "ops/shape_kernels.h"
+#define KERNELS_ALL_DTYPES
 #include "../core/kernels.h"
 
 /* ---- reshape ------------------------------------------------------------------------ */
@@ -97,8 +100,11 @@ void ad__expand_forward(ad_tensor *y)
         expand_f64(&bc, y->src[0]->data, y->data);
         break;
     case AD_I64:
+        expand_i64(&bc, y->src[0]->data, y->data);
+        break;
     case AD_BOOL:
-        break; /* not a float: refused before any kernel runs */
+        expand_bool(&bc, y->src[0]->data, y->data);
+        break;
     }
 }
 
@@ -568,8 +574,11 @@ void ad__permute_forward(ad_tensor *y)
         permute_f64(x->data, y->data, rows, nd, y->shape, stride);
         break;
     case AD_I64:
+        permute_i64(x->data, y->data, rows, nd, y->shape, stride);
+        break;
     case AD_BOOL:
-        break; /* not a float: refused before any kernel runs */
+        permute_bool(x->data, y->data, rows, nd, y->shape, stride);
+        break;
     }
 }
 
@@ -636,10 +645,187 @@ ad_tensor *ad_transpose(ad_tensor *x, int axis0, int axis1)
     return ad_permute(x, perm);
 }
 
+/* ---- flip and roll: one walk over y, reading x at a reversed or wrapped index ------------
+ * Both are permutations of x's entries along some dims, done by one kernel
+ * (flip_roll in shape_kernels.h). Before it runs, dims that neither op moves
+ * are merged with their outer neighbour when it is not reversed, so that a
+ * roll of [64, 128, 128] along dim 0 is two memcpys and a flip along dim 0
+ * copies rows of 128 * 128. */
+
+/* The one-pass forward: bit d of reversed flips dim d; shift[d] (NULL: none)
+ * rolls it, in [0, dim). */
+static void flip_roll_forward(ad_tensor *y, uint32_t reversed, const int64_t *shift)
+{
+    const ad_tensor *x = y->src[0];
+    if (y->numel == 0)
+        return;
+    int64_t shape[AD_MAX_DIMS], first[AD_MAX_DIMS];
+    uint32_t rev = 0;
+    int nd = 0;
+    for (int d = 0; d < x->ndim; d++) {
+        int64_t n = x->shape[d], s = shift ? shift[d] : 0;
+        bool r = (reversed >> d) & 1;
+        if (nd && !r && s == 0 && !((rev >> (nd - 1)) & 1)) {
+            /* untouched after an untouched or rolled dim: one dim, rolled by as many blocks */
+            shape[nd - 1] *= n;
+            first[nd - 1] *= n;
+            continue;
+        }
+        rev |= (uint32_t)r << nd;
+        first[nd] = r ? n - 1 : s ? n - s : 0;
+        shape[nd++] = n;
+    }
+    if (nd == 0) { /* a 0-d x: nothing to move but its one entry */
+        memcpy(y->data, x->data, ad_dtype_size((ad_dtype)y->dtype));
+        return;
+    }
+    switch ((ad_dtype)y->dtype) {
+    case AD_F32:
+        flip_roll_f32(x->data, y->data, nd, shape, first, rev);
+        break;
+    case AD_F64:
+        flip_roll_f64(x->data, y->data, nd, shape, first, rev);
+        break;
+    case AD_I64:
+        flip_roll_i64(x->data, y->data, nd, shape, first, rev);
+        break;
+    case AD_BOOL:
+        flip_roll_bool(x->data, y->data, nd, shape, first, rev);
+        break;
+    }
+}
+
+/* ---- flip: reversed along the dims of a mask ----------------------------------------------
+ * dx = flip(dy) (self-adjoint). param[0].i: the mask, only dims of size >= 2. */
+ad_status ad__flip_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
+
+void ad__flip_forward(ad_tensor *y)
+{
+    flip_roll_forward(y, (uint32_t)y->param[0].i, NULL);
+}
+
+void ad__flip_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    gin[0] = ad__reapply(y, 0, gy);
+}
+
+// dy = the op applied to dx (it is linear)
+ad_tensor *ad__flip_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_linear(y, t);
+}
+
+ad_tensor *ad_flip(ad_tensor *x, int n_axes, const int *axes)
+{
+    ad_tape *tape = ad__input_tape(x, "flip");
+    if (!tape)
+        return NULL;
+    if (n_axes == 0) /* torch: no dims, nothing flipped */
+        return x;
+    if (x->ndim == 0) { /* torch lets a 0-d tensor name axis 0 or -1 */
+        for (int i = 0; i < n_axes; i++)
+            if (!axes || (axes[i] != 0 && axes[i] != -1)) {
+                ad__fail(tape, AD_ERR_AXIS, "flip: axis %d is not 0 or -1 for shape []",
+                         axes ? axes[i] : 0);
+                return NULL;
+            }
+        return x;
+    }
+    uint32_t mask;
+    if (ad__axes_mask(tape, "flip", x, n_axes, axes, &mask) != AD_OK)
+        return NULL;
+    for (int d = 0; d < x->ndim; d++)
+        if (x->shape[d] < 2)
+            mask &= ~(1u << d); /* reversing 0 or 1 entries moves nothing */
+    if (!mask)
+        return x;
+    ad__param params[AD_NPARAM] = {{.i = mask}};
+    return ad__apply(AD_OP_flip, 1, &x, params);
+}
+
+/* ---- roll: shifted along each dim, wrapping around ----------------------------------------
+ * dx = roll(dy, -shifts). param[0].p: the shift of each dim, in [0, dim) (int64, arena). */
+ad_status ad__roll_shape(ad_tensor *y)
+{
+    return ad__same_shape_rule(y);
+}
+
+void ad__roll_forward(ad_tensor *y)
+{
+    flip_roll_forward(y, 0, y->param[0].p);
+}
+
+void ad__roll_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    const int64_t *shift = y->param[0].p;
+    int64_t *back = ad__alloc(y->tape, (size_t)y->ndim * sizeof *back);
+    if (!back)
+        return; /* out of memory: the error is on the tape, which the sweep checks */
+    for (int d = 0; d < y->ndim; d++)
+        back[d] = shift[d] ? y->shape[d] - shift[d] : 0;
+    ad__param params[AD_NPARAM] = {{.p = back}};
+    gin[0] = ad__apply(AD_OP_roll, 1, &gy, params);
+}
+
+// dy = the op applied to dx (it is linear)
+ad_tensor *ad__roll_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__jvp_linear(y, t);
+}
+
+ad_tensor *ad_roll(ad_tensor *x, int n, const int64_t *shifts, const int *axes)
+{
+    ad_tape *tape = ad__input_tape(x, "roll");
+    if (!tape)
+        return NULL;
+    char s[AD__SHAPE_BUF];
+    if (n < 1 || !shifts || (!axes && n != 1)) {
+        ad__fail(tape, AD_ERR_ARG,
+                 "roll: %d shifts%s for shape %s (one without axes, else one per axis)", n,
+                 shifts ? "" : " (NULL)", AD__SHAPE(x, s));
+        return NULL;
+    }
+    if (!axes) { /* torch: rolled as if flattened, then the shape restored (free reshapes) */
+        if (x->ndim == 0)
+            return x;
+        ad_tensor *flat = ad_roll(ad_flatten(x, 0, -1), 1, shifts, (const int[]){0});
+        return ad_reshape(flat, x->ndim, x->shape);
+    }
+    int64_t shift[AD_MAX_DIMS] = {0};
+    bool moved = false;
+    for (int i = 0; i < n; i++) {
+        int a = i < AD_MAX_DIMS ? ad__check_axis(tape, "roll", x, axes[i]) : -1;
+        if (a < 0) {
+            if (i >= AD_MAX_DIMS)
+                ad__fail(tape, AD_ERR_ARG, "roll: %d axes for shape %s (at most %d)", n,
+                         AD__SHAPE(x, s), AD_MAX_DIMS);
+            return NULL;
+        }
+        int64_t dim = x->shape[a];
+        if (dim == 0)
+            continue;
+        /* a repeated axis rolls by the sum of its shifts, as torch; kept in [0, dim) */
+        int64_t r = shifts[i] % dim;
+        r = r < 0 ? r + dim : r;
+        shift[a] = shift[a] >= dim - r ? shift[a] - (dim - r) : shift[a] + r;
+    }
+    for (int d = 0; d < x->ndim; d++)
+        moved = moved || shift[d];
+    if (!moved)
+        return x;
+    ad__param params[AD_NPARAM] = {{.p = ad__copy_i64(tape, shift, (size_t)x->ndim)}};
+    if (!params[0].p)
+        return NULL;
+    return ad__apply(AD_OP_roll, 1, &x, params);
+}
+
 /* ==== Compositions of the primitives above ===================================================
  * squeeze, unsqueeze, flatten, unflatten and expand_as are reshapes and expands;
- * split, chunk and unbind are slices; repeat is expands; flip and pad (reflect, replicate,
- * circular) are index_selects; roll is slices joined; constant pad is slices and
+ * split, chunk and unbind are slices; repeat is expands; pad (reflect, replicate,
+ * circular) is index_selects; constant pad is slices and
  * concats; tril/triu are where with a constant mask; diagonal is a strided slice of the
  * flattened matrix; trace and outer are sums and products of those. None needs a row:
  * each is differentiable to any order because its parts are, and tests/cases_shape.c
@@ -956,96 +1142,13 @@ ad_tensor *ad_repeat(ad_tensor *x, int n, const int64_t *repeats)
     return y;
 }
 
-/* ---- flip: index_select with the reversed index, per axis -------------------------------- */
+/* ---- pad: constant by slices and concats, the others by index_select --------------------- */
 
 /* An index of n entries in the tape's arena, or NULL (out of memory, on the tape). */
 static int64_t *index_buffer(ad_tape *tape, int64_t n)
 {
     return ad__alloc(tape, (size_t)(n ? n : 1) * sizeof(int64_t));
 }
-
-ad_tensor *ad_flip(ad_tensor *x, int n_axes, const int *axes)
-{
-    ad_tape *tape = ad__input_tape(x, "flip");
-    if (!tape)
-        return NULL;
-    if (n_axes == 0) /* torch: no dims, nothing flipped */
-        return x;
-    if (x->ndim == 0) { /* torch lets a 0-d tensor name axis 0 or -1 */
-        for (int i = 0; i < n_axes; i++)
-            if (!axes || (axes[i] != 0 && axes[i] != -1)) {
-                ad__fail(tape, AD_ERR_AXIS, "flip: axis %d is not 0 or -1 for shape []",
-                         axes ? axes[i] : 0);
-                return NULL;
-            }
-        return x;
-    }
-    uint32_t mask;
-    if (ad__axes_mask(tape, "flip", x, n_axes, axes, &mask) != AD_OK)
-        return NULL;
-    ad_tensor *y = x;
-    for (int d = 0; d < x->ndim && y; d++) {
-        int64_t dim = x->shape[d];
-        if (!(mask & (1u << d)) || dim < 2)
-            continue;
-        int64_t *index = index_buffer(tape, dim);
-        if (!index)
-            return NULL;
-        for (int64_t i = 0; i < dim; i++)
-            index[i] = dim - 1 - i;
-        y = ad_index_select(y, d, (size_t)dim, index);
-    }
-    return y;
-}
-
-/* ---- roll: per axis, the last `shift` entries joined before the rest -------------------- */
-
-static ad_tensor *roll_axis(ad_tensor *x, int axis, int64_t shift)
-{
-    int64_t dim = x->shape[axis];
-    if (dim == 0)
-        return x;
-    int64_t s = shift % dim;
-    s = s < 0 ? s + dim : s;
-    if (s == 0)
-        return x;
-    ad_tensor *parts[2] = {ad_slice(x, axis, dim - s, dim, 1), ad_slice(x, axis, 0, dim - s, 1)};
-    return parts[0] && parts[1] ? ad_concat(2, parts, axis) : NULL;
-}
-
-ad_tensor *ad_roll(ad_tensor *x, int n, const int64_t *shifts, const int *axes)
-{
-    ad_tape *tape = ad__input_tape(x, "roll");
-    if (!tape)
-        return NULL;
-    char s[AD__SHAPE_BUF];
-    if (n < 1 || !shifts || (!axes && n != 1)) {
-        ad__fail(tape, AD_ERR_ARG,
-                 "roll: %d shifts%s for shape %s (one without axes, else one per axis)", n,
-                 shifts ? "" : " (NULL)", AD__SHAPE(x, s));
-        return NULL;
-    }
-    if (!axes) { /* torch: rolled as if flattened, then the shape restored */
-        if (x->ndim == 0)
-            return x;
-        ad_tensor *flat = roll_axis(ad_flatten(x, 0, -1), 0, shifts[0]);
-        return ad_reshape(flat, x->ndim, x->shape);
-    }
-    int a[AD_MAX_DIMS];
-    for (int i = 0; i < n; i++)
-        if (i >= AD_MAX_DIMS || (a[i] = ad__check_axis(tape, "roll", x, axes[i])) < 0) {
-            if (i >= AD_MAX_DIMS)
-                ad__fail(tape, AD_ERR_ARG, "roll: %d axes for shape %s (at most %d)", n,
-                         AD__SHAPE(x, s), AD_MAX_DIMS);
-            return NULL;
-        }
-    ad_tensor *y = x; /* a repeated axis rolls by the sum of its shifts, as torch */
-    for (int i = 0; i < n && y; i++)
-        y = roll_axis(y, a[i], shifts[i]);
-    return y;
-}
-
-/* ---- pad: constant by slices and concats, the others by index_select --------------------- */
 
 /* The source index of each entry of a padded dim: out = dim + lo + hi entries. */
 static void pad_index(ad_pad_mode mode, int64_t dim, int64_t lo, int64_t out, int64_t *index)

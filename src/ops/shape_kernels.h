@@ -1,7 +1,8 @@
-/* Shape-op kernels over T, instantiated per dtype by kernels.h (shape.c
- * includes it). They only move elements: a load and store of a float or a
- * double copies its bits unchanged (no arithmetic touches them), so these are
- * bit copies. Not include-guarded: included once per dtype. */
+/* Shape-op kernels over T, instantiated for every dtype by kernels.h (shape.c
+ * includes it with KERNELS_ALL_DTYPES). They only move elements: a load and
+ * store of a float, a double, an int64 or a bool copies its bits unchanged (no
+ * arithmetic touches them), so these are bit copies. Not include-guarded:
+ * included once per dtype. */
 #include <string.h>
 
 // expand: x broadcast along bc: x: (broadcastable to y) -> y: (bc->outer, bc->inner)
@@ -40,6 +41,48 @@ static void K(permute)(const T *x, T *y, int64_t rows, int nd, const int64_t *sh
             }
             offset -= (idx[d] - 1) * stride[d];
             idx[d] = 0;
+        }
+    }
+}
+
+// flip and roll in one pass: along dim d, entry i of y is entry (first[d] - i) of x when bit d
+// of reversed is set (first[d] = shape[d] - 1), else entry (first[d] + i) mod shape[d] (a roll
+// by shape[d] - first[d]); x, y: (shape), nd >= 1 dims, nonempty
+static void K(flip_roll)(const T *x, T *y, int nd, const int64_t *shape, const int64_t *first,
+                         uint32_t reversed)
+{
+    int64_t idx[AD_MAX_DIMS] = {0}, src[AD_MAX_DIMS], stride[AD_MAX_DIMS];
+    int64_t n = shape[nd - 1], f = first[nd - 1], rows = 1, offset = 0;
+    stride[nd - 1] = 1;
+    for (int d = nd - 2; d >= 0; d--)
+        stride[d] = stride[d + 1] * shape[d + 1];
+    for (int d = 0; d < nd - 1; d++) {
+        src[d] = first[d];
+        offset += first[d] * stride[d];
+        rows *= shape[d];
+    }
+    bool flip_inner = (reversed >> (nd - 1)) & 1;
+    for (int64_t row = 0; row < rows; row++) {
+        const T *xr = x + offset; /* entry 0 of the row of x that row of y comes from */
+        T *yr = y + row * n;
+        if (flip_inner) {
+            for (int64_t i = 0; i < n; i++)
+                yr[i] = xr[f - i];
+        } else { /* two runs: x[f..n) then x[0..f) */
+            memcpy(yr, xr + f, (size_t)(n - f) * sizeof(T));
+            memcpy(yr + (n - f), xr, (size_t)f * sizeof(T));
+        }
+        for (int d = nd - 2; d >= 0; d--) { /* the next row: an odometer over the outer dims */
+            int64_t s = src[d];
+            if (++idx[d] < shape[d]) {
+                s = (reversed >> d) & 1 ? s - 1 : s + 1 == shape[d] ? 0 : s + 1;
+                offset += (s - src[d]) * stride[d];
+                src[d] = s;
+                break;
+            }
+            idx[d] = 0;
+            offset += (first[d] - s) * stride[d];
+            src[d] = first[d];
         }
     }
 }
