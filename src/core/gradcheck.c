@@ -380,6 +380,70 @@ static uint64_t splitmix(uint64_t *s)
     return z ^ (z >> 31);
 }
 
+/* <d f / d input i, v> at the probe's point, with or without create_graph,
+ * into out[i] (numel doubles each; zeros where f does not reach input i). */
+static ad_status vjp_at(ad_tape *tape, const check *probe, const double *v_values, bool graph,
+                        double **out)
+{
+    ad_tape_reset(tape);
+    ad_tensor **leaves = ad__alloc(tape, (probe->n + 1) * sizeof *leaves);
+    ad_tensor **grads = ad__alloc(tape, (probe->n + 1) * sizeof *grads);
+    ad_tensor *y = leaves && grads ? evaluate(tape, probe, leaves) : NULL;
+    if (!y)
+        return tape->status != AD_OK ? tape->status : AD_ERR_NULL;
+    for (size_t i = 0; i < probe->n; i++)
+        memset(out[i], 0, (size_t)probe->shapes[i]->numel * sizeof **out);
+    if (!(y->flags & AD_TF_RECORDED))
+        return AD_OK;
+    ad_tensor *v = ad_tape_tensor(tape, AD_F64, y->ndim, y->shape, v_values);
+    ad_backward_opts o = {.create_graph = graph};
+    ad_status st = v ? ad_grad(1, &y, &v, probe->n, leaves, grads, &o) : tape->status;
+    for (size_t i = 0; st == AD_OK && i < probe->n; i++)
+        for (int64_t e = 0; grads[i] && e < grads[i]->numel; e++)
+            out[i][e] = ad__get(grads[i], e);
+    return st;
+}
+
+/* The gradient recorded with create_graph (whose derivative the second-order
+ * check then takes) must be the gradient itself: an op whose recorded
+ * backward differs from its fast one would otherwise pass both checks. */
+static ad_status graph_gradient_matches(const check *probe, const double *v_values,
+                                        const ad_gradcheck_opts *opts, ad_gradcheck_result *r)
+{
+    ad_tape *tape = NULL;
+    if (ad_tape_create(&tape) != AD_OK)
+        return no_memory(r, "its tape");
+    double atol = opts && opts->atol > 0 ? opts->atol : 1e-5;
+    double rtol = opts && opts->rtol > 0 ? opts->rtol : 1e-3;
+    size_t n = probe->n;
+    double **plain = ad__calloc(2 * n + 1, sizeof *plain), **graph = plain ? plain + n : NULL;
+    ad_status st = plain ? AD_OK : no_memory(r, "the gradients");
+    for (size_t i = 0; st == AD_OK && i < 2 * n; i++)
+        if (!(plain[i] = ad__malloc(((size_t)probe->shapes[i % n]->numel + 1) * sizeof **plain)))
+            st = no_memory(r, "the gradients");
+    if (st == AD_OK && (st = vjp_at(tape, probe, v_values, false, plain)) == AD_OK)
+        st = vjp_at(tape, probe, v_values, true, graph);
+    if (st != AD_OK && !r->message[0])
+        fail_message(r, tape, "gradient at the point failed");
+    for (size_t i = 0; st == AD_OK && i < n && r->passed; i++)
+        for (int64_t e = 0; e < probe->shapes[i]->numel; e++) {
+            double a = graph[i][e], b = plain[i][e];
+            if (fabs(a - b) <= atol + rtol * fabs(b) || (isnan(a) && isnan(b)))
+                continue;
+            r->passed = false;
+            snprintf(r->message, sizeof r->message,
+                     "gradgradcheck: input %zu element %lld: the gradient recorded with "
+                     "create_graph is %.10g, without it %.10g",
+                     i, (long long)e, a, b);
+            break;
+        }
+    for (size_t i = 0; plain && i < 2 * n; i++)
+        ad__free(plain[i]);
+    ad__free(plain);
+    ad_tape_free(tape);
+    return st;
+}
+
 ad_status ad_gradgradcheck(ad_function f, void *ctx, size_t n, ad_tensor *const *inputs,
                            uint64_t seed, const ad_gradcheck_opts *opts,
                            ad_gradcheck_result *result)
@@ -419,7 +483,8 @@ ad_status ad_gradgradcheck(ad_function f, void *ctx, size_t n, ad_tensor *const 
     for (int64_t e = 0; e < y->numel; e++)
         all[n][e] = (double)(splitmix(&s) >> 11) / 9007199254740992.0 * 2.0 - 1.0;
     result->passed = true;
-    for (size_t k = 0; k < n && result->passed; k++) {
+    st = graph_gradient_matches(&probe, all[n], opts, result);
+    for (size_t k = 0; st == AD_OK && k < n && result->passed; k++) {
         gradgrad g = {f, ctx, n, k};
         check c = {gradient_of, &g, n + 1, all, args, false};
         st = run_check(&c, opts, result);
