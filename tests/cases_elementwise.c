@@ -244,7 +244,32 @@ static ad_tensor *f_hardtanh(ad_tape *tape, size_t n, ad_tensor *const *in, void
     return ad_hardtanh(in[0], -0.6, 0.2);
 }
 
+UNARY_FN(erfinv)
+UNARY_FN(sinc)
+UNARY_FN(selu)
+UNARY_FN(softsign)
+
+static ad_tensor *f_erfinv_mixed(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    (void)n, (void)ctx;
+    return ad_erfinv(alternate_signs(tape, in[0]));
+}
+
+static ad_tensor *f_sinc_mixed(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    (void)n, (void)ctx;
+    return ad_sinc(alternate_signs(tape, in[0]));
+}
+
+/* logit with eps *(double *)ctx (negative: none). */
+static ad_tensor *f_logit(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    (void)tape, (void)n;
+    return ad_logit(in[0], *(const double *)ctx);
+}
+
 static double alpha_one = 1.0, alpha_half = 0.5;
+static double eps_none = -1.0, eps_fifth = 0.2;
 
 static double slope_small = 0.01, slope_large = 0.2;
 static double p_zero = 0.0, p_half = 0.5, p_one = 1.0, p_two = 2.0, p_three = 3.0, p_neg = -1.5,
@@ -308,6 +333,68 @@ SCALAR_FN(rdiv_scalar)
 SCALAR_FN(rpow_scalar)
 SCALAR_FN(maximum_scalar)
 SCALAR_FN(minimum_scalar)
+
+BINARY_FN(logaddexp)
+BINARY_FN(logaddexp2)
+
+/* remainder and fmod of (3 b + a, b) with a of both signs, 0.1 <= |a| < 0.9, and
+ * b = +-(b_in + 1), 1.1 <= |b| < 1.9 of both signs: the quotient 3 + a / b stays
+ * at least 0.05 away from an integer, where both jump. Equal to op(a, b) in
+ * value, and d/db checks -floor (or -trunc) of the quotient plus 3. */
+static ad_tensor *rounded_quotient_case(ad_tape *tape, ad_tensor *const *in,
+                                        ad_tensor *(*op)(ad_tensor *, ad_tensor *))
+{
+    ad_tensor *a = alternate_signs(tape, in[0]);
+    ad_tensor *b = alternate_signs(tape, ad_add_scalar(in[1], 1.0));
+    return op(ad_add(ad_mul_scalar(b, 3.0), a), b);
+}
+
+static ad_tensor *f_remainder_shifted(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    (void)n, (void)ctx;
+    return rounded_quotient_case(tape, in, ad_remainder);
+}
+
+static ad_tensor *f_fmod_shifted(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    (void)n, (void)ctx;
+    return rounded_quotient_case(tape, in, ad_fmod);
+}
+
+/* The scalar forms on x of both signs, 0.1 <= |x| < 0.6, by 0.7: |x| / 0.7 stays in
+ * (0.14, 0.86). */
+static ad_tensor *f_remainder_scalar_mixed(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    (void)n, (void)ctx;
+    return ad_remainder_scalar(alternate_signs(tape, in[0]), 0.7);
+}
+
+static ad_tensor *f_fmod_scalar_mixed(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    (void)n, (void)ctx;
+    return ad_fmod_scalar(alternate_signs(tape, in[0]), -0.7);
+}
+
+/* logaddexp(x, x) = x + ln 2: a tie everywhere, each operand weighs 1/2. */
+static ad_tensor *f_logaddexp_self(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    (void)tape, (void)n, (void)ctx;
+    return ad_logaddexp(in[0], in[0]);
+}
+
+/* logaddexp(a + 30, b) and logaddexp2(a, b - 40): a gap where one weight is
+ * e^-30 (2^-40) and the other all but 1. */
+static ad_tensor *f_logaddexp_gap(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    (void)tape, (void)n, (void)ctx;
+    return ad_logaddexp(ad_add_scalar(in[0], 30.0), in[1]);
+}
+
+static ad_tensor *f_logaddexp2_gap(ad_tape *tape, size_t n, ad_tensor *const *in, void *ctx)
+{
+    (void)tape, (void)n, (void)ctx;
+    return ad_logaddexp2(in[0], ad_sub_scalar(in[1], 40.0));
+}
 
 static double s_third = 0.3, s_minus = -1.7, s_base = 2.5;
 
@@ -415,8 +502,9 @@ const grad_case cases_elementwise[] = {
      .ctx = &alpha_one, ONE(2, 2, 3), .lo = 0.1, .hi = 2},
     {.op = "elu", .name = "[5] alpha 0.5, mixed signs, |x| >= 0.1", .f = f_elu_mixed,
      .ctx = &alpha_half, ONE(1, 5), .lo = 0.1, .hi = 2},
-    {.op = "elu", .name = "selu (scale elu), [2,3] mixed signs, |x| >= 0.1", .f = f_selu_mixed,
-     ONE(2, 2, 3), .lo = 0.1, .hi = 2},
+    {.op = "selu", .name = "[2,3] mixed signs, |x| >= 0.1", .f = f_selu_mixed, ONE(2, 2, 3),
+     .lo = 0.1, .hi = 2},
+    {.op = "selu", .name = "[5] in [-3,-0.1)", .f = f_selu, ONE(1, 5), .lo = -3, .hi = -0.1},
     {.op = "mish", .name = "[2,3] in [-4,4)", .f = f_mish, ONE(2, 2, 3), .lo = -4, .hi = 4},
     {.op = "hardswish", .name = "[2,3] in [-2.5,2.5)", .f = f_hardswish, ONE(2, 2, 3),
      .lo = -2.5, .hi = 2.5},
@@ -430,8 +518,10 @@ const grad_case cases_elementwise[] = {
      .hi = 5},
     {.op = "logsigmoid", .name = "[3] in [-30,-20)", .f = f_logsigmoid, ONE(1, 3), .lo = -30,
      .hi = -20},
-    {.op = "div", .name = "softsign x / (1 + |x|), [2,3] mixed signs, |x| >= 0.1",
-     .f = f_softsign_mixed, ONE(2, 2, 3), .lo = 0.1, .hi = 3},
+    {.op = "softsign", .name = "[2,3] mixed signs, |x| >= 0.1", .f = f_softsign_mixed,
+     ONE(2, 2, 3), .lo = 0.1, .hi = 3},
+    {.op = "softsign", .name = "[4] in [20,200)", .f = f_softsign, ONE(1, 4), .lo = 20,
+     .hi = 200},
     {.op = "gelu_erf", .name = "[2,3] in [-3,3)", .f = f_gelu_erf, ONE(2, 2, 3), .lo = -3,
      .hi = 3},
     {.op = "clamp_min", .name = "[2,3] in [-1,1), min 0.2", .f = f_clamp_min, ONE(2, 2, 3),
@@ -442,6 +532,20 @@ const grad_case cases_elementwise[] = {
      ONE(2, 3, 3), .lo = -1, .hi = 1},
     {.op = "clamp_min", .name = "hardtanh [3,3] in [-1,1) to (-0.6, 0.2)", .f = f_hardtanh,
      ONE(2, 3, 3), .lo = -1, .hi = 1},
+    {.op = "erfinv", .name = "[2,3] in [-0.9,0.9)", .f = f_erfinv, ONE(2, 2, 3), .lo = -0.9,
+     .hi = 0.9},
+    {.op = "erfinv", .name = "[4] mixed signs, 0.9 <= |x| < 0.99 (the erfc branch)",
+     .f = f_erfinv_mixed, ONE(1, 4), .lo = 0.9, .hi = 0.99},
+    {.op = "erfinv", .name = "[5] tiny", .f = f_erfinv, ONE(1, 5), .lo = -1e-3, .hi = 1e-3},
+    {.op = "sinc", .name = "[2,3] in [-3,3)", .f = f_sinc, ONE(2, 2, 3), .lo = -3, .hi = 3},
+    {.op = "sinc", .name = "[4] mixed signs, 1e-3 <= |x| < 0.1", .f = f_sinc_mixed, ONE(1, 4),
+     .lo = 1e-3, .hi = 0.1},
+    {.op = "sinc", .name = "[3] in [0,1e-300): x^2 pi is 0, the slope's Taylor branch",
+     .f = f_sinc, ONE(1, 3), .lo = 0, .hi = 1e-300},
+    {.op = "logit", .name = "[2,3] in [0.05,0.95), no eps", .f = f_logit, .ctx = &eps_none,
+     ONE(2, 2, 3), .lo = 0.05, .hi = 0.95},
+    {.op = "logit", .name = "[3,3] in [-0.5,1.5), eps 0.2: clamped on both sides",
+     .f = f_logit, .ctx = &eps_fifth, ONE(2, 3, 3), .lo = -0.5, .hi = 1.5},
 
     /* binary, same shapes and broadcasting on either side */
     {.op = "add", .name = "[2,3] + [2,3]", .f = f_add, SHAPES2(2, S(2, 3), 2, S(2, 3))},
@@ -518,6 +622,34 @@ const grad_case cases_elementwise[] = {
      SHAPES2(2, S(2, 3), 1, S(3))},
     {.op = "xlogy", .name = "[3] vs [2,1] + 2", .f = f_xlogy_shifted,
      SHAPES2(1, S(3), 2, S(2, 1))},
+    {.op = "remainder", .name = "(3b + a) mod b, [2,3] vs [2,3], mixed signs",
+     .f = f_remainder_shifted, SHAPES2(2, S(2, 3), 2, S(2, 3)), .lo = 0.1, .hi = 0.9},
+    {.op = "remainder", .name = "(3b + a) mod b, [2,3] vs [3], mixed signs",
+     .f = f_remainder_shifted, SHAPES2(2, S(2, 3), 1, S(3)), .lo = 0.1, .hi = 0.9},
+    {.op = "remainder", .name = "(3b + a) mod b, 0-d vs [2,1]", .f = f_remainder_shifted,
+     SHAPES2(0, S(0), 2, S(2, 1)), .lo = 0.1, .hi = 0.9},
+    {.op = "remainder", .name = "remainder_scalar [2,3] mixed signs mod 0.7",
+     .f = f_remainder_scalar_mixed, ONE(2, 2, 3), .lo = 0.1, .hi = 0.6},
+    {.op = "fmod", .name = "fmod(3b + a, b), [2,3] vs [2,3], mixed signs",
+     .f = f_fmod_shifted, SHAPES2(2, S(2, 3), 2, S(2, 3)), .lo = 0.1, .hi = 0.9},
+    {.op = "fmod", .name = "fmod(3b + a, b), [3] vs [2,1], mixed signs",
+     .f = f_fmod_shifted, SHAPES2(1, S(3), 2, S(2, 1)), .lo = 0.1, .hi = 0.9},
+    {.op = "fmod", .name = "fmod_scalar [2,3] mixed signs by -0.7",
+     .f = f_fmod_scalar_mixed, ONE(2, 2, 3), .lo = 0.1, .hi = 0.6},
+    {.op = "logaddexp", .name = "[2,3] vs [2,3] in [-3,3)", .f = f_logaddexp,
+     SHAPES2(2, S(2, 3), 2, S(2, 3)), .lo = -3, .hi = 3},
+    {.op = "logaddexp", .name = "[2,3] vs [3]", .f = f_logaddexp, SHAPES2(2, S(2, 3), 1, S(3))},
+    {.op = "logaddexp", .name = "0-d vs [2,2]", .f = f_logaddexp, SHAPES2(0, S(0), 2, S(2, 2))},
+    {.op = "logaddexp", .name = "logaddexp(x, x): ties weigh 1/2 each", .f = f_logaddexp_self,
+     ONE(2, 2, 3)},
+    {.op = "logaddexp", .name = "a gap of 30, [2,3] vs [2,3]", .f = f_logaddexp_gap,
+     SHAPES2(2, S(2, 3), 2, S(2, 3))},
+    {.op = "logaddexp2", .name = "[2,3] vs [2,3] in [-3,3)", .f = f_logaddexp2,
+     SHAPES2(2, S(2, 3), 2, S(2, 3)), .lo = -3, .hi = 3},
+    {.op = "logaddexp2", .name = "[2,1] vs [1,3]", .f = f_logaddexp2,
+     SHAPES2(2, S(2, 1), 2, S(1, 3))},
+    {.op = "logaddexp2", .name = "a gap of 40, [3] vs [2,3]", .f = f_logaddexp2_gap,
+     SHAPES2(1, S(3), 2, S(2, 3))},
 };
 // clang-format on
 

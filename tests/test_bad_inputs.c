@@ -395,9 +395,26 @@ static ad_tensor *pow_by_3(ad_tensor *x)
     return ad_pow_scalar(x, 3.0);
 }
 
+static ad_tensor *logit_none(ad_tensor *x)
+{
+    return ad_logit(x, -1.0);
+}
+static ad_tensor *logit_tenth(ad_tensor *x)
+{
+    return ad_logit(x, 0.1);
+}
+static ad_tensor *logit_zero(ad_tensor *x)
+{
+    return ad_logit(x, 0.0);
+}
+
 /* PyTorch 1.13 at x = {nan, inf, -inf, 0, -0, -1, 1}: torch.<op>(x) and the
  * gradient of its sum (gelu: approximate='tanh'; leaky_relu: slope 0.1;
- * pow_scalar: torch.pow(x, p)). */
+ * pow_scalar: torch.pow(x, p); logit: torch.logit(x, eps), each point where
+ * PyTorch's vectorised loop computes it: its scalar tail, which a tensor this
+ * short gets, gives +inf at -0 without eps and NaN at NaN with one). sinc is
+ * not here: sinc(+-1) is -2.8e-8 in float32 and 3.9e-17 in float64 (test_ops
+ * has both). */
 static const unary_row unary_rows[] = {
     {"neg", ad_neg, {NAN, -INFINITY, INFINITY, -0.0, 0.0, 1.0, -1.0}, {-1, -1, -1, -1, -1, -1, -1}},
     {"exp",
@@ -492,6 +509,29 @@ static const unary_row unary_rows[] = {
      pow_by_3,
      {NAN, INFINITY, -INFINITY, 0.0, -0.0, -1.0, 1.0},
      {NAN, INFINITY, INFINITY, 0.0, 0.0, 3.0, 3.0}},
+    {"erfinv",
+     ad_erfinv,
+     {NAN, NAN, NAN, 0.0, -0.0, -INFINITY, INFINITY},
+     {NAN, NAN, NAN, 0.8862269254527579, 0.8862269254527579, INFINITY, INFINITY}},
+    /* logit without eps: NaN outside [0, 1]; dy / (x (1 - x)) is -inf at -0. */
+    {"logit",
+     logit_none,
+     {NAN, NAN, NAN, -INFINITY, -INFINITY, NAN, INFINITY},
+     {NAN, NAN, NAN, INFINITY, -INFINITY, NAN, INFINITY}},
+    /* logit with eps: clamped to [eps, 1 - eps], gradient 0 outside and at NaN. */
+    {"logit_with_eps_0.1",
+     logit_tenth,
+     {NAN, 2.1972245773362196, -2.197224577336219, -2.197224577336219, -2.197224577336219,
+      -2.197224577336219, 2.1972245773362196},
+     {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0}},
+    {"logit_with_eps_0",
+     logit_zero,
+     {NAN, INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, INFINITY},
+     {0.0, 0.0, 0.0, INFINITY, -INFINITY, 0.0, INFINITY}},
+    {"softsign",
+     ad_softsign,
+     {NAN, NAN, NAN, 0.0, -0.0, -0.5, 0.5},
+     {NAN, NAN, NAN, 1.0, 1.0, 0.25, 0.25}},
 };
 
 static void unary_specials(run *r)
@@ -625,6 +665,45 @@ static const binary_row binary_rows[] = {
      {NAN, NAN, INFINITY, -INFINITY, -INFINITY, 0.0, -0.0, 2.0},
      {1.0, 1.0, 0.5, 0.0, 0.5, 0.5, 0.5, 0.5},
      {1.0, 1.0, 0.5, 1.0, 0.5, 0.5, 0.5, 0.5}},
+    /* remainder: the sign of b; NaN where b = 0, with d/db = -a / b there; an
+     * infinite b of a's sign leaves a, of the other sign gives b; d/db is
+     * -floor(a / b), its zeros signed as the quotient. */
+    {"remainder",
+     ad_remainder,
+     12,
+     {NAN, 1.0, 0.0, 1.0, -0.0, 5.0, -5.0, 5.0, -5.0, 6.0, -6.0, -7.5},
+     {0.0, 0.0, 0.0, INFINITY, 2.0, 3.0, 3.0, -INFINITY, -3.0, -3.0, 3.0, 2.0},
+     {NAN, NAN, NAN, 1.0, -0.0, 2.0, 1.0, -INFINITY, -2.0, 0.0, -0.0, 0.5},
+     {1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0},
+     {NAN, -INFINITY, NAN, -0.0, 0.0, -1.0, 2.0, 1.0, -1.0, 2.0, 2.0, 4.0}},
+    /* fmod: the sign of a; d/db is -trunc(a / b). */
+    {"fmod",
+     ad_fmod,
+     12,
+     {NAN, 1.0, 0.0, 1.0, -0.0, 5.0, -5.0, 5.0, -5.0, 6.0, -6.0, -7.5},
+     {0.0, 0.0, 0.0, INFINITY, 2.0, 3.0, 3.0, -INFINITY, -3.0, -3.0, 3.0, 2.0},
+     {NAN, NAN, NAN, 1.0, -0.0, 2.0, -2.0, 5.0, -2.0, 0.0, -0.0, -1.5},
+     {1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0},
+     {NAN, -INFINITY, NAN, -0.0, 0.0, -1.0, 1.0, 0.0, -1.0, 2.0, 2.0, 3.0}},
+    /* logaddexp, logaddexp2: two equal infinities give that infinity with NaN
+     * weights; inf with -inf gives inf with weights 1 and 0; ties weigh 1/2. */
+    {"logaddexp",
+     ad_logaddexp,
+     8,
+     SPECIAL_A,
+     SPECIAL_B,
+     {NAN, NAN, INFINITY, INFINITY, -INFINITY, 0.6931471805599453, 0.6931471805599453,
+      2.6931471805599454},
+     {NAN, NAN, NAN, 1.0, NAN, 0.5, 0.5, 0.5},
+     {NAN, NAN, NAN, 0.0, NAN, 0.5, 0.5, 0.5}},
+    {"logaddexp2",
+     ad_logaddexp2,
+     8,
+     SPECIAL_A,
+     SPECIAL_B,
+     {NAN, NAN, INFINITY, INFINITY, -INFINITY, 1.0, 1.0, 3.0},
+     {NAN, NAN, NAN, 1.0, NAN, 0.5, 0.5, 0.5},
+     {NAN, NAN, NAN, 0.0, NAN, 0.5, 0.5, 0.5}},
 };
 
 static void binary_shapes_do_not_broadcast(run *r)
@@ -800,6 +879,22 @@ static ad_tensor *maximum_nan(ad_tensor *x)
 {
     return ad_maximum_scalar(x, NAN);
 }
+static ad_tensor *remainder_minus_1_5(ad_tensor *x)
+{
+    return ad_remainder_scalar(x, -1.5);
+}
+static ad_tensor *remainder_0(ad_tensor *x)
+{
+    return ad_remainder_scalar(x, 0.0);
+}
+static ad_tensor *fmod_1_5(ad_tensor *x)
+{
+    return ad_fmod_scalar(x, 1.5);
+}
+static ad_tensor *fmod_inf(ad_tensor *x)
+{
+    return ad_fmod_scalar(x, INFINITY);
+}
 
 /* PyTorch 1.13 at x = {nan, inf, -inf, 0, -0, 2, -1}: x + inf, 1 - x,
  * torch.pow(torch.tensor(s), x), torch.maximum(x, torch.tensor(s)), ... */
@@ -856,6 +951,14 @@ static const scalar_form_row scalar_form_rows[] = {
      {NAN, 0.0, -INFINITY, 0.0, 0.0, 0.0, -1.0},
      {1.0, 0.0, 1.0, 0.5, 0.5, 0.0, 1.0}},
     {"maximum_scalar_nan", maximum_nan, {NAN, NAN, NAN, NAN, NAN, NAN, NAN}, {1, 1, 1, 1, 1, 1, 1}},
+    /* remainder and fmod: the gradient is dy wherever the value is NaN too. */
+    {"remainder_scalar_minus_1.5",
+     remainder_minus_1_5,
+     {NAN, NAN, NAN, 0.0, -0.0, -1.0, -1.0},
+     {1, 1, 1, 1, 1, 1, 1}},
+    {"remainder_scalar_0", remainder_0, {NAN, NAN, NAN, NAN, NAN, NAN, NAN}, {1, 1, 1, 1, 1, 1, 1}},
+    {"fmod_scalar_1.5", fmod_1_5, {NAN, NAN, NAN, 0.0, -0.0, 0.5, -1.0}, {1, 1, 1, 1, 1, 1, 1}},
+    {"fmod_scalar_inf", fmod_inf, {NAN, NAN, NAN, 0.0, -0.0, 2.0, -1.0}, {1, 1, 1, 1, 1, 1, 1}},
 };
 
 static void scalar_form_specials(run *r)
@@ -2490,6 +2593,17 @@ H1(rdiv_scalar, ad_rdiv_scalar(a, 2.0))
 H1(rpow_scalar, ad_rpow_scalar(a, 2.0))
 H1(maximum_scalar, ad_maximum_scalar(a, 0.0))
 H1(minimum_scalar, ad_minimum_scalar(a, 0.0))
+H1(erfinv, ad_erfinv(a))
+H1(sinc, ad_sinc(a))
+H1(logit, ad_logit(a, 0.1))
+H1(selu, ad_selu(a))
+H1(softsign, ad_softsign(a))
+H2(remainder, ad_remainder(a, b))
+H2(fmod, ad_fmod(a, b))
+H2(logaddexp, ad_logaddexp(a, b))
+H2(logaddexp2, ad_logaddexp2(a, b))
+H1(remainder_scalar, ad_remainder_scalar(a, 1.5))
+H1(fmod_scalar, ad_fmod_scalar(a, 1.5))
 H1(sum, ad_sum(a, 1, (int[]){0}, false))
 H1(mean, ad_mean(a, 1, (int[]){-1}, true))
 H1(max, ad_max(a, 0, NULL, false))
@@ -2579,6 +2693,17 @@ static const handle_row handle_rows[] = {
     UNARY(rpow_scalar),
     UNARY(maximum_scalar),
     UNARY(minimum_scalar),
+    UNARY(erfinv),
+    UNARY(sinc),
+    UNARY(logit),
+    UNARY(selu),
+    UNARY(softsign),
+    BINARY(remainder),
+    BINARY(fmod),
+    BINARY(logaddexp),
+    BINARY(logaddexp2),
+    UNARY(remainder_scalar),
+    UNARY(fmod_scalar),
     UNARY(sum),
     UNARY(mean),
     UNARY(max),

@@ -17,6 +17,7 @@ static ad_tensor *leaf_vec(ad_tape *tape, int64_t n, const double *values)
 
 #define GELU_C 0.7978845608028654 /* sqrt(2 / pi) */
 #define GELU_A 0.044715
+#define PI 3.14159265358979323846
 
 static double r_neg(double x)
 {
@@ -226,6 +227,15 @@ static double d_hardsigmoid(double x)
 {
     return x > -3 && x < 3 ? 1.0 / 6 : 0;
 }
+/* sinc, normalized, and its slope (cos(pi x) - sinc x) / x; any_x has no 0 */
+static double r_sinc(double x)
+{
+    return sin(PI * x) / (PI * x);
+}
+static double d_sinc(double x)
+{
+    return (cos(PI * x) - r_sinc(x)) / x;
+}
 /* The steps: values from libm, and zero slopes. */
 static double d_zero(double x)
 {
@@ -282,6 +292,7 @@ static const unary_ref unary_refs[] = {
     {"hardswish", ad_hardswish, r_hardswish, d_hardswish, false},
     {"hardsigmoid", ad_hardsigmoid, r_hardsigmoid, d_hardsigmoid, false},
     {"gelu_erf", ad_gelu_erf, r_gelu_erf, d_gelu_erf, false},
+    {"sinc", ad_sinc, r_sinc, d_sinc, false},
 };
 #define N_UNARY (sizeof unary_refs / sizeof unary_refs[0])
 
@@ -669,6 +680,14 @@ static ad_tensor *hardtanh_1(ad_tensor *x)
 {
     return ad_hardtanh(x, -1.0, 1.0);
 }
+static ad_tensor *logit_none(ad_tensor *x)
+{
+    return ad_logit(x, -1.0);
+}
+static ad_tensor *logit_tenth(ad_tensor *x)
+{
+    return ad_logit(x, 0.1);
+}
 
 #define N_SPECIAL 14
 static const double special_x[N_SPECIAL] = {NAN, INFINITY, -INFINITY, 0.0,  -0.0, -1.0,   1.0,
@@ -682,7 +701,10 @@ typedef struct special_row {
 
 /* torch.<op>(x) and the gradient of its sum, float64, at special_x (generated
  * with PyTorch 1.13; elu alpha 1 and 0.5, clamp(-1, 1), clamp_min(0.5),
- * clamp_max(0.5), clamp(2, -1), hardtanh(-1, 1)). Two deliberate
+ * clamp_max(0.5), clamp(2, -1), hardtanh(-1, 1), logit without eps and with
+ * eps 0.1, each point taken where PyTorch's vectorised loop computes it, so
+ * that logit's gradient at -0 is its -inf: dy / (x (1 - x)); its scalar
+ * tail gives +inf). Two deliberate
  * differences: hardsigmoid's slope is exactly 1/6 where PyTorch's float64
  * kernel uses the float 1/6 (0.1666666716337204); and hardswish at x = 3 is
  * 1, as PyTorch's vectorised kernel gives (its scalar tail gives 1.5). */
@@ -724,6 +746,10 @@ static const special_row special_rows[] = {
     {"clamp_max_0.5", clamp_max_half, {NAN, 0.5, -INFINITY, 0.0, -0.0, -1.0, 0.5, 0.5, -3.0, 0.5, -0.5, 0.5, 0.5, -1000.0}, {0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 1.0}},
     {"clamp_2_-1", clamp_crossed, {NAN, -1.0, -1.0, -1.0, -1.0, -1.0, -1.0, -1.0, -1.0, -1.0, -1.0, -1.0, -1.0, -1.0}, {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0}},
     {"hardtanh", hardtanh_1, {NAN, 1.0, -1.0, 0.0, -0.0, -1.0, 1.0, 1.0, -1.0, 0.5, -0.5, 1.0, 1.0, -1.0}, {0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0}},
+    {"erfinv", ad_erfinv, {NAN, NAN, NAN, 0.0, -0.0, -INFINITY, INFINITY, NAN, NAN, 0.4769362762044699, -0.4769362762044699, NAN, NAN, NAN}, {NAN, NAN, NAN, 0.8862269254527579, 0.8862269254527579, INFINITY, INFINITY, NAN, NAN, 1.1125848189719496, 1.1125848189719496, NAN, NAN, NAN}},
+    {"sinc", ad_sinc, {NAN, NAN, NAN, 1.0, 1.0, 3.8981718325193755e-17, 3.8981718325193755e-17, 3.8981718325193755e-17, 3.8981718325193755e-17, 0.6366197723675814, 0.6366197723675814, 0.12732395447351627, -1.0231009598277845e-16, -1.0231009598277845e-16}, {NAN, NAN, NAN, 0.0, 0.0, 1.0, -1.0, -0.3333333333333333, 0.3333333333333333, -1.2732395447351625, 1.2732395447351625, -0.05092958178940638, 0.001, -0.001}},
+    {"logit", logit_none, {NAN, NAN, NAN, -INFINITY, -INFINITY, NAN, INFINITY, NAN, NAN, 0.0, NAN, NAN, NAN, NAN}, {NAN, NAN, NAN, INFINITY, -INFINITY, NAN, INFINITY, NAN, NAN, 4.0, NAN, NAN, NAN, NAN}},
+    {"logit_eps_0.1", logit_tenth, {NAN, 2.1972245773362196, -2.197224577336219, -2.197224577336219, -2.197224577336219, -2.197224577336219, 2.1972245773362196, 2.1972245773362196, -2.197224577336219, 0.0, -2.197224577336219, 2.1972245773362196, 2.1972245773362196, -2.197224577336219}, {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 4.0, 0.0, 0.0, 0.0, 0.0}},
 };
 // clang-format on
 
@@ -868,6 +894,220 @@ static void test_new_ops_of_null_or_mixed_dtypes_fail_like_the_others(void **sta
     assert_int_equal(ad_tape_status(tape), AD_ERR_DTYPE);
 }
 
+/* ---- erfinv, sinc, logit, selu, softsign ------------------------------------------------- */
+
+/* t against expected[0..n) within rtol, with NaN, infinities and the signs of zeros exact. */
+#define assert_like_torch(t, n, expected, rtol)                                                    \
+    assert_like_torch_at((t), (n), (expected), (rtol), #t, __LINE__)
+
+static void assert_like_torch_at(const ad_tensor *t, int64_t n, const double *expected, double rtol,
+                                 const char *what, int line)
+{
+    assert_non_null(t);
+    assert_int_equal(ad_tensor_numel(t), n);
+    for (int64_t i = 0; i < n; i++) {
+        double e = expected[i], a = ad_tensor_get(t, i);
+        bool ok = isnan(e)   ? isnan(a)
+                  : e == 0   ? a == 0 && signbit(a) == signbit(e)
+                  : isinf(e) ? a == e
+                             : fabs(a - e) <= rtol * fabs(e);
+        if (!ok)
+            fail_msg("line %d: %s[%lld] = %.17g, PyTorch gives %.17g", line, what, (long long)i, a,
+                     e);
+    }
+}
+
+typedef struct float32_row {
+    const char *name;
+    ad_tensor *(*op)(ad_tensor *);
+    int n;
+    double x[7], y[7], g[7];
+} float32_row;
+
+/* torch.<op>(x) and the gradient of its sum in float32, PyTorch 1.13 (each
+ * point where its vectorised loop computes it). sinc(+-1) is sin of pi
+ * rounded to float over it, -2.78e-8 (in double 3.9e-17); sinc at 1e-30 has
+ * x^2 pi = 0 in float, so its slope is PyTorch's 0 there. */
+// clang-format off
+static const float32_row float32_rows[] = {
+    {"erfinv", ad_erfinv, 6, {-0.8999999761581421, -0.5, 0.0, 1.0000000031710769e-30, 0.30000001192092896, 0.75}, {-1.163087010383606, -0.4769362807273865, 0.0, 8.862269142205257e-31, 0.27246272563934326, 0.8134198784828186}, {3.428041934967041, 1.1125849485397339, 0.8862269520759583, 0.8862269520759583, 0.9545204043388367, 1.7174999713897705}},
+    {"sinc", ad_sinc, 7, {-1.0, 1.0, 0.5, 2.5, 0.0, 1.0000000031710769e-30, -7.25}, {-2.7827534054836178e-08, -2.7827534054836178e-08, 0.6366197466850281, 0.1273239552974701, 1.0, 1.0, -0.03104538284242153}, {1.0, -1.0, -1.2732396125793457, -0.0509297139942646, 0.0, 0.0, 0.0932498574256897}},
+    {"logit", logit_none, 7, {0.0, 0.10000000149011612, 0.5, 0.8999999761581421, 1.0, -0.5, 1.0000000031710769e-30}, {-INFINITY, -2.1972246170043945, 0.0, 2.1972243785858154, INFINITY, NAN, -69.07755279541016}, {INFINITY, 11.111111640930176, 4.0, 11.111108779907227, INFINITY, NAN, 1.0000000150474662e+30}},
+    {"logit_eps_0.1", logit_tenth, 6, {0.10000000149011612, 0.8999999761581421, 0.05000000074505806, 0.949999988079071, 0.5, 0.30000001192092896}, {-2.1972246170043945, 2.1972243785858154, -2.1972246170043945, 2.1972243785858154, 0.0, -0.8472977876663208}, {11.111111640930176, 11.111108779907227, 0.0, 0.0, 4.0, 4.761904716491699}},
+    {"selu", ad_selu, 6, {-100.0, -3.0, -0.5, 0.0, 0.5, 100.0}, {-1.7580993175506592, -1.6705687046051025, -0.6917581558227539, 0.0, 0.5253505110740662, 105.07009887695312}, {6.58610278232664e-44, 0.08753060549497604, 1.0663411617279053, 1.7580993175506592, 1.0507010221481323, 1.0507010221481323}},
+    /* The gradient at -100 is 1 / 101^2 rounded to float, 9.8029603e-05, where
+     * PyTorch's composition cancels to 9.8029152e-05 in float. */
+    {"softsign", ad_softsign, 6, {-100.0, -3.0, -0.5, 0.0, 0.5, 3.0}, {-0.9900990128517151, -0.75, -0.3333333432674408, 0.0, 0.3333333432674408, 0.75}, {9.802960266824812e-05, 0.0625, 0.444444477558136, 1.0, 0.444444477558136, 0.0625}},
+};
+// clang-format on
+
+static void test_new_unary_ops_match_pytorch_in_float32(void **state)
+{
+    ad_tape *tape = *state;
+    for (size_t k = 0; k < sizeof float32_rows / sizeof float32_rows[0]; k++) {
+        const float32_row *r = &float32_rows[k];
+        ad_tape_reset(tape);
+        int64_t n = r->n;
+        ad_tensor *x = leaf(tape, AD_F32, 1, &n, r->x);
+        ad_tensor *y = r->op(x);
+        if (!y)
+            fail_msg("%s returned NULL: %s", r->name, ad_tape_message(tape));
+        assert_int_equal(ad_tensor_dtype(y), AD_F32);
+        /* Within an ulp or two of float: erfinv's algorithm is not PyTorch's. */
+        assert_like_torch(y, n, r->y, 3e-7);
+        assert_like_torch(grad_of_sum(y, x), n, r->g, 3e-7);
+    }
+}
+
+/* erfinv against mpmath (200 bits): within an ulp everywhere, 1 - 2^-53 and
+ * denormals included, where PyTorch 1.13's refinement through erf loses
+ * digits near +-1 (5.863948532247121 at 1 - 2^-53, 6e-5 off; 3.4589107372832
+ * at 0.999999) and float32's loses up to a hundred ulps. */
+static void test_erfinv_is_within_an_ulp_near_one_and_for_tiny_inputs(void **state)
+{
+    ad_tape *tape = *state;
+    int64_t n = 12;
+    // clang-format off
+    const double x[12] = {0.9999999999999999, -0.9999999999990905, 0.999999, -0.99, 0.9, 0.7,
+                          0.49999999999999994, 0.5, -0.3, 1e-05, 1e-300, 5e-324};
+    const double want[12] = {5.8635847487551676, -5.05125408524939, 3.458910737275499,
+                             -1.8213863677184494, 1.1630871536766743, 0.7328690779592167,
+                             0.4769362762044698, 0.4769362762044699, -0.2724627147267543,
+                             8.862269254759594e-06, 8.86226925452758e-301, 5e-324};
+    // clang-format on
+    ad_tensor *y = ad_erfinv(leaf(tape, AD_F64, 1, &n, x));
+    for (int i = 0; i < 12; i++)
+        assert_close(want[i], ad_tensor_get(y, i), 2.3e-16, 0);
+    int64_t m = 7;
+    const double xf[7] = {0.9999999403953552,  -0.9999989867210388,  0.8999999761581421,
+                          0.699999988079071,   -0.30000001192092896, 9.999999747378752e-06,
+                          9.99994610111476e-41};
+    const double wantf[7] = {3.8325068950653076,   -3.4570746421813965,  1.1630871295928955,
+                             0.7328690886497498,   -0.27246272563934326, 8.86226916918531e-06,
+                             8.862231877929441e-41};
+    ad_tensor *yf = ad_erfinv(leaf(tape, AD_F32, 1, &m, xf));
+    for (int i = 0; i < 7; i++)
+        assert_close(wantf[i], ad_tensor_get(yf, i), i < 6 ? 1.2e-7 : 1e-5, 0);
+}
+
+/* sinc's slope is PyTorch's 0 at 0 (and wherever x^2 pi rounds to 0), +0 for
+ * either sign of the seed, and its derivative there is sinc''(0) = -pi^2/3,
+ * where PyTorch's second derivative is NaN. */
+static void test_sinc_slope_is_zero_at_zero_with_curvature_minus_pi_squared_over_3(void **state)
+{
+    ad_tape *tape = *state;
+    for (int dt = 0; dt < 2; dt++) {
+        ad_tape_reset(tape);
+        int64_t n = 4;
+        const double x[4] = {0.0, -0.0, dt == AD_F64 ? 1e-200 : 1e-30, 0.5};
+        const double seeds[4] = {-1.0, 1.0, -2.0, 1.0};
+        ad_tensor *xs = leaf(tape, (ad_dtype)dt, 1, &n, x);
+        ad_tensor *seed = tensor(tape, (ad_dtype)dt, 1, &n, seeds);
+        ad_tensor *y = ad_sinc(xs), *g = NULL, *h = NULL;
+        ad_backward_opts opts = {.seed = seed, .create_graph = true};
+        assert_int_equal(ad_grad(1, &y, &seed, 1, &xs, &g, &opts), AD_OK);
+        for (int i = 0; i < 3; i++) {
+            assert_true(ad_tensor_get(g, i) == 0);
+            assert_false(signbit(ad_tensor_get(g, i)));
+        }
+        /* sinc'(1/2) = -4 / pi (PyTorch: -1.2732395447351625) */
+        assert_close(-1.2732395447351625, ad_tensor_get(g, 3), dt == AD_F64 ? 1e-15 : 1e-7, 0);
+        ad_tensor *ones = ad_full(tape, (ad_dtype)dt, 1, &n, 1.0);
+        ad_backward_opts again = {.seed = ones};
+        assert_int_equal(ad_grad(1, &g, &ones, 1, &xs, &h, &again), AD_OK);
+        const double pi2_3 = 3.289868133696453;
+        assert_close(pi2_3, ad_tensor_get(h, 0), 1e-7, 0);
+        assert_close(-pi2_3, ad_tensor_get(h, 1), 1e-7, 0);
+        assert_close(2 * pi2_3, ad_tensor_get(h, 2), 1e-7, 0);
+        /* sinc'' = 2 sin(pi x) / (pi x^3) - 2 cos(pi x) / x^2 - pi sin(pi x) / x:
+         * 16/pi - 2 pi at 1/2 */
+        assert_close(16.0 / PI - 2 * PI, ad_tensor_get(h, 3), dt == AD_F64 ? 1e-14 : 1e-6, 0);
+    }
+}
+
+/* logit with eps: the bounds eps and 1 - eps (in the dtype) still have the
+ * slope, points beyond get 0 (PyTorch's torch.logit(x, eps)); eps < 0 or NaN
+ * is no eps, and then x outside [0, 1] is NaN with a NaN gradient. */
+static void test_logit_eps_bounds_keep_the_slope_and_a_negative_eps_means_none(void **state)
+{
+    ad_tape *tape = *state;
+    int64_t n = 5;
+    const double x[5] = {0.25, 0.75, 0.2499999, 0.7500001, -0.5};
+    ad_tensor *xs = leaf(tape, AD_F64, 1, &n, x);
+    ad_tensor *y = ad_logit(xs, 0.25);
+    assert_like_torch(
+        y, 5,
+        ((const double[5]){-1.0986122886681098, 1.0986122886681098, -1.0986122886681098,
+                           1.0986122886681098, -1.0986122886681098}),
+        1e-15);
+    assert_like_torch(grad_of_sum(y, xs), 5,
+                      ((const double[5]){5.333333333333333, 5.333333333333333, 0.0, 0.0, 0.0}),
+                      1e-15);
+    for (int k = 0; k < 2; k++) {
+        y = ad_logit(xs, k ? NAN : -1e-3);
+        assert_like_torch(y, 5,
+                          ((const double[5]){-1.0986122886681098, 1.0986122886681098,
+                                             -1.0986128220015141, 1.098612822001514, NAN}),
+                          1e-15);
+        assert_like_torch(grad_of_sum(y, xs), 5,
+                          ((const double[5]){5.333333333333333, 5.333333333333333,
+                                             5.333334755556219, 5.333334755556218, NAN}),
+                          1e-15);
+    }
+}
+
+/* selu's second derivative, as PyTorch's elu_double_backward: 0 at +-0 (the
+ * slope alpha scale is flat there), alpha scale e^x below, 0 above and at
+ * +-inf, NaN at NaN. */
+static void test_selu_second_derivative_is_zero_at_zero_and_finite_at_infinities(void **state)
+{
+    ad_tape *tape = *state;
+    int64_t n = 7;
+    const double x[7] = {0.0, -0.0, -0.5, 0.5, INFINITY, -INFINITY, NAN};
+    ad_tensor *xs = leaf(tape, AD_F64, 1, &n, x), *g = NULL, *h = NULL;
+    ad_tensor *ones = ad_full(tape, AD_F64, 1, &n, 1.0), *y = ad_selu(xs);
+    ad_backward_opts opts = {.seed = ones, .create_graph = true};
+    assert_int_equal(ad_grad(1, &y, &ones, 1, &xs, &g, &opts), AD_OK);
+    assert_like_torch(g, 7,
+                      ((const double[7]){1.7580993408473766, 1.7580993408473766, 1.0663411530445053,
+                                         1.0507009873554805, 1.0507009873554805, 0.0, NAN}),
+                      1e-15);
+    ad_backward_opts again = {.seed = ones};
+    assert_int_equal(ad_grad(1, &g, &ones, 1, &xs, &h, &again), AD_OK);
+    assert_like_torch(h, 7, ((const double[7]){0.0, 0.0, 1.0663411530445053, 0.0, 0.0, 0.0, NAN}),
+                      1e-15);
+}
+
+/* selu and softsign keep PyTorch's values where the formulas meet extremes. */
+static void test_selu_and_softsign_match_pytorch_at_zero_and_far_out(void **state)
+{
+    ad_tape *tape = *state;
+    int64_t n = 6;
+    const double x[6] = {0.0, -1000.0, 1000.0, 1e300, -1e300, -1e-10};
+    ad_tensor *xs = leaf(tape, AD_F64, 1, &n, x);
+    ad_tensor *y = ad_selu(xs);
+    /* At -1e-10 expm1 keeps the digits: PyTorch's exp(x) - 1 gives -1.7580994863e-10. */
+    assert_like_torch(
+        y, 6,
+        ((const double[6]){0.0, -1.7580993408473766, 1050.7009873554805, 1.0507009873554805e+300,
+                           -1.7580993408473766, -1.7580993407594716e-10}),
+        1e-15);
+    assert_like_torch(grad_of_sum(y, xs), 6,
+                      ((const double[6]){1.7580993408473766, 0.0, 1.0507009873554805,
+                                         1.0507009873554805, 0.0, 1.7580993406715666}),
+                      1e-15);
+    y = ad_softsign(xs);
+    assert_like_torch(y, 6,
+                      ((const double[6]){0.0, -0.999000999000999, 0.999000999000999, 1.0, -1.0,
+                                         -9.999999999e-11}),
+                      1e-15);
+    /* 1 / (1 + |x|)^2: 1e-600 underflows to 0 at +-1e300 (PyTorch gives 0 from 1e16 on). */
+    assert_like_torch(grad_of_sum(y, xs), 6,
+                      ((const double[6]){1.0, 9.98002996004994e-07, 9.98002996004994e-07, 0.0, 0.0,
+                                         0.9999999998}),
+                      1e-15);
+}
+
 /* ---- Binary ops ----------------------------------------------------------------------- */
 
 static const int64_t shape23[2] = {2, 3}, shape3[1] = {3};
@@ -988,6 +1228,132 @@ static void test_atan2_hypot_xlogy_match_pytorch_at_special_points(void **state)
         1e-15, 0);
     assert_values(g[1], 8, (const double[8]){NAN, NAN, 0.0, NAN, INFINITY, -2.0, -0.0, -0.0}, 1e-15,
                   0);
+}
+
+typedef struct binary_torch_row {
+    const char *name;
+    ad_tensor *(*op)(ad_tensor *, ad_tensor *);
+    double y[8], ga[8], gb[8];
+} binary_torch_row;
+
+/* The rows of a [2,3] and b [3] (a = 7.5, -7.5, 2, -0, 1e300, -3.25; b = 2, -2,
+ * 0.75): torch.<op>(a, b) and the gradients of its sum, PyTorch 1.13, in
+ * float64 then float32 (where 1e300 is inf). remainder takes b's sign and
+ * fmod a's; d/db sums -floor(a / b) (-trunc(a / b)) over the rows. */
+// clang-format off
+static const binary_torch_row broadcast_rows[2][4] = {
+    {{"remainder", ad_remainder, {1.5, -1.5, 0.5, -0.0, 0.0, 0.5}, {1.0, 1.0, 1.0, 1.0, 1.0, 1.0}, {-3.0, 5e+299, 3.0}},
+     {"fmod", ad_fmod, {1.5, -1.5, 0.5, -0.0, 0.0, -0.25}, {1.0, 1.0, 1.0, 1.0, 1.0, 1.0}, {-3.0, 5e+299, 2.0}},
+     {"logaddexp", ad_logaddexp, {7.50407844327057, -1.9959215567294293, 2.2519290813453727, 2.1269280110429727, 1e+300, 0.7681499279178098}, {0.995929862284104, 0.004070137715896128, 0.7772998611746911, 0.11920292202211755, 1.0, 0.01798620996209156}, {0.8848672156937785, 0.995929862284104, 1.2047139288632174}},
+     {"logaddexp2", ad_logaddexp2, {7.531532241436055, -1.9684677585639452, 2.5063462289494156, 2.321928094887362, 1e+300, 0.8374628412503394}, {0.9783806380088231, 0.021619361991176863, 0.7040031411428228, 0.2, 1.0, 0.058823529411764705}, {0.8216193619911769, 0.9783806380088231, 1.2371733294454126}}},
+    {{"remainder", ad_remainder, {1.5, -1.5, 0.5, -0.0, NAN, 0.5}, {1.0, 1.0, 1.0, 1.0, 1.0, 1.0}, {-3.0, NAN, 3.0}},
+     {"fmod", ad_fmod, {1.5, -1.5, 0.5, -0.0, NAN, -0.25}, {1.0, 1.0, 1.0, 1.0, 1.0, 1.0}, {-3.0, INFINITY, 2.0}},
+     {"logaddexp", ad_logaddexp, {7.504078388214111, -1.9959216117858887, 2.2519290447235107, 2.1269280910491943, INFINITY, 0.7681499719619751}, {0.9959298968315125, 0.00407013762742281, 0.7772998809814453, 0.11920291930437088, 1.0, 0.01798621006309986}, {0.8848671913146973, 0.9959298968315125, 1.2047139406204224}},
+     {"logaddexp2", ad_logaddexp2, {7.531532287597656, -1.9684677124023438, 2.5063462257385254, 2.321928024291992, INFINITY, 0.837462842464447}, {0.9783806204795837, 0.021619362756609917, 0.7040031552314758, 0.20000000298023224, 1.0, 0.05882352963089943}, {0.8216193914413452, 0.9783806204795837, 1.237173318862915}}},
+};
+
+/* logaddexp and logaddexp2 at a = 1000, -1000, 1e308, -inf, -inf, 0, -800, 30 and
+ * b = 1000, -1000, 1e308, -inf, 5, -0, 0, -30: no overflow, -inf for two -inf,
+ * NaN weights there (PyTorch), weights of 1/2 at ties. Float64, then float32.
+ * One deliberate difference: logaddexp2(-800, 0) is 2^-800 / ln 2 through
+ * log1p, where PyTorch's log2(1 + 2^-800) gives 0. */
+static const binary_torch_row extreme_rows[2][2] = {
+    {{"logaddexp", ad_logaddexp, {1000.6931471805599, -999.3068528194401, 1e+308, -INFINITY, 5.0, 0.6931471805599453, 0.0, 30.0}, {0.5, 0.5, 0.5, NAN, 0.0, 0.5, 0.0, 1.0}, {0.5, 0.5, 0.5, NAN, 1.0, 0.5, 1.0, 8.75651076269652e-27}},
+     {"logaddexp2", ad_logaddexp2, {1001.0, -999.0, 1e+308, -INFINITY, 5.0, 1.0, 2.1636051562442054e-241, 30.0}, {0.5, 0.5, 0.5, NAN, 0.0, 0.5, 1.499696813895631e-241, 1.0}, {0.5, 0.5, 0.5, NAN, 1.0, 0.5, 1.0, 8.673617379884035e-19}}},
+    {{"logaddexp", ad_logaddexp, {1000.6931762695312, -999.3068237304688, INFINITY, -INFINITY, 5.0, 0.6931471824645996, 0.0, 30.0}, {0.5, 0.5, NAN, NAN, 0.0, 0.5, 0.0, 1.0}, {0.5, 0.5, NAN, NAN, 1.0, 0.5, 1.0, 8.75651089272076e-27}},
+     {"logaddexp2", ad_logaddexp2, {1001.0, -999.0, INFINITY, -INFINITY, 5.0, 1.0, 0.0, 30.0}, {0.5, 0.5, NAN, NAN, 0.0, 0.5, 0.0, 1.0}, {0.5, 0.5, NAN, NAN, 1.0, 0.5, 1.0, 8.673617379884035e-19}}},
+};
+// clang-format on
+
+static void check_binary_torch_row(ad_tape *tape, ad_dtype dtype, double rtol,
+                                   const binary_torch_row *r, int ndim_a, const int64_t *shape_a,
+                                   const double *a, int ndim_b, const int64_t *shape_b,
+                                   const double *b)
+{
+    ad_tensor *in[2] = {leaf(tape, dtype, ndim_a, shape_a, a),
+                        leaf(tape, dtype, ndim_b, shape_b, b)};
+    ad_tensor *y = r->op(in[0], in[1]), *g[2];
+    if (!y)
+        fail_msg("%s: %s", r->name, ad_tape_message(tape));
+    grads_of_sum(y, 2, in, g);
+    int64_t n = ad_tensor_numel(y);
+    assert_like_torch(y, n, r->y, rtol);
+    assert_like_torch(g[0], ad_tensor_numel(g[0]), r->ga, rtol);
+    assert_like_torch(g[1], ad_tensor_numel(g[1]), r->gb, rtol);
+}
+
+/* Division by zero, as PyTorch 1.13 in both dtypes: NaN values, da = dy, and
+ * db = -dy a / 0 (the quotient of a zero divisor is a / b, -inf, inf or NaN). */
+static void test_remainder_and_fmod_by_zero_are_nan_with_pytorch_gradients(void **state)
+{
+    ad_tape *tape = *state;
+    const double a[4] = {1.0, -1.0, 0.0, -0.0}, b[4] = {0.0, 0.0, 0.0, -0.0};
+    const double nans[4] = {NAN, NAN, NAN, NAN}, ones[4] = {1, 1, 1, 1};
+    const double gb[4] = {-INFINITY, INFINITY, NAN, NAN};
+    ad_tensor *(*const ops[2])(ad_tensor *, ad_tensor *) = {ad_remainder, ad_fmod};
+    for (int d = 0; d < 2; d++)
+        for (int k = 0; k < 2; k++) {
+            ad_tape_reset(tape);
+            int64_t n = 4;
+            ad_tensor *in[2] = {leaf(tape, (ad_dtype)d, 1, &n, a),
+                                leaf(tape, (ad_dtype)d, 1, &n, b)};
+            ad_tensor *y = ops[k](in[0], in[1]), *g[2];
+            grads_of_sum(y, 2, in, g);
+            assert_like_torch(y, 4, nans, 0);
+            assert_like_torch(g[0], 4, ones, 0);
+            assert_like_torch(g[1], 4, gb, 0);
+        }
+}
+
+static void test_remainder_fmod_logaddexp_match_pytorch_in_both_dtypes(void **state)
+{
+    ad_tape *tape = *state;
+    const double a[6] = {7.5, -7.5, 2.0, -0.0, 1e300, -3.25}, b[3] = {2.0, -2.0, 0.75};
+    const double ea[8] = {1000.0, -1000.0, 1e308, -INFINITY, -INFINITY, 0.0, -800.0, 30.0};
+    const double eb[8] = {1000.0, -1000.0, 1e308, -INFINITY, 5.0, -0.0, 0.0, -30.0};
+    const int64_t n8 = 8;
+    for (int d = 0; d < 2; d++) {
+        ad_dtype dtype = d ? AD_F32 : AD_F64;
+        for (int k = 0; k < 4; k++) {
+            ad_tape_reset(tape);
+            check_binary_torch_row(tape, dtype, d ? 3e-7 : 1e-14, &broadcast_rows[d][k], 2, shape23,
+                                   a, 1, shape3, b);
+        }
+        for (int k = 0; k < 2; k++) {
+            ad_tape_reset(tape);
+            /* logaddexp2's weights are sigmoid((a - b) ln 2): the rounded product
+             * costs about |a - b| ulps of a tiny weight, 1.4e-14 at the gap of 800
+             * in double and 1.8e-6 at the gap of 60 in float. */
+            check_binary_torch_row(tape, dtype, d ? 2e-6 : 1e-13, &extreme_rows[d][k], 1, &n8, ea,
+                                   1, &n8, eb);
+        }
+    }
+}
+
+/* x mod -1.5 and fmod(x, 0.7) at x = 7.5, -7.5, 2, -0, 0.1, -3.25 (PyTorch 1.13,
+ * float64 then float32): the scalar is a constant of x's dtype, and x's
+ * gradient is 1. */
+static void test_remainder_and_fmod_scalar_forms_match_pytorch_in_both_dtypes(void **state)
+{
+    ad_tape *tape = *state;
+    const double x[6] = {7.5, -7.5, 2.0, -0.0, 0.1, -3.25}, ones[6] = {1, 1, 1, 1, 1, 1};
+    const double remainder_y[2][6] = {{0.0, -0.0, -1.0, -0.0, -1.4, -0.25},
+                                      {0.0, -0.0, -1.0, -0.0, -1.399999976158142, -0.25}};
+    const double fmod_y[2][6] = {{0.5000000000000004, -0.5000000000000004, 0.6000000000000001, -0.0,
+                                  0.1, -0.4500000000000002},
+                                 {0.5000001192092896, -0.5000001192092896, 0.6000000238418579, -0.0,
+                                  0.10000000149011612, -0.4500000476837158}};
+    for (int d = 0; d < 2; d++) {
+        ad_tape_reset(tape);
+        ad_dtype dtype = d ? AD_F32 : AD_F64;
+        int64_t n = 6;
+        ad_tensor *xs = leaf(tape, dtype, 1, &n, x);
+        ad_tensor *r = ad_remainder_scalar(xs, -1.5), *f = ad_fmod_scalar(xs, 0.7);
+        assert_like_torch(r, 6, remainder_y[d], d ? 3e-7 : 1e-15);
+        assert_like_torch(f, 6, fmod_y[d], d ? 3e-7 : 1e-15);
+        assert_like_torch(grad_of_sum(r, xs), 6, ones, 0);
+        assert_like_torch(grad_of_sum(f, xs), 6, ones, 0);
+    }
 }
 
 static void test_pow_value_and_gradients_by_hand(void **state)
@@ -1367,6 +1733,21 @@ static ad_tensor *clamp_mix(ad_tensor *x)
                   ad_add(ad_elu(x, 0.5), ad_reciprocal(ad_add_scalar(ad_abs(x), 0.5))));
 }
 
+/* erfinv, sinc, logit, remainder, fmod, logaddexp and logaddexp2, fed from x in
+ * [-2, 2) inside their domains; remainder and fmod by c >= 0.5 (a quotient within
+ * float rounding of an integer would make the two dtypes jump apart). */
+static ad_tensor *elementwise_mix(ad_tensor *x)
+{
+    ad_tensor *c =
+        ad_add_scalar(ad_exp(ad_mul_scalar(ad_sum(x, 1, (const int[1]){0}, true), 0.3)), 0.5);
+    ad_tensor *unit = ad_add_scalar(ad_mul_scalar(x, 0.2), 0.5); /* in [0.1, 0.9) */
+    ad_tensor *unary = ad_add(ad_add(ad_erfinv(ad_mul_scalar(x, 0.45)), ad_sinc(x)),
+                              ad_add(ad_logit(unit, -1.0), ad_logit(unit, 0.3)));
+    ad_tensor *binary = ad_add(ad_add(ad_remainder(x, c), ad_fmod(x, c)),
+                               ad_add(ad_logaddexp(x, c), ad_logaddexp2(c, x)));
+    return ad_add(unary, binary);
+}
+
 static void test_float32_and_float64_agree_to_float_precision(void **state)
 {
     ad_tape *tape = *state;
@@ -1376,7 +1757,9 @@ static void test_float32_and_float64_agree_to_float_precision(void **state)
                             ad_tan, ad_atan, ad_sinh, ad_cosh, ad_asinh, ad_erf, ad_erfc, ad_exp2,
                             ad_sign, ad_floor, ad_ceil, ad_round, ad_trunc, ad_silu, ad_selu,
                             ad_mish, ad_softsign, ad_logsigmoid, ad_hardswish, ad_hardsigmoid,
-                            ad_gelu_erf, domain_mix, new_binary_mix, clamp_mix};
+                            ad_gelu_erf, domain_mix, new_binary_mix, clamp_mix,
+                            /* erfinv ... logaddexp2 */
+                            elementwise_mix};
     const int64_t shape[2] = {3, 4};
     double x[12];
     uint64_t rng = 42;
@@ -1486,9 +1869,18 @@ int main(void)
         TAPE_TEST(test_clamp_with_one_nan_bound_clamps_on_the_other_side_only),
         TAPE_TEST(test_smooth_activations_are_finite_at_plus_minus_100_in_float32),
         TAPE_TEST(test_new_ops_of_null_or_mixed_dtypes_fail_like_the_others),
+        TAPE_TEST(test_new_unary_ops_match_pytorch_in_float32),
+        TAPE_TEST(test_erfinv_is_within_an_ulp_near_one_and_for_tiny_inputs),
+        TAPE_TEST(test_sinc_slope_is_zero_at_zero_with_curvature_minus_pi_squared_over_3),
+        TAPE_TEST(test_logit_eps_bounds_keep_the_slope_and_a_negative_eps_means_none),
+        TAPE_TEST(test_selu_second_derivative_is_zero_at_zero_and_finite_at_infinities),
+        TAPE_TEST(test_selu_and_softsign_match_pytorch_at_zero_and_far_out),
         TAPE_TEST(test_binary_ops_broadcast_rows_with_hand_computed_values),
         TAPE_TEST(test_atan2_hypot_xlogy_broadcast_against_libm),
         TAPE_TEST(test_atan2_hypot_xlogy_match_pytorch_at_special_points),
+        TAPE_TEST(test_remainder_and_fmod_by_zero_are_nan_with_pytorch_gradients),
+        TAPE_TEST(test_remainder_fmod_logaddexp_match_pytorch_in_both_dtypes),
+        TAPE_TEST(test_remainder_and_fmod_scalar_forms_match_pytorch_in_both_dtypes),
         TAPE_TEST(test_pow_value_and_gradients_by_hand),
         TAPE_TEST(test_broadcasting_size_one_dims_on_both_sides),
         TAPE_TEST(test_binary_shape_mismatch_names_both_shapes),

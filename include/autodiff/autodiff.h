@@ -665,6 +665,15 @@ AD_API ad_tensor *ad_log10(ad_tensor *x);      /* dx = dy / (x ln 10); +-inf at 
 AD_API ad_tensor *ad_exp2(ad_tensor *x);       /* 2^x; dx = dy y ln 2 */
 AD_API ad_tensor *ad_rsqrt(ad_tensor *x);      /* 1/sqrt x; dx = -dy y^3 / 2; -inf at +0 */
 AD_API ad_tensor *ad_reciprocal(ad_tensor *x); /* 1/x; dx = -dy y^2; -inf at +-0 */
+/* the inverse of erf on (-1, 1); +-inf at +-1, NaN beyond; dx = dy sqrt(pi)/2 e^(y^2) */
+AD_API ad_tensor *ad_erfinv(ad_tensor *x);
+/* sin(pi x) / (pi x), 1 at 0 (normalized); dx = dy (cos(pi x) - y) / x, 0 at 0 (PyTorch),
+ * where the second derivative is -pi^2/3 (PyTorch: NaN) */
+AD_API ad_tensor *ad_sinc(ad_tensor *x);
+/* ln(x / (1 - x)), x first clamped to [eps, 1 - eps] unless eps < 0 or NaN (no eps, PyTorch's
+ * None); dx = dy / (x (1 - x)): without eps NaN outside [0, 1], +-inf at 0 and 1; with eps 0
+ * outside [eps, 1 - eps] (the bounds themselves have the slope) and at NaN */
+AD_API ad_tensor *ad_logit(ad_tensor *x, double eps);
 /* Steps: dx = 0 everywhere, the steps included (PyTorch). */
 AD_API ad_tensor *
 ad_sign(ad_tensor *x); /* 1, -1 or 0; sign(-0) = 0, sign(NaN) = 0 (PyTorch 1.13) */
@@ -676,9 +685,11 @@ AD_API ad_tensor *ad_trunc(ad_tensor *x); /* toward zero; dx = 0 */
 AD_API ad_tensor *ad_silu(ad_tensor *x); /* x sigmoid(x); dx = dy s (1 + x (1 - s)) */
 /* x > 0 ? x : alpha (e^x - 1); dx = dy (x > 0 ? 1 : alpha e^x), alpha at 0, NaN at NaN */
 AD_API ad_tensor *ad_elu(ad_tensor *x, double alpha);
-AD_API ad_tensor *ad_selu(ad_tensor *x);       /* scale elu(x, alpha), PyTorch's constants */
-AD_API ad_tensor *ad_mish(ad_tensor *x);       /* x tanh(softplus x); dx = dy (t + x s (1 - t^2)) */
-AD_API ad_tensor *ad_softsign(ad_tensor *x);   /* x / (1 + |x|); dx = dy / (1 + |x|)^2 */
+/* scale elu(x, alpha), PyTorch's constants; dx = dy scale (x > 0 ? 1 : alpha e^x), NaN at NaN */
+AD_API ad_tensor *ad_selu(ad_tensor *x);
+AD_API ad_tensor *ad_mish(ad_tensor *x); /* x tanh(softplus x); dx = dy (t + x s (1 - t^2)) */
+/* x / (1 + |x|); dx = dy / (1 + |x|)^2, 1 at 0; NaN (value and dx) at +-inf, as PyTorch */
+AD_API ad_tensor *ad_softsign(ad_tensor *x);
 AD_API ad_tensor *ad_logsigmoid(ad_tensor *x); /* ln sigmoid(x); dx = dy sigmoid(-x) */
 /* x relu6(x + 3) / 6; dx = 0 below -3, x/3 + 1/2 on [-3, 3), 1 from 3 on */
 AD_API ad_tensor *ad_hardswish(ad_tensor *x);
@@ -718,6 +729,18 @@ AD_API ad_tensor *ad_hypot(ad_tensor *a, ad_tensor *b);
 /* a ln b, 0 where a = 0 unless b is NaN; da = dy ln b (0 where a = 0 and b <= 0),
  * db = dy a / b (PyTorch 1.13) */
 AD_API ad_tensor *ad_xlogy(ad_tensor *a, ad_tensor *b);
+/* a mod b with the sign of b (Python's %, torch.remainder): fmod(a, b), plus b where that is
+ * nonzero and of the other sign; NaN where b = 0. da = dy, db = -dy floor(a / b) (a / b,
+ * +-inf or NaN, where b = 0), as PyTorch's floor division */
+AD_API ad_tensor *ad_remainder(ad_tensor *a, ad_tensor *b);
+/* C's fmod(a, b), the sign of a, exact; NaN where b = 0. da = dy, db = -dy trunc(a / b) */
+AD_API ad_tensor *ad_fmod(ad_tensor *a, ad_tensor *b);
+/* ln(e^a + e^b), stable: max + log1p(e^-|a - b|); both -inf gives -inf and both +inf +inf.
+ * da = dy sigmoid(a - b) = dy e^(a - y), db likewise: 1/2 each at a tie, NaN where
+ * a = b = +-inf (PyTorch) */
+AD_API ad_tensor *ad_logaddexp(ad_tensor *a, ad_tensor *b);
+/* log2(2^a + 2^b), stable as logaddexp; da = dy 2^(a - y) = dy sigmoid((a - b) ln 2) */
+AD_API ad_tensor *ad_logaddexp2(ad_tensor *a, ad_tensor *b);
 
 /* Tensor-with-scalar forms: the scalar is a constant of x's dtype. */
 AD_API ad_tensor *ad_add_scalar(ad_tensor *x, double s);
@@ -729,6 +752,8 @@ AD_API ad_tensor *ad_rdiv_scalar(ad_tensor *x, double s); /* s / x */
 AD_API ad_tensor *ad_rpow_scalar(ad_tensor *x, double s); /* s^x */
 AD_API ad_tensor *ad_maximum_scalar(ad_tensor *x, double s);
 AD_API ad_tensor *ad_minimum_scalar(ad_tensor *x, double s);
+AD_API ad_tensor *ad_remainder_scalar(ad_tensor *x, double s); /* x mod s, the sign of s */
+AD_API ad_tensor *ad_fmod_scalar(ad_tensor *x, double s);      /* fmod(x, s), the sign of x */
 
 /* ==== Reductions ========================================================== */
 /*

@@ -5,6 +5,8 @@
 
 #include <tgmath.h>
 
+#define LN2 0.69314718055994530942 /* logaddexp2 */
+
 #define KERNELS "ops/binary_kernels.h"
 #include "../core/kernels.h"
 
@@ -60,28 +62,31 @@ typedef void binary_f32(int64_t n, const float *restrict a, int64_t sa, const fl
 typedef void binary_f64(int64_t n, const double *restrict a, int64_t sa, const double *restrict b,
                         int64_t sb, double *restrict y);
 
-/* A binary op's output and its kernels, one per dtype. */
+/* A binary op's node, the buffer of its shape and dtype that the kernels fill
+ * (y's data in the forward, a constant in a backward rule), and the kernels,
+ * one per dtype. */
 typedef struct binary_job {
-    ad_tensor *y;
+    const ad_tensor *y;
+    void *out;
     binary_f32 *f32;
     binary_f64 *f64;
 } binary_job;
 
-/* y[yo, yo + n) = f(a from ao by sa, b from bo by sb): the one dtype dispatch
- * of the binary forwards, one kernel call per run. */
+/* out[yo, yo + n) = f(a from ao by sa, b from bo by sb), a and b being y's
+ * operands: the one dtype dispatch of the binary kernels, one call per run. */
 static void binary_run(const binary_job *job, int64_t n, int64_t ao, int64_t sa, int64_t bo,
                        int64_t sb, int64_t yo)
 {
-    ad_tensor *y = job->y;
+    const ad_tensor *y = job->y;
     const ad_tensor *a = y->src[0], *b = y->src[1];
     switch ((ad_dtype)y->dtype) {
     case AD_F32:
         job->f32(n, (const float *)a->data + ao, sa, (const float *)b->data + bo, sb,
-                 (float *)y->data + yo);
+                 (float *)job->out + yo);
         return;
     case AD_F64:
         job->f64(n, (const double *)a->data + ao, sa, (const double *)b->data + bo, sb,
-                 (double *)y->data + yo);
+                 (double *)job->out + yo);
         return;
     case AD_I64:
     case AD_BOOL:
@@ -99,11 +104,13 @@ static void binary_range(void *ctx, int64_t begin, int64_t end)
     binary_run(job, end - begin, begin * sa, sa, begin * sb, sb, begin);
 }
 
-/* The forward of a binary op: flat cases in parts on the thread pool when y
- * is large, general broadcasting row by row over the iterator. */
-static void binary_forward(ad_tensor *y, int64_t grain, binary_f32 *f32, binary_f64 *f64)
+/* out = f(a, b) over y's broadcast, a and b being y's operands: flat cases in
+ * parts on the thread pool when y is large, general broadcasting row by row
+ * over the iterator. */
+static void binary_fill(const ad_tensor *y, void *out, int64_t grain, binary_f32 *f32,
+                        binary_f64 *f64)
 {
-    binary_job job = {y, f32, f64};
+    binary_job job = {y, out, f32, f64};
     if (flat_operands(y)) {
         ad__parallel_for(y->numel, grain, binary_range, &job);
         return;
@@ -116,6 +123,12 @@ static void binary_forward(ad_tensor *y, int64_t grain, binary_f32 *f32, binary_
         binary_run(&job, bc.inner, off[0], bc.inner_stride[0], off[1], bc.inner_stride[1],
                    r * bc.inner);
     }
+}
+
+/* The forward of a binary op. */
+static void binary_forward(ad_tensor *y, int64_t grain, binary_f32 *f32, binary_f64 *f64)
+{
+    binary_fill(y, y->data, grain, f32, f64);
 }
 
 static ad_tensor *binary(int op, ad_tensor *a, ad_tensor *b)
@@ -141,6 +154,18 @@ static ad_tensor *mask_of(ad_tensor *y, double (*f)(double, double))
                     f(ad__get(y->src[0], off[0] + i * bc.inner_stride[0]),
                       ad__get(y->src[1], off[1] + i * bc.inner_stride[1])));
     }
+    return m;
+}
+
+/* A constant (never recorded) of y's shape and dtype, f(a, b) of y's operands
+ * computed by a binary kernel in the dtype, as the forward computes: for the
+ * piecewise-constant factors of backward rules that must round as the
+ * forward's arithmetic does (remainder's floor of a / b). NULL on error. */
+static ad_tensor *typed_const(ad_tensor *y, binary_f32 *f32, binary_f64 *f64)
+{
+    ad_tensor *m = ad__new(y->tape, (ad_dtype)y->dtype, y->ndim, y->shape);
+    if (m)
+        binary_fill(y, m->data, AD__GRAIN_COSTLY, f32, f64);
     return m;
 }
 
@@ -498,6 +523,16 @@ ad_tensor *ad_minimum_scalar(ad_tensor *x, double s)
     return ad_minimum(x, scalar_for(x, s, "minimum_scalar"));
 }
 
+ad_tensor *ad_remainder_scalar(ad_tensor *x, double s)
+{
+    return ad_remainder(x, scalar_for(x, s, "remainder_scalar"));
+}
+
+ad_tensor *ad_fmod_scalar(ad_tensor *x, double s)
+{
+    return ad_fmod(x, scalar_for(x, s, "fmod_scalar"));
+}
+
 /* ---- where: cond ? a : b, all three broadcast -----------------------------------------
  * src: [0] cond (bool, or a's dtype and true where nonzero; never
  * differentiated), [1] a, [2] b (one float dtype, the result's). */
@@ -723,4 +758,167 @@ ad_tensor *ad__xlogy_jvp(ad_tensor *y, ad_tensor *const *t)
 ad_tensor *ad_xlogy(ad_tensor *a, ad_tensor *b)
 {
     return binary(AD_OP_xlogy, a, b);
+}
+
+/* ---- remainder: a - b floor(a / b), Python's %: the sign of b ----------------------------
+ * PyTorch 1.13's: fmod(a, b), plus b when that is nonzero and its sign differs from
+ * b's; so NaN where b = 0 and a stays a for an infinite b of a's sign (b for the
+ * other sign). The gradient in b holds the floor quotient, PyTorch's
+ * div(a, b, rounding_mode='floor'): a / b where b = 0 (+-inf, or NaN at a = 0). */
+// da = reduce_to(a, dy)    db = reduce_to(b, -dy floor_divide(a, b))
+ad_status ad__remainder_shape(ad_tensor *y)
+{
+    return ad__broadcast_rule(y);
+}
+
+void ad__remainder_forward(ad_tensor *y)
+{
+    binary_forward(y, AD__GRAIN_COSTLY, remainder_f32, remainder_f64);
+}
+
+void ad__remainder_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    ad_tensor *a = y->src[0], *b = y->src[1];
+    if (a->flags & AD_TF_RECORDED)
+        gin[0] = ad__reduce_to(gy, a);
+    if (b->flags & AD_TF_RECORDED)
+        gin[1] = ad__reduce_to(
+            ad_mul(ad_neg(gy), typed_const(y, floor_divide_f32, floor_divide_f64)), b);
+}
+
+// dy = da - db floor_divide(a, b)
+ad_tensor *ad__remainder_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__add_tangents(
+        t[0],
+        t[1] ? ad_mul(ad_neg(t[1]), typed_const(y, floor_divide_f32, floor_divide_f64)) : NULL);
+}
+
+ad_tensor *ad_remainder(ad_tensor *a, ad_tensor *b)
+{
+    return binary(AD_OP_remainder, a, b);
+}
+
+/* ---- fmod: a - b trunc(a / b), C's fmod: the sign of a ------------------------------------
+ * Exact (no rounding); NaN where b = 0 or a is infinite, a where b is infinite.
+ * The gradient in b holds trunc(a / b) of the rounded quotient, PyTorch's
+ * div(a, b, rounding_mode='trunc'). */
+// da = reduce_to(a, dy)    db = reduce_to(b, -dy trunc(a / b))
+ad_status ad__fmod_shape(ad_tensor *y)
+{
+    return ad__broadcast_rule(y);
+}
+
+void ad__fmod_forward(ad_tensor *y)
+{
+    binary_forward(y, AD__GRAIN_COSTLY, fmod_f32, fmod_f64);
+}
+
+void ad__fmod_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    ad_tensor *a = y->src[0], *b = y->src[1];
+    if (a->flags & AD_TF_RECORDED)
+        gin[0] = ad__reduce_to(gy, a);
+    if (b->flags & AD_TF_RECORDED)
+        gin[1] = ad__reduce_to(
+            ad_mul(ad_neg(gy), typed_const(y, trunc_divide_f32, trunc_divide_f64)), b);
+}
+
+// dy = da - db trunc(a / b)
+ad_tensor *ad__fmod_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return ad__add_tangents(
+        t[0],
+        t[1] ? ad_mul(ad_neg(t[1]), typed_const(y, trunc_divide_f32, trunc_divide_f64)) : NULL);
+}
+
+ad_tensor *ad_fmod(ad_tensor *a, ad_tensor *b)
+{
+    return binary(AD_OP_fmod, a, b);
+}
+
+/* ---- logaddexp: ln(e^a + e^b), stable ---------------------------------------------------
+ * max(a, b) + log1p(e^-|a - b|); a where a = b = +-inf (both -inf gives -inf,
+ * both +inf gives +inf), NaN where either is NaN. The gradients are the
+ * softmax weights of the pair, e^(a - y) and e^(b - y), computed as PyTorch's
+ * 1 / (1 + e^(b - a)), that is sigmoid(a - b): 1/2 each at a tie, 1 and 0 for
+ * an infinite gap, NaN where a = b = +-inf (PyTorch). */
+// da = reduce_to(a, dy sigmoid(a - b))    db = reduce_to(b, dy sigmoid(b - a))
+ad_status ad__logaddexp_shape(ad_tensor *y)
+{
+    return ad__broadcast_rule(y);
+}
+
+void ad__logaddexp_forward(ad_tensor *y)
+{
+    binary_forward(y, AD__GRAIN_COSTLY, logaddexp_f32, logaddexp_f64);
+}
+
+/* The weights of a (first) and b of logaddexp, or of logaddexp2 with scale ln 2:
+ * sigmoid(scale (a - b)) and sigmoid(scale (b - a)); stable for any gap and
+ * differentiable again through sigmoid's own rule. */
+static ad_tensor *pair_weight(ad_tensor *y, int k, double scale)
+{
+    ad_tensor *a = y->src[k], *b = y->src[1 - k];
+    ad_tensor *d = ad_sub(a, b);
+    return ad_sigmoid(scale == 1 ? d : ad_mul_scalar(d, scale));
+}
+
+static void pair_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin, double scale)
+{
+    for (int k = 0; k < 2; k++)
+        if (y->src[k]->flags & AD_TF_RECORDED)
+            gin[k] = ad__reduce_to(ad_mul(gy, pair_weight(y, k, scale)), y->src[k]);
+}
+
+static ad_tensor *pair_jvp(ad_tensor *y, ad_tensor *const *t, double scale)
+{
+    return ad__add_tangents(t[0] ? ad_mul(t[0], pair_weight(y, 0, scale)) : NULL,
+                            t[1] ? ad_mul(t[1], pair_weight(y, 1, scale)) : NULL);
+}
+
+void ad__logaddexp_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    pair_backward(y, gy, gin, 1.0);
+}
+
+// dy = da sigmoid(a - b) + db sigmoid(b - a)
+ad_tensor *ad__logaddexp_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return pair_jvp(y, t, 1.0);
+}
+
+ad_tensor *ad_logaddexp(ad_tensor *a, ad_tensor *b)
+{
+    return binary(AD_OP_logaddexp, a, b);
+}
+
+/* ---- logaddexp2: log2(2^a + 2^b), stable ------------------------------------------------
+ * max(a, b) + log2(1 + 2^-|a - b|), with logaddexp's conventions at infinities
+ * and NaN. The weights are 2^(a - y) = 1 / (1 + 2^(b - a)) = sigmoid((a - b) ln 2). */
+// da = reduce_to(a, dy sigmoid((a - b) ln 2))    db = reduce_to(b, dy sigmoid((b - a) ln 2))
+ad_status ad__logaddexp2_shape(ad_tensor *y)
+{
+    return ad__broadcast_rule(y);
+}
+
+void ad__logaddexp2_forward(ad_tensor *y)
+{
+    binary_forward(y, AD__GRAIN_COSTLY, logaddexp2_f32, logaddexp2_f64);
+}
+
+void ad__logaddexp2_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
+{
+    pair_backward(y, gy, gin, LN2);
+}
+
+// dy = da sigmoid((a - b) ln 2) + db sigmoid((b - a) ln 2)
+ad_tensor *ad__logaddexp2_jvp(ad_tensor *y, ad_tensor *const *t)
+{
+    return pair_jvp(y, t, LN2);
+}
+
+ad_tensor *ad_logaddexp2(ad_tensor *a, ad_tensor *b)
+{
+    return binary(AD_OP_logaddexp2, a, b);
 }

@@ -179,3 +179,103 @@ static void K(xlogy)(int64_t n, const T *restrict a, int64_t sa, const T *restri
 {
     K(binary_loops)(n, a, sa, b, sb, y, K(xlogy_element));
 }
+
+// remainder: Python's a % b, the sign of b: fmod(a, b) (exact), plus b when it is nonzero
+// and its sign differs from b's (PyTorch's kernel), in T
+static inline T K(remainder_element)(T a, T b)
+{
+    const T r = (T)fmod(a, b);
+    return r != 0 && (r < 0) != (b < 0) ? (T)(r + b) : r;
+}
+
+// remainder: y = a mod b, the sign of b; a, b: (n) or (1) by sa, sb; y: (n)
+static void K(remainder)(int64_t n, const T *restrict a, int64_t sa, const T *restrict b,
+                         int64_t sb, T *restrict y)
+{
+    K(binary_loops)(n, a, sa, b, sb, y, K(remainder_element));
+}
+
+// fmod: C's fmod, the sign of a, exact, in T
+static inline T K(fmod_element)(T a, T b)
+{
+    return (T)fmod(a, b);
+}
+
+// fmod: y = fmod(a, b); a, b: (n) or (1) by sa, sb; y: (n)
+static void K(fmod)(int64_t n, const T *restrict a, int64_t sa, const T *restrict b, int64_t sb,
+                    T *restrict y)
+{
+    K(binary_loops)(n, a, sa, b, sb, y, K(fmod_element));
+}
+
+// floor_divide: floor(a / b) as Python's a // b and PyTorch's rounding_mode='floor' compute
+// it, in T: the exact (a - r) / b with r = fmod(a, b) the remainder, less 1 when r's sign
+// differs from b's, then rounded to the nearest integer (the division may land just off
+// one); a zero quotient takes the sign of a / b; a / b itself where b = 0
+static inline T K(floor_divide_element)(T a, T b)
+{
+    if (b == 0)
+        return a / b;
+    const T r = (T)fmod(a, b);
+    T q = (a - r) / b;
+    if (r != 0 && (r < 0) != (b < 0))
+        q -= 1;
+    if (q == 0)
+        return (T)copysign((T)0, a / b);
+    const T f = (T)floor(q);
+    return q - f > (T)0.5 ? f + 1 : f;
+}
+
+// floor_divide: y = floor_divide(a, b), for remainder's gradient; a, b: (n) or (1) by sa, sb;
+// y: (n)
+static void K(floor_divide)(int64_t n, const T *restrict a, int64_t sa, const T *restrict b,
+                            int64_t sb, T *restrict y)
+{
+    K(binary_loops)(n, a, sa, b, sb, y, K(floor_divide_element));
+}
+
+// trunc_divide: trunc of the rounded quotient, as PyTorch's rounding_mode='trunc', in T
+static inline T K(trunc_divide_element)(T a, T b)
+{
+    return (T)trunc(a / b);
+}
+
+// trunc_divide: y = trunc(a / b), for fmod's gradient; a, b: (n) or (1) by sa, sb; y: (n)
+static void K(trunc_divide)(int64_t n, const T *restrict a, int64_t sa, const T *restrict b,
+                            int64_t sb, T *restrict y)
+{
+    K(binary_loops)(n, a, sa, b, sb, y, K(trunc_divide_element));
+}
+
+// logaddexp: ln(e^a + e^b) = m + log1p(e^-|a - b|), m the larger, so that no exp overflows;
+// a where a = b = +-inf (the gap would be NaN); NaN where either is NaN (the gap is), in T
+static inline T K(logaddexp_element)(T a, T b)
+{
+    if (isinf(a) && a == b)
+        return a;
+    const T m = a < b ? b : a;
+    return (T)(m + log1p(exp(-fabs(a - b))));
+}
+
+// logaddexp: y = logaddexp(a, b); a, b: (n) or (1) by sa, sb; y: (n)
+static void K(logaddexp)(int64_t n, const T *restrict a, int64_t sa, const T *restrict b,
+                         int64_t sb, T *restrict y)
+{
+    K(binary_loops)(n, a, sa, b, sb, y, K(logaddexp_element));
+}
+
+// logaddexp2: log2(2^a + 2^b) = m + log1p(2^-|a - b|) / ln 2, as logaddexp, in T
+static inline T K(logaddexp2_element)(T a, T b)
+{
+    if (isinf(a) && a == b)
+        return a;
+    const T m = a < b ? b : a;
+    return (T)(m + log1p(exp2(-fabs(a - b))) / (T)LN2);
+}
+
+// logaddexp2: y = logaddexp2(a, b); a, b: (n) or (1) by sa, sb; y: (n)
+static void K(logaddexp2)(int64_t n, const T *restrict a, int64_t sa, const T *restrict b,
+                          int64_t sb, T *restrict y)
+{
+    K(binary_loops)(n, a, sa, b, sb, y, K(logaddexp2_element));
+}

@@ -552,3 +552,132 @@ static void K(below)(int64_t n, const T *restrict x, T *restrict m, T hi)
     for (int64_t i = 0; i < n; i++)
         m[i] = x[i] < hi ? (T)1 : (T)0;
 }
+
+// erfinv of one element: the x with erf x = y, for T. A first guess refined by Halley steps on
+// f(x) = erf x - |y|, whose derivatives are f' = 2/sqrt(pi) e^(-x^2) and f'' = -2 x f'; a step
+// from x is x - u / (1 + x u) with u = f / f'. The guess: for |y| < 1/2 the Maclaurin series of
+// erfinv to the ninth power (relative error below 1e-4); above, Winitzki's closed form with
+// a = 0.147 (below 2e-3), written as q / (c + sqrt(c^2 + q)) so that it does not cancel. Each
+// step cubes the relative error: two steps reach float's precision and three double's. In the
+// tail f is computed as (1 - |y|) - erfc x: 1 - |y| is exact there and erfc x keeps its
+// relative precision where erf x rounds to 1, so the root is found to an ulp of the true
+// erfinv up to |y| = 1 - 2^-53. |y| = 1 gives +-inf, |y| > 1 and NaN give NaN; the sign of y
+// (that of -0 included) is the sign of the result.
+static inline T K(erfinv_element)(T y)
+{
+    const T a = fabs(y);
+    if (!(a < 1))
+        return a == 1 ? copysign((T)INFINITY, y) : (T)NAN;
+    const bool tail = a >= (T)0.5;
+    T x;
+    if (!tail) {
+        const T t = (T)SQRT_PI_2 * a, t2 = t * t;
+        x = t * (1 + t2 * ((T)(1.0 / 3.0) +
+                           t2 * ((T)(7.0 / 30.0) +
+                                 t2 * ((T)(127.0 / 630.0) + t2 * (T)(4369.0 / 22680.0)))));
+    } else {
+        const T log_1_y2 = (T)(log(1 - a) + log1p(a)); /* ln(1 - y^2) */
+        const T c = (T)(2.0 / (PI * 0.147)) + log_1_y2 / 2, q = -log_1_y2 / (T)0.147;
+        x = (T)sqrt(q / (c + sqrt(c * c + q)));
+    }
+    const int steps = sizeof(T) < sizeof(double) ? 2 : 3;
+    for (int k = 0; k < steps; k++) {
+        const T f = tail ? (1 - a) - (T)erfc(x) : (T)erf(x) - a;
+        const T u = f / ((T)TWO_OVER_SQRT_PI * (T)exp(-x * x));
+        x -= u / (1 + x * u);
+    }
+    return (T)copysign(x, y);
+}
+
+// erfinv: y = the inverse of erf on (-1, 1), +-inf at +-1, NaN beyond; x, y: (n)
+static void K(erfinv)(int64_t n, const T *restrict x, T *restrict y, T p)
+{
+    (void)p;
+    for (int64_t i = 0; i < n; i++)
+        y[i] = K(erfinv_element)(x[i]);
+}
+
+// sinc: y = sin(pi x) / (pi x), 1 at x = 0, with pi x rounded to T first (PyTorch's
+// formula, so that sinc(1) is sin(pi rounded) / pi, about 4e-17 in double); x, y: (n)
+static void K(sinc)(int64_t n, const T *restrict x, T *restrict y, T p)
+{
+    (void)p;
+    for (int64_t i = 0; i < n; i++) {
+        const T px = (T)PI * x[i];
+        y[i] = x[i] == 0 ? (T)1 : (T)(sin(px) / px);
+    }
+}
+
+// sinc's mask: m = 1 where x x pi rounds to 0 in T (x = 0 and |x| below about 1e-154 in
+// double, 1e-23 in float), where the slope's formula is 0 / 0 and PyTorch gives 0, else 0;
+// x, m: (n)
+static void K(sinc_near_zero)(int64_t n, const T *restrict x, T *restrict m, T p)
+{
+    (void)p;
+    for (int64_t i = 0; i < n; i++)
+        m[i] = x[i] * x[i] * (T)PI == 0 ? (T)1 : (T)0;
+}
+
+// logit: y = ln(x / (1 - x)), x first clamped to [eps, 1 - eps] when eps = p is not NaN
+// (NaN stays NaN); +inf at x = 1, -inf at 0, NaN outside [0, 1] without eps; x, y: (n)
+static void K(logit)(int64_t n, const T *restrict x, T *restrict y, T eps)
+{
+    const T hi = 1 - eps;
+    for (int64_t i = 0; i < n; i++) {
+        T v = x[i];
+        if (eps == eps)
+            v = v < eps ? eps : v > hi ? hi : v;
+        y[i] = (T)log(v / (1 - v));
+    }
+}
+
+// logit's masks. Without eps: 1 on [0, 1], NaN outside (and at NaN), so that the gradient
+// is NaN there (PyTorch). With eps = p: 1 on [eps, 1 - eps], 0 outside and at NaN, the
+// clamped points (PyTorch's vectorised kernel; its scalar tail gives NaN at NaN); x, m: (n)
+static void K(logit_domain)(int64_t n, const T *restrict x, T *restrict m, T p)
+{
+    (void)p;
+    for (int64_t i = 0; i < n; i++)
+        m[i] = x[i] >= 0 && x[i] <= 1 ? (T)1 : (T)NAN;
+}
+
+static void K(logit_inside)(int64_t n, const T *restrict x, T *restrict m, T eps)
+{
+    const T hi = 1 - eps;
+    for (int64_t i = 0; i < n; i++)
+        m[i] = x[i] >= eps && x[i] <= hi ? (T)1 : (T)0;
+}
+
+// selu: y = x <= 0 ? (e^x - 1) alpha scale : x scale, PyTorch's elu kernel with its
+// constants (alpha scale rounded to T once), NaN staying NaN; x, y: (n)
+static void K(selu)(int64_t n, const T *restrict x, T *restrict y, T p)
+{
+    (void)p;
+    const T negative = (T)SELU_ALPHA * (T)SELU_SCALE, positive = (T)SELU_SCALE;
+    for (int64_t i = 0; i < n; i++)
+        y[i] = x[i] <= 0 ? (T)(expm1(x[i]) * negative) : x[i] * positive;
+}
+
+// selu's mask: m = 1 where x < 0 or x is NaN, the points whose slope holds e^x; x, m: (n)
+static void K(selu_below)(int64_t n, const T *restrict x, T *restrict m, T p)
+{
+    (void)p;
+    for (int64_t i = 0; i < n; i++)
+        m[i] = x[i] < 0 || x[i] != x[i] ? (T)1 : (T)0;
+}
+
+// softsign: y = x / (|x| + 1), PyTorch's composition: NaN at +-inf (inf / inf); x, y: (n)
+static void K(softsign)(int64_t n, const T *restrict x, T *restrict y, T p)
+{
+    (void)p;
+    for (int64_t i = 0; i < n; i++)
+        y[i] = x[i] / (T)(fabs(x[i]) + 1);
+}
+
+// softsign's mask: m = NaN at +-inf (where the value is NaN), 1 elsewhere; x, m: (n)
+static void K(softsign_finite)(int64_t n, const T *restrict x, T *restrict m, T p)
+{
+    (void)p;
+    for (int64_t i = 0; i < n; i++)
+        m[i] = isinf(x[i]) ? (T)NAN : (T)1;
+}
