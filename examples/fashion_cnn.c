@@ -48,10 +48,10 @@ static ad_status build_model(ad_module **model, ad_rng *rng)
     ad_status st;
     if ((st = ad_nn_conv2d(&layers[0], 1, 16, 3, 1, 1, AD_F32, rng)) == AD_OK &&
         (st = ad_nn_activation(&layers[1], AD_ACT_RELU)) == AD_OK &&
-        (st = ad_nn_maxpool2d(&layers[2], 2, 0, 0)) == AD_OK &&
+        (st = ad_nn_maxpool2d(&layers[2], 2, 2, 0)) == AD_OK &&
         (st = ad_nn_conv2d(&layers[3], 16, 32, 3, 1, 1, AD_F32, rng)) == AD_OK &&
         (st = ad_nn_activation(&layers[4], AD_ACT_RELU)) == AD_OK &&
-        (st = ad_nn_maxpool2d(&layers[5], 2, 0, 0)) == AD_OK &&
+        (st = ad_nn_maxpool2d(&layers[5], 2, 2, 0)) == AD_OK &&
         (st = ad_nn_flatten(&layers[6])) == AD_OK &&
         (st = ad_nn_linear(&layers[7], 32 * 7 * 7, 128, true, AD_F32, rng)) == AD_OK &&
         (st = ad_nn_activation(&layers[8], AD_ACT_RELU)) == AD_OK)

@@ -561,7 +561,7 @@ static ad_status model_create(ad_module **out, uint64_t seed)
     ad_module *m[9] = {NULL}, *inner = NULL;
     ad_status st = ad_nn_conv2d(&m[0], 1, 2, 3, 1, 1, AD_F64, &rng); /* [2,2,6,6] */
     if (st == AD_OK)
-        st = ad_nn_maxpool2d(&m[1], 2, 0, 0); /* [2,2,3,3] */
+        st = ad_nn_maxpool2d(&m[1], 2, 2, 0); /* [2,2,3,3] */
     if (st == AD_OK)
         st = ad_nn_flatten(&m[2]); /* [2,18] */
     if (st == AD_OK)

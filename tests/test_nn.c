@@ -197,7 +197,7 @@ static void test_maxpool2d_gradients_with_padding_and_overlapping_windows(void *
     (void)state;
     static const struct {
         int kernel, stride, padding;
-    } configs[] = {{2, 0, 0}, {3, 2, 1}, {2, 1, 1}, {3, 1, 0}, {3, 3, 1}};
+    } configs[] = {{2, 2, 0}, {3, 2, 1}, {2, 1, 1}, {3, 1, 0}, {3, 3, 1}};
     for (size_t i = 0; i < COUNT(configs); i++) {
         char what[96];
         snprintf(what, sizeof what, "maxpool2d kernel %d stride %d padding %d", configs[i].kernel,
@@ -328,7 +328,7 @@ static void test_sequential_gradients_in_input_and_all_parameters(void **state)
     /* A small CNN: conv (padding 1) -> tanh -> maxpool -> flatten -> linear -> layer norm. */
     ad_module *conv = NULL, *pool = NULL, *flat = NULL, *norm = NULL;
     assert_int_equal(ad_nn_conv2d(&conv, 1, 2, 3, 1, 1, AD_F64, &rng), AD_OK);
-    assert_int_equal(ad_nn_maxpool2d(&pool, 2, 0, 0), AD_OK);
+    assert_int_equal(ad_nn_maxpool2d(&pool, 2, 2, 0), AD_OK);
     assert_int_equal(ad_nn_flatten(&flat), AD_OK);
     assert_int_equal(ad_nn_layer_norm(&norm, 3, AD_NORM_EPS, AD_F64), AD_OK);
     ad_module *cnn_layers[6] = {conv, make_activation(AD_ACT_TANH),          pool,
@@ -596,7 +596,7 @@ static void test_maxpool2d_tie_goes_to_the_first_maximum(void **state)
     ad_tensor *xt =
         ad_requires_grad(ad_tape_tensor_from_doubles(tape, AD_F64, 4, (int64_t[]){1, 2, 2, 2}, x));
     ad_module *m = NULL;
-    assert_int_equal(ad_nn_maxpool2d(&m, 2, 0, 0), AD_OK);
+    assert_int_equal(ad_nn_maxpool2d(&m, 2, 2, 0), AD_OK);
     ad_tensor *y = ad_nn_forward(m, tape, xt);
     assert_int_equal(ad_backward(ad_sum_all(y), NULL), AD_OK);
     const double values[2] = {3, 2}, grad[8] = {0, 1, 0, 0, 1, 0, 0, 0};
@@ -1847,7 +1847,7 @@ static void test_other_layers_reject_inputs_that_do_not_fit(void **state)
     (void)state;
     ad_tape *tape = test_tape();
     ad_module *pool = NULL, *norm = NULL, *emb = NULL;
-    assert_int_equal(ad_nn_maxpool2d(&pool, 2, 0, 0), AD_OK);
+    assert_int_equal(ad_nn_maxpool2d(&pool, 2, 2, 0), AD_OK);
     assert_null(ad_nn_forward(pool, tape, ad_full(tape, AD_F64, 3, (int64_t[]){1, 4, 4}, 1)));
     assert_int_equal(ad_tape_status(tape), AD_ERR_SHAPE);
     assert_message_has(tape, "maxpool2d");
@@ -1944,6 +1944,7 @@ static void test_constructors_with_bad_sizes_return_bad_argument(void **state)
     assert_int_equal(ad_nn_conv2d(&m, 1, 2, 3, 1, -1, AD_F64, &rng), AD_ERR_ARG);
     assert_int_equal(ad_nn_maxpool2d(&m, 0, 1, 0), AD_ERR_ARG);
     assert_int_equal(ad_nn_maxpool2d(&m, 2, -1, 0), AD_ERR_ARG);
+    assert_int_equal(ad_nn_maxpool2d(&m, 2, 0, 0), AD_ERR_ARG); /* 0 is not read as "the kernel" */
     assert_int_equal(ad_nn_maxpool2d(&m, 3, 1, 2), AD_ERR_ARG); /* padding > kernel / 2 */
     assert_int_equal(ad_nn_dropout(&m, 1.0, 1), AD_ERR_ARG);
     assert_int_equal(ad_nn_dropout(&m, -0.1, 1), AD_ERR_ARG);

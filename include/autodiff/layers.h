@@ -211,8 +211,8 @@ AD_API ad_status ad_nn_linear(ad_module **out, int64_t in_features, int64_t out_
 AD_API ad_status ad_nn_conv2d(ad_module **out, int64_t in_channels, int64_t out_channels,
                               int kernel, int stride, int padding, ad_dtype dtype, ad_rng *rng);
 /* Max over k x k windows of x [N, C, H, W]; padding acts as -inf; the gradient
- * goes to each window's first maximal element (ad_max_pool2d).
- * stride 0 means stride = kernel. */
+ * goes to each window's first maximal element (ad_max_pool2d). stride >= 1
+ * (PyTorch's default is stride = kernel); 0 or less is AD_ERR_ARG. */
 AD_API ad_status ad_nn_maxpool2d(ad_module **out, int kernel, int stride, int padding);
 /* [N, ...] -> [N, prod(...)] */
 AD_API ad_status ad_nn_flatten(ad_module **out);

@@ -132,9 +132,9 @@ static const ad_module_type maxpool2d_type = {
 ad_status ad_nn_maxpool2d(ad_module **out, int kernel, int stride, int padding)
 {
     *out = NULL;
-    if (kernel <= 0 || stride < 0 || padding < 0 || padding > kernel / 2)
+    if (kernel <= 0 || stride <= 0 || padding < 0 || padding > kernel / 2)
         return AD_ERR_ARG;
-    maxpool2d config = {kernel, stride ? stride : kernel, padding};
+    maxpool2d config = {kernel, stride, padding};
     return ad__nn_module_with(out, &maxpool2d_type, &config, sizeof config);
 }
 
