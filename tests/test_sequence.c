@@ -597,16 +597,14 @@ static void check_against_torch(const char *name, ad_module *m, size_t n_in, siz
     ad_safetensors *st = NULL;
     assert_int_equal(ad_safetensors_open(&st, path, err, sizeof err), AD_OK);
     ad_tape *tape = test_tape();
-    ad_tensor *in[6] = {NULL}, *args[6] = {NULL}, *out[4] = {NULL};
+    ad_tensor *in[6] = {NULL}, *masks[6] = {NULL}, *args[6] = {NULL}, *out[4] = {NULL};
     for (size_t i = 0; i < n_in; i++) {
         snprintf(key, sizeof key, "in.%zu", i);
         args[i] = in[i] = load_entry(st, key, true);
         snprintf(key, sizeof key, "mask.%zu", i);
-        ad_tensor *mask = in[i] ? NULL : load_entry(st, key, false);
-        if (mask) {
-            args[i] = ad_cast(ad_tape_use(tape, mask), AD_BOOL);
-            ad_tensor_free(mask); /* the cast is a copy on the tape */
-        }
+        masks[i] = in[i] ? NULL : load_entry(st, key, false);
+        if (masks[i]) /* freed after the tape, which shares its shape */
+            args[i] = ad_cast(ad_tape_use(tape, masks[i]), AD_BOOL);
     }
     assert_int_equal(ad_nn_forward_n(m, tape, n_in, args, n_out, out), AD_OK);
     ad_tensor *loss = ad_scalar(tape, 0);
@@ -633,8 +631,10 @@ static void check_against_torch(const char *name, ad_module *m, size_t n_in, siz
         assert_matches(name, ad_tensor_grad(p[k].tensor), st, key);
     }
     ad_tape_free(tape);
-    for (size_t i = 0; i < 6; i++)
+    for (size_t i = 0; i < 6; i++) {
         ad_tensor_free(in[i]);
+        ad_tensor_free(masks[i]);
+    }
     for (size_t j = 0; j < 4; j++)
         ad_tensor_free(r[j]);
     ad_safetensors_close(st);
