@@ -442,6 +442,47 @@ static void test_positions_sinusoidal_values_and_learned_table(void **state)
     }
 }
 
+/* Attention dropout acts in training mode only, from the layer's own seeded
+ * stream: two layers built alike drop alike, and eval mode is dropout-free. */
+static void test_multihead_attention_dropout_is_seeded_and_off_in_eval_mode(void **state)
+{
+    (void)state;
+    ad_module *m[3];
+    for (int i = 0; i < 3; i++) {
+        ad_rng rng;
+        ad_rng_seed(&rng, 5);
+        ad_mha_config c = ad_mha_defaults(4, 2);
+        c.dropout = i < 2 ? 0.5 : 0;
+        c.seed = 11;
+        assert_int_equal(ad_nn_multihead_attention(&m[i], &c, AD_F64, &rng), AD_OK);
+    }
+    ad_tape *tape = test_tape();
+    ad_tensor *x = wave(tape, 3, (int64_t[]){5, 2, 4}, 0), *y[3], *w[3], *out[2];
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(ad_nn_forward_n(m[i], tape, 1, &x, 2, out), AD_OK);
+        y[i] = out[0];
+        w[i] = out[1];
+    }
+    double a[40], b[40];
+    assert_int_equal(ad_tensor_copy_to_doubles(y[0], a), AD_OK);
+    assert_values(y[1], 40, a, 0, 0); /* the same seed drops the same weights */
+    assert_int_equal(ad_tensor_copy_to_doubles(y[2], b), AD_OK);
+    bool differs = false;
+    for (int i = 0; i < 40; i++)
+        differs |= a[i] != b[i];
+    assert_true(differs);
+    int zeros = 0; /* averaged weights: a zero needs both heads dropped */
+    for (int i = 0; i < 50; i++)
+        zeros += ad_tensor_get(w[0], i) == 0;
+    assert_true(zeros > 0);
+    ad_nn_set_training(m[0], false);
+    assert_int_equal(ad_nn_forward_n(m[0], tape, 1, &x, 1, out), AD_OK);
+    assert_values(out[0], 40, b, 1e-15, 1e-15);
+    for (int i = 0; i < 3; i++)
+        ad_nn_free(m[i]);
+    ad_tape_free(tape);
+}
+
 /* ==== Bad input =================================================================== */
 
 static void test_bad_constructor_arguments_are_refused(void **state)
@@ -708,6 +749,7 @@ int main(int argc, char **argv)
         TAPE_TEST(test_sdpa_fully_masked_row_is_nan_and_bad_input_is_an_error),
         TAPE_TEST(test_sdpa_dropout_is_seeded_and_rescales),
         TAPE_TEST(test_positions_sinusoidal_values_and_learned_table),
+        cmocka_unit_test(test_multihead_attention_dropout_is_seeded_and_off_in_eval_mode),
         cmocka_unit_test(test_bad_constructor_arguments_are_refused),
         cmocka_unit_test(test_inputs_that_do_not_fit_name_the_layer_and_shapes),
         cmocka_unit_test(test_lstm_matches_torch),
