@@ -41,7 +41,9 @@ static ad_status check_output(ad_tape *tape, const ad_tensor *y, const ad_tensor
 }
 
 /* G[id] += g, recorded when grad is enabled (create_graph). */
-static ad_status accumulate(ad_tensor **slot, ad_tensor *g)
+
+/* *slot += g, as a new sum (g itself when *slot is empty). */
+static ad_status add_gradient(ad_tensor **slot, ad_tensor *g)
 {
     ad_tape *tape = (*slot ? *slot : g)->tape;
     *slot = *slot ? ad_add(*slot, g) : g;
@@ -96,7 +98,7 @@ static ad_status to_stop(ad_tape *tape, const ad__sweep_args *a, ad_tensor *x, a
 {
     for (size_t k = 0; k < a->n_stops; k++)
         if (a->stops[k] == x)
-            return accumulate(&a->stop_grads[k], g);
+            return add_gradient(&a->stop_grads[k], g);
     if (a->strict)
         return ad__fail(tape, AD_ERR_ARG,
                         "checkpoint: the function used a tape tensor it was not given as an "
@@ -138,13 +140,57 @@ static ad_tensor *recorded_copy(ad_tape *tape, const ad_tensor *seed)
 }
 
 /* The state of one backward sweep, shared by its helpers. */
-typedef struct sweep {
+typedef struct ad__sweep_state {
     ad_tape *tape;
     const ad__sweep_args *a;
     uint32_t floor, max_id; /* the part swept: from floor to the last output */
     ad_tensor **G;          /* G[id - floor]: the gradient of node id so far */
-    uint64_t serial;        /* tells custom nodes which sweep handed them gradients */
+    /* owned[id - floor]: G's tensor was made by the sweep for that node alone,
+     * so more gradient may be added into it in place. NULL when the sweep
+     * records (create_graph) or checks (anomaly mode) every gradient. */
+    bool *owned;
+    uint64_t serial; /* tells custom nodes which sweep handed them gradients */
 } sweep;
+
+/* G[slot] += g: in place when the sweep owns G[slot], else a new sum (which
+ * it then owns); g itself when G[slot] is empty (g may be shared). */
+static ad_status accumulate(const sweep *s, uint32_t slot, ad_tensor *g)
+{
+    ad_tensor **G = &s->G[slot];
+    if (*G && s->owned && s->owned[slot]) {
+        add_into(*G, g);
+        return AD_OK;
+    }
+    ad_status st = add_gradient(G, g);
+    if (s->owned)
+        s->owned[slot] = st == AD_OK && *G != g;
+    return st;
+}
+
+ad_tensor *ad__grad_accumulator(ad_tensor *y, int j)
+{
+    ad_tape *tape = y->tape;
+    sweep *s = tape->sweep;
+    ad_tensor *x = y->src[j];
+    if (!s || !s->owned || tape->grad_enabled || tape->anomaly || x->tape != tape ||
+        !(x->flags & AD_TF_RECORDED) || x->id < s->floor || x->id > s->max_id)
+        return NULL;
+    uint32_t slot = x->id - s->floor;
+    ad_tensor *g = s->G[slot];
+    if (g && s->owned[slot])
+        return g;
+    ad_tensor *fresh = ad__new(tape, (ad_dtype)x->dtype, x->ndim, x->shape);
+    if (!fresh)
+        return NULL;
+    size_t bytes = (size_t)x->numel * ad_dtype_size((ad_dtype)x->dtype);
+    if (g)
+        memcpy(fresh->data, g->data, bytes);
+    else
+        memset(fresh->data, 0, bytes);
+    s->G[slot] = fresh;
+    s->owned[slot] = true;
+    return fresh;
+}
 
 /* Checks every output (and its seed) before anything is allocated, and finds
  * the last output: the sweep starts there. */
@@ -179,7 +225,7 @@ static ad_status seed_outputs(const sweep *s)
         if (!seed)
             st = tape->status;
         else
-            st = accumulate(&s->G[y->id - s->floor], seed);
+            st = accumulate(s, y->id - s->floor, seed);
     }
     return st;
 }
@@ -220,7 +266,7 @@ static ad_status pass_down(const sweep *s, ad_tensor *y, ad_tensor **gin, const 
         if (x->id < s->floor)
             st = to_stop(tape, s->a, x, gin[j], op);
         else
-            st = accumulate(&s->G[x->id - s->floor], gin[j]);
+            st = accumulate(s, x->id - s->floor, gin[j]);
         if (st != AD_OK)
             return st;
     }
@@ -289,18 +335,24 @@ ad_status ad__sweep(ad_tape *tape, const ad__sweep_args *a, ad_tensor ***grads_o
     ad_status st = check_outputs(&s);
     if (st != AD_OK)
         return st;
-    s.G = ad__alloc_zero(tape, ((size_t)(s.max_id - s.floor) + 1) * sizeof *s.G);
+    size_t span = (size_t)(s.max_id - s.floor) + 1;
+    s.G = ad__alloc_zero(tape, span * sizeof *s.G);
     if (!s.G)
+        return tape->status;
+    if (!a->create_graph && !tape->anomaly && !(s.owned = ad__alloc_zero(tape, span)))
         return tape->status;
     s.serial = ++tape->serials;
     if (a->accumulate && ad__accumulate_hooks)
         mark_last_uses(tape, s.floor, s.max_id);
     bool was_enabled = tape->grad_enabled;
+    sweep *outer = tape->sweep; /* a custom op's backward runs a sweep inside one */
     tape->grad_enabled = a->create_graph;
+    tape->sweep = &s;
     st = seed_outputs(&s);
     for (int64_t i = (int64_t)s.max_id; i >= (int64_t)s.floor && st == AD_OK; i--)
         st = visit(&s, (uint32_t)i);
     tape->grad_enabled = was_enabled;
+    tape->sweep = outer;
     if (st != AD_OK)
         return tape->status != AD_OK ? tape->status : st;
     *grads_out = s.G;

@@ -197,6 +197,9 @@ struct ad_tape {
      * blames it for a NaN made by an op inside the rule. */
     ad_tensor *rule_node;
     bool rule_is_jvp;
+    /* The backward sweep running now (backward.c's own state), for
+     * ad__grad_accumulator; NULL outside sweeps. */
+    struct ad__sweep_state *sweep;
     ad__where here;
     ad__where *where; /* where[0..n_where): where nodes were made */
     size_t n_where, cap_where;
@@ -418,6 +421,13 @@ ad_status ad__sweep(ad_tape *tape, const ad__sweep_args *args, ad_tensor ***grad
  * gin entry NULL), else NULL. A linear layer's weight gradient is then one
  * GEMM with beta = 1 into the buffer, as hand-written code does. */
 ad_tensor *ad__grad_sink(const ad_tensor *b);
+/* During a backward sweep that records nothing (no create_graph, no anomaly
+ * mode): the gradient being summed for y's input j, owned by the sweep (zeros
+ * if nothing was summed yet), so that y's rule can add its part into it in
+ * place (a slice adds its region only, not a zero-padded copy of the whole
+ * input) and leave gin[j] NULL. NULL where that is not allowed; the rule then
+ * returns gin[j] as usual. */
+ad_tensor *ad__grad_accumulator(ad_tensor *y, int j);
 /* Sums the gradients g[id - floor] of the views of persistent p with ids in
  * [floor, max_id]; NULL when none. */
 ad_tensor *ad__persistent_grad(ad_tape *tape, ad_tensor **g, uint32_t floor, uint32_t max_id,

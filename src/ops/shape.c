@@ -247,9 +247,37 @@ void ad__slice_forward(ad_tensor *y)
     copy_rows(y->data, x->data, &c);
 }
 
+/* gy added into its region of acc (x's gradient being summed by the sweep). */
+static void add_region(ad_tensor *acc, const ad_tensor *y, const ad_tensor *gy)
+{
+    const ad_tensor *x = y->src[0];
+    int axis = (int)y->param[0].i;
+    int64_t outer, inner;
+    ad__split_at(x, axis, &outer, &inner);
+    int64_t count = y->param[3].i, dim = x->shape[axis], start = y->param[1].i;
+    switch ((ad_dtype)acc->dtype) {
+    case AD_F32:
+        add_rows_f32(acc->data, gy->data, outer, count, inner, dim, start, y->param[2].i);
+        break;
+    case AD_F64:
+        add_rows_f64(acc->data, gy->data, outer, count, inner, dim, start, y->param[2].i);
+        break;
+    case AD_I64:
+    case AD_BOOL:
+        break; /* gradients are floats */
+    }
+}
+
 void ad__slice_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
     int axis = (int)y->param[0].i;
+    /* Not recorded: add into x's gradient in place, so n slices of x (a
+     * sequence's steps) cost their own size, not n zero-padded copies of x. */
+    ad_tensor *acc = gy->dtype == y->dtype ? ad__grad_accumulator(y, 0) : NULL;
+    if (acc) {
+        add_region(acc, y, gy);
+        return;
+    }
     gin[0] = ad_slice_scatter(gy, axis, y->src[0]->shape[axis], y->param[1].i, y->param[2].i);
 }
 

@@ -1,8 +1,9 @@
 /* Shape-op kernels over T, instantiated for every dtype by kernels.h (shape.c
  * includes it with KERNELS_ALL_DTYPES). They only move elements: a load and
  * store of a float, a double, an int64 or a bool copies its bits unchanged (no
- * arithmetic touches them), so these are bit copies. Not include-guarded:
- * included once per dtype. */
+ * arithmetic touches them), so these are bit copies; the one exception,
+ * add_rows, sums gradients and is called for float32 and float64 only. Not
+ * include-guarded: included once per dtype. */
 #include <string.h>
 
 // expand: x broadcast along bc: x: (broadcastable to y) -> y: (bc->outer, bc->inner)
@@ -85,4 +86,18 @@ static void K(flip_roll)(const T *x, T *y, int nd, const int64_t *shape, const i
             src[d] = first[d];
         }
     }
+}
+
+// add_rows: dst's rows (o dst_dim + dst_start + k dst_step) += src's rows (o count + k), each of
+// `inner` elements, for o < outer, k < count: a slice's gradient added into its region
+static inline void K(add_rows)(T *dst, const T *src, int64_t outer, int64_t count, int64_t inner,
+                               int64_t dst_dim, int64_t dst_start, int64_t dst_step)
+{
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t k = 0; k < count; k++) {
+            T *d = dst + (o * dst_dim + dst_start + k * dst_step) * inner;
+            const T *r = src + (o * count + k) * inner;
+            for (int64_t i = 0; i < inner; i++)
+                d[i] += r[i];
+        }
 }
