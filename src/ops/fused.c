@@ -95,23 +95,48 @@ static ad_tensor *along_axis(int op, ad_tensor *x, int axis)
     return ad__apply(op, 1, &x, params);
 }
 
+/* Groups [begin, end) of a for_each_group, in a buffer on this thread's
+ * stack (groups of at most GROUP_ON_STACK elements) or job->buf. */
+#define GROUP_ON_STACK 2048
+
+typedef struct group_job {
+    ad_tensor *y;
+    axis_groups g;
+    void (*kernel)(double *buf, int64_t n);
+    double *buf; /* NULL: use the stack */
+} group_job;
+
+static void group_range(void *ctx, int64_t begin, int64_t end)
+{
+    const group_job *j = ctx;
+    double stack[GROUP_ON_STACK];
+    double *buf = j->buf ? j->buf : stack;
+    for (int64_t k = begin; k < end; k++) {
+        int64_t o = k / j->g.inner, i = k % j->g.inner;
+        gather(j->y->src[0], &j->g, o, i, buf);
+        j->kernel(buf, j->g.n);
+        scatter(j->y, &j->g, o, i, buf);
+    }
+}
+
 /* Runs a group kernel over every group of y's input along param[0].i:
- * kernel(buf, n) turns the input group in buf into the output group. */
+ * kernel(buf, n) turns the input group in buf into the output group. Short
+ * groups are split among the threads (each a group's exps at least), long
+ * ones run on this thread with a buffer from the arena. */
 static void for_each_group(ad_tensor *y, void (*kernel)(double *buf, int64_t n))
 {
-    const ad_tensor *x = y->src[0];
-    axis_groups g = groups_along(x, (int)y->param[0].i);
+    group_job job = {y, groups_along(y->src[0], (int)y->param[0].i), kernel, NULL};
     if (y->numel == 0)
         return;
-    double *buf = ad__alloc(y->tape, (size_t)g.n * sizeof *buf);
-    if (!buf)
-        return; /* the tape has the error; ad__apply sees it */
-    for (int64_t o = 0; o < g.outer; o++)
-        for (int64_t i = 0; i < g.inner; i++) {
-            gather(x, &g, o, i, buf);
-            kernel(buf, g.n);
-            scatter(y, &g, o, i, buf);
-        }
+    int64_t count = job.g.outer * job.g.inner;
+    if (job.g.n <= GROUP_ON_STACK) {
+        int64_t grain = AD__GRAIN_COSTLY / job.g.n;
+        ad__parallel_for(count, grain > 1 ? grain : 1, group_range, &job);
+        return;
+    }
+    job.buf = ad__alloc(y->tape, (size_t)job.g.n * sizeof *job.buf);
+    if (job.buf) /* else the tape has the error; ad__apply sees it */
+        group_range(&job, 0, count);
 }
 
 /* ---- softmax: exp(x - max) / sum(exp(x - max)) along an axis ----------------------------
@@ -121,11 +146,20 @@ ad_status ad__softmax_shape(ad_tensor *y)
     return ad__same_shape_rule(y);
 }
 
+/* One exp per element: exp(v - max) kept, then divided by its sum (NaN
+ * throughout for a max of +-inf or NaN, as max_and_sum_exp says). */
 static void softmax_group(double *v, int64_t n)
 {
-    double s, m = max_and_sum_exp(v, n, &s);
+    double m = -INFINITY, s = 0;
     for (int64_t r = 0; r < n; r++)
-        v[r] = exp(v[r] - m) / s;
+        if (v[r] > m || v[r] != v[r])
+            m = v[r];
+    if (!isfinite(m))
+        s = NAN;
+    for (int64_t r = 0; r < n && isfinite(m); r++)
+        s += v[r] = exp(v[r] - m);
+    for (int64_t r = 0; r < n; r++)
+        v[r] = isfinite(m) ? v[r] / s : NAN;
 }
 
 void ad__softmax_forward(ad_tensor *y)
