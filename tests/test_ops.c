@@ -1837,6 +1837,53 @@ static void test_fused_activation_gradients_match_the_composed_rules_bit_for_bit
     }
 }
 
+/* Distance in ulps between two floats of one sign convention (NaN apart). */
+static double float_ulps(float a, float b)
+{
+    int32_t ia, ib;
+    memcpy(&ia, &a, sizeof ia);
+    memcpy(&ib, &b, sizeof ib);
+    int64_t oa = ia < 0 ? (int64_t)INT32_MIN - ia : ia, ob = ib < 0 ? (int64_t)INT32_MIN - ib : ib;
+    return (double)(oa > ob ? oa - ob : ob - oa);
+}
+
+/* float32 sigmoid and tanh are computed without libm (src/ops/fast_float.h):
+ * within 4 ulps of the correctly rounded value over the whole float range
+ * and its subnormal end, with the limits, signed zeros and NaN right. */
+static void test_float32_sigmoid_and_tanh_are_within_4_ulps(void **state)
+{
+    ad_tape *tape = *state;
+    enum { N = 200001 };
+    static double xs[N + 160];
+    int64_t n = 0;
+    for (int64_t i = 0; i < N; i++)
+        xs[n++] = (float)(-110.0 + 220.0 * (double)i / (N - 1));
+    for (int k = -149; k < -140; k += 1)
+        xs[n++] = ldexp(1.0, k);
+    for (int k = -40; k < 0; k++)
+        xs[n++] = -ldexp(1.5, k);
+    ad_tensor *x = ad_tape_tensor_from_doubles(tape, AD_F32, 1, (int64_t[]){n}, xs);
+    ad_tensor *s = ad_sigmoid(x), *t = ad_tanh(x);
+    assert_non_null(s);
+    assert_non_null(t);
+    const float *sv = ad_tensor_data(s), *tv = ad_tensor_data(t);
+    double worst_s = 0, worst_t = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double xd = (float)xs[i];
+        float want_s = (float)(1 / (1 + exp(-xd))), want_t = (float)tanh(xd);
+        worst_s = fmax(worst_s, float_ulps(sv[i], want_s));
+        worst_t = fmax(worst_t, float_ulps(tv[i], want_t));
+    }
+    assert_true(worst_s <= 4);
+    assert_true(worst_t <= 4);
+    const double special[6] = {0.0, -0.0, INFINITY, -INFINITY, NAN, 1e-30};
+    ad_tensor *sp = ad_tape_tensor_from_doubles(tape, AD_F32, 1, (int64_t[]){6}, special);
+    const float *ss = ad_tensor_data(ad_sigmoid(sp)), *ts = ad_tensor_data(ad_tanh(sp));
+    assert_true(ss[0] == 0.5f && ss[1] == 0.5f && ss[2] == 1 && ss[3] == 0 && isnan(ss[4]));
+    assert_true(ts[0] == 0 && !signbit(ts[0]) && ts[1] == 0 && signbit(ts[1]));
+    assert_true(ts[2] == 1 && ts[3] == -1 && isnan(ts[4]) && ts[5] == 1e-30f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1899,6 +1946,7 @@ int main(void)
         TAPE_TEST(test_cast_rounds_to_float32_and_its_gradient_returns_to_float64),
         TAPE_TEST(test_detach_stops_the_gradient),
         TAPE_TEST(test_float32_and_float64_agree_to_float_precision),
+        TAPE_TEST(test_float32_sigmoid_and_tanh_are_within_4_ulps),
         cmocka_unit_test(test_fused_activation_gradients_match_the_composed_rules_bit_for_bit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

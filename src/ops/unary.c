@@ -5,6 +5,8 @@
 #include "ops.h"
 
 #include <string.h>
+#include "fast_float.h"
+
 #include <tgmath.h>
 
 /* gelu's constants, shared by its kernel and its backward rule. */

@@ -1,6 +1,7 @@
 /* The numeric loops of the unary ops (unary.c), in the order of the ops,
  * written once over T and instantiated for float and double by kernels.h.
  * <tgmath.h> (included by unary.c) makes exp(x) call expf for a float x.
+ * float32 sigmoid and tanh use fast_float.h's libm-free versions instead.
  *
  * A forward kernel is y = f(x) over n elements, with p the op's scalar
  * parameter (leaky_relu's slope, pow_scalar's exponent; unused by the rest),
@@ -88,6 +89,11 @@ static void K(cos)(int64_t n, const T *restrict x, T *restrict y, T p)
 static void K(tanh)(int64_t n, const T *restrict x, T *restrict y, T p)
 {
     (void)p;
+    if (sizeof(T) == sizeof(float)) { /* float32: fast_float.h, which vectorises */
+        for (int64_t i = 0; i < n; i++)
+            y[i] = (T)ad__tanhf((float)x[i]);
+        return;
+    }
     for (int64_t i = 0; i < n; i++)
         y[i] = (T)tanh(x[i]);
 }
@@ -103,6 +109,11 @@ static void K(tanh_grad)(int64_t n, const T *restrict y, const T *restrict dy, T
 static void K(sigmoid)(int64_t n, const T *restrict x, T *restrict y, T p)
 {
     (void)p;
+    if (sizeof(T) == sizeof(float)) { /* float32: fast_float.h, which vectorises */
+        for (int64_t i = 0; i < n; i++)
+            y[i] = (T)ad__sigmoidf((float)x[i]);
+        return;
+    }
     for (int64_t i = 0; i < n; i++)
         y[i] = (T)(x[i] >= 0 ? 1 / (1 + exp(-x[i])) : exp(x[i]) / (1 + exp(x[i])));
 }
