@@ -1577,6 +1577,31 @@ static ad_tensor *mse_dtypes(ad_tape *t)
 {
     return ad_mse_loss(F32(t, 2), F64(t, 2));
 }
+/* lstm_cell_c, lstm_cell_h: gates [..., 4 H] and a state [..., H], the same leading dims */
+static ad_tensor *lstm_cell_c_state_too_wide(ad_tape *t)
+{
+    return ad_lstm_cell_c(F64(t, 2, 8), F64(t, 2, 3));
+}
+static ad_tensor *lstm_cell_h_batches_differ(ad_tape *t)
+{
+    return ad_lstm_cell_h(F64(t, 2, 8), F64(t, 3, 2));
+}
+static ad_tensor *lstm_cell_c_state_broadcast(ad_tape *t)
+{
+    return ad_lstm_cell_c(F64(t, 2, 8), F64(t, 1, 2));
+}
+static ad_tensor *lstm_cell_h_ranks_differ(ad_tape *t)
+{
+    return ad_lstm_cell_h(F64(t, 2, 8), F64(t, 2));
+}
+static ad_tensor *lstm_cell_c_0d(ad_tape *t)
+{
+    return ad_lstm_cell_c(ad_full(t, AD_F64, 0, NULL, 1.0), ad_full(t, AD_F64, 0, NULL, 1.0));
+}
+static ad_tensor *lstm_cell_h_dtypes(ad_tape *t)
+{
+    return ad_lstm_cell_h(F32(t, 8), F64(t, 2));
+}
 static ad_tensor *cast_unknown_dtype(ad_tape *t)
 {
     return ad_cast(F64(t, 2), (ad_dtype)7);
@@ -1745,6 +1770,12 @@ static const error_row error_rows[] = {
     {E(mse_shapes, AD_ERR_SHAPE, "mse", "[2]", "[3]")},
     {E(mse_dtypes, AD_ERR_DTYPE, "mse", "float32 [2]", "float64 [2]")},
     {E(cast_unknown_dtype, AD_ERR_DTYPE, "cast", "7", "[2]")},
+    {E(lstm_cell_c_state_too_wide, AD_ERR_SHAPE, "lstm_cell_c", "[2,8]", "[2,3]", "4 H")},
+    {E(lstm_cell_h_batches_differ, AD_ERR_SHAPE, "lstm_cell_h", "[2,8]", "[3,2]")},
+    {E(lstm_cell_c_state_broadcast, AD_ERR_SHAPE, "lstm_cell_c", "[2,8]", "[1,2]")},
+    {E(lstm_cell_h_ranks_differ, AD_ERR_SHAPE, "lstm_cell_h", "[2,8]", "[2]")},
+    {E(lstm_cell_c_0d, AD_ERR_SHAPE, "lstm_cell_c", "[]")},
+    {E(lstm_cell_h_dtypes, AD_ERR_DTYPE, "lstm_cell_h", "float32 [8]", "float64 [2]")},
     /* custom ops and checkpoints */
     {E(custom_two_inputs, AD_ERR_ARG, "cube", "2 inputs")},
     {E(custom_null_op, AD_ERR_ARG, "custom", "NULL", "[2]")},

@@ -22,6 +22,7 @@ static const family families[] = {
     {"shape", cases_shape, &n_cases_shape},
     {"fused", cases_fused, &n_cases_fused},
     {"norm", cases_norm, &n_cases_norm},
+    {"rnn", cases_rnn, &n_cases_rnn},
     {"conv", cases_conv, &n_cases_conv},
     {"custom", cases_custom, &n_cases_custom},
 };

@@ -1093,6 +1093,23 @@ AD_API ad_tensor *ad_batch_norm(ad_tensor *x, ad_tensor *running_mean, ad_tensor
                                 ad_tensor *weight, ad_tensor *bias, bool training, double momentum,
                                 double eps);
 
+/* ==== LSTM cell gates ======================================================== */
+/*
+ * The gate arithmetic of one LSTM step (sequence.h's ad_lstm_cell and the
+ * LSTM layer use them), each one fused op. gates [..., 4 H] holds the
+ * pre-activations in torch's order [i, f, g, o] along the last axis; the
+ * states c, c_next and the result are [..., H] with the same leading dims (no
+ * broadcasting: AD_ERR_SHAPE, naming the op and both shapes). Values and
+ * gradients are those of the composition with slices, ad_sigmoid, ad_tanh,
+ * ad_mul and ad_add, to the bit; si = sigmoid(i), sf = sigmoid(f),
+ * so = sigmoid(o), tg = tanh(g), tc = tanh(c_next).
+ */
+/* c' = sf c + si tg; dgates = [dy tg si (1 - si), dy c sf (1 - sf), dy si (1 - tg^2), 0],
+ * dc = dy sf */
+AD_API ad_tensor *ad_lstm_cell_c(ad_tensor *gates, ad_tensor *c);
+/* h' = so tc; dgates = [0, 0, 0, dy tc so (1 - so)], dc_next = dy so (1 - tc^2) */
+AD_API ad_tensor *ad_lstm_cell_h(ad_tensor *gates, ad_tensor *c_next);
+
 /* ==== Indices of extremes, sorting ========================================== */
 /*
  * Along one axis (negative counts from the end; a 0-d x takes 0 or -1). The

@@ -36,15 +36,15 @@ static ad_tensor *rnn_step(ad_tensor *gx, ad_tensor *h, ad_tensor *w_hh, ad_tens
 }
 
 /* LSTM: gates = gx + h W_hh^T + b_hh = [i, f, g, o];
- * c' = sigmoid(f) c + sigmoid(i) tanh(g), h' = sigmoid(o) tanh(c'). */
+ * c' = sigmoid(f) c + sigmoid(i) tanh(g), h' = sigmoid(o) tanh(c'), as two
+ * fused ops (the composition of slices, sigmoid, tanh, mul and add, to the
+ * bit, in two nodes instead of eleven). */
 static ad_tensor *lstm_step(ad_tensor *gx, ad_tensor *h, ad_tensor *c, ad_tensor *w_hh,
                             ad_tensor *b_hh, ad_tensor **c_next)
 {
     ad_tensor *g = ad_add(gx, project(h, w_hh, b_hh));
-    ad_tensor *i = ad_sigmoid(gate(g, 0, 4)), *f = ad_sigmoid(gate(g, 1, 4));
-    ad_tensor *cand = ad_tanh(gate(g, 2, 4)), *o = ad_sigmoid(gate(g, 3, 4));
-    *c_next = ad_add(ad_mul(f, c), ad_mul(i, cand));
-    return ad_mul(o, ad_tanh(*c_next));
+    *c_next = ad_lstm_cell_c(g, c);
+    return ad_lstm_cell_h(g, *c_next);
 }
 
 /* GRU: with gx = x W_ih^T + b_ih and gh = h W_hh^T + b_hh, each [r, z, n]:
