@@ -19,6 +19,8 @@
  * concat), so second derivatives are exact. */
 #include "ops.h"
 
+#include "fast_float.h"
+
 #include <tgmath.h>
 
 /* The cell loops, once per float dtype: lstm_cell_c_rows_f32, ... */

@@ -1,6 +1,7 @@
 /* The loops of the fused LSTM cell ops (rnn_cell.c), written once over T and
- * instantiated for float and double by kernels.h. <tgmath.h> (included by
- * rnn_cell.c) makes tanh(x) call tanhf for a float x.
+ * instantiated for float and double by kernels.h. float32 sigmoid and tanh
+ * come from fast_float.h, as in unary_kernels.h; <tgmath.h> (included by
+ * rnn_cell.c) makes the float64 ones call libm.
  *
  * They evaluate the expressions of the composition they replace (slices,
  * sigmoid, tanh, mul, add; sigmoid and tanh as unary_kernels.h computes them)
@@ -9,10 +10,21 @@
  * g is [i, f, g, o], 4 h elements (torch's order); each row of c, c' and h'
  * is h elements. Not include-guarded: see kernels.h. */
 
-// sigmoid as the sigmoid op computes it: never exp of a large positive number
+// sigmoid as the sigmoid op computes it: never exp of a large positive number; float32
+// through fast_float.h, as unary_kernels.h does
 static inline T K(lstm_sigmoid)(T x)
 {
+    if (sizeof(T) == sizeof(float))
+        return (T)ad__sigmoidf((float)x);
     return (T)(x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x)));
+}
+
+// tanh as the tanh op computes it (float32 through fast_float.h)
+static inline T K(lstm_tanh)(T x)
+{
+    if (sizeof(T) == sizeof(float))
+        return (T)ad__tanhf((float)x);
+    return (T)tanh(x);
 }
 
 // lstm_cell_c rows [begin, end): c'[r] = sigmoid(f) c + sigmoid(i) tanh(g); g: (rows, 4h);
@@ -24,7 +36,7 @@ static void K(lstm_cell_c_rows)(int64_t begin, int64_t end, int64_t h, const T *
         const T *gi = g + r * 4 * h, *gf = gi + h, *gg = gi + 2 * h, *cr = c + r * h;
         T *yr = y + r * h;
         for (int64_t j = 0; j < h; j++) {
-            T si = K(lstm_sigmoid)(gi[j]), sf = K(lstm_sigmoid)(gf[j]), tg = (T)tanh(gg[j]);
+            T si = K(lstm_sigmoid)(gi[j]), sf = K(lstm_sigmoid)(gf[j]), tg = K(lstm_tanh)(gg[j]);
             yr[j] = (T)(sf * cr[j] + si * tg);
             if (saved) {
                 T *sr = saved + r * 3 * h;
@@ -45,7 +57,7 @@ static void K(lstm_cell_h_rows)(int64_t begin, int64_t end, int64_t h, const T *
         const T *go = g + r * 4 * h + 3 * h, *cr = c + r * h;
         T *yr = y + r * h;
         for (int64_t j = 0; j < h; j++) {
-            T so = K(lstm_sigmoid)(go[j]), tc = (T)tanh(cr[j]);
+            T so = K(lstm_sigmoid)(go[j]), tc = K(lstm_tanh)(cr[j]);
             yr[j] = (T)(so * tc);
             if (saved) {
                 saved[r * 2 * h + j] = so;
