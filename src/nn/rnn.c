@@ -199,13 +199,19 @@ static ad_tensor *run_direction(run *r, ad_tensor *in, int k, bool reverse)
     ad_tensor *w_hh = ad_module_call_param(r->call, base + 1);
     ad_tensor *b_ih = r->m->c.bias ? ad_module_call_param(r->call, base + 2) : NULL;
     ad_tensor *b_hh = r->m->c.bias ? ad_module_call_param(r->call, base + 3) : NULL;
+    ad_rnn_mode mode = r->m->c.mode;
     ad_tensor *gx = project(in, w_ih, b_ih);
+    /* b_hh joins the whole sequence's projection once, except for the GRU,
+     * whose reset gate scales h W_hn^T + b_hn */
+    if (b_hh && mode != AD_GRU) {
+        gx = ad_add(gx, b_hh);
+        b_hh = NULL;
+    }
     if (!gx || !w_hh)
         return NULL;
     ad_tensor **gxs = r->steps; /* each step's projection, then replaced by its h */
     if (ad_unbind(gx, 0, (size_t)r->t, gxs) != (size_t)r->t)
         return NULL;
-    ad_rnn_mode mode = r->m->c.mode;
     ad_tensor *h = initial(r, r->h0, k);
     ad_tensor *c = mode == AD_LSTM ? initial(r, r->c0, k) : NULL;
     for (int64_t s = 0; s < r->t && h; s++) {

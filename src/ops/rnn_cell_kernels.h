@@ -35,16 +35,22 @@ static void K(lstm_cell_c_rows)(int64_t begin, int64_t end, int64_t h, const T *
     for (int64_t r = begin; r < end; r++) {
         const T *gi = g + r * 4 * h, *gf = gi + h, *gg = gi + 2 * h, *cr = c + r * h;
         T *yr = y + r * h;
-        for (int64_t j = 0; j < h; j++) {
-            T si = K(lstm_sigmoid)(gi[j]), sf = K(lstm_sigmoid)(gf[j]), tg = K(lstm_tanh)(gg[j]);
-            yr[j] = (T)(sf * cr[j] + si * tg);
-            if (saved) {
-                T *sr = saved + r * 3 * h;
-                sr[j] = si;
-                sr[h + j] = sf;
-                sr[2 * h + j] = tg;
-            }
+        if (!saved) {
+            for (int64_t j = 0; j < h; j++)
+                yr[j] = (T)(K(lstm_sigmoid)(gf[j]) * cr[j] +
+                            K(lstm_sigmoid)(gi[j]) * K(lstm_tanh)(gg[j]));
+            continue;
         }
+        /* each activation in its own loop (they vectorise), then the sum */
+        T *si = saved + r * 3 * h, *sf = si + h, *tg = si + 2 * h;
+        for (int64_t j = 0; j < h; j++)
+            si[j] = K(lstm_sigmoid)(gi[j]);
+        for (int64_t j = 0; j < h; j++)
+            sf[j] = K(lstm_sigmoid)(gf[j]);
+        for (int64_t j = 0; j < h; j++)
+            tg[j] = K(lstm_tanh)(gg[j]);
+        for (int64_t j = 0; j < h; j++)
+            yr[j] = (T)(sf[j] * cr[j] + si[j] * tg[j]);
     }
 }
 
@@ -56,14 +62,18 @@ static void K(lstm_cell_h_rows)(int64_t begin, int64_t end, int64_t h, const T *
     for (int64_t r = begin; r < end; r++) {
         const T *go = g + r * 4 * h + 3 * h, *cr = c + r * h;
         T *yr = y + r * h;
-        for (int64_t j = 0; j < h; j++) {
-            T so = K(lstm_sigmoid)(go[j]), tc = K(lstm_tanh)(cr[j]);
-            yr[j] = (T)(so * tc);
-            if (saved) {
-                saved[r * 2 * h + j] = so;
-                saved[r * 2 * h + h + j] = tc;
-            }
+        if (!saved) {
+            for (int64_t j = 0; j < h; j++)
+                yr[j] = (T)(K(lstm_sigmoid)(go[j]) * K(lstm_tanh)(cr[j]));
+            continue;
         }
+        T *so = saved + r * 2 * h, *tc = so + h;
+        for (int64_t j = 0; j < h; j++)
+            so[j] = K(lstm_sigmoid)(go[j]);
+        for (int64_t j = 0; j < h; j++)
+            tc[j] = K(lstm_tanh)(cr[j]);
+        for (int64_t j = 0; j < h; j++)
+            yr[j] = (T)(so[j] * tc[j]);
     }
 }
 
