@@ -4,6 +4,8 @@
  * written with ops; mse is a composition. Both dtypes compute in double. */
 #include "ops.h"
 
+#include "fast_float.h"
+
 #include <math.h>
 
 #define KERNELS "ops/fused_kernels.h"
@@ -146,25 +148,64 @@ ad_status ad__softmax_shape(ad_tensor *y)
     return ad__same_shape_rule(y);
 }
 
-/* One exp per element: exp(v - max) kept, then divided by its sum (NaN
- * throughout for a max of +-inf or NaN, as max_and_sum_exp says). */
-static void softmax_group(double *v, int64_t n)
+/* The max of v[0..n), NaN winning, as in PyTorch. */
+static double group_max(const double *v, int64_t n)
 {
-    double m = -INFINITY, s = 0;
+    double m = -INFINITY;
     for (int64_t r = 0; r < n; r++)
         if (v[r] > m || v[r] != v[r])
             m = v[r];
-    if (!isfinite(m))
-        s = NAN;
-    for (int64_t r = 0; r < n && isfinite(m); r++)
+    return m;
+}
+
+/* exp(v - max) in v, divided by its sum (NaN throughout for a max of +-inf or
+ * NaN, as max_and_sum_exp says); one exp per element. */
+static void softmax_group(double *v, int64_t n)
+{
+    double m = group_max(v, n), s = 0;
+    if (!isfinite(m)) {
+        for (int64_t r = 0; r < n; r++)
+            v[r] = NAN;
+        return;
+    }
+    for (int64_t r = 0; r < n; r++)
         s += v[r] = exp(v[r] - m);
     for (int64_t r = 0; r < n; r++)
-        v[r] = isfinite(m) ? v[r] / s : NAN;
+        v[r] /= s;
+}
+
+/* softmax_group for a float32 result: the exps in float (fast_float.h, whose
+ * loop vectorises; within an ulp of float's own), the sum and the division
+ * still in double. */
+static void softmax_group_f32(double *v, int64_t n)
+{
+    double m = group_max(v, n), s = 0;
+    if (!isfinite(m)) {
+        for (int64_t r = 0; r < n; r++)
+            v[r] = NAN;
+        return;
+    }
+    for (int64_t r = 0; r < n; r++)
+        v[r] = ad__expf((float)(v[r] - m));
+    for (int64_t r = 0; r < n; r++)
+        s += v[r];
+    for (int64_t r = 0; r < n; r++)
+        v[r] /= s;
 }
 
 void ad__softmax_forward(ad_tensor *y)
 {
-    for_each_group(y, softmax_group);
+    switch ((ad_dtype)y->dtype) {
+    case AD_F32:
+        for_each_group(y, softmax_group_f32);
+        break;
+    case AD_F64:
+        for_each_group(y, softmax_group);
+        break;
+    case AD_I64:
+    case AD_BOOL:
+        break; /* not a float: refused before any kernel runs */
+    }
 }
 
 void ad__softmax_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
