@@ -149,8 +149,9 @@ AD_API ad_mha_config ad_mha_defaults(int64_t embed_dim, int64_t num_heads);
  * +-1/sqrt(E), zero biases.
  *
  * ad_nn_forward_n inputs: query [L, N, E] ([N, L, E] with batch_first;
- * [L, E] unbatched), key [S, N, kdim] and value [S, N, vdim] (NULL: the
- * query, self-attention), key_padding_mask [N, S] (NULL, or bool with true
+ * [L, E] unbatched), key [S, N, kdim] (NULL: the query, self-attention)
+ * and value [S, N, vdim] (NULL: the key, so the query when both are left
+ * out), key_padding_mask [N, S] (NULL, or bool with true
  * = ignore this key, or float added), attn_mask [L, S] or [N num_heads, L,
  * S] (NULL, or bool with true = may NOT attend, or float added); torch's
  * conventions. Outputs: attn_output like query with E features, and the

@@ -760,6 +760,26 @@ ad_tensor *ad_xlogy(ad_tensor *a, ad_tensor *b)
     return binary(AD_OP_xlogy, a, b);
 }
 
+/* The rules of y = a - b q(a, b), q a rounded quotient held constant (floor
+ * for remainder, trunc for fmod), computed by the kernels q_f32/q_f64 in y's
+ * dtype: da = reduce_to(a, dy), db = reduce_to(b, -dy q). */
+static void quotient_rest_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin, binary_f32 *q_f32,
+                                   binary_f64 *q_f64)
+{
+    ad_tensor *a = y->src[0], *b = y->src[1];
+    if (a->flags & AD_TF_RECORDED)
+        gin[0] = ad__reduce_to(gy, a);
+    if (b->flags & AD_TF_RECORDED)
+        gin[1] = ad__reduce_to(ad_mul(ad_neg(gy), typed_const(y, q_f32, q_f64)), b);
+}
+
+// dy = da - db q
+static ad_tensor *quotient_rest_jvp(ad_tensor *y, ad_tensor *const *t, binary_f32 *q_f32,
+                                    binary_f64 *q_f64)
+{
+    return ad__add_tangents(t[0], t[1] ? ad_mul(ad_neg(t[1]), typed_const(y, q_f32, q_f64)) : NULL);
+}
+
 /* ---- remainder: a - b floor(a / b), Python's %: the sign of b ----------------------------
  * PyTorch 1.13's: fmod(a, b), plus b when that is nonzero and its sign differs from
  * b's; so NaN where b = 0 and a stays a for an infinite b of a's sign (b for the
@@ -778,20 +798,13 @@ void ad__remainder_forward(ad_tensor *y)
 
 void ad__remainder_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
-    ad_tensor *a = y->src[0], *b = y->src[1];
-    if (a->flags & AD_TF_RECORDED)
-        gin[0] = ad__reduce_to(gy, a);
-    if (b->flags & AD_TF_RECORDED)
-        gin[1] = ad__reduce_to(
-            ad_mul(ad_neg(gy), typed_const(y, floor_divide_f32, floor_divide_f64)), b);
+    quotient_rest_backward(y, gy, gin, floor_divide_f32, floor_divide_f64);
 }
 
 // dy = da - db floor_divide(a, b)
 ad_tensor *ad__remainder_jvp(ad_tensor *y, ad_tensor *const *t)
 {
-    return ad__add_tangents(
-        t[0],
-        t[1] ? ad_mul(ad_neg(t[1]), typed_const(y, floor_divide_f32, floor_divide_f64)) : NULL);
+    return quotient_rest_jvp(y, t, floor_divide_f32, floor_divide_f64);
 }
 
 ad_tensor *ad_remainder(ad_tensor *a, ad_tensor *b)
@@ -816,20 +829,13 @@ void ad__fmod_forward(ad_tensor *y)
 
 void ad__fmod_backward(ad_tensor *y, ad_tensor *gy, ad_tensor **gin)
 {
-    ad_tensor *a = y->src[0], *b = y->src[1];
-    if (a->flags & AD_TF_RECORDED)
-        gin[0] = ad__reduce_to(gy, a);
-    if (b->flags & AD_TF_RECORDED)
-        gin[1] = ad__reduce_to(
-            ad_mul(ad_neg(gy), typed_const(y, trunc_divide_f32, trunc_divide_f64)), b);
+    quotient_rest_backward(y, gy, gin, trunc_divide_f32, trunc_divide_f64);
 }
 
 // dy = da - db trunc(a / b)
 ad_tensor *ad__fmod_jvp(ad_tensor *y, ad_tensor *const *t)
 {
-    return ad__add_tangents(
-        t[0],
-        t[1] ? ad_mul(ad_neg(t[1]), typed_const(y, trunc_divide_f32, trunc_divide_f64)) : NULL);
+    return quotient_rest_jvp(y, t, trunc_divide_f32, trunc_divide_f64);
 }
 
 ad_tensor *ad_fmod(ad_tensor *a, ad_tensor *b)
